@@ -1,0 +1,266 @@
+//! Event delivery: an fd to poll, a pull call, callbacks run by `cluster_dispatch`, and a
+//! blocking loop. Callbacks run only on the thread that dispatches; no library lock is held
+//! while one runs, so a callback may call any cluster function (e.g. fork in `exit`).
+
+use std::cell::RefCell;
+use std::ffi::{CString, c_int, c_void};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+
+use super::types::{CLUSTER_EVENT_COUNT, cluster_event, cluster_event_cb, cluster_event_type};
+use super::{invalid, ret};
+use crate::context::{self, Role};
+use crate::event::Event;
+
+#[derive(Clone, Copy)]
+struct Callback {
+    cb: unsafe extern "C" fn(*const cluster_event, *mut c_void),
+    userdata: *mut c_void,
+}
+
+// SAFETY: the pointer is only handed back to the user's callback, on the dispatching thread,
+// as the registration contract states; we never dereference it.
+unsafe impl Send for Callback {}
+
+static CALLBACKS: Mutex<[Option<Callback>; CLUSTER_EVENT_COUNT as usize]> =
+    Mutex::new([None; CLUSTER_EVENT_COUNT as usize]);
+static STOP: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// Strings of the last event given out on this thread (address, data).
+    static EVENT_STRINGS: RefCell<(Option<CString>, Option<CString>)> = const { RefCell::new((None, None)) };
+}
+
+fn cstring(s: &str) -> CString {
+    CString::new(s.replace('\0', "\u{FFFD}")).unwrap_or_default()
+}
+
+fn to_c(ev: &Event) -> cluster_event {
+    use cluster_event_type::*;
+    let mut out = cluster_event {
+        kind: CLUSTER_EVENT_NONE,
+        worker_id: 0,
+        pid: 0,
+        exit_code: 0,
+        signal: 0,
+        exited_after_disconnect: 0,
+        port: 0,
+        address_type: 0,
+        fd: -1,
+        error: 0,
+        address: std::ptr::null(),
+        data: std::ptr::null(),
+    };
+    let (mut address, mut data) = (None, None);
+    let (id, pid) = match ev {
+        Event::Fork { id, pid } => {
+            out.kind = CLUSTER_EVENT_FORK;
+            (*id, *pid)
+        }
+        Event::Online { id, pid } => {
+            out.kind = CLUSTER_EVENT_ONLINE;
+            (*id, *pid)
+        }
+        Event::Listening { id, pid, address: a, port, address_type, fd } => {
+            out.kind = CLUSTER_EVENT_LISTENING;
+            out.port = *port;
+            out.address_type = *address_type;
+            out.fd = *fd;
+            address = a.as_deref().map(cstring);
+            (*id, *pid)
+        }
+        Event::Message { id, pid, json } => {
+            out.kind = CLUSTER_EVENT_MESSAGE;
+            data = Some(cstring(json));
+            (*id, *pid)
+        }
+        Event::Disconnect { id, pid, exited_after_disconnect } => {
+            out.kind = CLUSTER_EVENT_DISCONNECT;
+            out.exited_after_disconnect = *exited_after_disconnect as c_int;
+            (*id, *pid)
+        }
+        Event::Exit { id, pid, code, signal, exited_after_disconnect } => {
+            out.kind = CLUSTER_EVENT_EXIT;
+            out.exit_code = *code;
+            out.signal = *signal;
+            out.exited_after_disconnect = *exited_after_disconnect as c_int;
+            (*id, *pid)
+        }
+        Event::Error { id, pid, code, message } => {
+            out.kind = CLUSTER_EVENT_ERROR;
+            out.error = *code;
+            data = Some(cstring(message));
+            (*id, *pid)
+        }
+    };
+    out.worker_id = id as c_int;
+    out.pid = pid;
+    EVENT_STRINGS.with(|s| {
+        let mut s = s.borrow_mut();
+        *s = (address, data);
+        out.address = s.0.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+        out.data = s.1.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+    });
+    out
+}
+
+/// Registers `cb` for events of kind `event_type` (a `cluster_event_type` value), replacing
+/// any earlier one; a NULL `cb` removes it. `userdata` is passed back untouched and must
+/// stay valid while registered.
+///
+/// Callbacks run on the thread calling `cluster_dispatch`/`cluster_run`, never on a library
+/// thread. Returns 0. Errors: `-EINVAL` (unknown event type). Any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn cluster_on(event_type: c_int, cb: cluster_event_cb, userdata: *mut c_void) -> c_int {
+    ffi_guard!({
+        if event_type <= 0 || event_type >= CLUSTER_EVENT_COUNT {
+            return ret(Err(invalid("unknown event type")));
+        }
+        CALLBACKS.lock()[event_type as usize] = cb.map(|cb| Callback { cb, userdata });
+        0
+    })
+}
+
+/// `cluster_on(CLUSTER_EVENT_FORK, cb, userdata)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn cluster_on_fork(cb: cluster_event_cb, userdata: *mut c_void) -> c_int {
+    ffi_guard!({ cluster_on(cluster_event_type::CLUSTER_EVENT_FORK as c_int, cb, userdata) })
+}
+
+/// `cluster_on(CLUSTER_EVENT_ONLINE, cb, userdata)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn cluster_on_online(cb: cluster_event_cb, userdata: *mut c_void) -> c_int {
+    ffi_guard!({ cluster_on(cluster_event_type::CLUSTER_EVENT_ONLINE as c_int, cb, userdata) })
+}
+
+/// `cluster_on(CLUSTER_EVENT_LISTENING, cb, userdata)`: `address`, `port` (the real bound
+/// port), `address_type`, `fd`.
+#[unsafe(no_mangle)]
+pub extern "C" fn cluster_on_listening(cb: cluster_event_cb, userdata: *mut c_void) -> c_int {
+    ffi_guard!({ cluster_on(cluster_event_type::CLUSTER_EVENT_LISTENING as c_int, cb, userdata) })
+}
+
+/// `cluster_on(CLUSTER_EVENT_EXIT, cb, userdata)`: Node's `exit` payload (`worker_id`,
+/// `pid`, `exit_code` or -1, `signal` or 0, `exited_after_disconnect`).
+#[unsafe(no_mangle)]
+pub extern "C" fn cluster_on_exit(cb: cluster_event_cb, userdata: *mut c_void) -> c_int {
+    ffi_guard!({ cluster_on(cluster_event_type::CLUSTER_EVENT_EXIT as c_int, cb, userdata) })
+}
+
+/// An fd (eventfd, close-on-exec, owned by the library: never close it) that is readable
+/// while events are pending. Poll it from your own loop (epoll, libuv, asyncio), then call
+/// `cluster_dispatch` or `cluster_poll_event`. Errors: start-up errors only.
+#[unsafe(no_mangle)]
+pub extern "C" fn cluster_event_fd() -> c_int {
+    ffi_guard!({ ret(context::get().map(|c| c.events.fd())) })
+}
+
+/// Takes the next pending event into `*out`, waiting up to `timeout_ms` (0: don't wait,
+/// -1: no limit). Registered callbacks are not called for it.
+///
+/// Returns 1 with an event, 0 on timeout. `out`'s strings stay valid until the next
+/// `cluster_poll_event`/`cluster_dispatch` on this thread. Errors: `-EINVAL` (NULL `out`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cluster_poll_event(out: *mut cluster_event, timeout_ms: c_int) -> c_int {
+    ffi_guard!({
+        if out.is_null() {
+            return ret(Err(invalid("out is NULL")));
+        }
+        let ctx = match context::get() {
+            Ok(c) => c,
+            Err(e) => return ret(Err(e)),
+        };
+        loop {
+            if let Some(ev) = ctx.events.pop() {
+                // SAFETY: `out` is non-NULL and points to a writable cluster_event (contract).
+                unsafe { *out = to_c(&ev) };
+                return 1;
+            }
+            match ctx.events.wait(timeout_ms) {
+                Ok(true) if timeout_ms < 0 => continue,
+                Ok(true) => {
+                    if let Some(ev) = ctx.events.pop() {
+                        // SAFETY: as above.
+                        unsafe { *out = to_c(&ev) };
+                        return 1;
+                    }
+                    return 0;
+                }
+                Ok(false) => return 0,
+                Err(e) => return ret(Err(e.into())),
+            }
+        }
+    })
+}
+
+fn dispatch(ctx: &context::Context) -> c_int {
+    let mut n = 0;
+    while let Some(ev) = ctx.events.pop() {
+        let c = to_c(&ev);
+        let cb = CALLBACKS.lock()[c.kind as usize];
+        if let Some(cb) = cb {
+            // SAFETY: the user registered `cb` for this event kind with this userdata; the
+            // event lives on our stack for the duration of the call.
+            unsafe { (cb.cb)(&c, cb.userdata) };
+        }
+        n += 1;
+    }
+    n
+}
+
+/// Runs the registered callbacks for every pending event, on the calling thread, without
+/// waiting. Events without a callback are dropped. Returns how many events were handled.
+#[unsafe(no_mangle)]
+pub extern "C" fn cluster_dispatch() -> c_int {
+    ffi_guard!({
+        match context::get() {
+            Ok(ctx) => dispatch(ctx),
+            Err(e) => ret(Err(e)),
+        }
+    })
+}
+
+/// The blocking loop for simple programs: waits for events and dispatches them on the
+/// calling thread until `cluster_stop` is called or, in the primary, no worker is left and
+/// no event is pending. Returns 0.
+#[unsafe(no_mangle)]
+pub extern "C" fn cluster_run() -> c_int {
+    ffi_guard!({
+        let ctx = match context::get() {
+            Ok(c) => c,
+            Err(e) => return ret(Err(e)),
+        };
+        STOP.store(false, Ordering::Release);
+        loop {
+            dispatch(ctx);
+            if STOP.swap(false, Ordering::AcqRel) {
+                return 0;
+            }
+            if let Role::Primary(p) = &ctx.role {
+                if p.worker_count() == 0 && ctx.events.is_empty() {
+                    return 0;
+                }
+            }
+            if let Err(e) = ctx.events.wait(-1) {
+                return ret(Err(e.into()));
+            }
+        }
+    })
+}
+
+/// Makes `cluster_run` return after the events it is dispatching. Any thread, including a
+/// callback. Returns 0.
+#[unsafe(no_mangle)]
+pub extern "C" fn cluster_stop() -> c_int {
+    ffi_guard!({
+        STOP.store(true, Ordering::Release);
+        match context::get() {
+            Ok(ctx) => {
+                ctx.events.wake();
+                0
+            }
+            Err(e) => ret(Err(e)),
+        }
+    })
+}

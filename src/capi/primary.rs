@@ -1,0 +1,139 @@
+//! Roles and the primary's calls: fork, kill, the worker table.
+
+use std::ffi::{CStr, OsString, c_char, c_int};
+use std::os::unix::ffi::OsStringExt;
+
+use super::{invalid, ret};
+use crate::context;
+use crate::error::Error;
+
+/// 1 if this process is the primary (no `NODE_UNIQUE_ID` in its environment), else 0.
+/// Any thread; never fails.
+#[unsafe(no_mangle)]
+pub extern "C" fn cluster_is_primary() -> c_int {
+    ffi_guard!({ (!context::is_worker()) as c_int })
+}
+
+/// 1 if this process is a worker (`NODE_UNIQUE_ID` was set when libcluster started), else 0.
+///
+/// The first call of any cluster function in a worker starts it: it takes the channel
+/// (`NODE_CHANNEL_FD`), removes the `NODE_*` variables from the environment and sends
+/// `online`. Any thread; never fails.
+#[unsafe(no_mangle)]
+pub extern "C" fn cluster_is_worker() -> c_int {
+    ffi_guard!({
+        let w = context::is_worker();
+        if w {
+            // Start the worker (online) even if this is the only call the program makes.
+            let _ = context::get();
+        }
+        w as c_int
+    })
+}
+
+/// This worker's id (`NODE_UNIQUE_ID`: 1, 2, ...).
+///
+/// Errors: `CLUSTER_E_WRONG_ROLE` in the primary; the start-up error if the worker could not
+/// take its channel. Any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn cluster_worker_id() -> c_int {
+    ffi_guard!({ ret(context::worker().map(|w| w.id() as c_int)) })
+}
+
+/// Forks a worker: a new process running this program again (the same executable and
+/// argv), with this process's environment plus `env`, then `NODE_UNIQUE_ID=<id>`,
+/// `NODE_CHANNEL_FD=3` and `NODE_CHANNEL_SERIALIZATION_MODE=json`, and the IPC channel on
+/// fd 3, as Node's `cluster.fork(env)` does. stdio is inherited.
+///
+/// `env`: NULL, or a NULL-terminated array of `"KEY=VALUE"` strings, borrowed for the call.
+///
+/// Returns the worker id (1, 2, ..., never reused) once the program has been exec'd; a
+/// `CLUSTER_EVENT_FORK` event follows. Errors: `-EINVAL` (an entry without `=` or with an
+/// empty key), `CLUSTER_E_WRONG_ROLE` in a worker, or the errno of a failed spawn or exec
+/// (e.g. `-ENOENT`, `-EAGAIN`). Any thread, including inside an event callback.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cluster_fork(env: *const *const c_char) -> c_int {
+    ffi_guard!({
+        let mut extra = Vec::new();
+        if !env.is_null() {
+            for i in 0.. {
+                // SAFETY: the caller passes a NULL-terminated array of C strings.
+                let p = unsafe { *env.add(i) };
+                if p.is_null() {
+                    break;
+                }
+                if i >= 65536 {
+                    return ret(Err(invalid("env has more than 65536 entries (missing NULL terminator?)")));
+                }
+                // SAFETY: each entry is a NUL-terminated string, per the contract.
+                let entry = unsafe { CStr::from_ptr(p) }.to_bytes();
+                match entry.iter().position(|&b| b == b'=') {
+                    Some(eq) if eq > 0 => extra.push((
+                        OsString::from_vec(entry[..eq].to_vec()),
+                        OsString::from_vec(entry[eq + 1..].to_vec()),
+                    )),
+                    _ => return ret(Err(invalid("env entries must look like KEY=VALUE"))),
+                }
+            }
+        }
+        ret(context::primary().and_then(|p| p.fork(&extra)).map(|id| id as c_int))
+    })
+}
+
+/// Sends signal `signal` to worker `worker_id` (through its pidfd, never to a recycled
+/// pid), as Node v20's `worker.kill(signal)` does: at once, without disconnecting first.
+/// Signal 0 only checks that the worker is alive.
+///
+/// Returns 0. Errors: `-ESRCH` (unknown or dead worker), `-EINVAL` (bad signal),
+/// `CLUSTER_E_WRONG_ROLE` in a worker. Any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn cluster_kill(worker_id: c_int, signal: c_int) -> c_int {
+    ffi_guard!({
+        if worker_id <= 0 {
+            return ret(Err(Error::errno(libc::ESRCH, format!("no worker with id {worker_id}"))));
+        }
+        ret(context::primary().and_then(|p| p.kill(worker_id as u32, signal)).map(|_| 0))
+    })
+}
+
+/// The number of workers in the table (Node's `Object.keys(cluster.workers).length`): a
+/// worker leaves it once it is both disconnected and exited.
+///
+/// Errors: `CLUSTER_E_WRONG_ROLE` in a worker. Any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn cluster_worker_count() -> c_int {
+    ffi_guard!({ ret(context::primary().map(|p| p.worker_count() as c_int)) })
+}
+
+/// Writes up to `len` worker ids (ascending) to `out_ids` and returns how many workers there
+/// are (which may exceed `len`, as with snprintf). `out_ids` may be NULL only when `len` is 0.
+///
+/// Errors: `-EINVAL` (NULL `out_ids` with `len` > 0), `CLUSTER_E_WRONG_ROLE` in a worker.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cluster_workers(out_ids: *mut c_int, len: usize) -> c_int {
+    ffi_guard!({
+        if out_ids.is_null() && len > 0 {
+            return ret(Err(invalid("out_ids is NULL")));
+        }
+        ret(context::primary().map(|p| {
+            let ids = p.worker_ids();
+            for (i, id) in ids.iter().take(len).enumerate() {
+                // SAFETY: the caller provides room for `len` ints at `out_ids`.
+                unsafe { *out_ids.add(i) = *id as c_int };
+            }
+            ids.len() as c_int
+        }))
+    })
+}
+
+/// The pid of worker `worker_id`. Errors: `-ESRCH` (not in the table),
+/// `CLUSTER_E_WRONG_ROLE` in a worker.
+#[unsafe(no_mangle)]
+pub extern "C" fn cluster_worker_pid(worker_id: c_int) -> c_int {
+    ffi_guard!({
+        if worker_id <= 0 {
+            return ret(Err(Error::errno(libc::ESRCH, format!("no worker with id {worker_id}"))));
+        }
+        ret(context::primary().and_then(|p| p.worker(worker_id as u32)).map(|w| w.pid))
+    })
+}

@@ -1,0 +1,92 @@
+//! `#[repr(C)]` structs and enums of the C API.
+
+use std::ffi::{c_char, c_int, c_void};
+
+use crate::worker::Server;
+
+/// What happened. The values are stable; new kinds are appended.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum cluster_event_type {
+    /// No event (`cluster_poll_event` timed out).
+    CLUSTER_EVENT_NONE = 0,
+    /// Primary: a worker was forked (`worker_id`, `pid`).
+    CLUSTER_EVENT_FORK = 1,
+    /// Primary: a worker said `online`.
+    CLUSTER_EVENT_ONLINE = 2,
+    /// Primary: a worker is listening (`address`, `port`, `address_type`, `fd`).
+    CLUSTER_EVENT_LISTENING = 3,
+    /// A message arrived (`data`: its JSON text). Primary: from `worker_id`; worker: from
+    /// the primary (`worker_id` 0).
+    CLUSTER_EVENT_MESSAGE = 4,
+    /// A worker's IPC channel closed (`exited_after_disconnect`).
+    CLUSTER_EVENT_DISCONNECT = 5,
+    /// Primary: a worker exited (`exit_code`, or -1 and `signal`; `exited_after_disconnect`).
+    CLUSTER_EVENT_EXIT = 6,
+    /// Something failed (`error`: the code, `data`: the message), e.g. a worker broke the
+    /// protocol and its channel was closed.
+    CLUSTER_EVENT_ERROR = 7,
+}
+
+/// Number of event kinds (one past the last value).
+pub const CLUSTER_EVENT_COUNT: c_int = 8;
+
+/// One event, with Node's payload. Fields a kind does not use are 0, -1 or NULL as noted.
+///
+/// `address` and `data` point into library memory that stays valid until the next
+/// `cluster_poll_event` or `cluster_dispatch` call on the same thread (and, for callbacks,
+/// until the callback returns). Copy them to keep them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct cluster_event {
+    pub kind: cluster_event_type,
+    /// The worker it concerns (1, 2, ...); 0 for none.
+    pub worker_id: c_int,
+    /// That worker's pid; 0 for none.
+    pub pid: c_int,
+    /// EXIT: the exit code, or -1 when a signal ended the worker.
+    pub exit_code: c_int,
+    /// EXIT: the signal number that ended the worker, or 0.
+    pub signal: c_int,
+    /// DISCONNECT, EXIT: Node's `worker.exitedAfterDisconnect` (1 if the exit was asked for).
+    pub exited_after_disconnect: c_int,
+    /// LISTENING: the real bound port (-1 for a Unix socket).
+    pub port: c_int,
+    /// LISTENING: Node's `addressType`: 4, 6, or -1 (Unix socket).
+    pub address_type: c_int,
+    /// LISTENING: Node's `fd` field (-1 when absent).
+    pub fd: c_int,
+    /// ERROR: the negative code.
+    pub error: c_int,
+    /// LISTENING: the address asked for (NULL for "any").
+    pub address: *const c_char,
+    /// MESSAGE: the JSON text; ERROR: the message.
+    pub data: *const c_char,
+}
+
+/// Event callback. `event` is borrowed for the call only. Runs on the thread that calls
+/// `cluster_dispatch`/`cluster_run`; it may call any cluster function.
+pub type cluster_event_cb = Option<unsafe extern "C" fn(event: *const cluster_event, userdata: *mut c_void)>;
+
+/// Options for `cluster_get_server`. Initialise with `cluster_server_options_init`, then
+/// set fields; new fields are only ever appended, and `size` tells the library which exist.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct cluster_server_options {
+    /// `sizeof(cluster_server_options)` as the caller was compiled.
+    pub size: usize,
+    /// `listen(2)` backlog; 0 means Node's default (511).
+    pub backlog: c_int,
+    /// Non-zero: IPv6 only (no dual-stack), Node's `ipv6Only`.
+    pub ipv6_only: c_int,
+    /// Non-zero: bind in this process instead of asking the primary (Node's `exclusive`).
+    pub exclusive: c_int,
+    /// Non-zero: `cluster_accept` returns `-EAGAIN` instead of waiting, and connection fds
+    /// come with `O_NONBLOCK` set. Zero: `cluster_accept` waits, fds are blocking.
+    pub nonblocking: c_int,
+}
+
+/// A server obtained with `cluster_get_server`. Opaque; freed by `cluster_server_close`.
+pub struct cluster_server {
+    pub(crate) inner: Server,
+}

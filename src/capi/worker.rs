@@ -1,0 +1,183 @@
+//! Servers: `cluster_get_server`, `cluster_accept` and friends.
+
+use std::ffi::{c_char, c_int};
+use std::os::fd::IntoRawFd;
+
+use super::types::{cluster_server, cluster_server_options};
+use super::{invalid, opt_str, ret};
+use crate::address::Target;
+use crate::context::{self, Role};
+use crate::worker::Server;
+use crate::worker::server::ServerOptions;
+
+/// Fills `*opts` with the defaults (backlog 0 = 511, dual-stack, not exclusive, blocking)
+/// and sets `opts->size`. Returns 0, or `-EINVAL` for NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cluster_server_options_init(opts: *mut cluster_server_options) -> c_int {
+    ffi_guard!({
+        if opts.is_null() {
+            return ret(Err(invalid("opts is NULL")));
+        }
+        let d = ServerOptions::default();
+        // SAFETY: `opts` is non-NULL and points to a writable options struct (contract).
+        unsafe {
+            *opts = cluster_server_options {
+                size: std::mem::size_of::<cluster_server_options>(),
+                backlog: d.backlog,
+                ipv6_only: d.ipv6_only as c_int,
+                exclusive: d.exclusive as c_int,
+                nonblocking: d.nonblocking as c_int,
+            };
+        }
+        0
+    })
+}
+
+/// Reads the fields the caller's struct has (by its `size`), defaults for the rest.
+///
+/// # Safety
+/// `opts` is NULL or points to a struct of at least `opts->size` bytes.
+unsafe fn read_options(opts: *const cluster_server_options) -> crate::error::Result<ServerOptions> {
+    let mut o = ServerOptions::default();
+    if opts.is_null() {
+        return Ok(o);
+    }
+    // SAFETY: `size` is the first field and always present.
+    let size = unsafe { (*opts).size };
+    if size < std::mem::size_of::<usize>() || size > 1 << 16 {
+        return Err(invalid("opts->size is not set (call cluster_server_options_init)"));
+    }
+    let has = |end: usize| size >= end;
+    // SAFETY: each field is read only if the caller's struct is large enough to hold it.
+    unsafe {
+        use std::mem::offset_of;
+        if has(offset_of!(cluster_server_options, backlog) + 4) {
+            o.backlog = (*opts).backlog;
+        }
+        if has(offset_of!(cluster_server_options, ipv6_only) + 4) {
+            o.ipv6_only = (*opts).ipv6_only != 0;
+        }
+        if has(offset_of!(cluster_server_options, exclusive) + 4) {
+            o.exclusive = (*opts).exclusive != 0;
+        }
+        if has(offset_of!(cluster_server_options, nonblocking) + 4) {
+            o.nonblocking = (*opts).nonblocking != 0;
+        }
+    }
+    if o.backlog < 0 {
+        return Err(invalid("backlog must be >= 0"));
+    }
+    Ok(o)
+}
+
+/// Gets a server listening on `address`:`port`, as Node's `server.listen` does in a cluster.
+///
+/// - In a worker: sends `queryServer` to the primary and waits for the reply; the primary
+///   binds once per (address, port, listen index) and hands connections round-robin. A
+///   `listening` message with the real port follows.
+/// - In the primary (or with `opts->exclusive`): binds and listens in this process.
+///
+/// `address`: an IPv4/IPv6 literal or host name, NULL or "" for every interface (dual-stack
+/// `::` falling back to `0.0.0.0`), or a Unix socket path (anything containing '/'; then
+/// `port` is ignored). `port`: 0 to 65535; 0 picks a random port, the same one for every
+/// worker's first listen(0) (Node's index rule). `opts`: NULL for defaults.
+/// All pointers are borrowed for the call.
+///
+/// On success stores a new handle in `*out` (free it with `cluster_server_close`) and
+/// returns 0. Errors: `-EINVAL` (NULL `out`, bad address or port, bad options), the
+/// primary's bind error as a negative errno (`-EADDRINUSE`, `-EACCES`, ...),
+/// `CLUSTER_E_CLOSED` if the channel closed. On failure `*out` is set to NULL.
+/// Blocks the calling thread until the primary replies.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cluster_get_server(
+    out: *mut *mut cluster_server,
+    address: *const c_char,
+    port: c_int,
+    opts: *const cluster_server_options,
+) -> c_int {
+    ffi_guard!({
+        if out.is_null() {
+            return ret(Err(invalid("out is NULL")));
+        }
+        // SAFETY: `out` is non-NULL and writable (contract).
+        unsafe { *out = std::ptr::null_mut() };
+        let r = (|| {
+            // SAFETY: `address` is NULL or a C string, `opts` NULL or a sized struct.
+            let address = unsafe { opt_str(address, "address") }?;
+            let port = if address.is_some_and(|a| a.contains('/')) { -1 } else { port };
+            // SAFETY: as above.
+            let opts = unsafe { read_options(opts) }?;
+            let target = Target::from_user(address, port)?;
+            let ctx = context::get()?;
+            match &ctx.role {
+                Role::Worker(w) if !opts.exclusive => Server::query(w, &target, opts),
+                _ => Server::bind_local(&target, opts),
+            }
+        })();
+        ret(r.map(|server| {
+            let handle = Box::new(cluster_server { inner: server });
+            // SAFETY: as above.
+            unsafe { *out = Box::into_raw(handle) };
+            0
+        }))
+    })
+}
+
+/// The fd to poll for incoming connections (readable while one waits). Owned by the server:
+/// never close it. Returns the fd, or `-EINVAL` for NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cluster_server_fd(server: *const cluster_server) -> c_int {
+    ffi_guard!({
+        // SAFETY: `server` is NULL or a live handle from cluster_get_server.
+        match unsafe { server.as_ref() } {
+            Some(s) => s.inner.fd(),
+            None => ret(Err(invalid("server is NULL"))),
+        }
+    })
+}
+
+/// The port the server is bound to (the real one when 0 was asked for), -1 for a Unix
+/// socket. Errors: `-EINVAL` for NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cluster_server_port(server: *const cluster_server) -> c_int {
+    ffi_guard!({
+        // SAFETY: `server` is NULL or a live handle from cluster_get_server.
+        match unsafe { server.as_ref() } {
+            Some(s) => s.inner.port(),
+            None => ret(Err(invalid("server is NULL"))),
+        }
+    })
+}
+
+/// Accepts the next connection. Returns its fd: close-on-exec, owned by the caller (close
+/// it), blocking unless the server's options say `nonblocking`.
+///
+/// Waits for a connection unless the server is non-blocking, in which case `-EAGAIN` means
+/// none waits. In a worker, the primary keeps its copy of each connection until this call
+/// takes it, so a worker that dies before accepting loses no client.
+/// Errors: `-EINVAL` (NULL), `-EBADF` (server closed by a disconnect), `-EAGAIN`, accept's
+/// errno. One thread at a time per server.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cluster_accept(server: *mut cluster_server) -> c_int {
+    ffi_guard!({
+        // SAFETY: `server` is NULL or a live handle from cluster_get_server.
+        match unsafe { server.as_ref() } {
+            Some(s) => ret(s.inner.accept().map(|fd| fd.into_raw_fd())),
+            None => ret(Err(invalid("server is NULL"))),
+        }
+    })
+}
+
+/// Closes the server and frees the handle: connections not yet accepted are refused (the
+/// primary hands them to another worker), the primary is told (`close`), and the last
+/// holder's close releases the port. NULL does nothing. Returns 0.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cluster_server_close(server: *mut cluster_server) -> c_int {
+    ffi_guard!({
+        if !server.is_null() {
+            // SAFETY: `server` came from Box::into_raw in cluster_get_server and is freed once.
+            drop(unsafe { Box::from_raw(server) });
+        }
+        0
+    })
+}

@@ -1,0 +1,113 @@
+//! The library's error type: a negative code (errno or `CLUSTER_E_*`) and a one-line message.
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::io;
+
+/// Library codes live below -10000 so they never collide with a negative errno.
+pub mod code {
+    pub(crate) const PANIC: i32 = -10001;
+    pub(crate) const WRONG_ROLE: i32 = -10002;
+    pub(crate) const PROTOCOL: i32 = -10003;
+    pub(crate) const FORKED: i32 = -10004;
+    pub(crate) const CLOSED: i32 = -10005;
+    pub(crate) const UNSUPPORTED: i32 = -10006;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    /// Negative errno or a `code::*` constant.
+    pub code: i32,
+    pub message: String,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn new(code: i32, message: impl Into<String>) -> Error {
+        Error { code, message: message.into() }
+    }
+
+    /// A negative-errno error, e.g. `Error::errno(libc::EINVAL, "port out of range")`.
+    pub fn errno(errno: i32, message: impl Into<String>) -> Error {
+        Error::new(-errno, message)
+    }
+
+    pub fn protocol(message: impl Into<String>) -> Error {
+        Error::new(code::PROTOCOL, message)
+    }
+
+    /// Wraps an OS error with what we were doing: `"bind 127.0.0.1:80: Permission denied"`.
+    pub fn io(context: impl fmt::Display, e: io::Error) -> Error {
+        let errno = e.raw_os_error().unwrap_or(libc::EIO);
+        Error::new(-errno, format!("{context}: {e}"))
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Error {
+        let errno = e.raw_os_error().unwrap_or(libc::EIO);
+        Error::new(-errno, e.to_string())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The static description of a code, for `cluster_strerror`.
+pub fn describe(code: i32) -> &'static str {
+    match code {
+        0 => "success",
+        code::PANIC => "internal panic caught at the library boundary",
+        code::WRONG_ROLE => "call not valid in this process's role (primary or worker)",
+        code::PROTOCOL => "peer broke the cluster IPC protocol",
+        code::FORKED => "process was forked after the library started; call from the original process",
+        code::CLOSED => "IPC channel is closed",
+        code::UNSUPPORTED => "not supported",
+        c if c < 0 && c > -4096 => errno_text(-c),
+        _ => "unknown error code",
+    }
+}
+
+fn errno_text(errno: i32) -> &'static str {
+    match errno {
+        libc::EPERM => "operation not permitted",
+        libc::ENOENT => "no such file or directory",
+        libc::ESRCH => "no such process",
+        libc::EINTR => "interrupted system call",
+        libc::EIO => "input/output error",
+        libc::EBADF => "bad file descriptor",
+        libc::EAGAIN => "resource temporarily unavailable",
+        libc::ENOMEM => "cannot allocate memory",
+        libc::EACCES => "permission denied",
+        libc::EFAULT => "bad address",
+        libc::EBUSY => "device or resource busy",
+        libc::EEXIST => "file exists",
+        libc::ENOTDIR => "not a directory",
+        libc::EINVAL => "invalid argument",
+        libc::EMFILE => "too many open files",
+        libc::ENOSPC => "no space left on device",
+        libc::EPIPE => "broken pipe",
+        libc::ENAMETOOLONG => "file name too long",
+        libc::ENOSYS => "function not implemented",
+        libc::ENOTSOCK => "socket operation on non-socket",
+        libc::EMSGSIZE => "message too long",
+        libc::EAFNOSUPPORT => "address family not supported",
+        libc::EADDRINUSE => "address already in use",
+        libc::EADDRNOTAVAIL => "cannot assign requested address",
+        libc::ECONNRESET => "connection reset by peer",
+        libc::ENOTCONN => "socket is not connected",
+        libc::ETIMEDOUT => "connection timed out",
+        libc::ECONNREFUSED => "connection refused",
+        libc::ECHILD => "no child processes",
+        libc::EALREADY => "operation already in progress",
+        libc::ENOEXEC => "exec format error",
+        _ => "system error",
+    }
+}

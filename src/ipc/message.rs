@@ -1,0 +1,139 @@
+//! Parsing one line into an internal message (borrowed, no allocation for the common ones)
+//! or a user message (§3.3).
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::error::{Error, Result};
+
+/// Every field a `NODE_*` message may carry. Unknown fields are ignored, as Node ignores them.
+#[derive(Debug, Default, Deserialize)]
+pub struct Msg<'a> {
+    #[serde(borrow, default)]
+    pub cmd: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub act: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub seq: Option<i64>,
+    #[serde(default)]
+    pub ack: Option<i64>,
+    #[serde(default)]
+    pub accepted: Option<bool>,
+    #[serde(borrow, default)]
+    pub key: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub errno: Option<i64>,
+    #[serde(borrow, default)]
+    pub address: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub port: Option<i64>,
+    #[serde(rename = "addressType", borrow, default)]
+    pub address_type: Option<&'a RawValue>,
+    #[serde(default)]
+    pub index: Option<i64>,
+    #[serde(borrow, default)]
+    pub data: Option<&'a RawValue>,
+    #[serde(default)]
+    pub fd: Option<i64>,
+    #[serde(default)]
+    pub flags: Option<i64>,
+    #[serde(borrow, default)]
+    pub backlog: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub sockname: Option<&'a RawValue>,
+    #[serde(rename = "type", borrow, default)]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub msg: Option<&'a RawValue>,
+}
+
+impl Msg<'_> {
+    pub fn cmd(&self) -> &str {
+        self.cmd.as_deref().unwrap_or("")
+    }
+    pub fn act(&self) -> &str {
+        self.act.as_deref().unwrap_or("")
+    }
+}
+
+/// What a line turned out to be.
+#[derive(Debug)]
+pub enum Parsed<'a> {
+    /// `cmd` starts with `NODE_` and is longer than 5 characters.
+    Internal(Msg<'a>),
+    /// Any other valid JSON value: delivered to the user as text.
+    User,
+}
+
+/// Node's internal-message test (§3.3).
+pub fn is_internal_cmd(cmd: &str) -> bool {
+    cmd.len() > 5 && cmd.starts_with("NODE_")
+}
+
+/// Parses one line. Invalid JSON, or an internal message whose fields have the wrong types,
+/// is a protocol error.
+pub fn parse(line: &[u8]) -> Result<Parsed<'_>> {
+    match serde_json::from_slice::<Msg<'_>>(line) {
+        Ok(m) if m.cmd.as_deref().is_some_and(is_internal_cmd) => Ok(Parsed::Internal(m)),
+        Ok(_) => Ok(Parsed::User),
+        Err(typed) => {
+            let v: serde_json::Value = serde_json::from_slice(line)
+                .map_err(|e| Error::protocol(format!("invalid JSON from peer: {e}")))?;
+            let internal = v.get("cmd").and_then(|c| c.as_str()).is_some_and(is_internal_cmd);
+            if internal {
+                Err(Error::protocol(format!("malformed internal message: {typed}")))
+            } else {
+                Ok(Parsed::User)
+            }
+        }
+    }
+}
+
+/// Reads a JSON integer or `false`/`null`/absent (Node's `backlog`), giving `None` for the latter.
+pub fn int_or_none(v: Option<&RawValue>) -> Result<Option<i64>> {
+    let Some(v) = v else { return Ok(None) };
+    match serde_json::from_str::<serde_json::Value>(v.get()) {
+        Ok(serde_json::Value::Number(n)) => match n.as_i64() {
+            Some(i) => Ok(Some(i)),
+            None => Err(Error::protocol("a number field is not an integer")),
+        },
+        Ok(serde_json::Value::Null) | Ok(serde_json::Value::Bool(false)) => Ok(None),
+        _ => Err(Error::protocol("a number field has the wrong type")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_lines() {
+        let m = match parse(br#"{"cmd":"NODE_CLUSTER","ack":2,"accepted":true,"seq":3}"#).unwrap() {
+            Parsed::Internal(m) => m,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((m.ack, m.accepted, m.seq), (Some(2), Some(true), Some(3)));
+        assert!(matches!(parse(br#"{"cmd":"NODE_"}"#).unwrap(), Parsed::User));
+        assert!(matches!(parse(br#""done""#).unwrap(), Parsed::User));
+        assert!(matches!(parse(br#"[1,2]"#).unwrap(), Parsed::User));
+        assert!(matches!(parse(br#"{"cmd":"hello","seq":"x"}"#).unwrap(), Parsed::User));
+        assert!(parse(br#"{"cmd":"NODE_CLUSTER","seq":"x"}"#).is_err());
+        assert!(parse(b"{nope").is_err());
+    }
+
+    #[test]
+    fn reads_handle_envelope_and_query() {
+        let line = br#"{"cmd":"NODE_HANDLE","type":"net.Native","msg":{"cmd":"NODE_CLUSTER","act":"newconn","key":"k","seq":2}}"#;
+        let Parsed::Internal(m) = parse(line).unwrap() else { panic!() };
+        assert_eq!(m.kind.as_deref(), Some("net.Native"));
+        let Parsed::Internal(inner) = parse(m.msg.unwrap().get().as_bytes()).unwrap() else { panic!() };
+        assert_eq!((inner.act(), inner.key.as_deref(), inner.seq), ("newconn", Some("k"), Some(2)));
+        let q = br#"{"cmd":"NODE_CLUSTER","act":"queryServer","index":0,"data":null,"address":null,"port":0,"addressType":4,"backlog":false,"seq":1}"#;
+        let Parsed::Internal(q) = parse(q).unwrap() else { panic!() };
+        assert_eq!(q.address, None);
+        assert_eq!(int_or_none(q.backlog).unwrap(), None);
+        assert_eq!(q.address_type.unwrap().get(), "4");
+    }
+}

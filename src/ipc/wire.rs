@@ -1,0 +1,160 @@
+//! Builders for the exact bytes Node v20 writes (compact JSON, `cmd` first, `seq` last, `\n`).
+//! They append to a caller's buffer, so the hot path (newconn, acks) allocates nothing.
+
+use std::io::Write;
+
+pub const HANDLE_ACK: &[u8] = b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n";
+pub const HANDLE_NACK: &[u8] = b"{\"cmd\":\"NODE_HANDLE_NACK\"}\n";
+
+fn string(out: &mut Vec<u8>, s: &str) {
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn opt_string(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => string(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn end(out: &mut Vec<u8>, seq: i64) {
+    let _ = write!(out, ",\"seq\":{seq}}}\n");
+}
+
+/// `{"cmd":"NODE_CLUSTER","act":<act>,"seq":n}`
+pub fn act(out: &mut Vec<u8>, act: &str, seq: i64) {
+    out.extend_from_slice(b"{\"cmd\":\"NODE_CLUSTER\",\"act\":");
+    string(out, act);
+    end(out, seq);
+}
+
+/// `{"cmd":"NODE_CLUSTER","act":"close","key":k,"seq":n}`
+pub fn close(out: &mut Vec<u8>, key: &str, seq: i64) {
+    out.extend_from_slice(b"{\"cmd\":\"NODE_CLUSTER\",\"act\":\"close\",\"key\":");
+    string(out, key);
+    end(out, seq);
+}
+
+/// The reply to `newconn`: `{"cmd":"NODE_CLUSTER","ack":a,"accepted":b,"seq":n}`
+pub fn accepted(out: &mut Vec<u8>, ack: i64, accepted: bool, seq: i64) {
+    let _ = write!(out, "{{\"cmd\":\"NODE_CLUSTER\",\"ack\":{ack},\"accepted\":{accepted}");
+    end(out, seq);
+}
+
+/// A bare reply: `{"cmd":"NODE_CLUSTER","ack":a,"seq":n}` (e.g. to `exitedAfterDisconnect`).
+pub fn ack(out: &mut Vec<u8>, ack: i64, seq: i64) {
+    let _ = write!(out, "{{\"cmd\":\"NODE_CLUSTER\",\"ack\":{ack}");
+    end(out, seq);
+}
+
+/// `newconn` inside its `NODE_HANDLE` envelope; the connection fd goes with it.
+pub fn newconn(out: &mut Vec<u8>, key: &str, seq: i64) {
+    out.extend_from_slice(
+        b"{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":{\"cmd\":\"NODE_CLUSTER\",\"act\":\"newconn\",\"key\":",
+    );
+    string(out, key);
+    let _ = write!(out, ",\"seq\":{seq}}}}}\n");
+}
+
+/// The fields of a `queryServer` (and of the `listening` message that mirrors it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerQuery {
+    pub index: i64,
+    pub address: Option<String>,
+    pub port: i64,
+    /// `4`, `6` or `-1` (a pipe), written as a number.
+    pub address_type: i64,
+    pub flags: i64,
+    pub backlog: i64,
+}
+
+/// `queryServer` (or `listening`, with the bound port) as Node's worker writes it.
+pub fn query(out: &mut Vec<u8>, act: &str, q: &ServerQuery, port: i64, seq: i64) {
+    out.extend_from_slice(b"{\"cmd\":\"NODE_CLUSTER\",\"act\":");
+    string(out, act);
+    let _ = write!(out, ",\"index\":{},\"data\":null,\"address\":", q.index);
+    opt_string(out, q.address.as_deref());
+    let _ = write!(
+        out,
+        ",\"port\":{port},\"addressType\":{},\"flags\":{},\"backlog\":{}",
+        q.address_type, q.flags, q.backlog
+    );
+    end(out, seq);
+}
+
+/// What the primary tells a worker about its server (§5.2, reply to `queryServer`).
+pub struct QueryReply<'a> {
+    /// `None` writes `null` (round-robin success); `Some(0)` shared success; negative: error.
+    pub errno: Option<i64>,
+    pub key: &'a str,
+    pub ack: i64,
+    /// Raw JSON of the handle's `data` (`null` unless TLS).
+    pub data: &'a str,
+    /// `(address, family, port)` of the primary's socket, for TCP round-robin.
+    pub sockname: Option<(&'a str, &'a str, u16)>,
+}
+
+pub fn query_reply(out: &mut Vec<u8>, r: &QueryReply<'_>, seq: i64) {
+    out.extend_from_slice(b"{\"cmd\":\"NODE_CLUSTER\",\"errno\":");
+    match r.errno {
+        Some(e) => {
+            let _ = write!(out, "{e}");
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"key\":");
+    string(out, r.key);
+    let _ = write!(out, ",\"ack\":{},\"data\":{}", r.ack, r.data);
+    if let Some((addr, family, port)) = r.sockname {
+        out.extend_from_slice(b",\"sockname\":{\"address\":");
+        string(out, addr);
+        out.extend_from_slice(b",\"family\":");
+        string(out, family);
+        let _ = write!(out, ",\"port\":{port}}}");
+    }
+    end(out, seq);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(f: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut v = Vec::new();
+        f(&mut v);
+        String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn bytes_match_node_v20_captures() {
+        assert_eq!(s(|o| act(o, "online", 0)), "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"online\",\"seq\":0}\n");
+        let q = ServerQuery { index: 0, address: Some("127.0.0.1".into()), port: 18231, address_type: 4, flags: 0, backlog: 0 };
+        assert_eq!(
+            s(|o| query(o, "queryServer", &q, 18231, 1)),
+            "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"queryServer\",\"index\":0,\"data\":null,\"address\":\"127.0.0.1\",\"port\":18231,\"addressType\":4,\"flags\":0,\"backlog\":0,\"seq\":1}\n"
+        );
+        let r = QueryReply {
+            errno: None,
+            key: "127.0.0.1:18231:4:undefined:0",
+            ack: 1,
+            data: "null",
+            sockname: Some(("127.0.0.1", "IPv4", 18231)),
+        };
+        assert_eq!(
+            s(|o| query_reply(o, &r, 0)),
+            "{\"cmd\":\"NODE_CLUSTER\",\"errno\":null,\"key\":\"127.0.0.1:18231:4:undefined:0\",\"ack\":1,\"data\":null,\"sockname\":{\"address\":\"127.0.0.1\",\"family\":\"IPv4\",\"port\":18231},\"seq\":0}\n"
+        );
+        assert_eq!(
+            s(|o| newconn(o, "127.0.0.1:18231:4:undefined:0", 2)),
+            "{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":{\"cmd\":\"NODE_CLUSTER\",\"act\":\"newconn\",\"key\":\"127.0.0.1:18231:4:undefined:0\",\"seq\":2}}\n"
+        );
+        assert_eq!(s(|o| accepted(o, 2, true, 3)), "{\"cmd\":\"NODE_CLUSTER\",\"ack\":2,\"accepted\":true,\"seq\":3}\n");
+        assert_eq!(
+            s(|o| close(o, "127.0.0.1:18231:4:undefined:0", 5)),
+            "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"close\",\"key\":\"127.0.0.1:18231:4:undefined:0\",\"seq\":5}\n"
+        );
+        let e = QueryReply { errno: Some(-98), key: "k", ack: 1, data: "null", sockname: None };
+        assert_eq!(s(|o| query_reply(o, &e, 0)), "{\"cmd\":\"NODE_CLUSTER\",\"errno\":-98,\"key\":\"k\",\"ack\":1,\"data\":null,\"seq\":0}\n");
+    }
+}

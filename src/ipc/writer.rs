@@ -1,0 +1,234 @@
+//! The sending half of a channel, with Node's handle-in-flight rule (§4.3, Appendix A):
+//! after a message carrying an fd, everything but `NODE_HANDLE_ACK`/`NACK` waits in a FIFO
+//! until the peer acks or nacks. A line is never interleaved with another.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+
+use crate::error::{Error, Result, code};
+use crate::sys::scm;
+
+/// An fd to send with a message.
+#[derive(Debug)]
+pub enum OutFd {
+    /// Someone else keeps it open until the peer acks (round-robin connections).
+    Borrowed(RawFd),
+    /// Ours: closed once it has been written.
+    Owned(OwnedFd),
+}
+
+impl OutFd {
+    fn raw(&self) -> RawFd {
+        match self {
+            OutFd::Borrowed(fd) => *fd,
+            OutFd::Owned(fd) => fd.as_raw_fd(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Queued {
+    bytes: Vec<u8>,
+    fd: Option<OutFd>,
+}
+
+#[derive(Debug)]
+pub struct Writer {
+    sock: Arc<OwnedFd>,
+    nonblocking: bool,
+    handle_in_flight: bool,
+    /// The rest of a line whose first bytes are already written.
+    partial: Option<(Vec<u8>, usize)>,
+    control: VecDeque<&'static [u8]>,
+    queue: VecDeque<Queued>,
+    closed: bool,
+}
+
+impl Writer {
+    /// `nonblocking`: never wait for the socket (the primary's epoll loop); otherwise every
+    /// call writes everything before returning (a worker's threads).
+    pub fn new(sock: Arc<OwnedFd>, nonblocking: bool) -> Writer {
+        Writer {
+            sock,
+            nonblocking,
+            handle_in_flight: false,
+            partial: None,
+            control: VecDeque::new(),
+            queue: VecDeque::new(),
+            closed: false,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    pub fn handle_in_flight(&self) -> bool {
+        self.handle_in_flight
+    }
+
+    /// Whether bytes wait for the socket to become writable (register for EPOLLOUT).
+    pub fn wants_writable(&self) -> bool {
+        !self.closed
+            && (self.partial.is_some()
+                || !self.control.is_empty()
+                || (!self.handle_in_flight && !self.queue.is_empty()))
+    }
+
+    /// Marks the channel closed: later sends fail with `CLUSTER_E_CLOSED`; queued messages
+    /// (and owned fds) are dropped.
+    pub fn close(&mut self) {
+        self.closed = true;
+        self.partial = None;
+        self.control.clear();
+        self.queue.clear();
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed { Err(Error::new(code::CLOSED, "IPC channel is closed")) } else { Ok(()) }
+    }
+
+    /// Sends one complete line (ending in `\n`), with an fd or not, or queues it behind a
+    /// handle in flight or earlier bytes.
+    pub fn send(&mut self, line: &[u8], fd: Option<OutFd>) -> Result<()> {
+        self.check_open()?;
+        debug_assert!(line.ends_with(b"\n") && line.len() > 1);
+        let idle = self.partial.is_none() && self.control.is_empty() && self.queue.is_empty();
+        if idle && !self.handle_in_flight {
+            return self.write_line(line, fd);
+        }
+        self.queue.push_back(Queued { bytes: line.to_vec(), fd });
+        self.flush()
+    }
+
+    /// Sends `NODE_HANDLE_ACK`/`NACK`: never queued behind a handle in flight, so two peers
+    /// passing handles cannot deadlock (§4.3 rule 3).
+    pub fn send_control(&mut self, line: &'static [u8]) -> Result<()> {
+        self.check_open()?;
+        self.control.push_back(line);
+        self.flush()
+    }
+
+    /// The peer acked or nacked our handle: release the queue.
+    pub fn handle_replied(&mut self) -> Result<()> {
+        self.handle_in_flight = false;
+        if self.closed { Ok(()) } else { self.flush() }
+    }
+
+    /// Writes what may be written now. In non-blocking mode, stops at `EAGAIN`.
+    pub fn flush(&mut self) -> Result<()> {
+        loop {
+            if let Some((bytes, off)) = self.partial.take() {
+                match self.raw_send(&bytes[off..], None) {
+                    Ok(n) if off + n < bytes.len() => self.partial = Some((bytes, off + n)),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.partial = Some((bytes, off));
+                        return Ok(());
+                    }
+                    Err(e) => return Err(self.fail(e)),
+                }
+                continue;
+            }
+            if let Some(line) = self.control.pop_front() {
+                match self.raw_send(line, None) {
+                    Ok(n) if n < line.len() => self.partial = Some((line[n..].to_vec(), 0)),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.control.push_front(line);
+                        return Ok(());
+                    }
+                    Err(e) => return Err(self.fail(e)),
+                }
+                continue;
+            }
+            if self.handle_in_flight {
+                return Ok(());
+            }
+            let Some(q) = self.queue.pop_front() else { return Ok(()) };
+            match self.raw_send(&q.bytes, q.fd.as_ref().map(OutFd::raw)) {
+                Ok(n) => {
+                    if q.fd.is_some() {
+                        self.handle_in_flight = true;
+                    }
+                    if n < q.bytes.len() {
+                        self.partial = Some((q.bytes, n));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.queue.push_front(q);
+                    return Ok(());
+                }
+                Err(e) => return Err(self.fail(e)),
+            }
+        }
+    }
+
+    fn write_line(&mut self, line: &[u8], fd: Option<OutFd>) -> Result<()> {
+        match self.raw_send(line, fd.as_ref().map(OutFd::raw)) {
+            Ok(n) => {
+                if fd.is_some() {
+                    self.handle_in_flight = true;
+                }
+                if n < line.len() {
+                    self.partial = Some((line[n..].to_vec(), 0));
+                    return self.flush();
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.queue.push_front(Queued { bytes: line.to_vec(), fd });
+                Ok(())
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn raw_send(&self, bytes: &[u8], fd: Option<RawFd>) -> io::Result<usize> {
+        scm::send(self.sock.as_fd(), bytes, fd, self.nonblocking)
+    }
+
+    fn fail(&mut self, e: io::Error) -> Error {
+        self.close();
+        Error::io("write to IPC channel", e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::fd;
+
+    fn read_all(sock: &OwnedFd) -> (String, usize) {
+        let mut buf = [0u8; 4096];
+        let mut text = String::new();
+        let mut fds = 0;
+        loop {
+            match scm::recv(sock.as_fd(), &mut buf, true) {
+                Ok(r) if r.len > 0 => {
+                    text.push_str(std::str::from_utf8(&buf[..r.len]).unwrap());
+                    fds += r.fds.len();
+                }
+                _ => return (text, fds),
+            }
+        }
+    }
+
+    #[test]
+    fn queues_behind_handle_but_not_acks() {
+        let (a, b) = fd::socketpair().unwrap();
+        let devnull: OwnedFd = std::fs::File::open("/dev/null").unwrap().into();
+        let mut w = Writer::new(Arc::new(a), true);
+        w.send(b"{\"h\":1}\n", Some(OutFd::Owned(devnull))).unwrap();
+        w.send(b"{\"after\":1}\n", None).unwrap();
+        w.send_control(crate::ipc::wire::HANDLE_ACK).unwrap();
+        assert_eq!(read_all(&b), ("{\"h\":1}\n{\"cmd\":\"NODE_HANDLE_ACK\"}\n".to_string(), 1));
+        w.handle_replied().unwrap();
+        assert_eq!(read_all(&b), ("{\"after\":1}\n".to_string(), 0));
+        drop(b);
+        assert!(w.send(b"{\"x\":1}\n", None).is_err());
+        assert!(w.is_closed());
+    }
+}

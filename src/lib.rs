@@ -1,0 +1,17 @@
+//! libcluster: Node.js's `cluster` module for every language with a C FFI.
+//!
+//! A primary forks workers that re-execute the program; workers ask for servers; the primary
+//! binds each once and its distributor thread hands accepted connections to workers
+//! round-robin, passing fds over Node v20's own IPC protocol, so Node primaries and Node
+//! workers interoperate with ours. The C ABI lives in [`capi`]; `include/cluster.h` is
+//! generated from it.
+
+pub mod address;
+pub mod capi;
+pub mod context;
+pub mod error;
+pub mod event;
+pub mod ipc;
+pub mod primary;
+pub mod sys;
+pub mod worker;

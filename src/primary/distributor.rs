@@ -1,0 +1,420 @@
+//! The distributor thread: one epoll loop owning every listening socket, worker channel and
+//! worker pidfd (design §3). It never calls user code and never waits for the user's thread.
+
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Arc;
+
+use super::round_robin::RoundRobinHandle;
+use super::worker_conn::{Channel, InFlight, WorkerConn};
+use super::{Command, Shared, WorkerInfo, WorkerState};
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::ipc::codec::Decoder;
+use crate::ipc::writer::{OutFd, Writer};
+use crate::ipc::{DEFAULT_MAX_LINE, wire};
+use crate::sys::epoll::{EDGE, Epoll, Events, HUP, READABLE, WRITABLE};
+use crate::sys::pidfd::{self, ExitStatus};
+use crate::sys::spawn::{self, SpawnPlan};
+use crate::sys::{fd, process, scm, socket};
+
+const KIND_WAKE: u64 = 0;
+const KIND_CHANNEL: u64 = 1;
+const KIND_PIDFD: u64 = 2;
+const KIND_LISTENER: u64 = 3;
+/// Reads per channel per wakeup, so one chatty worker cannot starve the others (P6).
+const READS_PER_WAKEUP: usize = 16;
+
+fn token(kind: u64, id: u32) -> u64 {
+    (kind << 32) | id as u64
+}
+
+pub(super) struct Distributor {
+    pub(super) shared: Arc<Shared>,
+    pub(super) epoll: Epoll,
+    pub(super) workers: HashMap<u32, WorkerConn>,
+    pub(super) handles: HashMap<u32, RoundRobinHandle>,
+    pub(super) keys: HashMap<String, u32>,
+    pub(super) next_handle: u32,
+    /// Node's per-process cluster message counter, shared across workers (§5.1).
+    pub(super) seq: i64,
+    /// Scratch for outgoing lines: the hot path formats here without allocating.
+    pub(super) out: Vec<u8>,
+    rbuf: Vec<u8>,
+    line: Vec<u8>,
+}
+
+pub(super) fn start(shared: Arc<Shared>) -> Result<()> {
+    let epoll = Epoll::new().map_err(|e| Error::io("epoll_create1", e))?;
+    epoll
+        .add(shared.wake.as_fd(), READABLE, token(KIND_WAKE, 0))
+        .map_err(|e| Error::io("epoll_ctl", e))?;
+    let mut d = Distributor {
+        shared,
+        epoll,
+        workers: HashMap::new(),
+        handles: HashMap::new(),
+        keys: HashMap::new(),
+        next_handle: 1,
+        seq: 0,
+        out: Vec::with_capacity(512),
+        rbuf: vec![0; 64 * 1024],
+        line: Vec::with_capacity(512),
+    };
+    std::thread::Builder::new()
+        .name("cluster-distributor".into())
+        .spawn(move || {
+            process::block_signals_in_this_thread();
+            d.run()
+        })
+        .map_err(|e| Error::io("spawn distributor thread", e))?;
+    Ok(())
+}
+
+impl Distributor {
+    fn run(&mut self) {
+        let mut events = Events::with_capacity(256);
+        loop {
+            if let Err(e) = self.epoll.wait(&mut events, -1) {
+                self.shared.events.push(Event::Error { id: 0, pid: 0, code: Error::from(e).code, message: "epoll_wait failed; distributor stopped".into() });
+                return;
+            }
+            for ready in events.iter() {
+                let id = ready.token as u32;
+                match ready.token >> 32 {
+                    KIND_WAKE => self.run_commands(),
+                    KIND_CHANNEL => self.on_channel(id, ready.events),
+                    KIND_PIDFD => self.on_pidfd(id),
+                    KIND_LISTENER => {
+                        if let Some(h) = self.handles.get_mut(&id) {
+                            h.backlog_ready = true;
+                            self.pump(id);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    pub(super) fn next_seq(&mut self) -> i64 {
+        let s = self.seq;
+        self.seq += 1;
+        s
+    }
+
+    fn run_commands(&mut self) {
+        self.shared.wake.reset();
+        loop {
+            let Some(cmd) = self.shared.commands.lock().pop_front() else { return };
+            match cmd {
+                Command::Spawn { id, plan, reply } => {
+                    let r = self.spawn(id, &plan);
+                    let _ = reply.send(r);
+                }
+            }
+        }
+    }
+
+    fn spawn(&mut self, id: u32, plan: &SpawnPlan) -> Result<i32> {
+        let (ours, theirs) = fd::socketpair().map_err(|e| Error::io("socketpair", e))?;
+        let pid = spawn::spawn(plan, theirs.as_fd())
+            .map_err(|e| Error::io(format!("spawn {}", plan.path.to_string_lossy()), e))?;
+        drop(theirs);
+        let pidfd = Arc::new(pidfd::open(pid).map_err(|e| Error::io("pidfd_open", e))?);
+        fd::set_nonblocking(ours.as_fd(), true).map_err(|e| Error::io("fcntl", e))?;
+        let sock = Arc::new(ours);
+        let reg = self
+            .epoll
+            .add(sock.as_fd(), READABLE | HUP, token(KIND_CHANNEL, id))
+            .and_then(|_| self.epoll.add(pidfd.as_fd(), READABLE, token(KIND_PIDFD, id)));
+        if let Err(e) = reg {
+            let _ = pidfd::send_signal(pidfd.as_fd(), libc::SIGKILL);
+            return Err(Error::io("epoll_ctl", e));
+        }
+        let channel = Channel {
+            writer: Writer::new(sock.clone(), true),
+            sock,
+            decoder: Decoder::new(DEFAULT_MAX_LINE),
+            watching_out: false,
+        };
+        self.workers.insert(
+            id,
+            WorkerConn { pid, channel: Some(channel), pidfd: pidfd.clone(), exit: None, exited_after_disconnect: None, in_flight: None },
+        );
+        self.shared.table.lock().insert(
+            id,
+            WorkerInfo { id, pid, pidfd, state: WorkerState::None, connected: true, dead: false, exited_after_disconnect: false },
+        );
+        self.shared.events.push(Event::Fork { id, pid });
+        Ok(pid)
+    }
+
+    pub(super) fn set_state(&self, id: u32, state: WorkerState) {
+        if let Some(w) = self.shared.table.lock().get_mut(&id) {
+            w.state = state;
+        }
+    }
+
+    pub(super) fn pid(&self, id: u32) -> i32 {
+        self.workers.get(&id).map_or(0, |w| w.pid)
+    }
+
+    fn on_channel(&mut self, id: u32, events: u32) {
+        if events & WRITABLE != 0 {
+            self.flush(id);
+        }
+        if events & (READABLE | HUP) != 0 {
+            self.read_channel(id, READS_PER_WAKEUP);
+        }
+    }
+
+    /// Sends one line (with an fd or not) to a worker; a failed write closes its channel.
+    pub(super) fn send_line(&mut self, id: u32, fd: Option<OutFd>) -> bool {
+        let Some(ch) = self.workers.get_mut(&id).and_then(|w| w.channel.as_mut()) else { return false };
+        let r = ch.writer.send(&self.out, fd);
+        self.after_write(id, r)
+    }
+
+    pub(super) fn send_control(&mut self, id: u32, line: &'static [u8]) -> bool {
+        let Some(ch) = self.workers.get_mut(&id).and_then(|w| w.channel.as_mut()) else { return false };
+        let r = ch.writer.send_control(line);
+        self.after_write(id, r)
+    }
+
+    pub(super) fn flush(&mut self, id: u32) {
+        let Some(ch) = self.workers.get_mut(&id).and_then(|w| w.channel.as_mut()) else { return };
+        let r = ch.writer.flush();
+        self.after_write(id, r);
+    }
+
+    /// Keeps EPOLLOUT registration in step with the writer, or closes a failed channel.
+    pub(super) fn after_write(&mut self, id: u32, r: Result<()>) -> bool {
+        if let Err(e) = r {
+            self.close_channel(id, Some(e));
+            return false;
+        }
+        let Some(ch) = self.workers.get_mut(&id).and_then(|w| w.channel.as_mut()) else { return false };
+        let want = ch.writer.wants_writable();
+        if want != ch.watching_out {
+            let ev = READABLE | HUP | if want { WRITABLE } else { 0 };
+            let _ = self.epoll.modify(ch.sock.as_fd(), ev, token(KIND_CHANNEL, id));
+            ch.watching_out = want;
+        }
+        true
+    }
+
+    /// Reads up to `max_reads` times (usize::MAX: until EAGAIN or EOF) and handles each line.
+    fn read_channel(&mut self, id: u32, max_reads: usize) {
+        for _ in 0..max_reads {
+            let Some(ch) = self.workers.get_mut(&id).and_then(|w| w.channel.as_mut()) else { return };
+            let got = match scm::recv(ch.sock.as_fd(), &mut self.rbuf, true) {
+                Ok(r) if r.truncated => Err(Error::protocol("fds were truncated in transit (MSG_CTRUNC)")),
+                Ok(r) if r.len == 0 => {
+                    self.close_channel(id, None);
+                    return;
+                }
+                Ok(r) => ch.decoder.feed(&self.rbuf[..r.len], r.fds),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => Err(Error::io("read from IPC channel", e)),
+            };
+            if let Err(e) = got.and_then(|_| self.drain_lines(id)) {
+                self.close_channel(id, Some(e));
+                return;
+            }
+        }
+    }
+
+    fn drain_lines(&mut self, id: u32) -> Result<()> {
+        loop {
+            let Some(ch) = self.workers.get_mut(&id).and_then(|w| w.channel.as_mut()) else { return Ok(()) };
+            let (fd, mut line) = match ch.decoder.next_line() {
+                None => return Ok(()),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(l)) => {
+                    let mut line = std::mem::take(&mut self.line);
+                    line.clear();
+                    line.extend_from_slice(l.text);
+                    (l.fd, line)
+                }
+            };
+            let r = self.handle_line(id, &line, fd);
+            line.clear();
+            std::mem::swap(&mut self.line, &mut line);
+            r?;
+        }
+    }
+
+    /// Closes a worker's channel (EOF, error or protocol violation): the worker leaves every
+    /// handle, its unacked connection goes to another worker, `disconnect` is emitted.
+    pub(super) fn close_channel(&mut self, id: u32, err: Option<Error>) {
+        let Some(w) = self.workers.get_mut(&id) else { return };
+        let Some(ch) = w.channel.take() else { return };
+        let _ = self.epoll.delete(ch.sock.as_fd());
+        drop(ch);
+        let pid = w.pid;
+        let ead = w.exited_after_disconnect.unwrap_or(false);
+        let in_flight = w.in_flight.take();
+        let dead = w.exit.is_some();
+        if let Some(e) = err {
+            self.shared.events.push(Event::Error { id, pid, code: e.code, message: e.message });
+        }
+        let handle_ids: Vec<u32> = self.handles.iter().filter(|(_, h)| h.has(id)).map(|(&hid, _)| hid).collect();
+        for hid in handle_ids {
+            self.remove_from_handle(hid, id);
+        }
+        if let Some(f) = in_flight {
+            self.requeue(f);
+        }
+        {
+            let mut table = self.shared.table.lock();
+            if dead {
+                table.remove(&id);
+            } else if let Some(info) = table.get_mut(&id) {
+                info.connected = false;
+                info.state = WorkerState::Disconnected;
+                info.exited_after_disconnect = ead;
+            }
+        }
+        if dead {
+            self.workers.remove(&id);
+        }
+        self.shared.events.push(Event::Disconnect { id, pid, exited_after_disconnect: ead });
+    }
+
+    fn on_pidfd(&mut self, id: u32) {
+        let Some(w) = self.workers.get(&id) else { return };
+        let status = match pidfd::try_reap(w.pidfd.as_fd()) {
+            Ok(Some(s)) => s,
+            Ok(None) => return,
+            Err(e) => {
+                // ECHILD: someone else reaped it (a host calling waitpid(-1)); it is gone.
+                if e.raw_os_error() != Some(libc::ECHILD) {
+                    return;
+                }
+                ExitStatus::Code(-1)
+            }
+        };
+        let _ = self.epoll.delete(w.pidfd.as_fd());
+        // Read what the worker said before it died, so `disconnect` precedes `exit` (§8.2).
+        if w.connected() {
+            self.read_channel(id, usize::MAX);
+            if self.workers.get(&id).is_some_and(WorkerConn::connected) {
+                self.close_channel(id, None);
+            }
+        }
+        let Some(w) = self.workers.get_mut(&id) else { return };
+        w.exit = Some(status);
+        let (pid, ead) = (w.pid, w.exited_after_disconnect.unwrap_or(false));
+        self.workers.remove(&id);
+        self.shared.table.lock().remove(&id);
+        let (code, signal) = match status {
+            ExitStatus::Code(c) => (c, 0),
+            ExitStatus::Signal(s) => (-1, s),
+        };
+        self.shared.events.push(Event::Exit { id, pid, code, signal, exited_after_disconnect: ead });
+    }
+
+    /// A connection a worker did not take goes back to the head of its handle's queue.
+    pub(super) fn requeue(&mut self, f: InFlight) {
+        if let Some(h) = self.handles.get_mut(&f.handle) {
+            h.queue.push_front(f.conn);
+            self.pump(f.handle);
+        }
+    }
+
+    /// Hands waiting connections to free workers, accepting only as many as there are free
+    /// workers (the rest stay in the kernel backlog).
+    pub(super) fn pump(&mut self, hid: u32) {
+        loop {
+            let Some(h) = self.handles.get_mut(&hid) else { return };
+            let Some(w) = h.take_free() else { return };
+            let conn = if let Some(c) = h.queue.pop_front() {
+                c
+            } else if h.backlog_ready {
+                match socket::accept(h.listener.as_fd(), false) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        h.untake(w);
+                        match e.raw_os_error() {
+                            Some(libc::ECONNABORTED) | Some(libc::EPROTO) => continue,
+                            Some(libc::EAGAIN) => h.backlog_ready = false,
+                            // EMFILE and friends: retried at the next ack or readiness.
+                            _ => {}
+                        }
+                        return;
+                    }
+                }
+            } else {
+                h.untake(w);
+                return;
+            };
+            self.handoff(w, hid, conn);
+        }
+    }
+
+    fn handoff(&mut self, w: u32, hid: u32, conn: std::os::fd::OwnedFd) {
+        let seq = self.next_seq();
+        let Some(h) = self.handles.get(&hid) else { return };
+        self.out.clear();
+        wire::newconn(&mut self.out, &h.key, seq);
+        let raw = conn.as_raw_fd();
+        let f = InFlight { seq, handle: hid, conn };
+        match self.workers.get_mut(&w) {
+            Some(wc) if wc.connected() && wc.in_flight.is_none() => wc.in_flight = Some(f),
+            _ => {
+                if let Some(h) = self.handles.get_mut(&hid) {
+                    h.queue.push_front(f.conn);
+                }
+                return;
+            }
+        }
+        // On failure close_channel requeues the in-flight connection.
+        self.send_line(w, Some(OutFd::Borrowed(raw)));
+    }
+
+    /// The worker answered our newconn.
+    pub(super) fn on_newconn_reply(&mut self, id: u32, ack: i64, accepted: bool) {
+        let Some(w) = self.workers.get_mut(&id) else { return };
+        if w.in_flight.as_ref().is_none_or(|f| f.seq != ack) {
+            return;
+        }
+        let Some(f) = w.in_flight.take() else { return };
+        let hid = f.handle;
+        if accepted {
+            drop(f.conn);
+        } else if let Some(h) = self.handles.get_mut(&hid) {
+            h.queue.push_front(f.conn);
+        }
+        if let Some(h) = self.handles.get_mut(&hid) {
+            h.set_free(id);
+            self.pump(hid);
+        }
+    }
+
+    /// Detaches a worker from a handle; the last one out closes it (and its queue).
+    pub(super) fn remove_from_handle(&mut self, hid: u32, id: u32) {
+        let Some(h) = self.handles.get_mut(&hid) else { return };
+        if !h.remove(id) {
+            if !h.queue.is_empty() {
+                self.pump(hid);
+            }
+            return;
+        }
+        if let Some(h) = self.handles.remove(&hid) {
+            let _ = self.epoll.delete(h.listener.as_fd());
+            self.keys.remove(&h.key);
+            if let Some(p) = h.unix_path() {
+                socket::unlink(&p);
+            }
+        }
+    }
+
+    pub(super) fn add_listener(&mut self, hid: u32) -> io::Result<()> {
+        let h = &self.handles[&hid];
+        self.epoll.add(h.listener.as_fd(), READABLE | EDGE, token(KIND_LISTENER, hid))
+    }
+}

@@ -1,0 +1,200 @@
+//! What the distributor does with each line a worker sends (§4.2, §5.2, §6.2).
+
+#![forbid(unsafe_code)]
+
+use std::os::fd::OwnedFd;
+
+use super::WorkerState;
+use super::distributor::Distributor;
+use super::round_robin::RoundRobinHandle;
+use crate::address::{self, DEFAULT_BACKLOG, FLAG_IPV6ONLY, Target};
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::ipc::message::{self, Msg, Parsed};
+use crate::ipc::wire;
+
+impl Distributor {
+    /// Handles one line from worker `id`. An error closes that worker's channel.
+    pub(super) fn handle_line(&mut self, id: u32, line: &[u8], fd: Option<OwnedFd>) -> Result<()> {
+        let m = match message::parse(line)? {
+            Parsed::User => {
+                if fd.is_some() {
+                    return Err(Error::protocol("an fd arrived with a message that is not NODE_HANDLE"));
+                }
+                let json = String::from_utf8_lossy(line).trim_end().to_string();
+                let pid = self.pid(id);
+                self.shared.events.push(Event::Message { id, pid, json });
+                return Ok(());
+            }
+            Parsed::Internal(m) => m,
+        };
+        match m.cmd() {
+            "NODE_HANDLE" => {
+                let Some(fd) = fd else {
+                    self.send_control(id, wire::HANDLE_NACK);
+                    return Ok(());
+                };
+                self.send_control(id, wire::HANDLE_ACK);
+                let inner = m.msg.map(|r| r.get()).unwrap_or("null");
+                match message::parse(inner.as_bytes())? {
+                    Parsed::Internal(inner) => self.handle_cluster(id, &inner, Some(fd)),
+                    Parsed::User => {
+                        // A user message with a handle: the message is delivered; passing the
+                        // handle on to the user is not supported yet, so ours is closed.
+                        drop(fd);
+                        let pid = self.pid(id);
+                        self.shared.events.push(Event::Message { id, pid, json: inner.to_string() });
+                        Ok(())
+                    }
+                }
+            }
+            _ if fd.is_some() => Err(Error::protocol("an fd arrived with a message that is not NODE_HANDLE")),
+            "NODE_HANDLE_ACK" => {
+                let Some(ch) = self.workers.get_mut(&id).and_then(|w| w.channel.as_mut()) else { return Ok(()) };
+                let r = ch.writer.handle_replied();
+                self.after_write(id, r);
+                Ok(())
+            }
+            "NODE_HANDLE_NACK" => {
+                let Some(ch) = self.workers.get_mut(&id).and_then(|w| w.channel.as_mut()) else { return Ok(()) };
+                let r = ch.writer.handle_replied();
+                // The worker did not get the connection: give it to someone else, and keep this
+                // worker out of rotation (it is not marked free again).
+                let f = self.workers.get_mut(&id).and_then(|w| w.in_flight.take());
+                if let Some(f) = f {
+                    self.requeue(f);
+                }
+                let pid = self.pid(id);
+                self.shared.events.push(Event::Error { id, pid, code: crate::error::code::PROTOCOL, message: "worker refused a handle (NODE_HANDLE_NACK)".into() });
+                self.after_write(id, r);
+                Ok(())
+            }
+            "NODE_CLUSTER" => self.handle_cluster(id, &m, None),
+            _ => Ok(()),
+        }
+    }
+
+    fn handle_cluster(&mut self, id: u32, m: &Msg<'_>, fd: Option<OwnedFd>) -> Result<()> {
+        if fd.is_some() {
+            return Err(Error::protocol(format!("unexpected fd with cluster message {:?}", m.act())));
+        }
+        if let Some(ack) = m.ack {
+            if let Some(accepted) = m.accepted {
+                self.on_newconn_reply(id, ack, accepted);
+            }
+            return Ok(());
+        }
+        let pid = self.pid(id);
+        match m.act() {
+            "online" => {
+                self.set_state(id, WorkerState::Online);
+                self.shared.events.push(Event::Online { id, pid });
+            }
+            "queryServer" => self.on_query_server(id, m)?,
+            "listening" => {
+                self.set_state(id, WorkerState::Listening);
+                let address_type = match m.address_type.map(|r| r.get()) {
+                    Some("6") => 6,
+                    Some("-1") => -1,
+                    _ => 4,
+                };
+                let port = m.port.unwrap_or(0) as i32;
+                let fd = m.fd.unwrap_or(-1) as i32;
+                let address = m.address.as_ref().map(|a| a.to_string());
+                self.shared.events.push(Event::Listening { id, pid, address, port, address_type, fd });
+            }
+            "close" => {
+                if let Some(key) = m.key.as_deref() {
+                    if let Some(&hid) = self.keys.get(key) {
+                        self.remove_from_handle(hid, id);
+                    }
+                }
+            }
+            "exitedAfterDisconnect" => {
+                if let Some(w) = self.workers.get_mut(&id) {
+                    w.exited_after_disconnect = Some(true);
+                }
+                if let Some(info) = self.shared.table.lock().get_mut(&id) {
+                    info.exited_after_disconnect = true;
+                }
+                let seq = self.next_seq();
+                self.out.clear();
+                wire::ack(&mut self.out, m.seq.unwrap_or(0), seq);
+                self.send_line(id, None);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// `queryServer` (§6.2): find or create the handle for the key, attach the worker, reply.
+    fn on_query_server(&mut self, id: u32, m: &Msg<'_>) -> Result<()> {
+        if self.workers.get(&id).is_some_and(|w| w.exited_after_disconnect == Some(true)) {
+            return Ok(());
+        }
+        let Some(seq) = m.seq else {
+            return Err(Error::protocol("queryServer without seq"));
+        };
+        let at = m.address_type.map(|r| r.get().trim_matches('"').to_string()).unwrap_or_else(|| "null".into());
+        let index = m.index.unwrap_or(0);
+        let key = address::handle_key(m.address.as_deref(), m.port, &at, m.fd, index);
+        let data = m.data.map(|r| r.get().to_string()).unwrap_or_else(|| "null".into());
+
+        let hid = match self.keys.get(&key) {
+            Some(&hid) => Ok(hid),
+            None => self.create_handle(&key, m, &at, data),
+        };
+        let hid = match hid {
+            Ok(hid) => hid,
+            Err(e) => {
+                let pid = self.pid(id);
+                if e.code == crate::error::code::PROTOCOL {
+                    self.shared.events.push(Event::Error { id, pid, code: e.code, message: e.message.clone() });
+                }
+                let errno = if e.code > -4096 { e.code } else { -libc::EINVAL };
+                let reply_seq = self.next_seq();
+                self.out.clear();
+                let r = wire::QueryReply { errno: Some(errno as i64), key: &key, ack: seq, data: "null", sockname: None };
+                wire::query_reply(&mut self.out, &r, reply_seq);
+                self.send_line(id, None);
+                return Ok(());
+            }
+        };
+        let reply_seq = self.next_seq();
+        let h = self.handles.get_mut(&hid).expect("handle for key");
+        h.add(id);
+        let sockname = address::sockname_parts(&h.bound);
+        self.out.clear();
+        let r = wire::QueryReply {
+            errno: None,
+            key: &key,
+            ack: seq,
+            data: &h.data,
+            sockname: sockname.as_ref().map(|(a, f, p)| (a.as_str(), *f, *p)),
+        };
+        wire::query_reply(&mut self.out, &r, reply_seq);
+        if self.send_line(id, None) {
+            self.pump(hid);
+        }
+        Ok(())
+    }
+
+    fn create_handle(&mut self, key: &str, m: &Msg<'_>, address_type: &str, data: String) -> Result<u32> {
+        let target = Target::from_query(m.address.as_deref(), m.port, address_type)?;
+        let backlog = match message::int_or_none(m.backlog)? {
+            Some(b) if b > 0 => b.min(i32::MAX as i64) as i32,
+            _ => DEFAULT_BACKLOG,
+        };
+        let ipv6_only = m.flags.unwrap_or(0) & FLAG_IPV6ONLY != 0;
+        let (listener, bound) = target.bind(ipv6_only, Some(backlog))?;
+        let hid = self.next_handle;
+        self.next_handle += 1;
+        self.handles.insert(hid, RoundRobinHandle::new(key.to_string(), listener, bound, data));
+        if let Err(e) = self.add_listener(hid) {
+            self.handles.remove(&hid);
+            return Err(Error::io("epoll_ctl", e));
+        }
+        self.keys.insert(key.to_string(), hid);
+        Ok(hid)
+    }
+}

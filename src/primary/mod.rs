@@ -1,0 +1,188 @@
+//! The primary: forks workers and runs the distributor thread.
+//!
+//! Protocol (see `node-cluster-protocol.md` §5–§6): a worker sends `online`, then
+//! `queryServer` per server; we bind once per handle key and reply; each accepted connection
+//! goes to one worker inside a `NODE_HANDLE` `newconn` with the fd, and the worker answers
+//! `{ack, accepted}`.
+//!
+//! Invariants kept here:
+//! - the primary closes its copy of a connection fd only after the worker's
+//!   `accepted: true`; a refusal, a NACK, the worker's exit or a channel error hands the
+//!   connection to another worker (Node v20 leaks it; we don't);
+//! - one handle in flight per channel; everything else queues behind it (`ipc::writer`);
+//! - workers are reaped through their pidfds only, never `waitpid(-1)`; no signal handler.
+
+#![forbid(unsafe_code)]
+
+mod distributor;
+mod messages;
+pub mod round_robin;
+mod worker_conn;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ffi::{CString, OsString};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::event::EventQueue;
+use crate::sys::eventfd::EventFd;
+use crate::sys::spawn::SpawnPlan;
+use crate::sys::{pidfd, process};
+
+/// Node's worker states (`worker.state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerState {
+    None,
+    Online,
+    Listening,
+    Disconnected,
+    Dead,
+}
+
+/// What the user's thread may know of a worker (`cluster.workers[id]`).
+#[derive(Clone, Debug)]
+pub struct WorkerInfo {
+    pub id: u32,
+    pub pid: i32,
+    pub pidfd: Arc<OwnedFd>,
+    pub state: WorkerState,
+    pub connected: bool,
+    pub dead: bool,
+    pub exited_after_disconnect: bool,
+}
+
+pub(crate) enum Command {
+    Spawn { id: u32, plan: SpawnPlan, reply: mpsc::SyncSender<Result<i32>> },
+}
+
+/// State shared between the user's threads and the distributor thread.
+pub(crate) struct Shared {
+    pub events: Arc<EventQueue>,
+    pub commands: Mutex<VecDeque<Command>>,
+    pub wake: EventFd,
+    /// `cluster.workers`: a worker leaves it once it is both disconnected and dead.
+    pub table: Mutex<BTreeMap<u32, WorkerInfo>>,
+}
+
+pub struct Primary {
+    shared: Arc<Shared>,
+    next_id: AtomicU32,
+    started: Mutex<bool>,
+}
+
+impl Primary {
+    pub fn new(events: Arc<EventQueue>) -> Result<Primary> {
+        let wake = EventFd::new().map_err(|e| Error::io("eventfd", e))?;
+        Ok(Primary {
+            shared: Arc::new(Shared {
+                events,
+                commands: Mutex::new(VecDeque::new()),
+                wake,
+                table: Mutex::new(BTreeMap::new()),
+            }),
+            next_id: AtomicU32::new(1),
+            started: Mutex::new(false),
+        })
+    }
+
+    fn ensure_started(&self) -> Result<()> {
+        let mut started = self.started.lock();
+        if !*started {
+            distributor::start(self.shared.clone())?;
+            *started = true;
+        }
+        Ok(())
+    }
+
+    fn command(&self, cmd: Command) {
+        self.shared.commands.lock().push_back(cmd);
+        self.shared.wake.signal();
+    }
+
+    /// Starts a worker running this program again, with `extra_env` added to our
+    /// environment. Returns its id (1, 2, ... never reused).
+    pub fn fork(&self, extra_env: &[(OsString, OsString)]) -> Result<u32> {
+        self.ensure_started()?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let plan = build_plan(id, extra_env)?;
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.command(Command::Spawn { id, plan, reply: tx });
+        rx.recv().map_err(|_| Error::protocol("distributor thread is gone"))??;
+        Ok(id)
+    }
+
+    /// Sends `sig` to worker `id` (through its pidfd, so never to a recycled pid).
+    pub fn kill(&self, id: u32, sig: i32) -> Result<()> {
+        if !(0..=64).contains(&sig) {
+            return Err(Error::errno(libc::EINVAL, format!("signal {sig} is not a valid signal number")));
+        }
+        let pidfd = match self.shared.table.lock().get(&id) {
+            Some(w) if !w.dead => w.pidfd.clone(),
+            Some(_) => return Err(Error::errno(libc::ESRCH, format!("worker {id} is dead"))),
+            None => return Err(Error::errno(libc::ESRCH, format!("no worker with id {id}"))),
+        };
+        pidfd::send_signal(pidfd.as_fd(), sig).map_err(|e| Error::io(format!("kill worker {id}"), e))
+    }
+
+    /// The ids in `cluster.workers`, ascending.
+    pub fn worker_ids(&self) -> Vec<u32> {
+        self.shared.table.lock().keys().copied().collect()
+    }
+
+    pub fn worker(&self, id: u32) -> Result<WorkerInfo> {
+        self.shared
+            .table
+            .lock()
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::errno(libc::ESRCH, format!("no worker with id {id}")))
+    }
+
+    pub fn worker_count(&self) -> usize {
+        self.shared.table.lock().len()
+    }
+}
+
+/// Builds the worker's command line before anything forks (house style P2): this program's
+/// executable and argv, our environment plus `extra_env`, then `NODE_UNIQUE_ID`,
+/// `NODE_CHANNEL_FD=3` and `NODE_CHANNEL_SERIALIZATION_MODE=json`, in Node's order (§2.1).
+fn build_plan(id: u32, extra_env: &[(OsString, OsString)]) -> Result<SpawnPlan> {
+    let (exe, args) = process::current_command().map_err(|e| Error::io("read /proc/self", e))?;
+    let cstr = |s: &[u8]| {
+        CString::new(s).map_err(|_| Error::errno(libc::EINVAL, "argument or environment entry contains NUL"))
+    };
+    let internal = ["NODE_UNIQUE_ID", "NODE_CHANNEL_FD", "NODE_CHANNEL_SERIALIZATION_MODE"];
+    let mut env: Vec<(OsString, OsString)> =
+        std::env::vars_os().filter(|(k, _)| !internal.iter().any(|i| k == i)).collect();
+    for (k, v) in extra_env {
+        env.retain(|(ek, _)| ek != k);
+        env.push((k.clone(), v.clone()));
+    }
+    env.push(("NODE_UNIQUE_ID".into(), id.to_string().into()));
+    env.push(("NODE_CHANNEL_FD".into(), "3".into()));
+    env.push(("NODE_CHANNEL_SERIALIZATION_MODE".into(), "json".into()));
+    let envp = env
+        .into_iter()
+        .map(|(k, v)| {
+            let mut kv = k.into_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            cstr(&kv)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(SpawnPlan {
+        path: cstr(exe.as_os_str().as_bytes())?,
+        argv: args.iter().map(|a| cstr(a.as_bytes())).collect::<Result<Vec<_>>>()?,
+        envp,
+        cwd: None,
+        uid: None,
+        gid: None,
+        parent_death_signal: libc::SIGTERM,
+    })
+}

@@ -1,0 +1,45 @@
+//! The distributor's view of one worker: its channel, its pidfd and its connection in flight.
+
+#![forbid(unsafe_code)]
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use crate::ipc::codec::Decoder;
+use crate::ipc::writer::Writer;
+use crate::sys::pidfd::ExitStatus;
+
+/// A connection handed to a worker and not yet acked.
+#[derive(Debug)]
+pub struct InFlight {
+    pub seq: i64,
+    pub handle: u32,
+    pub conn: OwnedFd,
+}
+
+/// The open channel to a worker.
+#[derive(Debug)]
+pub struct Channel {
+    pub sock: Arc<OwnedFd>,
+    pub writer: Writer,
+    pub decoder: Decoder,
+    /// Registered for EPOLLOUT too.
+    pub watching_out: bool,
+}
+
+#[derive(Debug)]
+pub struct WorkerConn {
+    pub pid: i32,
+    pub channel: Option<Channel>,
+    pub pidfd: Arc<OwnedFd>,
+    pub exit: Option<ExitStatus>,
+    /// Node's `exitedAfterDisconnect`: unknown until the worker says it or we disconnect it.
+    pub exited_after_disconnect: Option<bool>,
+    pub in_flight: Option<InFlight>,
+}
+
+impl WorkerConn {
+    pub fn connected(&self) -> bool {
+        self.channel.is_some()
+    }
+}

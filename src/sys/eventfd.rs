@@ -1,0 +1,47 @@
+//! An eventfd used as a level-style "something is pending" flag.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use super::fd;
+
+/// A non-blocking, close-on-exec eventfd.
+#[derive(Debug)]
+pub struct EventFd {
+    fd: OwnedFd,
+}
+
+impl EventFd {
+    pub fn new() -> io::Result<EventFd> {
+        let raw = syscall!(eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?;
+        // SAFETY: eventfd returned a new fd that nothing else owns.
+        Ok(EventFd { fd: unsafe { OwnedFd::from_raw_fd(raw) } })
+    }
+
+    /// Makes the fd readable. Never blocks (the counter cannot realistically overflow).
+    pub fn signal(&self) {
+        let one = 1u64.to_ne_bytes();
+        let _ = fd::write(self.fd.as_fd(), &one);
+    }
+
+    /// Makes the fd unreadable again (until the next `signal`).
+    pub fn reset(&self) {
+        let mut buf = [0u8; 8];
+        let _ = fd::read(self.fd.as_fd(), &mut buf);
+    }
+
+    /// Waits until signalled or `timeout_ms` passes (-1: no limit).
+    pub fn wait(&self, timeout_ms: i32) -> io::Result<bool> {
+        fd::poll_readable(self.fd.as_fd(), timeout_ms)
+    }
+
+    pub fn raw(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl AsFd for EventFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}

@@ -1,0 +1,67 @@
+//! Process fds: watch, signal and reap exactly the children we spawned (never `waitpid(-1)`).
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+/// How a child ended, as Node reports it: an exit code or a signal number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+/// `pidfd_open(pid, 0)`; the new fd is close-on-exec.
+pub fn open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes two integers and returns a new fd or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw as i32) })
+}
+
+/// `pidfd_send_signal(pidfd, sig)`. `ESRCH` once the process has been reaped.
+pub fn send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+    // SAFETY: a null siginfo is allowed; the other arguments are integers.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Reaps the child behind `pidfd` if it has exited (`waitid(P_PIDFD, WEXITED|WNOHANG)`).
+/// `Ok(None)` while it still runs.
+pub fn try_reap(pidfd: BorrowedFd<'_>) -> io::Result<Option<ExitStatus>> {
+    // SAFETY: an all-zero siginfo_t is valid for waitid to fill.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    super::retry(|| {
+        syscall!(waitid(
+            libc::P_PIDFD,
+            pidfd.as_raw_fd() as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG
+        ))
+    })?;
+    // SAFETY: waitid filled `info` for a SIGCHLD-style report (or left it zeroed).
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    Ok(Some(match info.si_code {
+        libc::CLD_EXITED => ExitStatus::Code(status),
+        _ => ExitStatus::Signal(status),
+    }))
+}
+
+/// Reaps the child `pid` (blocking). Used only for a child whose exec failed.
+pub fn reap_pid(pid: i32) {
+    let mut status = 0;
+    let _ = super::retry(|| syscall!(waitpid(pid, &mut status, 0)));
+}

@@ -1,0 +1,100 @@
+//! `sendmsg`/`recvmsg` with `SCM_RIGHTS`, as Node's channel uses them.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use super::retry;
+
+/// The most fds one received segment may carry before we call it truncated. Node sends one.
+pub(crate) const MAX_FDS: usize = 4;
+
+/// Aligned control-message buffer big enough for `MAX_FDS` fds.
+#[repr(C, align(8))]
+struct CmsgBuf([u8; 64]);
+
+/// Sends `data` (and `fd`, as `SCM_RIGHTS`, with its first byte). Returns bytes written.
+///
+/// Always `MSG_NOSIGNAL` (no SIGPIPE, see house style P5); `nonblocking` adds
+/// `MSG_DONTWAIT`.
+pub fn send(sock: BorrowedFd<'_>, data: &[u8], fd: Option<RawFd>, nonblocking: bool) -> io::Result<usize> {
+    let mut flags = libc::MSG_NOSIGNAL;
+    if nonblocking {
+        flags |= libc::MSG_DONTWAIT;
+    }
+    let Some(fd) = fd else {
+        return retry(|| {
+            syscall!(send(sock.as_raw_fd(), data.as_ptr().cast(), data.len(), flags))
+                .map(|n| n as usize)
+        });
+    };
+    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut _, iov_len: data.len() };
+    let mut cbuf = CmsgBuf([0; 64]);
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+    // SAFETY: an all-zero msghdr is valid; we fill the fields we use below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.0.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: msg_control points at `space` (<= 64) writable, aligned bytes, so the first
+    // header exists and its data area holds one fd.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
+    }
+    retry(|| syscall!(sendmsg(sock.as_raw_fd(), &msg, flags)).map(|n| n as usize))
+}
+
+/// What one `recvmsg` brought.
+#[derive(Debug, Default)]
+pub struct Received {
+    /// Bytes read into the buffer; 0 means end of stream.
+    pub len: usize,
+    /// Fds that arrived (close-on-exec, thanks to `MSG_CMSG_CLOEXEC`).
+    pub fds: Vec<OwnedFd>,
+    /// The kernel dropped fds or control data (`MSG_CTRUNC`): a protocol error (systemd#15457).
+    pub truncated: bool,
+}
+
+/// `recvmsg(sock, buf, MSG_CMSG_CLOEXEC)`, retried on EINTR.
+pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8], nonblocking: bool) -> io::Result<Received> {
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let mut cbuf = CmsgBuf([0; 64]);
+    // SAFETY: an all-zero msghdr is valid; we fill the fields we use below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.0.as_mut_ptr().cast();
+    msg.msg_controllen = cbuf.0.len() as _;
+    let mut flags = libc::MSG_CMSG_CLOEXEC;
+    if nonblocking {
+        flags |= libc::MSG_DONTWAIT;
+    }
+    let n = retry(|| syscall!(recvmsg(sock.as_raw_fd(), &mut msg, flags)))? as usize;
+    let mut out = Received { len: n, fds: Vec::new(), truncated: msg.msg_flags & libc::MSG_CTRUNC != 0 };
+    // SAFETY: the kernel wrote `msg_controllen` bytes of well-formed control messages into
+    // `cbuf`; CMSG_FIRSTHDR/NXTHDR stay within that length, and each SCM_RIGHTS payload is an
+    // array of fds that are now ours.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(cmsg);
+                let bytes = (*cmsg).cmsg_len as usize - (data as usize - cmsg as usize);
+                for i in 0..bytes / std::mem::size_of::<RawFd>() {
+                    let fd = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
+                    out.fds.push(OwnedFd::from_raw_fd(fd));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    if out.fds.len() > MAX_FDS {
+        out.truncated = true;
+    }
+    Ok(out)
+}

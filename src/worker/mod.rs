@@ -1,0 +1,162 @@
+//! The worker side: the channel to the primary (fd `NODE_CHANNEL_FD`), its reader thread,
+//! and the servers obtained with `queryServer`.
+//!
+//! Protocol (§7): `online` at start-up; `queryServer` → reply (errno, key, sockname) →
+//! `listening`; for each `NODE_HANDLE` `newconn`, `NODE_HANDLE_ACK` at once (so a Node
+//! primary never stalls), and `{ack, accepted}` when the user's `accept` takes the
+//! connection. Until then the primary keeps its copy, so a worker that dies before accepting
+//! loses nothing: the primary hands the connection to another worker.
+//! Channel EOF without a disconnect ends the process with code 0, as Node's workers do.
+
+#![forbid(unsafe_code)]
+
+mod reader;
+pub mod server;
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::error::{Error, Result, code};
+use crate::event::EventQueue;
+use crate::ipc::writer::Writer;
+use crate::sys::{fd, process, socket};
+
+pub use server::Server;
+
+/// The reply to one of our requests, as the reader thread stores it.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub errno: Option<i64>,
+    pub key: String,
+    pub sockname_port: Option<i64>,
+    pub fd: Option<OwnedFd>,
+}
+
+pub(crate) struct Shared {
+    pub id: u32,
+    pub writer: Mutex<Writer>,
+    seq: AtomicI64,
+    /// Requests waiting for a reply, by our seq; `Some` once answered.
+    pub pending: Mutex<HashMap<i64, Option<Reply>>>,
+    pub replied: Condvar,
+    /// Round-robin servers by key, so the reader can queue connections for them.
+    pub servers: Mutex<HashMap<String, Arc<server::ConnQueue>>>,
+    pub connected: AtomicBool,
+    pub disconnecting: AtomicBool,
+    pub events: Arc<EventQueue>,
+}
+
+impl Shared {
+    pub fn next_seq(&self) -> i64 {
+        self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Formats with `f` (given a fresh seq) and sends one line.
+    pub fn send_with(&self, f: impl FnOnce(&mut Vec<u8>, i64)) -> Result<()> {
+        let mut line = Vec::with_capacity(128);
+        let mut w = self.writer.lock();
+        f(&mut line, self.next_seq());
+        w.send(&line, None)
+    }
+}
+
+pub struct Worker {
+    pub(crate) shared: Arc<Shared>,
+    /// Per `(address, port, addressType, fd)`: Node's listen index bookkeeping (§6.1).
+    indexes: Mutex<HashMap<String, (i64, Vec<i64>)>>,
+}
+
+impl Worker {
+    /// Start-up (§1, §10.1): takes the channel fd, removes Node's variables from the
+    /// environment, arms the parent-death signal, starts the reader, sends `online`.
+    pub fn start(id: u32, channel_fd: Option<&str>, events: Arc<EventQueue>) -> Result<Worker> {
+        for k in ["NODE_UNIQUE_ID", "NODE_CHANNEL_FD", "NODE_CHANNEL_SERIALIZATION_MODE"] {
+            process::unset_env(k);
+        }
+        let raw: i32 = channel_fd
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| Error::new(code::CLOSED, "NODE_CHANNEL_FD is missing or not a number"))?;
+        let sock = fd::adopt_inherited(raw).map_err(|e| Error::io(format!("channel fd {raw}"), e))?;
+        let kind = socket::kind(sock.as_fd());
+        if !matches!(kind, Ok((libc::AF_UNIX, libc::SOCK_STREAM))) {
+            std::mem::forget(sock); // not ours to close: it is not a channel
+            return Err(Error::new(code::PROTOCOL, format!("channel fd {raw} is not a Unix stream socket")));
+        }
+        // Our children must not inherit the channel (every library fd is close-on-exec).
+        fd::set_cloexec(sock.as_fd()).map_err(|e| Error::io("fcntl", e))?;
+        let _ = process::set_parent_death_signal(libc::SIGTERM);
+        let sock = Arc::new(sock);
+        let shared = Arc::new(Shared {
+            id,
+            writer: Mutex::new(Writer::new(sock.clone(), false)),
+            seq: AtomicI64::new(0),
+            pending: Mutex::new(HashMap::new()),
+            replied: Condvar::new(),
+            servers: Mutex::new(HashMap::new()),
+            connected: AtomicBool::new(true),
+            disconnecting: AtomicBool::new(false),
+            events,
+        });
+        reader::start(shared.clone(), sock)?;
+        shared.send_with(|out, seq| crate::ipc::wire::act(out, "online", seq))?;
+        Ok(Worker { shared, indexes: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn id(&self) -> u32 {
+        self.shared.id
+    }
+
+    /// Sends a request line built by `f` (given its seq) and waits for the reply.
+    pub(crate) fn request(&self, f: impl FnOnce(&mut Vec<u8>, i64)) -> Result<Reply> {
+        let mut line = Vec::with_capacity(256);
+        let seq;
+        {
+            let mut w = self.shared.writer.lock();
+            seq = self.shared.next_seq();
+            f(&mut line, seq);
+            self.shared.pending.lock().insert(seq, None);
+            if let Err(e) = w.send(&line, None) {
+                self.shared.pending.lock().remove(&seq);
+                return Err(e);
+            }
+        }
+        let mut pending = self.shared.pending.lock();
+        loop {
+            if let Some(slot) = pending.get_mut(&seq) {
+                if let Some(r) = slot.take() {
+                    pending.remove(&seq);
+                    return Ok(r);
+                }
+            }
+            if !self.shared.connected.load(Ordering::Acquire) {
+                pending.remove(&seq);
+                return Err(Error::new(code::CLOSED, "IPC channel closed before the primary replied"));
+            }
+            self.shared.replied.wait(&mut pending);
+        }
+    }
+
+    /// Allocates the listen index for a tuple (lowest unused after the last, as Node does).
+    pub(crate) fn take_index(&self, tuple: &str) -> i64 {
+        let mut idx = self.indexes.lock();
+        let e = idx.entry(tuple.to_string()).or_insert((0, Vec::new()));
+        let i = e.0;
+        e.0 += 1;
+        e.1.push(i);
+        i
+    }
+
+    pub(crate) fn release_index(&self, tuple: &str, index: i64) {
+        let mut idx = self.indexes.lock();
+        if let Some(e) = idx.get_mut(tuple) {
+            e.1.retain(|&i| i != index);
+            if e.1.is_empty() {
+                idx.remove(tuple);
+            }
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The worker's channel reader thread: frames lines, binds fds to `NODE_HANDLE` lines,
+//! acks handles at once, routes replies and connections.
+
+#![forbid(unsafe_code)]
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::{Reply, Shared};
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::ipc::codec::Decoder;
+use crate::ipc::message::{self, Msg, Parsed};
+use crate::ipc::{DEFAULT_MAX_LINE, wire};
+use crate::sys::{process, scm};
+
+pub(super) fn start(shared: Arc<Shared>, sock: Arc<OwnedFd>) -> Result<()> {
+    std::thread::Builder::new()
+        .name("cluster-channel".into())
+        .spawn(move || {
+            process::block_signals_in_this_thread();
+            let err = read_loop(&shared, &sock).err();
+            channel_lost(&shared, err);
+        })
+        .map(drop)
+        .map_err(|e| Error::io("spawn channel reader thread", e))
+}
+
+fn read_loop(shared: &Shared, sock: &OwnedFd) -> Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut decoder = Decoder::new(DEFAULT_MAX_LINE);
+    loop {
+        let r = scm::recv(sock.as_fd(), &mut buf, false).map_err(|e| Error::io("read from IPC channel", e))?;
+        if r.truncated {
+            return Err(Error::protocol("fds were truncated in transit (MSG_CTRUNC)"));
+        }
+        if r.len == 0 {
+            return Ok(());
+        }
+        decoder.feed(&buf[..r.len], r.fds)?;
+        while let Some(line) = decoder.next_line() {
+            let line = line?;
+            handle_line(shared, line.text, line.fd)?;
+        }
+    }
+}
+
+/// EOF or a broken channel. Unless a disconnect was under way, a worker whose primary is
+/// gone exits with code 0, as Node's do (§7.5).
+fn channel_lost(shared: &Shared, err: Option<Error>) {
+    shared.connected.store(false, Ordering::Release);
+    shared.writer.lock().close();
+    {
+        let _pending = shared.pending.lock();
+        shared.replied.notify_all();
+    }
+    for q in shared.servers.lock().drain().map(|(_, q)| q) {
+        q.close();
+    }
+    if let Some(e) = &err {
+        eprintln!("libcluster: worker {}: {}", shared.id, e.message);
+    }
+    if !shared.disconnecting.load(Ordering::Acquire) {
+        process::exit(0);
+    }
+    shared.events.push(Event::Disconnect { id: shared.id, pid: process::getpid(), exited_after_disconnect: true });
+}
+
+fn handle_line(shared: &Shared, line: &[u8], fd: Option<OwnedFd>) -> Result<()> {
+    let m = match message::parse(line)? {
+        Parsed::User => {
+            if fd.is_some() {
+                return Err(Error::protocol("an fd arrived with a message that is not NODE_HANDLE"));
+            }
+            let json = String::from_utf8_lossy(line).trim_end().to_string();
+            shared.events.push(Event::Message { id: 0, pid: 0, json });
+            return Ok(());
+        }
+        Parsed::Internal(m) => m,
+    };
+    match m.cmd() {
+        "NODE_HANDLE" => {
+            let Some(fd) = fd else {
+                return shared.writer.lock().send_control(wire::HANDLE_NACK);
+            };
+            shared.writer.lock().send_control(wire::HANDLE_ACK)?;
+            let inner = m.msg.map(|r| r.get()).unwrap_or("null");
+            match message::parse(inner.as_bytes())? {
+                Parsed::Internal(inner) => handle_cluster(shared, &inner, Some(fd)),
+                Parsed::User => {
+                    drop(fd);
+                    shared.events.push(Event::Message { id: 0, pid: 0, json: inner.to_string() });
+                    Ok(())
+                }
+            }
+        }
+        _ if fd.is_some() => Err(Error::protocol("an fd arrived with a message that is not NODE_HANDLE")),
+        "NODE_HANDLE_ACK" | "NODE_HANDLE_NACK" => shared.writer.lock().handle_replied(),
+        "NODE_CLUSTER" => handle_cluster(shared, &m, None),
+        _ => Ok(()),
+    }
+}
+
+fn handle_cluster(shared: &Shared, m: &Msg<'_>, fd: Option<OwnedFd>) -> Result<()> {
+    if let Some(ack) = m.ack {
+        let mut pending = shared.pending.lock();
+        if let Some(slot) = pending.get_mut(&ack) {
+            let sockname_port = m
+                .sockname
+                .and_then(|s| serde_json::from_str::<serde_json::Value>(s.get()).ok())
+                .and_then(|v| v.get("port").and_then(|p| p.as_i64()));
+            let key = m.key.as_deref().unwrap_or("").to_string();
+            let ok = m.errno.unwrap_or(0) == 0;
+            // Register a round-robin server before waking the caller, so a newconn that
+            // follows the reply at once finds it.
+            if ok && fd.is_none() && !key.is_empty() {
+                shared.servers.lock().entry(key.clone()).or_insert_with(|| Arc::new(super::server::ConnQueue::new()));
+            }
+            *slot = Some(Reply { errno: m.errno, key, sockname_port, fd });
+            shared.replied.notify_all();
+        }
+        return Ok(());
+    }
+    match m.act() {
+        "newconn" => {
+            let (Some(fd), Some(seq)) = (fd, m.seq) else {
+                return Err(Error::protocol("newconn without a connection fd or seq"));
+            };
+            let key = m.key.as_deref().unwrap_or("");
+            let queue = shared.servers.lock().get(key).cloned();
+            match queue {
+                Some(q) if q.push(seq, fd) => Ok(()),
+                _ => {
+                    // Unknown or closing server: refuse, and the primary hands it on (§7.4).
+                    let mut line = Vec::with_capacity(64);
+                    let mut w = shared.writer.lock();
+                    wire::accepted(&mut line, seq, false, shared.next_seq());
+                    w.send(&line, None)
+                }
+            }
+        }
+        _ => Ok(()),
+    }
+}
