@@ -149,6 +149,31 @@ typedef struct cluster_event {
 typedef void (*cluster_event_cb)(const struct cluster_event *event, void *userdata);
 
 /*
+ Settings for later forks (Node's `cluster.setupPrimary`). Initialise with
+ `cluster_settings_init`; NULL fields keep the current value (settings accumulate, as in
+ Node). New fields are only ever appended; `size` tells the library which exist.
+ */
+typedef struct cluster_settings {
+  /*
+   `sizeof(cluster_settings)` as the caller was compiled.
+   */
+  size_t size;
+  /*
+   Program to run (a path, or a name looked up on PATH); it becomes argv[0].
+   Default: this program.
+   */
+  const char *exec;
+  /*
+   NULL-terminated argv after argv[0]. Default: this process's argv[1..].
+   */
+  const char *const *args;
+  /*
+   Working directory of the worker. Default: the primary's.
+   */
+  const char *cwd;
+} cluster_settings;
+
+/*
  Options for `cluster_get_server`. Initialise with `cluster_server_options_init`, then
  set fields; new fields are only ever appended, and `size` tells the library which exist.
  */
@@ -340,6 +365,22 @@ int cluster_workers(int *out_ids, size_t len);
  `CLUSTER_E_WRONG_ROLE` in a worker.
  */
 int cluster_worker_pid(int worker_id);
+
+/*
+ Sets every field of `*settings` to "unchanged" (NULL) and sets `settings->size`.
+ Returns 0, or `-EINVAL` for NULL.
+ */
+int cluster_settings_init(struct cluster_settings *settings);
+
+/*
+ Node's `cluster.setupPrimary(settings)`: changes what later `cluster_fork` calls run.
+ Fields left NULL keep their current value. Everything is copied; `settings` is borrowed
+ for the call.
+
+ Returns 0. Errors: `-EINVAL` (NULL, `size` not set, empty `exec`),
+ `CLUSTER_E_WRONG_ROLE` in a worker.
+ */
+int cluster_setup_primary(const struct cluster_settings *settings);
 
 /*
  Fills `*opts` with the defaults (backlog 0 = 511, dual-stack, not exclusive, blocking)

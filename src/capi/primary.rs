@@ -3,7 +3,9 @@
 use std::ffi::{CStr, OsString, c_char, c_int};
 use std::os::unix::ffi::OsStringExt;
 
+use super::types::cluster_settings;
 use super::{invalid, ret};
+use crate::primary::settings::Settings;
 use crate::context;
 use crate::error::Error;
 
@@ -135,5 +137,86 @@ pub extern "C" fn cluster_worker_pid(worker_id: c_int) -> c_int {
             return ret(Err(Error::errno(libc::ESRCH, format!("no worker with id {worker_id}"))));
         }
         ret(context::primary().and_then(|p| p.worker(worker_id as u32)).map(|w| w.pid))
+    })
+}
+
+/// Sets every field of `*settings` to "unchanged" (NULL) and sets `settings->size`.
+/// Returns 0, or `-EINVAL` for NULL.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cluster_settings_init(settings: *mut cluster_settings) -> c_int {
+    ffi_guard!({
+        if settings.is_null() {
+            return ret(Err(invalid("settings is NULL")));
+        }
+        // SAFETY: non-NULL and writable (contract).
+        unsafe {
+            *settings = cluster_settings {
+                size: std::mem::size_of::<cluster_settings>(),
+                exec: std::ptr::null(),
+                args: std::ptr::null(),
+                cwd: std::ptr::null(),
+            }
+        };
+        0
+    })
+}
+
+/// Reads a NULL-terminated array of C strings.
+///
+/// # Safety
+/// `p` is NULL or a NULL-terminated array of NUL-terminated strings.
+unsafe fn string_array(p: *const *const c_char, what: &str) -> crate::error::Result<Option<Vec<OsString>>> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for i in 0.. {
+        // SAFETY: the caller's contract.
+        let s = unsafe { *p.add(i) };
+        if s.is_null() {
+            return Ok(Some(out));
+        }
+        if i >= 65536 {
+            return Err(invalid(&format!("{what} has more than 65536 entries (missing NULL terminator?)")));
+        }
+        // SAFETY: each entry is a NUL-terminated string (contract).
+        out.push(OsString::from_vec(unsafe { CStr::from_ptr(s) }.to_bytes().to_vec()));
+    }
+    unreachable!()
+}
+
+/// Node's `cluster.setupPrimary(settings)`: changes what later `cluster_fork` calls run.
+/// Fields left NULL keep their current value. Everything is copied; `settings` is borrowed
+/// for the call.
+///
+/// Returns 0. Errors: `-EINVAL` (NULL, `size` not set, empty `exec`),
+/// `CLUSTER_E_WRONG_ROLE` in a worker.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cluster_setup_primary(settings: *const cluster_settings) -> c_int {
+    ffi_guard!({
+        if settings.is_null() {
+            return ret(Err(invalid("settings is NULL")));
+        }
+        let r = (|| {
+            // SAFETY: non-NULL; `size` is the first field.
+            let s = unsafe { *settings };
+            if s.size < std::mem::size_of::<cluster_settings>() || s.size > 1 << 16 {
+                return Err(invalid("settings->size is not set (call cluster_settings_init)"));
+            }
+            // SAFETY: the pointers are NULL or valid C strings/arrays (contract).
+            let exec = unsafe { string_array([s.exec, std::ptr::null()].as_ptr(), "exec") }?
+                .and_then(|mut v| v.pop());
+            if exec.as_ref().is_some_and(|e| e.is_empty()) {
+                return Err(invalid("exec is empty"));
+            }
+            // SAFETY: as above.
+            let args = unsafe { string_array(s.args, "args") }?;
+            // SAFETY: as above.
+            let cwd = unsafe { super::opt_str(s.cwd, "cwd") }?.map(std::path::PathBuf::from);
+            let p = context::primary()?;
+            p.setup(Settings { exec, args, cwd });
+            Ok(0)
+        })();
+        ret(r)
     })
 }

@@ -90,3 +90,20 @@ pub struct cluster_server_options {
 pub struct cluster_server {
     pub(crate) inner: Server,
 }
+
+/// Settings for later forks (Node's `cluster.setupPrimary`). Initialise with
+/// `cluster_settings_init`; NULL fields keep the current value (settings accumulate, as in
+/// Node). New fields are only ever appended; `size` tells the library which exist.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct cluster_settings {
+    /// `sizeof(cluster_settings)` as the caller was compiled.
+    pub size: usize,
+    /// Program to run (a path, or a name looked up on PATH); it becomes argv[0].
+    /// Default: this program.
+    pub exec: *const c_char,
+    /// NULL-terminated argv after argv[0]. Default: this process's argv[1..].
+    pub args: *const *const c_char,
+    /// Working directory of the worker. Default: the primary's.
+    pub cwd: *const c_char,
+}

@@ -17,6 +17,7 @@
 mod distributor;
 mod messages;
 pub mod round_robin;
+pub mod settings;
 mod worker_conn;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -34,6 +35,8 @@ use crate::event::EventQueue;
 use crate::sys::eventfd::EventFd;
 use crate::sys::spawn::SpawnPlan;
 use crate::sys::{pidfd, process};
+
+use settings::Settings;
 
 /// Node's worker states (`worker.state`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +77,7 @@ pub struct Primary {
     shared: Arc<Shared>,
     next_id: AtomicU32,
     started: Mutex<bool>,
+    settings: Mutex<Settings>,
 }
 
 impl Primary {
@@ -88,6 +92,7 @@ impl Primary {
             }),
             next_id: AtomicU32::new(1),
             started: Mutex::new(false),
+            settings: Mutex::new(Settings::default()),
         })
     }
 
@@ -110,11 +115,21 @@ impl Primary {
     pub fn fork(&self, extra_env: &[(OsString, OsString)]) -> Result<u32> {
         self.ensure_started()?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let plan = build_plan(id, extra_env)?;
+        let settings = self.settings.lock().clone();
+        let plan = build_plan(id, &settings, extra_env)?;
         let (tx, rx) = mpsc::sync_channel(1);
         self.command(Command::Spawn { id, plan, reply: tx });
         rx.recv().map_err(|_| Error::protocol("distributor thread is gone"))??;
         Ok(id)
+    }
+
+    /// Node's `setupPrimary`: changes what later forks run (fields left `None` are kept).
+    pub fn setup(&self, update: Settings) {
+        self.settings.lock().merge(update);
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.settings.lock().clone()
     }
 
     /// Sends `sig` to worker `id` (through its pidfd, so never to a recycled pid).
@@ -152,8 +167,17 @@ impl Primary {
 /// Builds the worker's command line before anything forks (house style P2): this program's
 /// executable and argv, our environment plus `extra_env`, then `NODE_UNIQUE_ID`,
 /// `NODE_CHANNEL_FD=3` and `NODE_CHANNEL_SERIALIZATION_MODE=json`, in Node's order (§2.1).
-fn build_plan(id: u32, extra_env: &[(OsString, OsString)]) -> Result<SpawnPlan> {
-    let (exe, args) = process::current_command().map_err(|e| Error::io("read /proc/self", e))?;
+fn build_plan(id: u32, settings: &Settings, extra_env: &[(OsString, OsString)]) -> Result<SpawnPlan> {
+    let (mut exe, mut args) = process::current_command().map_err(|e| Error::io("read /proc/self", e))?;
+    if let Some(prog) = &settings.exec {
+        exe = settings::resolve_program(prog)
+            .ok_or_else(|| Error::errno(libc::ENOENT, format!("exec {:?} was not found", prog)))?;
+        args = vec![prog.clone()];
+    }
+    if let Some(extra) = &settings.args {
+        args.truncate(1);
+        args.extend(extra.iter().cloned());
+    }
     let cstr = |s: &[u8]| {
         CString::new(s).map_err(|_| Error::errno(libc::EINVAL, "argument or environment entry contains NUL"))
     };
@@ -180,7 +204,7 @@ fn build_plan(id: u32, extra_env: &[(OsString, OsString)]) -> Result<SpawnPlan> 
         path: cstr(exe.as_os_str().as_bytes())?,
         argv: args.iter().map(|a| cstr(a.as_bytes())).collect::<Result<Vec<_>>>()?,
         envp,
-        cwd: None,
+        cwd: settings.cwd.as_ref().map(|c| cstr(c.as_os_str().as_bytes())).transpose()?,
         uid: None,
         gid: None,
         parent_death_signal: libc::SIGTERM,

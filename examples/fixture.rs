@@ -1,0 +1,222 @@
+//! Test fixture: one program that is the primary or a worker, driven by the Rust
+//! integration tests (`tests/`). Not an example to copy: it exercises the library's Rust
+//! internals and misbehaves on purpose in some worker modes.
+//!
+//! Primary: reads commands on stdin, prints events and answers as JSON lines on stdout:
+//!   fork [K=V ...] | setup EXEC [ARG ...] | kill ID SIG | count | fds | quit
+//! Worker: behaves as `FIXTURE_MODE` says (default `serve`), printing JSON lines to the
+//! same stdout:
+//!   serve       get_server(FIXTURE_ADDR|127.0.0.1, FIXTURE_PORT|0); each connection gets
+//!               "<pid>\n" and is closed
+//!   noaccept    get_server, never accept
+//!   exit:N      exit with N after online
+//!   idle        do nothing until killed
+//!   tryfork     report what cluster_fork does in a worker
+//!   fds         report open fds and their CLOEXEC flags after serving one connection
+//!   raw:KIND    before touching the library, write a hostile line on fd 3
+//!               (badjson, blank, oversize, fdnohandle, badquery), then idle
+
+use std::io::{BufRead, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::time::Duration;
+
+use cluster::context::{self, Role};
+use cluster::event::Event;
+use cluster::worker::Server;
+use cluster::worker::server::ServerOptions;
+
+fn say(v: serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+    let _ = out.flush();
+}
+
+fn main() {
+    if std::env::var_os("NODE_UNIQUE_ID").is_some() {
+        worker();
+    } else {
+        primary();
+    }
+}
+
+fn event_json(ev: &Event) -> serde_json::Value {
+    use serde_json::json;
+    match ev {
+        Event::Fork { id, pid } => json!({"event":"fork","id":id,"pid":pid}),
+        Event::Online { id, pid } => json!({"event":"online","id":id,"pid":pid}),
+        Event::Listening { id, pid, address, port, address_type, fd } => {
+            json!({"event":"listening","id":id,"pid":pid,"address":address,"port":port,"addressType":address_type,"fd":fd})
+        }
+        Event::Message { id, pid, json } => json!({"event":"message","id":id,"pid":pid,"data":json}),
+        Event::Disconnect { id, pid, exited_after_disconnect } => {
+            json!({"event":"disconnect","id":id,"pid":pid,"ead":exited_after_disconnect})
+        }
+        Event::Exit { id, pid, code, signal, exited_after_disconnect } => {
+            json!({"event":"exit","id":id,"pid":pid,"code":code,"signal":signal,"ead":exited_after_disconnect})
+        }
+        Event::Error { id, pid, code, message } => json!({"event":"error","id":id,"pid":pid,"code":code,"message":message}),
+    }
+}
+
+fn fd_report() -> serde_json::Value {
+    let fds: Vec<serde_json::Value> = cluster::sys::fd::open_fds()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|fd| {
+            let cloexec = cluster::sys::fd::is_cloexec(fd).unwrap_or(false);
+            let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).map(|p| p.display().to_string()).unwrap_or_default();
+            serde_json::json!({"fd":fd,"cloexec":cloexec,"target":target})
+        })
+        .collect();
+    serde_json::Value::Array(fds)
+}
+
+fn primary() {
+    let ctx = context::get().expect("context");
+    let Role::Primary(p) = &ctx.role else { unreachable!() };
+    // Events are printed by a thread of ours, so stdin commands and events interleave.
+    std::thread::spawn(move || loop {
+        while let Some(ev) = ctx.events.pop() {
+            say(event_json(&ev));
+        }
+        let _ = ctx.events.wait(-1);
+    });
+    say(serde_json::json!({"ready": std::process::id(), "fds": fd_report()}));
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let reply = match words.as_slice() {
+            ["fork", env @ ..] => {
+                let env: Vec<_> = env
+                    .iter()
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.into(), v.into()))
+                    .collect();
+                match p.fork(&env) {
+                    Ok(id) => serde_json::json!({"forked": id}),
+                    Err(e) => serde_json::json!({"error": e.code, "message": e.message}),
+                }
+            }
+            ["kill", id, sig] => match p.kill(id.parse().unwrap_or(0), sig.parse().unwrap_or(15)) {
+                Ok(()) => serde_json::json!({"killed": id}),
+                Err(e) => serde_json::json!({"error": e.code, "message": e.message}),
+            },
+            ["setup", exec, args @ ..] => {
+                p.setup(cluster::primary::settings::Settings {
+                    exec: Some((*exec).into()),
+                    args: Some(args.iter().map(|a| (*a).into()).collect()),
+                    cwd: None,
+                });
+                serde_json::json!({"setup": exec})
+            }
+            ["count"] => serde_json::json!({"count": p.worker_count(), "ids": p.worker_ids()}),
+            ["fds"] => serde_json::json!({"fds": fd_report()}),
+            ["quit"] => break,
+            _ => serde_json::json!({"error": "unknown command", "line": line}),
+        };
+        say(reply);
+    }
+}
+
+fn raw_line(kind: &str) {
+    // SAFETY (test fixture): fd 3 is the inherited channel; we write to it before the
+    // library takes it, as a hostile peer would.
+    let chan = unsafe { std::os::unix::net::UnixStream::from_raw_fd(3) };
+    let online = b"{\"cmd\":\"NODE_CLUSTER\",\"act\":\"online\",\"seq\":0}\n";
+    let _ = (&chan).write_all(online);
+    match kind {
+        "badjson" => drop((&chan).write_all(b"{\"cmd\":\"NODE_CLUSTER\",\"act\":\n")),
+        "blank" => drop((&chan).write_all(b"\n")),
+        "oversize" => {
+            let big = vec![b'x'; 17 * 1024 * 1024];
+            let _ = (&chan).write_all(b"\"");
+            let _ = (&chan).write_all(&big);
+        }
+        "fdnohandle" => {
+            let f = std::fs::File::open("/dev/null").unwrap();
+            let _ = cluster::sys::scm::send(
+                std::os::fd::AsFd::as_fd(&chan),
+                b"{\"cmd\":\"NODE_CLUSTER\",\"act\":\"listening\",\"seq\":1}\n",
+                Some(f.as_raw_fd()),
+                false,
+            );
+        }
+        "badquery" => {
+            let _ = (&chan).write_all(b"{\"cmd\":\"NODE_CLUSTER\",\"act\":\"queryServer\",\"index\":0,\"address\":\"nope\",\"port\":99999,\"addressType\":4,\"seq\":1}\n");
+            let mut buf = [0u8; 4096];
+            let n = std::io::Read::read(&mut &chan, &mut buf).unwrap_or(0);
+            say(serde_json::json!({"worker_raw_reply": String::from_utf8_lossy(&buf[..n])}));
+        }
+        _ => {}
+    }
+    std::mem::forget(chan);
+    loop {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}
+
+fn worker() {
+    let mode = std::env::var("FIXTURE_MODE").unwrap_or_else(|_| "serve".into());
+    if let Some(kind) = mode.strip_prefix("raw:") {
+        return raw_line(kind);
+    }
+    let ctx = context::get().expect("worker start-up");
+    let Role::Worker(w) = &ctx.role else { unreachable!() };
+    let pid = std::process::id();
+    match mode.as_str() {
+        "idle" => loop {
+            std::thread::sleep(Duration::from_secs(60));
+        },
+        m if m.starts_with("exit:") => std::process::exit(m[5..].parse().unwrap_or(1)),
+        "tryfork" => {
+            let code = match context::primary() {
+                Ok(_) => 0,
+                Err(e) => e.code,
+            };
+            say(serde_json::json!({"worker": w.id(), "pid": pid, "tryfork": code}));
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        }
+        _ => {}
+    }
+    let addr = std::env::var("FIXTURE_ADDR").unwrap_or_else(|_| "127.0.0.1".into());
+    let port: i32 = std::env::var("FIXTURE_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let target = match cluster::address::Target::from_user(Some(&addr), port) {
+        Ok(t) => t,
+        Err(e) => {
+            say(serde_json::json!({"worker": w.id(), "pid": pid, "error": e.code, "message": e.message}));
+            std::process::exit(2);
+        }
+    };
+    let server = match Server::query(w, &target, ServerOptions::default()) {
+        Ok(s) => s,
+        Err(e) => {
+            say(serde_json::json!({"worker": w.id(), "pid": pid, "error": e.code, "message": e.message}));
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        }
+    };
+    say(serde_json::json!({"worker": w.id(), "pid": pid, "port": server.port()}));
+    if mode == "noaccept" {
+        loop {
+            std::thread::sleep(Duration::from_secs(60));
+        }
+    }
+    loop {
+        let conn = match server.accept() {
+            Ok(c) => c,
+            Err(e) => {
+                say(serde_json::json!({"worker": w.id(), "accept_error": e.code}));
+                std::process::exit(3);
+            }
+        };
+        let mut s = std::net::TcpStream::from(conn);
+        let _ = writeln!(s, "{pid}");
+        drop(s);
+        if mode == "fds" {
+            say(serde_json::json!({"worker": w.id(), "pid": pid, "fds": fd_report()}));
+        }
+    }
+}
