@@ -68,6 +68,8 @@ pub struct Proc {
     backlog: Vec<Value>,
     pub lines: Arc<Mutex<Vec<String>>>,
     pids: Vec<i32>,
+    /// The fixture's first line (`{"ready": pid, "fds": [...]}`), Null for other programs.
+    pub ready: Value,
 }
 
 impl Proc {
@@ -88,7 +90,7 @@ impl Proc {
             }
         });
         let stdin = child.stdin.take();
-        Proc { child, stdin, rx, backlog: Vec::new(), lines, pids: Vec::new() }
+        Proc { child, stdin, rx, backlog: Vec::new(), lines, pids: Vec::new(), ready: Value::Null }
     }
 
     /// The fixture as primary, with extra environment for itself and its workers.
@@ -98,8 +100,14 @@ impl Proc {
             cmd.env(k, v);
         }
         let mut p = Proc::spawn(cmd);
-        p.expect(|v| v.get("ready").is_some(), "fixture ready");
+        p.ready = p.expect(|v| v.get("ready").is_some(), "fixture ready");
         p
+    }
+
+    /// Fds the fixture already had when it started (inherited from whoever ran the tests);
+    /// the library is not responsible for those.
+    pub fn inherited_fds(&self) -> Vec<i64> {
+        self.ready["fds"].as_array().map_or(Vec::new(), |a| a.iter().filter_map(|f| f["fd"].as_i64()).collect())
     }
 
     pub fn pid(&self) -> i32 {
