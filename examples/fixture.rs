@@ -3,7 +3,8 @@
 //! internals and misbehaves on purpose in some worker modes.
 //!
 //! Primary: reads commands on stdin, prints events and answers as JSON lines on stdout:
-//!   fork [K=V ...] | setup EXEC [ARG ...] | kill ID SIG | count | fds | quit
+//!   fork [K=V ...] | setup EXEC [ARG ...] | kill ID SIG | count | fds | quit |
+//!   send ID JSON | sendfd ID TEXT | disconnect ID | disconnect-all | sched rr|none | state ID
 //! Worker: behaves as `FIXTURE_MODE` says (default `serve`), printing JSON lines to the
 //! same stdout:
 //!   serve       get_server(FIXTURE_ADDR|127.0.0.1, FIXTURE_PORT|0); each connection gets
@@ -12,6 +13,8 @@
 //!   exit:N      exit with N after online
 //!   idle        do nothing until killed
 //!   tryfork     report what cluster_fork does in a worker
+//!   selfdisconnect  get_server, then cluster.worker.disconnect(), then exit 0
+//! FIXTURE_ECHO=1 makes a worker answer each message with {"echo": msg, "fd_data": ...}.
 //!   fds         report open fds and their CLOEXEC flags after serving one connection
 //!   raw:KIND    before touching the library, write a hostile line on fd 3
 //!               (badjson, blank, oversize, fdnohandle, badquery), then idle
@@ -47,7 +50,11 @@ fn event_json(ev: &Event) -> serde_json::Value {
         Event::Listening { id, pid, address, port, address_type, fd } => {
             json!({"event":"listening","id":id,"pid":pid,"address":address,"port":port,"addressType":address_type,"fd":fd})
         }
-        Event::Message { id, pid, json } => json!({"event":"message","id":id,"pid":pid,"data":json}),
+        Event::Message { id, pid, json, fd } => {
+            // A socket that came with the message: read one line from it to show it works.
+            let fd_data = fd.as_ref().map(|f| read_line_from(f));
+            json!({"event":"message","id":id,"pid":pid,"data":json,"fd_data":fd_data})
+        }
         Event::Disconnect { id, pid, exited_after_disconnect } => {
             json!({"event":"disconnect","id":id,"pid":pid,"ead":exited_after_disconnect})
         }
@@ -55,7 +62,24 @@ fn event_json(ev: &Event) -> serde_json::Value {
             json!({"event":"exit","id":id,"pid":pid,"code":code,"signal":signal,"ead":exited_after_disconnect})
         }
         Event::Error { id, pid, code, message } => json!({"event":"error","id":id,"pid":pid,"code":code,"message":message}),
+        Event::Drained => json!({"event":"drained"}),
     }
+}
+
+fn read_line_from(fd: &std::os::fd::OwnedFd) -> String {
+    let Ok(dup) = fd.try_clone() else { return String::new() };
+    let s = std::os::unix::net::UnixStream::from(dup);
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut line = String::new();
+    let _ = std::io::BufReader::new(s).read_line(&mut line);
+    line.trim_end().to_string()
+}
+
+/// One end of a socketpair with `text` waiting in it, to send along with a message.
+fn socket_with(text: &str) -> std::os::unix::net::UnixStream {
+    let (a, b) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    let _ = (&a).write_all(format!("{text}\n").as_bytes());
+    b
 }
 
 fn fd_report() -> serde_json::Value {
@@ -105,12 +129,40 @@ fn primary() {
                 p.setup(cluster::primary::settings::Settings {
                     exec: Some((*exec).into()),
                     args: Some(args.iter().map(|a| (*a).into()).collect()),
-                    cwd: None,
+                    ..Default::default()
                 });
                 serde_json::json!({"setup": exec})
             }
+            ["send", id, ..] => {
+                let json = line.splitn(3, ' ').nth(2).unwrap_or("");
+                match p.send(id.parse().unwrap_or(0), json, None) {
+                    Ok(()) => serde_json::json!({"sent": id}),
+                    Err(e) => serde_json::json!({"error": e.code, "message": e.message}),
+                }
+            }
+            ["sendfd", id, text] => {
+                let sock = socket_with(text);
+                let fd = std::os::fd::AsFd::as_fd(&sock);
+                match p.send(id.parse().unwrap_or(0), &serde_json::json!({"with_fd": text}).to_string(), Some(fd)) {
+                    Ok(()) => serde_json::json!({"sent": id}),
+                    Err(e) => serde_json::json!({"error": e.code, "message": e.message}),
+                }
+            }
+            ["disconnect", id] => match p.disconnect(id.parse().unwrap_or(0)) {
+                Ok(()) => serde_json::json!({"disconnecting": id}),
+                Err(e) => serde_json::json!({"error": e.code, "message": e.message}),
+            },
+            ["disconnect-all"] => serde_json::json!({"disconnecting_all": p.disconnect_all()}),
+            ["sched", policy] => match p.set_sched_none(*policy == "none") {
+                Ok(()) => serde_json::json!({"sched": policy}),
+                Err(e) => serde_json::json!({"error": e.code, "message": e.message}),
+            },
+            ["state", id] => match p.worker(id.parse().unwrap_or(0)) {
+                Ok(w) => serde_json::json!({"state": format!("{:?}", w.state).to_lowercase(), "connected": w.connected, "dead": w.dead, "ead": w.exited_after_disconnect, "listed": w.listed}),
+                Err(e) => serde_json::json!({"error": e.code, "message": e.message}),
+            },
             ["count"] => serde_json::json!({"count": p.worker_count(), "ids": p.worker_ids()}),
-            ["fds"] => serde_json::json!({"fds": fd_report()}),
+            ["fds"] => serde_json::json!({"primary_fds": fd_report()}),
             ["quit"] => break,
             _ => serde_json::json!({"error": "unknown command", "line": line}),
         };
@@ -163,6 +215,31 @@ fn worker() {
     let ctx = context::get().expect("worker start-up");
     let Role::Worker(w) = &ctx.role else { unreachable!() };
     let pid = std::process::id();
+    // Worker-side events: report them; with FIXTURE_ECHO=1 answer every message.
+    let echo = std::env::var("FIXTURE_ECHO").is_ok_and(|v| v == "1");
+    std::thread::spawn(move || loop {
+        while let Some(ev) = ctx.events.pop() {
+            if let (true, Event::Message { json, fd, .. }) = (echo, &ev) {
+                let fd_data = fd.as_ref().map(read_line_from);
+                let reply = serde_json::json!({"echo": serde_json::from_str::<serde_json::Value>(json).unwrap_or_default(), "fd_data": fd_data});
+                match fd_data {
+                    // Pass a socket back too, to exercise handles in the other direction.
+                    Some(_) => {
+                        let sock = socket_with("from-worker");
+                        let _ = w.send(&reply.to_string(), Some(std::os::fd::AsFd::as_fd(&sock)));
+                    }
+                    None => {
+                        let _ = w.send(&reply.to_string(), None);
+                    }
+                }
+            }
+            let mut v = event_json(&ev);
+            v["worker_event"] = serde_json::Value::Bool(true);
+            v["worker"] = serde_json::json!(w.id());
+            say(v);
+        }
+        let _ = ctx.events.wait(-1);
+    });
     match mode.as_str() {
         "idle" => loop {
             std::thread::sleep(Duration::from_secs(60));
@@ -199,6 +276,12 @@ fn worker() {
         }
     };
     say(serde_json::json!({"worker": w.id(), "pid": pid, "port": server.port()}));
+    if mode == "selfdisconnect" {
+        let r = w.disconnect();
+        say(serde_json::json!({"worker": w.id(), "selfdisconnect": r.is_ok(), "second": w.disconnect().err().map(|e| e.code)}));
+        std::thread::sleep(Duration::from_millis(200));
+        std::process::exit(0);
+    }
     if mode == "noaccept" {
         loop {
             std::thread::sleep(Duration::from_secs(60));
@@ -208,8 +291,10 @@ fn worker() {
         let conn = match server.accept() {
             Ok(c) => c,
             Err(e) => {
+                // EBADF: a disconnect closed the server; a well-behaved worker finishes and
+                // exits 0, as Node's do.
                 say(serde_json::json!({"worker": w.id(), "accept_error": e.code}));
-                std::process::exit(3);
+                std::process::exit(if e.code == -libc::EBADF { 0 } else { 3 });
             }
         };
         let mut s = std::net::TcpStream::from(conn);

@@ -38,9 +38,45 @@
 #define CLUSTER_E_UNSUPPORTED -10006
 
 /*
+ `address_type` values (Node's `addressType`; `"udp4"`/`"udp6"` get numbers here).
+ */
+#define CLUSTER_ADDRESS_IPV4 4
+
+#define CLUSTER_ADDRESS_IPV6 6
+
+#define CLUSTER_ADDRESS_PIPE -1
+
+#define CLUSTER_ADDRESS_UDP4 104
+
+#define CLUSTER_ADDRESS_UDP6 106
+
+/*
  Number of event kinds (one past the last value).
  */
 #define CLUSTER_EVENT_COUNT 8
+
+/*
+ `cluster_settings.stdio` entries (an fd >= 0 is also allowed).
+ */
+#define CLUSTER_STDIO_INHERIT -1
+
+#define CLUSTER_STDIO_PIPE -2
+
+#define CLUSTER_STDIO_IGNORE -3
+
+/*
+ Node's scheduling policies (`cluster.SCHED_NONE`, `cluster.SCHED_RR`).
+ */
+#define CLUSTER_SCHED_NONE 1
+
+#define CLUSTER_SCHED_RR 2
+
+/*
+ Node's `addressType` `"udp4"`/`"udp6"` as numbers.
+ */
+#define ADDRESS_UDP4 104
+
+#define ADDRESS_UDP6 106
 
 /*
  What happened. The values are stable; new kinds are appended.
@@ -83,6 +119,17 @@ typedef enum cluster_event_type {
 } cluster_event_type;
 
 /*
+ Node's `worker.state`.
+ */
+typedef enum cluster_worker_state {
+  CLUSTER_WORKER_NONE = 0,
+  CLUSTER_WORKER_ONLINE = 1,
+  CLUSTER_WORKER_LISTENING = 2,
+  CLUSTER_WORKER_DISCONNECTED = 3,
+  CLUSTER_WORKER_DEAD = 4,
+} cluster_worker_state;
+
+/*
  A server obtained with `cluster_get_server`. Opaque; freed by `cluster_server_close`.
  */
 typedef struct cluster_server cluster_server;
@@ -121,11 +168,14 @@ typedef struct cluster_event {
    */
   int port;
   /*
-   LISTENING: Node's `addressType`: 4, 6, or -1 (Unix socket).
+   LISTENING: Node's `addressType`: `CLUSTER_ADDRESS_IPV4` (4), `CLUSTER_ADDRESS_IPV6` (6),
+   `CLUSTER_ADDRESS_PIPE` (-1), `CLUSTER_ADDRESS_UDP4` or `CLUSTER_ADDRESS_UDP6`.
    */
   int address_type;
   /*
-   LISTENING: Node's `fd` field (-1 when absent).
+   LISTENING: Node's `fd` field (-1 when absent). MESSAGE: a socket that came with the
+   message, now owned by the receiver (close it), or -1. If a MESSAGE event with an fd
+   is dispatched without a MESSAGE callback, the library closes the fd.
    */
   int fd;
   /*
@@ -140,6 +190,10 @@ typedef struct cluster_event {
    MESSAGE: the JSON text; ERROR: the message.
    */
   const char *data;
+  /*
+   Room for fields added later without changing the struct's size; always 0.
+   */
+  int reserved[8];
 } cluster_event;
 
 /*
@@ -171,6 +225,37 @@ typedef struct cluster_settings {
    Working directory of the worker. Default: the primary's.
    */
   const char *cwd;
+  /*
+   NULL-terminated `"KEY=VALUE"` entries added to every worker's environment (before
+   `cluster_fork`'s own `env`). Replaces the earlier list.
+   */
+  const char *const *env;
+  /*
+   1: the worker's stdin/stdout/stderr are pipes to the primary (Node's `silent`;
+   read them with `cluster_worker_stdio`); 0: inherited; -1: unchanged.
+   */
+  int silent;
+  /*
+   NULL, or 3 entries for stdin, stdout, stderr, overriding `silent` (Node's `stdio`):
+   `CLUSTER_STDIO_INHERIT`, `CLUSTER_STDIO_PIPE`, `CLUSTER_STDIO_IGNORE`, or an fd of
+   the primary to give the worker (it is duplicated at each fork).
+   */
+  const int *stdio;
+  /*
+   User and group ids to run workers as (-1: unchanged/unset).
+   */
+  int uid;
+  int gid;
+  /*
+   `"json"` (the default) or `"advanced"` (rejected: `CLUSTER_E_UNSUPPORTED`).
+   */
+  const char *serialization;
+  /*
+   `CLUSTER_SCHED_RR` or `CLUSTER_SCHED_NONE` (Node's `cluster.schedulingPolicy`); 0:
+   unchanged. Fixed once the first worker is forked. The default comes from
+   `NODE_CLUSTER_SCHED_POLICY` (`rr` or `none`), else round-robin.
+   */
+  int sched_policy;
 } cluster_settings;
 
 /*
@@ -199,6 +284,16 @@ typedef struct cluster_server_options {
    come with `O_NONBLOCK` set. Zero: `cluster_accept` waits, fds are blocking.
    */
   int nonblocking;
+  /*
+   Non-zero: a UDP socket (Node's `dgram` bind; always a shared handle). Then
+   `cluster_server_fd` is the bound datagram socket itself and `cluster_accept` fails
+   with `-EOPNOTSUPP`.
+   */
+  int udp;
+  /*
+   UDP only: `SO_REUSEADDR` (Node's `reuseAddr`).
+   */
+  int reuse_addr;
 } cluster_server_options;
 
 #ifdef __cplusplus
@@ -297,6 +392,80 @@ int cluster_run(void);
 int cluster_stop(void);
 
 /*
+ Sends a message: `worker.send(message[, handle])` in the primary (to `worker_id`), or
+ `process.send(message[, handle])` in a worker (`worker_id` must be 0: the primary).
+
+ `json`: any JSON text (re-serialized compactly, so the peer never sees a blank or
+ partial line); objects whose `cmd` starts with `NODE_` are reserved. `fd`: -1, or a
+ TCP, Unix-stream or UDP socket to pass along (`SCM_RIGHTS`); the library sends a
+ duplicate, so the caller keeps and still closes `fd`. Messages are delivered in order;
+ after a handle, later messages wait for the peer's ack (Node's rule).
+
+ Returns 0 once queued. Errors: `-EINVAL` (NULL or invalid JSON, reserved `cmd`, an fd
+ that is not such a socket), `-ESRCH` (unknown or dead worker), `CLUSTER_E_CLOSED`
+ (channel closed or disconnecting). Any thread.
+ */
+int cluster_send(int worker_id, const char *json, int fd);
+
+/*
+ Node's `worker.disconnect()` (primary): the worker leaves `cluster.workers` and every
+ server at once and is told to disconnect; it closes its servers and its channel, and
+ `exited_after_disconnect` is 1 in its DISCONNECT and EXIT events. The worker is not
+ killed: it exits when it has finished (a libcluster worker sees its servers closed).
+
+ Returns 0. Errors: `-ESRCH` (unknown or dead worker), `CLUSTER_E_CLOSED` (already
+ disconnecting or disconnected), `CLUSTER_E_WRONG_ROLE` in a worker.
+ */
+int cluster_disconnect_worker(int worker_id);
+
+/*
+ Node's `cluster.disconnect([cb])` (primary): disconnects every connected worker. `cb`
+ (may be NULL) runs once, from `cluster_dispatch`/`cluster_run`, when `cluster.workers`
+ is empty — also when it already is — with a NULL event and `userdata`.
+
+ Returns how many workers were told to disconnect. Errors: `CLUSTER_E_WRONG_ROLE` in a
+ worker.
+ */
+int cluster_disconnect(cluster_event_cb cb, void *userdata);
+
+/*
+ Node's `cluster.worker.disconnect()` (worker): closes every server (connections not
+ yet accepted go back to the primary, which hands them on), tells the primary this exit
+ is voluntary (`exitedAfterDisconnect`) and waits for its ack, then closes the channel.
+ The process keeps running: finish open connections, then exit. A DISCONNECT event
+ follows in this process.
+
+ Returns 0. Errors: `CLUSTER_E_CLOSED` (already disconnecting or disconnected),
+ `CLUSTER_E_WRONG_ROLE` in the primary. Blocks until the primary acks.
+ */
+int cluster_worker_disconnect(void);
+
+/*
+ Node's `worker.state` of `worker_id` (a `cluster_worker_state` value), also after the
+ worker is gone (DEAD). Errors: `-ESRCH` (never forked), `CLUSTER_E_WRONG_ROLE`.
+ */
+int cluster_worker_state(int worker_id);
+
+/*
+ Node's `worker.isConnected()`: 1 while the worker's channel is open, else 0.
+ Errors: `-ESRCH` (never forked), `CLUSTER_E_WRONG_ROLE`. In a worker, pass 0 to ask about
+ this process's own channel.
+ */
+int cluster_worker_is_connected(int worker_id);
+
+/*
+ Node's `worker.isDead()`: 1 once the worker has exited, else 0.
+ Errors: `-ESRCH` (never forked), `CLUSTER_E_WRONG_ROLE`.
+ */
+int cluster_worker_is_dead(int worker_id);
+
+/*
+ Node's `worker.exitedAfterDisconnect`: 1 if the worker's exit was asked for (a
+ disconnect from either side), else 0. Errors: `-ESRCH`, `CLUSTER_E_WRONG_ROLE`.
+ */
+int cluster_worker_exited_after_disconnect(int worker_id);
+
+/*
  1 if this process is the primary (no `NODE_UNIQUE_ID` in its environment), else 0.
  Any thread; never fails.
  */
@@ -371,6 +540,16 @@ int cluster_worker_pid(int worker_id);
  Returns 0, or `-EINVAL` for NULL.
  */
 int cluster_settings_init(struct cluster_settings *settings);
+
+/*
+ The primary's end of worker `worker_id`'s stdin (`n` = 0, write to it), stdout (1) or
+ stderr (2), when settings made it a pipe (`silent` or `CLUSTER_STDIO_PIPE`). Returns a
+ new close-on-exec duplicate that the caller owns and closes.
+
+ Errors: `-EINVAL` (`n` not 0-2), `-ENOENT` (that stream is not a pipe), `-ESRCH`
+ (unknown or gone worker), `CLUSTER_E_WRONG_ROLE`.
+ */
+int cluster_worker_stdio(int worker_id, int n);
 
 /*
  Node's `cluster.setupPrimary(settings)`: changes what later `cluster_fork` calls run.

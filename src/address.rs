@@ -70,6 +70,27 @@ impl Target {
         }
     }
 
+    /// Node's `addressType` for a UDP bind: `udp6` for an IPv6 address, else `udp4`.
+    pub fn udp_type(&self) -> &'static str {
+        match self {
+            Target::Ip(SocketAddr::V6(_)) => "udp6",
+            _ => "udp4",
+        }
+    }
+
+    /// Binds a datagram socket as Node's primary does for `dgram` (§6.3): `0.0.0.0` (or
+    /// `::` for udp6) when no address is given.
+    pub fn bind_datagram(&self, ipv6_only: bool, reuse_addr: bool) -> Result<(OwnedFd, Addr)> {
+        let a = match self {
+            Target::Any { port } => Addr::Inet(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), *port)),
+            Target::Ip(sa) => Addr::Inet(*sa),
+            Target::Pipe(_) => return Err(Error::errno(libc::EINVAL, "UDP needs an IP address, not a path")),
+        };
+        let fd = socket::bind_datagram(&a, ipv6_only, reuse_addr).map_err(|e| bind_error(&a, e))?;
+        let bound = socket::local_addr(std::os::fd::AsFd::as_fd(&fd)).unwrap_or(a);
+        Ok((fd, bound))
+    }
+
     /// The `address` field: null, the IP text, or the path.
     pub fn address(&self) -> Option<String> {
         match self {
@@ -96,7 +117,7 @@ impl Target {
                 Some(a) if !a.is_empty() => Ok(Target::Pipe(PathBuf::from(a))),
                 _ => Err(bad("a pipe needs a path")),
             },
-            "4" | "6" | "null" => {
+            "4" | "6" | "null" | "udp4" | "udp6" => {
                 let port = port.unwrap_or(0);
                 if !(0..=65535).contains(&port) {
                     return Err(bad("port out of range"));

@@ -5,23 +5,33 @@
 
 use std::collections::VecDeque;
 
+use std::os::fd::OwnedFd;
+
 use parking_lot::Mutex;
 
 use crate::sys::eventfd::EventFd;
 
 /// A lifecycle event, with Node's payload.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Event {
     Fork { id: u32, pid: i32 },
     Online { id: u32, pid: i32 },
+    /// `address_type`: 4, 6, -1 (pipe), or `ADDRESS_UDP4`/`ADDRESS_UDP6`.
     Listening { id: u32, pid: i32, address: Option<String>, port: i32, address_type: i32, fd: i32 },
-    Message { id: u32, pid: i32, json: String },
+    /// A user message (JSON text), with the socket that came with it, if any.
+    Message { id: u32, pid: i32, json: String, fd: Option<OwnedFd> },
     Disconnect { id: u32, pid: i32, exited_after_disconnect: bool },
     /// `code` is -1 when a signal ended the worker; `signal` is 0 otherwise.
     Exit { id: u32, pid: i32, code: i32, signal: i32, exited_after_disconnect: bool },
     /// Something went wrong with a worker (its channel is closed) or the library.
     Error { id: u32, pid: i32, code: i32, message: String },
+    /// Primary: `cluster.workers` became empty (runs a pending `cluster.disconnect(cb)`).
+    Drained,
 }
+
+/// Node's `addressType` `"udp4"`/`"udp6"` as numbers.
+pub const ADDRESS_UDP4: i32 = 104;
+pub const ADDRESS_UDP6: i32 = 106;
 
 #[derive(Debug)]
 pub struct EventQueue {

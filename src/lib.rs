@@ -11,6 +11,7 @@ pub mod capi;
 pub mod context;
 pub mod error;
 pub mod event;
+pub mod handle;
 pub mod ipc;
 pub mod primary;
 pub mod sys;

@@ -185,8 +185,8 @@ fn fd_without_node_handle_closes_only_that_workers_channel() {
     assert_eq!(fetch_pid(port), good);
     // The stray fd (/dev/null) was closed, not kept.
     let inherited = p.inherited_fds();
-    let fds = p.cmd("fds", "fds");
-    let leaked = fds["fds"]
+    let fds = p.cmd("fds", "primary_fds");
+    let leaked = fds["primary_fds"]
         .as_array()
         .unwrap()
         .iter()
@@ -214,7 +214,7 @@ fn primary_holds_no_leaked_fd_and_all_are_cloexec() {
     p.event("online", w);
     p.cmd(&format!("kill {w} 9"), "killed");
     p.event("exit", w);
-    let before = p.cmd("fds", "fds")["fds"].clone();
+    let before = p.cmd("fds", "primary_fds")["primary_fds"].clone();
 
     let (a, _) = p.fork("FIXTURE_MODE=fds");
     let port = listening_port(&mut p, a);
@@ -235,7 +235,7 @@ fn primary_holds_no_leaked_fd_and_all_are_cloexec() {
         assert!(!ours(f) || f["cloexec"] == true, "worker fd {f} is not CLOEXEC");
     }
     assert!(wr["fds"].as_array().unwrap().iter().any(|f| f["fd"] == 3 && f["cloexec"] == true), "channel fd 3 made CLOEXEC: {wr}");
-    let during = p.cmd("fds", "fds")["fds"].clone();
+    let during = p.cmd("fds", "primary_fds")["primary_fds"].clone();
     for f in during.as_array().unwrap() {
         assert!(!ours(f) || f["cloexec"] == true, "primary fd {f} is not CLOEXEC");
     }
@@ -243,7 +243,7 @@ fn primary_holds_no_leaked_fd_and_all_are_cloexec() {
         p.cmd(&format!("kill {id} 9"), "killed");
         p.event("exit", id);
     }
-    let after = p.cmd("fds", "fds")["fds"].clone();
+    let after = p.cmd("fds", "primary_fds")["primary_fds"].clone();
     let nums = |v: &Value| v.as_array().unwrap().iter().map(|f| f["fd"].as_i64().unwrap()).collect::<Vec<_>>();
     assert_eq!(nums(&after), nums(&before), "primary fds before {before} after {after}");
 }

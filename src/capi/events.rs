@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::ffi::{CString, c_int, c_void};
+use std::os::fd::IntoRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
@@ -36,7 +37,7 @@ fn cstring(s: &str) -> CString {
     CString::new(s.replace('\0', "\u{FFFD}")).unwrap_or_default()
 }
 
-fn to_c(ev: &Event) -> cluster_event {
+fn to_c(ev: Event) -> cluster_event {
     use cluster_event_type::*;
     let mut out = cluster_event {
         kind: CLUSTER_EVENT_NONE,
@@ -51,48 +52,51 @@ fn to_c(ev: &Event) -> cluster_event {
         error: 0,
         address: std::ptr::null(),
         data: std::ptr::null(),
+        reserved: [0; 8],
     };
     let (mut address, mut data) = (None, None);
     let (id, pid) = match ev {
         Event::Fork { id, pid } => {
             out.kind = CLUSTER_EVENT_FORK;
-            (*id, *pid)
+            (id, pid)
         }
         Event::Online { id, pid } => {
             out.kind = CLUSTER_EVENT_ONLINE;
-            (*id, *pid)
+            (id, pid)
         }
         Event::Listening { id, pid, address: a, port, address_type, fd } => {
             out.kind = CLUSTER_EVENT_LISTENING;
-            out.port = *port;
-            out.address_type = *address_type;
-            out.fd = *fd;
+            out.port = port;
+            out.address_type = address_type;
+            out.fd = fd;
             address = a.as_deref().map(cstring);
-            (*id, *pid)
+            (id, pid)
         }
-        Event::Message { id, pid, json } => {
+        Event::Message { id, pid, json, fd } => {
             out.kind = CLUSTER_EVENT_MESSAGE;
-            data = Some(cstring(json));
-            (*id, *pid)
+            out.fd = fd.map_or(-1, IntoRawFd::into_raw_fd);
+            data = Some(cstring(&json));
+            (id, pid)
         }
         Event::Disconnect { id, pid, exited_after_disconnect } => {
             out.kind = CLUSTER_EVENT_DISCONNECT;
-            out.exited_after_disconnect = *exited_after_disconnect as c_int;
-            (*id, *pid)
+            out.exited_after_disconnect = exited_after_disconnect as c_int;
+            (id, pid)
         }
         Event::Exit { id, pid, code, signal, exited_after_disconnect } => {
             out.kind = CLUSTER_EVENT_EXIT;
-            out.exit_code = *code;
-            out.signal = *signal;
-            out.exited_after_disconnect = *exited_after_disconnect as c_int;
-            (*id, *pid)
+            out.exit_code = code;
+            out.signal = signal;
+            out.exited_after_disconnect = exited_after_disconnect as c_int;
+            (id, pid)
         }
         Event::Error { id, pid, code, message } => {
             out.kind = CLUSTER_EVENT_ERROR;
-            out.error = *code;
-            data = Some(cstring(message));
-            (*id, *pid)
+            out.error = code;
+            data = Some(cstring(&message));
+            (id, pid)
         }
+        Event::Drained => (0, 0),
     };
     out.worker_id = id as c_int;
     out.pid = pid;
@@ -171,35 +175,76 @@ pub unsafe extern "C" fn cluster_poll_event(out: *mut cluster_event, timeout_ms:
             Ok(c) => c,
             Err(e) => return ret(Err(e)),
         };
+        let deadline = (timeout_ms >= 0).then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms as u64));
         loop {
-            if let Some(ev) = ctx.events.pop() {
+            while let Some(ev) = ctx.events.pop() {
+                if let Event::Drained = ev {
+                    run_disconnect_callback();
+                    continue;
+                }
                 // SAFETY: `out` is non-NULL and points to a writable cluster_event (contract).
-                unsafe { *out = to_c(&ev) };
+                unsafe { *out = to_c(ev) };
                 return 1;
             }
-            match ctx.events.wait(timeout_ms) {
-                Ok(true) if timeout_ms < 0 => continue,
-                Ok(true) => {
-                    if let Some(ev) = ctx.events.pop() {
-                        // SAFETY: as above.
-                        unsafe { *out = to_c(&ev) };
-                        return 1;
-                    }
-                    return 0;
-                }
-                Ok(false) => return 0,
+            let wait = match deadline {
+                None => -1,
+                Some(d) => match d.checked_duration_since(std::time::Instant::now()) {
+                    Some(left) => left.as_millis().min(i32::MAX as u128) as i32,
+                    None => return 0,
+                },
+            };
+            match ctx.events.wait(wait) {
+                Ok(_) => {}
                 Err(e) => return ret(Err(e.into())),
+            }
+            if wait == 0 && ctx.events.is_empty() {
+                return 0;
             }
         }
     })
 }
 
+fn kind_of(ev: &Event) -> cluster_event_type {
+    use cluster_event_type::*;
+    match ev {
+        Event::Fork { .. } => CLUSTER_EVENT_FORK,
+        Event::Online { .. } => CLUSTER_EVENT_ONLINE,
+        Event::Listening { .. } => CLUSTER_EVENT_LISTENING,
+        Event::Message { .. } => CLUSTER_EVENT_MESSAGE,
+        Event::Disconnect { .. } => CLUSTER_EVENT_DISCONNECT,
+        Event::Exit { .. } => CLUSTER_EVENT_EXIT,
+        Event::Error { .. } => CLUSTER_EVENT_ERROR,
+        Event::Drained => CLUSTER_EVENT_NONE,
+    }
+}
+
+/// The pending `cluster_disconnect` callback, run once when `cluster.workers` is empty.
+static DISCONNECT_CB: Mutex<Option<Callback>> = Mutex::new(None);
+
+fn run_disconnect_callback() {
+    let cb = DISCONNECT_CB.lock().take();
+    if let Some(cb) = cb {
+        // SAFETY: registered by cluster_disconnect with this userdata; the event pointer
+        // is NULL for this callback, as documented.
+        unsafe { (cb.cb)(std::ptr::null(), cb.userdata) };
+    }
+}
+
+pub(crate) fn set_disconnect_callback(cb: cluster_event_cb, userdata: *mut c_void) {
+    *DISCONNECT_CB.lock() = cb.map(|cb| Callback { cb, userdata });
+}
+
 fn dispatch(ctx: &context::Context) -> c_int {
     let mut n = 0;
     while let Some(ev) = ctx.events.pop() {
-        let c = to_c(&ev);
-        let cb = CALLBACKS.lock()[c.kind as usize];
+        if let Event::Drained = ev {
+            run_disconnect_callback();
+            continue;
+        }
+        let cb = CALLBACKS.lock()[kind_of(&ev) as usize];
+        // Without a callback the event is dropped, and with it any fd it carried.
         if let Some(cb) = cb {
+            let c = to_c(ev);
             // SAFETY: the user registered `cb` for this event kind with this userdata; the
             // event lives on our stack for the duration of the call.
             unsafe { (cb.cb)(&c, cb.userdata) };
@@ -238,7 +283,7 @@ pub extern "C" fn cluster_run() -> c_int {
                 return 0;
             }
             if let Role::Primary(p) = &ctx.role {
-                if p.worker_count() == 0 && ctx.events.is_empty() {
+                if !p.has_workers() && ctx.events.is_empty() {
                     return 0;
                 }
             }

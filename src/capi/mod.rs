@@ -25,6 +25,7 @@ macro_rules! ffi_guard {
 
 pub mod error;
 pub mod events;
+pub mod messaging;
 pub mod primary;
 pub mod types;
 pub mod worker;

@@ -3,7 +3,10 @@
 use std::ffi::{CStr, OsString, c_char, c_int};
 use std::os::unix::ffi::OsStringExt;
 
-use super::types::cluster_settings;
+use super::types::{
+    CLUSTER_SCHED_NONE, CLUSTER_SCHED_RR, CLUSTER_STDIO_IGNORE, CLUSTER_STDIO_INHERIT, CLUSTER_STDIO_PIPE, cluster_settings,
+};
+use crate::primary::settings::Stdio;
 use super::{invalid, ret};
 use crate::primary::settings::Settings;
 use crate::context;
@@ -69,12 +72,9 @@ pub unsafe extern "C" fn cluster_fork(env: *const *const c_char) -> c_int {
                 }
                 // SAFETY: each entry is a NUL-terminated string, per the contract.
                 let entry = unsafe { CStr::from_ptr(p) }.to_bytes();
-                match entry.iter().position(|&b| b == b'=') {
-                    Some(eq) if eq > 0 => extra.push((
-                        OsString::from_vec(entry[..eq].to_vec()),
-                        OsString::from_vec(entry[eq + 1..].to_vec()),
-                    )),
-                    _ => return ret(Err(invalid("env entries must look like KEY=VALUE"))),
+                match split_env(entry) {
+                    Ok(kv) => extra.push(kv),
+                    Err(e) => return ret(Err(e)),
                 }
             }
         }
@@ -155,9 +155,50 @@ pub unsafe extern "C" fn cluster_settings_init(settings: *mut cluster_settings) 
                 exec: std::ptr::null(),
                 args: std::ptr::null(),
                 cwd: std::ptr::null(),
+                env: std::ptr::null(),
+                silent: -1,
+                stdio: std::ptr::null(),
+                uid: -1,
+                gid: -1,
+                serialization: std::ptr::null(),
+                sched_policy: 0,
             }
         };
         0
+    })
+}
+
+fn split_env(entry: &[u8]) -> crate::error::Result<(OsString, OsString)> {
+    match entry.iter().position(|&b| b == b'=') {
+        Some(eq) if eq > 0 => Ok((OsString::from_vec(entry[..eq].to_vec()), OsString::from_vec(entry[eq + 1..].to_vec()))),
+        _ => Err(invalid("env entries must look like KEY=VALUE")),
+    }
+}
+
+/// The primary's end of worker `worker_id`'s stdin (`n` = 0, write to it), stdout (1) or
+/// stderr (2), when settings made it a pipe (`silent` or `CLUSTER_STDIO_PIPE`). Returns a
+/// new close-on-exec duplicate that the caller owns and closes.
+///
+/// Errors: `-EINVAL` (`n` not 0-2), `-ENOENT` (that stream is not a pipe), `-ESRCH`
+/// (unknown or gone worker), `CLUSTER_E_WRONG_ROLE`.
+#[unsafe(no_mangle)]
+pub extern "C" fn cluster_worker_stdio(worker_id: c_int, n: c_int) -> c_int {
+    ffi_guard!({
+        let r = (|| {
+            if !(0..=2).contains(&n) {
+                return Err(invalid("n must be 0 (stdin), 1 (stdout) or 2 (stderr)"));
+            }
+            if worker_id <= 0 {
+                return Err(Error::errno(libc::ESRCH, format!("no worker with id {worker_id}")));
+            }
+            let w = context::primary()?.worker(worker_id as u32)?;
+            let fd = w.stdio[n as usize]
+                .as_ref()
+                .ok_or_else(|| Error::errno(libc::ENOENT, format!("stdio {n} of worker {worker_id} is not a pipe")))?;
+            let dup = crate::sys::fd::dup_cloexec_min(std::os::fd::AsFd::as_fd(fd.as_ref()), 0).map_err(|e| Error::io("dup", e))?;
+            Ok(std::os::fd::IntoRawFd::into_raw_fd(dup))
+        })();
+        ret(r)
     })
 }
 
@@ -199,13 +240,35 @@ pub unsafe extern "C" fn cluster_setup_primary(settings: *const cluster_settings
         }
         let r = (|| {
             // SAFETY: non-NULL; `size` is the first field.
-            let s = unsafe { *settings };
-            if s.size < std::mem::size_of::<cluster_settings>() || s.size > 1 << 16 {
+            let size = unsafe { (*settings).size };
+            let v1 = std::mem::offset_of!(cluster_settings, env);
+            if size < v1 || size > 1 << 16 {
                 return Err(invalid("settings->size is not set (call cluster_settings_init)"));
             }
+            // Fields the caller's (possibly older) struct does not have keep their default.
+            let mut s = cluster_settings {
+                size,
+                exec: std::ptr::null(),
+                args: std::ptr::null(),
+                cwd: std::ptr::null(),
+                env: std::ptr::null(),
+                silent: -1,
+                stdio: std::ptr::null(),
+                uid: -1,
+                gid: -1,
+                serialization: std::ptr::null(),
+                sched_policy: 0,
+            };
+            // SAFETY: copy only the `size` bytes the caller's struct has (at most ours).
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    settings.cast::<u8>(),
+                    (&mut s as *mut cluster_settings).cast::<u8>(),
+                    size.min(std::mem::size_of::<cluster_settings>()),
+                )
+            };
             // SAFETY: the pointers are NULL or valid C strings/arrays (contract).
-            let exec = unsafe { string_array([s.exec, std::ptr::null()].as_ptr(), "exec") }?
-                .and_then(|mut v| v.pop());
+            let exec = unsafe { super::opt_str(s.exec, "exec") }?.map(OsString::from);
             if exec.as_ref().is_some_and(|e| e.is_empty()) {
                 return Err(invalid("exec is empty"));
             }
@@ -213,8 +276,57 @@ pub unsafe extern "C" fn cluster_setup_primary(settings: *const cluster_settings
             let args = unsafe { string_array(s.args, "args") }?;
             // SAFETY: as above.
             let cwd = unsafe { super::opt_str(s.cwd, "cwd") }?.map(std::path::PathBuf::from);
+            // SAFETY: as above.
+            let env = unsafe { string_array(s.env, "env") }?
+                .map(|entries| entries.into_iter().map(|e| split_env(e.as_encoded_bytes())).collect::<crate::error::Result<Vec<_>>>())
+                .transpose()?;
+            let silent = match s.silent {
+                -1 => None,
+                0 => Some(false),
+                1 => Some(true),
+                _ => return Err(invalid("silent must be -1, 0 or 1")),
+            };
+            let stdio = if s.stdio.is_null() {
+                None
+            } else {
+                let mut out = [Stdio::Inherit; 3];
+                for (i, slot) in out.iter_mut().enumerate() {
+                    // SAFETY: `stdio` points to 3 ints (contract).
+                    *slot = match unsafe { *s.stdio.add(i) } {
+                        CLUSTER_STDIO_INHERIT => Stdio::Inherit,
+                        CLUSTER_STDIO_PIPE => Stdio::Pipe,
+                        CLUSTER_STDIO_IGNORE => Stdio::Ignore,
+                        fd if fd >= 0 && crate::sys::fd::is_open(fd) => Stdio::Fd(fd),
+                        fd if fd >= 0 => return Err(Error::errno(libc::EBADF, format!("stdio[{i}]: fd {fd} is not open"))),
+                        _ => return Err(invalid("stdio entries must be CLUSTER_STDIO_* or an open fd")),
+                    };
+                }
+                Some(out)
+            };
+            let id = |v: c_int, what: &str| -> crate::error::Result<Option<u32>> {
+                match v {
+                    -1 => Ok(None),
+                    v if v >= 0 => Ok(Some(v as u32)),
+                    _ => Err(invalid(&format!("{what} must be -1 or an id >= 0"))),
+                }
+            };
+            let (uid, gid) = (id(s.uid, "uid")?, id(s.gid, "gid")?);
+            // SAFETY: as above.
+            match unsafe { super::opt_str(s.serialization, "serialization") }? {
+                None | Some("json") => {}
+                Some("advanced") => {
+                    return Err(Error::new(crate::error::code::UNSUPPORTED, "serialization \"advanced\" is not supported; use \"json\""));
+                }
+                Some(other) => return Err(invalid(&format!("serialization must be \"json\" or \"advanced\", not {other:?}"))),
+            }
             let p = context::primary()?;
-            p.setup(Settings { exec, args, cwd });
+            match s.sched_policy {
+                0 => {}
+                CLUSTER_SCHED_RR => p.set_sched_none(false)?,
+                CLUSTER_SCHED_NONE => p.set_sched_none(true)?,
+                _ => return Err(invalid("sched_policy must be 0, CLUSTER_SCHED_RR or CLUSTER_SCHED_NONE")),
+            }
+            p.setup(Settings { exec, args, cwd, env, silent, stdio, uid, gid });
             Ok(0)
         })();
         ret(r)

@@ -28,6 +28,13 @@ pub enum cluster_event_type {
     CLUSTER_EVENT_ERROR = 7,
 }
 
+/// `address_type` values (Node's `addressType`; `"udp4"`/`"udp6"` get numbers here).
+pub const CLUSTER_ADDRESS_IPV4: c_int = 4;
+pub const CLUSTER_ADDRESS_IPV6: c_int = 6;
+pub const CLUSTER_ADDRESS_PIPE: c_int = -1;
+pub const CLUSTER_ADDRESS_UDP4: c_int = 104;
+pub const CLUSTER_ADDRESS_UDP6: c_int = 106;
+
 /// Number of event kinds (one past the last value).
 pub const CLUSTER_EVENT_COUNT: c_int = 8;
 
@@ -52,9 +59,12 @@ pub struct cluster_event {
     pub exited_after_disconnect: c_int,
     /// LISTENING: the real bound port (-1 for a Unix socket).
     pub port: c_int,
-    /// LISTENING: Node's `addressType`: 4, 6, or -1 (Unix socket).
+    /// LISTENING: Node's `addressType`: `CLUSTER_ADDRESS_IPV4` (4), `CLUSTER_ADDRESS_IPV6` (6),
+    /// `CLUSTER_ADDRESS_PIPE` (-1), `CLUSTER_ADDRESS_UDP4` or `CLUSTER_ADDRESS_UDP6`.
     pub address_type: c_int,
-    /// LISTENING: Node's `fd` field (-1 when absent).
+    /// LISTENING: Node's `fd` field (-1 when absent). MESSAGE: a socket that came with the
+    /// message, now owned by the receiver (close it), or -1. If a MESSAGE event with an fd
+    /// is dispatched without a MESSAGE callback, the library closes the fd.
     pub fd: c_int,
     /// ERROR: the negative code.
     pub error: c_int,
@@ -62,6 +72,8 @@ pub struct cluster_event {
     pub address: *const c_char,
     /// MESSAGE: the JSON text; ERROR: the message.
     pub data: *const c_char,
+    /// Room for fields added later without changing the struct's size; always 0.
+    pub reserved: [c_int; 8],
 }
 
 /// Event callback. `event` is borrowed for the call only. Runs on the thread that calls
@@ -84,6 +96,12 @@ pub struct cluster_server_options {
     /// Non-zero: `cluster_accept` returns `-EAGAIN` instead of waiting, and connection fds
     /// come with `O_NONBLOCK` set. Zero: `cluster_accept` waits, fds are blocking.
     pub nonblocking: c_int,
+    /// Non-zero: a UDP socket (Node's `dgram` bind; always a shared handle). Then
+    /// `cluster_server_fd` is the bound datagram socket itself and `cluster_accept` fails
+    /// with `-EOPNOTSUPP`.
+    pub udp: c_int,
+    /// UDP only: `SO_REUSEADDR` (Node's `reuseAddr`).
+    pub reuse_addr: c_int,
 }
 
 /// A server obtained with `cluster_get_server`. Opaque; freed by `cluster_server_close`.
@@ -106,4 +124,43 @@ pub struct cluster_settings {
     pub args: *const *const c_char,
     /// Working directory of the worker. Default: the primary's.
     pub cwd: *const c_char,
+    /// NULL-terminated `"KEY=VALUE"` entries added to every worker's environment (before
+    /// `cluster_fork`'s own `env`). Replaces the earlier list.
+    pub env: *const *const c_char,
+    /// 1: the worker's stdin/stdout/stderr are pipes to the primary (Node's `silent`;
+    /// read them with `cluster_worker_stdio`); 0: inherited; -1: unchanged.
+    pub silent: c_int,
+    /// NULL, or 3 entries for stdin, stdout, stderr, overriding `silent` (Node's `stdio`):
+    /// `CLUSTER_STDIO_INHERIT`, `CLUSTER_STDIO_PIPE`, `CLUSTER_STDIO_IGNORE`, or an fd of
+    /// the primary to give the worker (it is duplicated at each fork).
+    pub stdio: *const c_int,
+    /// User and group ids to run workers as (-1: unchanged/unset).
+    pub uid: c_int,
+    pub gid: c_int,
+    /// `"json"` (the default) or `"advanced"` (rejected: `CLUSTER_E_UNSUPPORTED`).
+    pub serialization: *const c_char,
+    /// `CLUSTER_SCHED_RR` or `CLUSTER_SCHED_NONE` (Node's `cluster.schedulingPolicy`); 0:
+    /// unchanged. Fixed once the first worker is forked. The default comes from
+    /// `NODE_CLUSTER_SCHED_POLICY` (`rr` or `none`), else round-robin.
+    pub sched_policy: c_int,
+}
+
+/// `cluster_settings.stdio` entries (an fd >= 0 is also allowed).
+pub const CLUSTER_STDIO_INHERIT: c_int = -1;
+pub const CLUSTER_STDIO_PIPE: c_int = -2;
+pub const CLUSTER_STDIO_IGNORE: c_int = -3;
+
+/// Node's scheduling policies (`cluster.SCHED_NONE`, `cluster.SCHED_RR`).
+pub const CLUSTER_SCHED_NONE: c_int = 1;
+pub const CLUSTER_SCHED_RR: c_int = 2;
+
+/// Node's `worker.state`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum cluster_worker_state {
+    CLUSTER_WORKER_NONE = 0,
+    CLUSTER_WORKER_ONLINE = 1,
+    CLUSTER_WORKER_LISTENING = 2,
+    CLUSTER_WORKER_DISCONNECTED = 3,
+    CLUSTER_WORKER_DEAD = 4,
 }

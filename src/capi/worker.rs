@@ -27,6 +27,8 @@ pub unsafe extern "C" fn cluster_server_options_init(opts: *mut cluster_server_o
                 ipv6_only: d.ipv6_only as c_int,
                 exclusive: d.exclusive as c_int,
                 nonblocking: d.nonblocking as c_int,
+                udp: d.udp as c_int,
+                reuse_addr: d.reuse_addr as c_int,
             };
         }
         0
@@ -62,6 +64,12 @@ unsafe fn read_options(opts: *const cluster_server_options) -> crate::error::Res
         }
         if has(offset_of!(cluster_server_options, nonblocking) + 4) {
             o.nonblocking = (*opts).nonblocking != 0;
+        }
+        if has(offset_of!(cluster_server_options, udp) + 4) {
+            o.udp = (*opts).udp != 0;
+        }
+        if has(offset_of!(cluster_server_options, reuse_addr) + 4) {
+            o.reuse_addr = (*opts).reuse_addr != 0;
         }
     }
     if o.backlog < 0 {
@@ -104,9 +112,9 @@ pub unsafe extern "C" fn cluster_get_server(
         let r = (|| {
             // SAFETY: `address` is NULL or a C string, `opts` NULL or a sized struct.
             let address = unsafe { opt_str(address, "address") }?;
-            let port = if address.is_some_and(|a| a.contains('/')) { -1 } else { port };
             // SAFETY: as above.
             let opts = unsafe { read_options(opts) }?;
+            let port = if address.is_some_and(|a| a.contains('/')) && !opts.udp { -1 } else { port };
             let target = Target::from_user(address, port)?;
             let ctx = context::get()?;
             match &ctx.role {

@@ -137,3 +137,32 @@ mod tests {
         assert_eq!(q.address_type.unwrap().get(), "4");
     }
 }
+
+/// Checks a user message and writes it as one compact JSON line (with `\n`): any JSON value
+/// is allowed except an object whose `cmd` is internal (`NODE_...`), which would be taken for
+/// a protocol message. Re-serializing guarantees no raw newline and never a blank line.
+pub fn user_line(json: &str) -> Result<Vec<u8>> {
+    let v: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| Error::errno(libc::EINVAL, format!("message is not valid JSON: {e}")))?;
+    if v.get("cmd").and_then(|c| c.as_str()).is_some_and(is_internal_cmd) {
+        return Err(Error::errno(libc::EINVAL, "messages whose cmd starts with NODE_ are reserved for the protocol"));
+    }
+    let mut out = serde_json::to_vec(&v).map_err(|e| Error::errno(libc::EINVAL, e.to_string()))?;
+    out.push(b'\n');
+    Ok(out)
+}
+
+#[cfg(test)]
+mod user_tests {
+    use super::*;
+
+    #[test]
+    fn user_lines_are_compact_and_checked() {
+        assert_eq!(user_line("{ \"a\" :\n [1, 2] }").unwrap(), b"{\"a\":[1,2]}\n");
+        assert_eq!(user_line("\"done\"").unwrap(), b"\"done\"\n");
+        assert!(user_line("").is_err());
+        assert!(user_line("{").is_err());
+        assert!(user_line("{\"cmd\":\"NODE_CLUSTER\"}").is_err());
+        assert!(user_line("{\"cmd\":\"NODE_\"}").is_ok());
+    }
+}

@@ -63,10 +63,13 @@ pub struct ServerQuery {
     pub index: i64,
     pub address: Option<String>,
     pub port: i64,
-    /// `4`, `6` or `-1` (a pipe), written as a number.
-    pub address_type: i64,
+    /// `4`, `6` or `-1` (a pipe), written as a number; `udp4`/`udp6`, written as a string.
+    pub address_type: String,
+    /// `fd` (UDP address binds send -1); absent for TCP and pipes.
+    pub fd: Option<i64>,
     pub flags: i64,
-    pub backlog: i64,
+    /// Absent for UDP.
+    pub backlog: Option<i64>,
 }
 
 /// `queryServer` (or `listening`, with the bound port) as Node's worker writes it.
@@ -75,11 +78,19 @@ pub fn query(out: &mut Vec<u8>, act: &str, q: &ServerQuery, port: i64, seq: i64)
     string(out, act);
     let _ = write!(out, ",\"index\":{},\"data\":null,\"address\":", q.index);
     opt_string(out, q.address.as_deref());
-    let _ = write!(
-        out,
-        ",\"port\":{port},\"addressType\":{},\"flags\":{},\"backlog\":{}",
-        q.address_type, q.flags, q.backlog
-    );
+    let _ = write!(out, ",\"port\":{port},\"addressType\":");
+    if q.address_type.parse::<i64>().is_ok() {
+        out.extend_from_slice(q.address_type.as_bytes());
+    } else {
+        string(out, &q.address_type);
+    }
+    if let Some(fd) = q.fd {
+        let _ = write!(out, ",\"fd\":{fd}");
+    }
+    let _ = write!(out, ",\"flags\":{}", q.flags);
+    if let Some(b) = q.backlog {
+        let _ = write!(out, ",\"backlog\":{b}");
+    }
     end(out, seq);
 }
 
@@ -129,7 +140,7 @@ mod tests {
     #[test]
     fn bytes_match_node_v20_captures() {
         assert_eq!(s(|o| act(o, "online", 0)), "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"online\",\"seq\":0}\n");
-        let q = ServerQuery { index: 0, address: Some("127.0.0.1".into()), port: 18231, address_type: 4, flags: 0, backlog: 0 };
+        let q = ServerQuery { index: 0, address: Some("127.0.0.1".into()), port: 18231, address_type: "4".into(), fd: None, flags: 0, backlog: Some(0) };
         assert_eq!(
             s(|o| query(o, "queryServer", &q, 18231, 1)),
             "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"queryServer\",\"index\":0,\"data\":null,\"address\":\"127.0.0.1\",\"port\":18231,\"addressType\":4,\"flags\":0,\"backlog\":0,\"seq\":1}\n"
@@ -154,7 +165,60 @@ mod tests {
             s(|o| close(o, "127.0.0.1:18231:4:undefined:0", 5)),
             "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"close\",\"key\":\"127.0.0.1:18231:4:undefined:0\",\"seq\":5}\n"
         );
+        let u = ServerQuery { index: 0, address: Some("127.0.0.1".into()), port: 18241, address_type: "udp4".into(), fd: Some(-1), flags: 0, backlog: None };
+        assert_eq!(
+            s(|o| query(o, "queryServer", &u, 18241, 1)),
+            "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"queryServer\",\"index\":0,\"data\":null,\"address\":\"127.0.0.1\",\"port\":18241,\"addressType\":\"udp4\",\"fd\":-1,\"flags\":0,\"seq\":1}\n"
+        );
         let e = QueryReply { errno: Some(-98), key: "k", ack: 1, data: "null", sockname: None };
         assert_eq!(s(|o| query_reply(o, &e, 0)), "{\"cmd\":\"NODE_CLUSTER\",\"errno\":-98,\"key\":\"k\",\"ack\":1,\"data\":null,\"seq\":0}\n");
+    }
+}
+
+/// What kind of socket a handle is, for the `type` of its `NODE_HANDLE` envelope (§4.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandleType {
+    /// A listening stream socket: `net.Server`.
+    Server,
+    /// A connected stream socket (TCP or Unix): `net.Socket`.
+    Socket,
+    /// A datagram socket: `dgram.Socket` with `dgramType` udp4/udp6.
+    Dgram { ipv6: bool },
+    /// Raw handles as cluster itself sends them: `net.Native` / `dgram.Native`.
+    NetNative,
+    DgramNative,
+}
+
+/// Wraps an inner message (a complete line, with its `\n`) in a `NODE_HANDLE` envelope.
+pub fn handle_envelope(out: &mut Vec<u8>, ty: HandleType, inner_line: &[u8]) {
+    let inner = inner_line.strip_suffix(b"\n").unwrap_or(inner_line);
+    out.extend_from_slice(b"{\"cmd\":\"NODE_HANDLE\",\"type\":");
+    match ty {
+        HandleType::Server => out.extend_from_slice(b"\"net.Server\""),
+        HandleType::Socket => out.extend_from_slice(b"\"net.Socket\""),
+        HandleType::Dgram { ipv6 } => {
+            out.extend_from_slice(b"\"dgram.Socket\",\"dgramType\":");
+            out.extend_from_slice(if ipv6 { b"\"udp6\"" } else { b"\"udp4\"" });
+        }
+        HandleType::NetNative => out.extend_from_slice(b"\"net.Native\""),
+        HandleType::DgramNative => out.extend_from_slice(b"\"dgram.Native\""),
+    }
+    out.extend_from_slice(b",\"msg\":");
+    out.extend_from_slice(inner);
+    out.extend_from_slice(b"}\n");
+}
+
+#[cfg(test)]
+mod envelope_tests {
+    use super::*;
+
+    #[test]
+    fn envelopes() {
+        let mut o = Vec::new();
+        handle_envelope(&mut o, HandleType::Socket, b"{\"x\":1}\n");
+        assert_eq!(o, b"{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Socket\",\"msg\":{\"x\":1}}\n");
+        o.clear();
+        handle_envelope(&mut o, HandleType::Dgram { ipv6: true }, b"1\n");
+        assert_eq!(o, b"{\"cmd\":\"NODE_HANDLE\",\"type\":\"dgram.Socket\",\"dgramType\":\"udp6\",\"msg\":1}\n");
     }
 }

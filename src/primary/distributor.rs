@@ -8,7 +8,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 
-use super::round_robin::RoundRobinHandle;
+use super::handle::Handle;
 use super::worker_conn::{Channel, InFlight, WorkerConn};
 use super::{Command, Shared, WorkerInfo, WorkerState};
 use crate::error::{Error, Result};
@@ -36,7 +36,7 @@ pub(super) struct Distributor {
     pub(super) shared: Arc<Shared>,
     pub(super) epoll: Epoll,
     pub(super) workers: HashMap<u32, WorkerConn>,
-    pub(super) handles: HashMap<u32, RoundRobinHandle>,
+    pub(super) handles: HashMap<u32, Handle>,
     pub(super) keys: HashMap<String, u32>,
     pub(super) next_handle: u32,
     /// Node's per-process cluster message counter, shared across workers (§5.1).
@@ -89,7 +89,7 @@ impl Distributor {
                     KIND_CHANNEL => self.on_channel(id, ready.events),
                     KIND_PIDFD => self.on_pidfd(id),
                     KIND_LISTENER => {
-                        if let Some(h) = self.handles.get_mut(&id) {
+                        if let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&id) {
                             h.backlog_ready = true;
                             self.pump(id);
                         }
@@ -115,14 +115,22 @@ impl Distributor {
                     let r = self.spawn(id, &plan);
                     let _ = reply.send(r);
                 }
+                Command::Send { id, line, fd } => {
+                    self.out.clear();
+                    self.out.extend_from_slice(&line);
+                    self.send_line(id, fd.map(OutFd::Owned));
+                }
+                Command::Disconnect { id } => self.disconnect(id),
             }
         }
     }
 
     fn spawn(&mut self, id: u32, plan: &SpawnPlan) -> Result<i32> {
         let (ours, theirs) = fd::socketpair().map_err(|e| Error::io("socketpair", e))?;
-        let pid = spawn::spawn(plan, theirs.as_fd())
+        let spawned = spawn::spawn(plan, theirs.as_fd())
             .map_err(|e| Error::io(format!("spawn {}", plan.path.to_string_lossy()), e))?;
+        let pid = spawned.pid;
+        let stdio = spawned.stdio.map(|f| f.map(Arc::new));
         drop(theirs);
         let pidfd = Arc::new(pidfd::open(pid).map_err(|e| Error::io("pidfd_open", e))?);
         fd::set_nonblocking(ours.as_fd(), true).map_err(|e| Error::io("fcntl", e))?;
@@ -147,7 +155,7 @@ impl Distributor {
         );
         self.shared.table.lock().insert(
             id,
-            WorkerInfo { id, pid, pidfd, state: WorkerState::None, connected: true, dead: false, exited_after_disconnect: false },
+            WorkerInfo { id, pid, pidfd: Some(pidfd), state: WorkerState::None, connected: true, dead: false, exited_after_disconnect: false, listed: true, stdio },
         );
         self.shared.events.push(Event::Fork { id, pid });
         Ok(pid)
@@ -269,18 +277,14 @@ impl Distributor {
         if let Some(f) = in_flight {
             self.requeue(f);
         }
-        {
-            let mut table = self.shared.table.lock();
-            if dead {
-                table.remove(&id);
-            } else if let Some(info) = table.get_mut(&id) {
-                info.connected = false;
-                info.state = WorkerState::Disconnected;
-                info.exited_after_disconnect = ead;
-            }
+        if let Some(info) = self.shared.table.lock().get_mut(&id) {
+            info.connected = false;
+            info.state = WorkerState::Disconnected;
+            info.exited_after_disconnect = ead;
         }
         if dead {
             self.workers.remove(&id);
+            self.shared.retire(id);
         }
         self.shared.events.push(Event::Disconnect { id, pid, exited_after_disconnect: ead });
     }
@@ -310,7 +314,10 @@ impl Distributor {
         w.exit = Some(status);
         let (pid, ead) = (w.pid, w.exited_after_disconnect.unwrap_or(false));
         self.workers.remove(&id);
-        self.shared.table.lock().remove(&id);
+        if let Some(info) = self.shared.table.lock().get_mut(&id) {
+            info.exited_after_disconnect = ead;
+        }
+        self.shared.retire(id);
         let (code, signal) = match status {
             ExitStatus::Code(c) => (c, 0),
             ExitStatus::Signal(s) => (-1, s),
@@ -318,9 +325,23 @@ impl Distributor {
         self.shared.events.push(Event::Exit { id, pid, code, signal, exited_after_disconnect: ead });
     }
 
+    /// Node's `worker.disconnect()` in the primary: leave every handle now, tell the worker.
+    fn disconnect(&mut self, id: u32) {
+        let Some(w) = self.workers.get_mut(&id) else { return };
+        w.exited_after_disconnect = Some(true);
+        let handle_ids: Vec<u32> = self.handles.iter().filter(|(_, h)| h.has(id)).map(|(&hid, _)| hid).collect();
+        for hid in handle_ids {
+            self.remove_from_handle(hid, id);
+        }
+        let seq = self.next_seq();
+        self.out.clear();
+        wire::act(&mut self.out, "disconnect", seq);
+        self.send_line(id, None);
+    }
+
     /// A connection a worker did not take goes back to the head of its handle's queue.
     pub(super) fn requeue(&mut self, f: InFlight) {
-        if let Some(h) = self.handles.get_mut(&f.handle) {
+        if let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&f.handle) {
             h.queue.push_front(f.conn);
             self.pump(f.handle);
         }
@@ -330,7 +351,7 @@ impl Distributor {
     /// workers (the rest stay in the kernel backlog).
     pub(super) fn pump(&mut self, hid: u32) {
         loop {
-            let Some(h) = self.handles.get_mut(&hid) else { return };
+            let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&hid) else { return };
             let Some(w) = h.take_free() else { return };
             let conn = if let Some(c) = h.queue.pop_front() {
                 c
@@ -360,13 +381,13 @@ impl Distributor {
         let seq = self.next_seq();
         let Some(h) = self.handles.get(&hid) else { return };
         self.out.clear();
-        wire::newconn(&mut self.out, &h.key, seq);
+        wire::newconn(&mut self.out, h.key(), seq);
         let raw = conn.as_raw_fd();
         let f = InFlight { seq, handle: hid, conn };
         match self.workers.get_mut(&w) {
             Some(wc) if wc.connected() && wc.in_flight.is_none() => wc.in_flight = Some(f),
             _ => {
-                if let Some(h) = self.handles.get_mut(&hid) {
+                if let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&hid) {
                     h.queue.push_front(f.conn);
                 }
                 return;
@@ -386,10 +407,10 @@ impl Distributor {
         let hid = f.handle;
         if accepted {
             drop(f.conn);
-        } else if let Some(h) = self.handles.get_mut(&hid) {
+        } else if let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&hid) {
             h.queue.push_front(f.conn);
         }
-        if let Some(h) = self.handles.get_mut(&hid) {
+        if let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&hid) {
             h.set_free(id);
             self.pump(hid);
         }
@@ -399,14 +420,16 @@ impl Distributor {
     pub(super) fn remove_from_handle(&mut self, hid: u32, id: u32) {
         let Some(h) = self.handles.get_mut(&hid) else { return };
         if !h.remove(id) {
-            if !h.queue.is_empty() {
+            if matches!(h, Handle::RoundRobin(rr) if !rr.queue.is_empty()) {
                 self.pump(hid);
             }
             return;
         }
         if let Some(h) = self.handles.remove(&hid) {
-            let _ = self.epoll.delete(h.listener.as_fd());
-            self.keys.remove(&h.key);
+            if let Handle::RoundRobin(rr) = &h {
+                let _ = self.epoll.delete(rr.listener.as_fd());
+            }
+            self.keys.remove(h.key());
             if let Some(p) = h.unix_path() {
                 socket::unlink(&p);
             }
@@ -414,7 +437,9 @@ impl Distributor {
     }
 
     pub(super) fn add_listener(&mut self, hid: u32) -> io::Result<()> {
-        let h = &self.handles[&hid];
-        self.epoll.add(h.listener.as_fd(), READABLE | EDGE, token(KIND_LISTENER, hid))
+        match &self.handles[&hid] {
+            Handle::RoundRobin(h) => self.epoll.add(h.listener.as_fd(), READABLE | EDGE, token(KIND_LISTENER, hid)),
+            Handle::Shared(_) => Ok(()),
+        }
     }
 }

@@ -6,12 +6,16 @@ use std::os::fd::OwnedFd;
 
 use super::WorkerState;
 use super::distributor::Distributor;
+use super::handle::Handle;
 use super::round_robin::RoundRobinHandle;
+use super::shared_handle::SharedHandle;
 use crate::address::{self, DEFAULT_BACKLOG, FLAG_IPV6ONLY, Target};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::ipc::message::{self, Msg, Parsed};
-use crate::ipc::wire;
+use crate::ipc::wire::{self, HandleType};
+use crate::ipc::writer::OutFd;
+use std::os::fd::AsRawFd;
 
 impl Distributor {
     /// Handles one line from worker `id`. An error closes that worker's channel.
@@ -23,7 +27,7 @@ impl Distributor {
                 }
                 let json = String::from_utf8_lossy(line).trim_end().to_string();
                 let pid = self.pid(id);
-                self.shared.events.push(Event::Message { id, pid, json });
+                self.shared.events.push(Event::Message { id, pid, json, fd: None });
                 return Ok(());
             }
             Parsed::Internal(m) => m,
@@ -39,11 +43,8 @@ impl Distributor {
                 match message::parse(inner.as_bytes())? {
                     Parsed::Internal(inner) => self.handle_cluster(id, &inner, Some(fd)),
                     Parsed::User => {
-                        // A user message with a handle: the message is delivered; passing the
-                        // handle on to the user is not supported yet, so ours is closed.
-                        drop(fd);
                         let pid = self.pid(id);
-                        self.shared.events.push(Event::Message { id, pid, json: inner.to_string() });
+                        self.shared.events.push(Event::Message { id, pid, json: inner.to_string(), fd: Some(fd) });
                         Ok(())
                     }
                 }
@@ -96,6 +97,8 @@ impl Distributor {
                 let address_type = match m.address_type.map(|r| r.get()) {
                     Some("6") => 6,
                     Some("-1") => -1,
+                    Some("\"udp4\"") => crate::event::ADDRESS_UDP4,
+                    Some("\"udp6\"") => crate::event::ADDRESS_UDP6,
                     _ => 4,
                 };
                 let port = m.port.unwrap_or(0) as i32;
@@ -163,18 +166,32 @@ impl Distributor {
         let reply_seq = self.next_seq();
         let h = self.handles.get_mut(&hid).expect("handle for key");
         h.add(id);
-        let sockname = address::sockname_parts(&h.bound);
         self.out.clear();
-        let r = wire::QueryReply {
-            errno: None,
-            key: &key,
-            ack: seq,
-            data: &h.data,
-            sockname: sockname.as_ref().map(|(a, f, p)| (a.as_str(), *f, *p)),
-        };
-        wire::query_reply(&mut self.out, &r, reply_seq);
-        if self.send_line(id, None) {
-            self.pump(hid);
+        match h {
+            Handle::RoundRobin(rr) => {
+                let sockname = address::sockname_parts(&rr.bound);
+                let r = wire::QueryReply {
+                    errno: None,
+                    key: &key,
+                    ack: seq,
+                    data: &rr.data,
+                    sockname: sockname.as_ref().map(|(a, f, p)| (a.as_str(), *f, *p)),
+                };
+                wire::query_reply(&mut self.out, &r, reply_seq);
+                if self.send_line(id, None) {
+                    self.pump(hid);
+                }
+            }
+            Handle::Shared(sh) => {
+                // The reply travels inside a NODE_HANDLE with the bound socket (§6.5).
+                let mut inner = Vec::with_capacity(128);
+                let r = wire::QueryReply { errno: Some(0), key: &key, ack: seq, data: &sh.data, sockname: None };
+                wire::query_reply(&mut inner, &r, reply_seq);
+                let ty = if sh.udp { HandleType::DgramNative } else { HandleType::NetNative };
+                wire::handle_envelope(&mut self.out, ty, &inner);
+                let raw = sh.sock.as_raw_fd();
+                self.send_line(id, Some(OutFd::Borrowed(raw)));
+            }
         }
         Ok(())
     }
@@ -185,11 +202,23 @@ impl Distributor {
             Some(b) if b > 0 => b.min(i32::MAX as i64) as i32,
             _ => DEFAULT_BACKLOG,
         };
-        let ipv6_only = m.flags.unwrap_or(0) & FLAG_IPV6ONLY != 0;
-        let (listener, bound) = target.bind(ipv6_only, Some(backlog))?;
+        let flags = m.flags.unwrap_or(0);
+        let ipv6_only = flags & FLAG_IPV6ONLY != 0;
+        let udp = address_type.starts_with("udp");
+        let shared = udp || self.shared.sched_none.load(std::sync::atomic::Ordering::Relaxed);
+        let handle = if udp {
+            let (sock, bound) = target.bind_datagram(ipv6_only, flags & 4 != 0)?;
+            Handle::Shared(SharedHandle::new(key.to_string(), sock, bound, data, true))
+        } else if shared {
+            let (sock, bound) = target.bind(ipv6_only, None)?;
+            Handle::Shared(SharedHandle::new(key.to_string(), sock, bound, data, false))
+        } else {
+            let (listener, bound) = target.bind(ipv6_only, Some(backlog))?;
+            Handle::RoundRobin(RoundRobinHandle::new(key.to_string(), listener, bound, data))
+        };
         let hid = self.next_handle;
         self.next_handle += 1;
-        self.handles.insert(hid, RoundRobinHandle::new(key.to_string(), listener, bound, data));
+        self.handles.insert(hid, handle);
         if let Err(e) = self.add_listener(hid) {
             self.handles.remove(&hid);
             return Err(Error::io("epoll_ctl", e));

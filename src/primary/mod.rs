@@ -15,8 +15,10 @@
 #![forbid(unsafe_code)]
 
 mod distributor;
+mod handle;
 mod messages;
 pub mod round_robin;
+pub mod shared_handle;
 pub mod settings;
 mod worker_conn;
 
@@ -53,15 +55,24 @@ pub enum WorkerState {
 pub struct WorkerInfo {
     pub id: u32,
     pub pid: i32,
-    pub pidfd: Arc<OwnedFd>,
+    /// `None` once the worker is gone (the pidfd is closed then).
+    pub pidfd: Option<Arc<OwnedFd>>,
     pub state: WorkerState,
     pub connected: bool,
     pub dead: bool,
     pub exited_after_disconnect: bool,
+    /// In `cluster.workers` (a primary-side disconnect takes a worker out at once, §6.6).
+    pub listed: bool,
+    /// The primary's ends of the worker's stdio pipes (`silent` / `stdio: pipe`).
+    pub stdio: [Option<Arc<OwnedFd>>; 3],
 }
 
 pub(crate) enum Command {
     Spawn { id: u32, plan: SpawnPlan, reply: mpsc::SyncSender<Result<i32>> },
+    /// A complete line for worker `id`, with the fd it carries.
+    Send { id: u32, line: Vec<u8>, fd: Option<OwnedFd> },
+    /// Node's primary-side `worker.disconnect()`.
+    Disconnect { id: u32 },
 }
 
 /// State shared between the user's threads and the distributor thread.
@@ -69,8 +80,49 @@ pub(crate) struct Shared {
     pub events: Arc<EventQueue>,
     pub commands: Mutex<VecDeque<Command>>,
     pub wake: EventFd,
-    /// `cluster.workers`: a worker leaves it once it is both disconnected and dead.
+    /// Every worker not yet both disconnected and dead; `listed` ones form `cluster.workers`.
     pub table: Mutex<BTreeMap<u32, WorkerInfo>>,
+    /// Workers that are gone, for late queries (state, exitedAfterDisconnect). Bounded.
+    pub retired: Mutex<BTreeMap<u32, WorkerInfo>>,
+    /// SCHED_NONE (shared handles for TCP too) instead of round-robin; fixed at first fork.
+    pub sched_none: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    /// Moves a worker from the table to the retired list; pushes `Drained` when
+    /// `cluster.workers` becomes empty.
+    pub fn retire(&self, id: u32) {
+        let mut table = self.table.lock();
+        if let Some(mut info) = table.remove(&id) {
+            info.state = WorkerState::Dead;
+            info.dead = true;
+            info.connected = false;
+            info.stdio = [None, None, None];
+            info.pidfd = None;
+            let mut retired = self.retired.lock();
+            retired.insert(id, info);
+            while retired.len() > 4096 {
+                retired.pop_first();
+            }
+        }
+        self.check_drained(&table);
+    }
+
+    /// Takes a worker out of `cluster.workers` without forgetting it.
+    pub fn unlist(&self, id: u32) {
+        let mut table = self.table.lock();
+        if let Some(info) = table.get_mut(&id) {
+            if std::mem::replace(&mut info.listed, false) {
+                self.check_drained(&table);
+            }
+        }
+    }
+
+    fn check_drained(&self, table: &BTreeMap<u32, WorkerInfo>) {
+        if !table.values().any(|w| w.listed) {
+            self.events.push(crate::event::Event::Drained);
+        }
+    }
 }
 
 pub struct Primary {
@@ -89,6 +141,10 @@ impl Primary {
                 commands: Mutex::new(VecDeque::new()),
                 wake,
                 table: Mutex::new(BTreeMap::new()),
+                retired: Mutex::new(BTreeMap::new()),
+                sched_none: std::sync::atomic::AtomicBool::new(
+                    std::env::var("NODE_CLUSTER_SCHED_POLICY").is_ok_and(|v| v == "none"),
+                ),
             }),
             next_id: AtomicU32::new(1),
             started: Mutex::new(false),
@@ -132,13 +188,26 @@ impl Primary {
         self.settings.lock().clone()
     }
 
+    /// Sets Node's scheduling policy (`none`: shared handles). Fixed once a worker exists.
+    pub fn set_sched_none(&self, none: bool) -> Result<()> {
+        if self.next_id.load(Ordering::Relaxed) > 1 {
+            return Err(Error::errno(libc::EBUSY, "the scheduling policy is fixed once the first worker is forked"));
+        }
+        self.shared.sched_none.store(none, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub fn sched_none(&self) -> bool {
+        self.shared.sched_none.load(Ordering::Relaxed)
+    }
+
     /// Sends `sig` to worker `id` (through its pidfd, so never to a recycled pid).
     pub fn kill(&self, id: u32, sig: i32) -> Result<()> {
         if !(0..=64).contains(&sig) {
             return Err(Error::errno(libc::EINVAL, format!("signal {sig} is not a valid signal number")));
         }
         let pidfd = match self.shared.table.lock().get(&id) {
-            Some(w) if !w.dead => w.pidfd.clone(),
+            Some(w) if !w.dead => w.pidfd.clone().ok_or_else(|| Error::errno(libc::ESRCH, format!("worker {id} is dead")))?,
             Some(_) => return Err(Error::errno(libc::ESRCH, format!("worker {id} is dead"))),
             None => return Err(Error::errno(libc::ESRCH, format!("no worker with id {id}"))),
         };
@@ -147,12 +216,16 @@ impl Primary {
 
     /// The ids in `cluster.workers`, ascending.
     pub fn worker_ids(&self) -> Vec<u32> {
-        self.shared.table.lock().keys().copied().collect()
+        self.shared.table.lock().values().filter(|w| w.listed).map(|w| w.id).collect()
     }
 
+    /// A worker that is alive or connected, or one that has gone (then `dead`).
     pub fn worker(&self, id: u32) -> Result<WorkerInfo> {
+        if let Some(w) = self.shared.table.lock().get(&id) {
+            return Ok(w.clone());
+        }
         self.shared
-            .table
+            .retired
             .lock()
             .get(&id)
             .cloned()
@@ -160,7 +233,68 @@ impl Primary {
     }
 
     pub fn worker_count(&self) -> usize {
-        self.shared.table.lock().len()
+        self.shared.table.lock().values().filter(|w| w.listed).count()
+    }
+
+    /// Whether any worker process is still being watched (alive or not yet reaped).
+    pub fn has_workers(&self) -> bool {
+        !self.shared.table.lock().is_empty()
+    }
+
+    fn connected_worker(&self, id: u32) -> Result<()> {
+        match self.shared.table.lock().get(&id) {
+            Some(w) if w.connected => Ok(()),
+            Some(_) => Err(Error::new(crate::error::code::CLOSED, format!("worker {id} is disconnected"))),
+            None => Err(Error::errno(libc::ESRCH, format!("no live worker with id {id}"))),
+        }
+    }
+
+    /// `worker.send(message[, handle])`: `json` is any JSON text; `fd`, a socket to pass
+    /// (duplicated: the caller keeps theirs). Queued in order behind a handle in flight.
+    pub fn send(&self, id: u32, json: &str, fd: Option<std::os::fd::BorrowedFd<'_>>) -> Result<()> {
+        self.connected_worker(id)?;
+        let line = crate::ipc::message::user_line(json)?;
+        let (line, fd) = match fd {
+            None => (line, None),
+            Some(fd) => {
+                let (dup, ty) = crate::handle::prepare(fd)?;
+                let mut env = Vec::with_capacity(line.len() + 64);
+                crate::ipc::wire::handle_envelope(&mut env, ty, &line);
+                (env, Some(dup))
+            }
+        };
+        self.command(Command::Send { id, line, fd });
+        Ok(())
+    }
+
+    /// `worker.disconnect()`: the worker leaves `cluster.workers` and every server at once,
+    /// is told to disconnect, closes its servers and its channel; `exitedAfterDisconnect`
+    /// becomes true. A second call fails with `CLUSTER_E_CLOSED`.
+    pub fn disconnect(&self, id: u32) -> Result<()> {
+        {
+            let mut table = self.shared.table.lock();
+            match table.get_mut(&id) {
+                Some(w) if w.connected && w.listed => {
+                    w.exited_after_disconnect = true;
+                }
+                Some(_) => return Err(Error::new(crate::error::code::CLOSED, format!("worker {id} is already disconnecting or disconnected"))),
+                None => return Err(Error::errno(libc::ESRCH, format!("no live worker with id {id}"))),
+            }
+        }
+        self.shared.unlist(id);
+        self.command(Command::Disconnect { id });
+        Ok(())
+    }
+
+    /// `cluster.disconnect()`: disconnects every connected worker. Returns how many.
+    /// `Event::Drained` follows once `cluster.workers` is empty (at once if it is).
+    pub fn disconnect_all(&self) -> usize {
+        let ids: Vec<u32> = self.shared.table.lock().values().filter(|w| w.connected && w.listed).map(|w| w.id).collect();
+        let n = ids.iter().filter(|&&id| self.disconnect(id).is_ok()).count();
+        if n == 0 && self.worker_count() == 0 {
+            self.shared.events.push(crate::event::Event::Drained);
+        }
+        n
     }
 }
 
@@ -184,7 +318,7 @@ fn build_plan(id: u32, settings: &Settings, extra_env: &[(OsString, OsString)]) 
     let internal = ["NODE_UNIQUE_ID", "NODE_CHANNEL_FD", "NODE_CHANNEL_SERIALIZATION_MODE"];
     let mut env: Vec<(OsString, OsString)> =
         std::env::vars_os().filter(|(k, _)| !internal.iter().any(|i| k == i)).collect();
-    for (k, v) in extra_env {
+    for (k, v) in settings.env.iter().flatten().chain(extra_env) {
         env.retain(|(ek, _)| ek != k);
         env.push((k.clone(), v.clone()));
     }
@@ -205,8 +339,9 @@ fn build_plan(id: u32, settings: &Settings, extra_env: &[(OsString, OsString)]) 
         argv: args.iter().map(|a| cstr(a.as_bytes())).collect::<Result<Vec<_>>>()?,
         envp,
         cwd: settings.cwd.as_ref().map(|c| cstr(c.as_os_str().as_bytes())).transpose()?,
-        uid: None,
-        gid: None,
+        uid: settings.uid,
+        gid: settings.gid,
+        stdio: settings.stdio(),
         parent_death_signal: libc::SIGTERM,
     })
 }

@@ -6,6 +6,8 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+pub use crate::sys::spawn::Stdio;
+
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
     /// The program to run; `None`: this program (`/proc/self/exe`).
@@ -14,6 +16,14 @@ pub struct Settings {
     pub args: Option<Vec<OsString>>,
     /// The worker's working directory; `None`: ours.
     pub cwd: Option<PathBuf>,
+    /// Extra environment for every worker.
+    pub env: Option<Vec<(OsString, OsString)>>,
+    /// Node's `silent`: stdio piped to the primary.
+    pub silent: Option<bool>,
+    /// Node's `stdio` (overrides `silent`).
+    pub stdio: Option<[Stdio; 3]>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
 }
 
 impl Settings {
@@ -27,6 +37,30 @@ impl Settings {
         }
         if update.cwd.is_some() {
             self.cwd = update.cwd;
+        }
+        if update.env.is_some() {
+            self.env = update.env;
+        }
+        if update.silent.is_some() {
+            self.silent = update.silent;
+        }
+        if update.stdio.is_some() {
+            self.stdio = update.stdio;
+        }
+        if update.uid.is_some() {
+            self.uid = update.uid;
+        }
+        if update.gid.is_some() {
+            self.gid = update.gid;
+        }
+    }
+
+    /// What the worker's stdio will be.
+    pub fn stdio(&self) -> [Stdio; 3] {
+        match (self.stdio, self.silent) {
+            (Some(s), _) => s,
+            (None, Some(true)) => [Stdio::Pipe; 3],
+            _ => [Stdio::Inherit; 3],
         }
     }
 }

@@ -62,6 +62,14 @@ impl Epoll {
         self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
     }
 
+    pub fn raw(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.fd)
+    }
+
     /// Waits for readiness; `timeout_ms` -1 waits without limit.
     pub fn wait(&self, events: &mut Events, timeout_ms: i32) -> io::Result<usize> {
         let n = retry(|| {

@@ -124,6 +124,33 @@ pub fn bind_stream(addr: &Addr, opts: ListenOpts) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// A non-blocking, close-on-exec UDP socket bound to `addr`.
+pub fn bind_datagram(addr: &Addr, ipv6_only: bool, reuse_addr: bool) -> io::Result<OwnedFd> {
+    let family = match addr {
+        Addr::Inet(SocketAddr::V4(_)) => libc::AF_INET,
+        Addr::Inet(SocketAddr::V6(_)) => libc::AF_INET6,
+        Addr::Unix(_) => return Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT)),
+    };
+    let raw = syscall!(socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0))?;
+    // SAFETY: socket returned a new fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let b = std::os::fd::AsFd::as_fd(&fd);
+    if reuse_addr {
+        setsockopt_int(b, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    }
+    if family == libc::AF_INET6 {
+        setsockopt_int(b, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, ipv6_only as i32)?;
+    }
+    let (ss, len) = sockaddr(addr)?;
+    syscall!(bind(raw, (&ss as *const libc::sockaddr_storage).cast(), len))?;
+    Ok(fd)
+}
+
+/// `shutdown(fd, SHUT_RDWR)`: the peer reads EOF, our blocked reads return 0.
+pub fn shutdown(fd: BorrowedFd<'_>) -> io::Result<()> {
+    syscall!(shutdown(fd.as_raw_fd(), libc::SHUT_RDWR)).map(drop)
+}
+
 /// `listen(2)` on an already bound socket.
 pub fn listen(fd: BorrowedFd<'_>, backlog: i32) -> io::Result<()> {
     syscall!(listen(fd.as_raw_fd(), backlog)).map(drop)
@@ -165,4 +192,16 @@ pub fn kind(fd: BorrowedFd<'_>) -> io::Result<(i32, i32)> {
 /// Removes a Unix socket path, ignoring a missing file.
 pub fn unlink(path: &Path) {
     let _ = std::fs::remove_file(path);
+}
+
+/// What a socket fd is: `(domain, type, listening)`. `ENOTSOCK` for anything else.
+pub fn describe(fd: BorrowedFd<'_>) -> io::Result<(i32, i32, bool)> {
+    if !super::fd::is_socket(fd)? {
+        return Err(io::Error::from_raw_os_error(libc::ENOTSOCK));
+    }
+    let (domain, ty) = kind(fd)?;
+    let mut v: i32 = 0;
+    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+    syscall!(getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ACCEPTCONN, (&mut v as *mut i32).cast(), &mut len))?;
+    Ok((domain, ty, v != 0))
 }

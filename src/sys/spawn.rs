@@ -7,13 +7,26 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use super::fd;
+
+/// What a worker's stdin, stdout or stderr is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stdio {
+    Inherit,
+    /// A pipe whose other end the primary keeps.
+    Pipe,
+    /// `/dev/null`.
+    Ignore,
+    /// This fd of ours (duplicated for the child).
+    Fd(RawFd),
+}
 
 /// A fully prepared command line, built before forking.
 #[derive(Debug, Clone)]
 pub struct SpawnPlan {
+    pub stdio: [Stdio; 3],
     pub path: CString,
     pub argv: Vec<CString>,
     pub envp: Vec<CString>,
@@ -27,10 +40,50 @@ pub struct SpawnPlan {
 /// The fd number the channel gets in the child (Node's `NODE_CHANNEL_FD`).
 pub(crate) const CHANNEL_FD: RawFd = 3;
 
-/// Starts `plan` with `channel` as fd 3 and stdio inherited. Returns the child's pid.
-pub fn spawn(plan: &SpawnPlan, channel: BorrowedFd<'_>) -> io::Result<i32> {
+/// A started child: its pid and the primary's ends of its stdio pipes.
+#[derive(Debug)]
+pub struct Spawned {
+    pub pid: i32,
+    pub stdio: [Option<OwnedFd>; 3],
+}
+
+/// Prepares the child's ends of stdio: `(child fd to dup2, or -1 to inherit)` and the
+/// parent's pipe ends. Every fd is above `CHANNEL_FD` so no dup2 clobbers another.
+fn prepare_stdio(plan: &SpawnPlan) -> io::Result<([Option<OwnedFd>; 3], [Option<OwnedFd>; 3])> {
+    let mut child: [Option<OwnedFd>; 3] = [None, None, None];
+    let mut parent: [Option<OwnedFd>; 3] = [None, None, None];
+    for (i, how) in plan.stdio.iter().enumerate() {
+        match *how {
+            Stdio::Inherit => {}
+            Stdio::Pipe => {
+                let (r, w) = fd::pipe()?;
+                let (mine, theirs) = if i == 0 { (w, r) } else { (r, w) };
+                child[i] = Some(fd::dup_cloexec_min(theirs.as_fd(), CHANNEL_FD + 1)?);
+                parent[i] = Some(mine);
+            }
+            Stdio::Ignore => {
+                let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
+                child[i] = Some(fd::dup_cloexec_min(null.as_fd(), CHANNEL_FD + 1)?);
+            }
+            Stdio::Fd(f) => {
+                if !fd::is_open(f) {
+                    return Err(io::Error::from_raw_os_error(libc::EBADF));
+                }
+                // SAFETY: the fd is open; borrowed only to duplicate it.
+                let b = unsafe { BorrowedFd::borrow_raw(f) };
+                child[i] = Some(fd::dup_cloexec_min(b, CHANNEL_FD + 1)?);
+            }
+        }
+    }
+    Ok((child, parent))
+}
+
+/// Starts `plan` with `channel` as fd 3. Returns the child's pid and our stdio pipe ends.
+pub fn spawn(plan: &SpawnPlan, channel: BorrowedFd<'_>) -> io::Result<Spawned> {
     // Keep our own fds clear of the number the child's channel must take.
     let chan = fd::dup_cloexec_min(channel, CHANNEL_FD + 1)?;
+    let (child_stdio, parent_stdio) = prepare_stdio(plan)?;
+    let stdio_raw: [RawFd; 3] = std::array::from_fn(|i| child_stdio[i].as_ref().map_or(-1, |f| f.as_raw_fd()));
     let (err_r, err_w_low) = fd::pipe()?;
     let err_w = fd::dup_cloexec_min(err_w_low.as_fd(), CHANNEL_FD + 1)?;
     // Only the high copy may stay open, or the read below never sees EOF.
@@ -52,10 +105,11 @@ pub fn spawn(plan: &SpawnPlan, channel: BorrowedFd<'_>) -> io::Result<i32> {
     }
     if pid == 0 {
         // SAFETY: see the module docs: async-signal-safe calls only, no allocation, no drop.
-        unsafe { child(plan, &argv, &envp, cwd, chan_raw, err_raw, parent) }
+        unsafe { child(plan, &argv, &envp, cwd, chan_raw, err_raw, parent, &stdio_raw) }
     }
     drop(err_w);
     drop(chan);
+    drop(child_stdio);
     let mut buf = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -69,7 +123,7 @@ pub fn spawn(plan: &SpawnPlan, channel: BorrowedFd<'_>) -> io::Result<i32> {
         super::pidfd::reap_pid(pid);
         return Err(io::Error::from_raw_os_error(i32::from_ne_bytes(buf)));
     }
-    Ok(pid)
+    Ok(Spawned { pid, stdio: parent_stdio })
 }
 
 /// The child between fork and exec. Never returns.
@@ -85,6 +139,7 @@ unsafe fn child(
     chan: RawFd,
     err: RawFd,
     parent: i32,
+    stdio: &[RawFd; 3],
 ) -> ! {
     // SAFETY: the caller's contract; each call is async-signal-safe.
     unsafe {
@@ -96,6 +151,11 @@ unsafe fn child(
         };
         if libc::dup2(chan, CHANNEL_FD) < 0 {
             fail(err);
+        }
+        for (i, &f) in stdio.iter().enumerate() {
+            if f >= 0 && libc::dup2(f, i as i32) < 0 {
+                fail(err);
+            }
         }
         // Signals: default dispositions and an empty mask, as libuv gives its children.
         let mut sa: libc::sigaction = std::mem::zeroed();
@@ -118,6 +178,10 @@ unsafe fn child(
             if libc::chdir(dir) < 0 {
                 fail(err);
             }
+        }
+        if plan.uid.is_some() || plan.gid.is_some() {
+            // As libuv: drop supplementary groups; failure (not root) is not fatal.
+            libc::setgroups(0, std::ptr::null());
         }
         if let Some(gid) = plan.gid {
             if libc::setgid(gid) < 0 {

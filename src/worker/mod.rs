@@ -43,14 +43,27 @@ pub(crate) struct Shared {
     /// Requests waiting for a reply, by our seq; `Some` once answered.
     pub pending: Mutex<HashMap<i64, Option<Reply>>>,
     pub replied: Condvar,
-    /// Round-robin servers by key, so the reader can queue connections for them.
-    pub servers: Mutex<HashMap<String, Arc<server::ConnQueue>>>,
+    /// Servers in registration order (a disconnect closes them in that order, §7.5); the
+    /// reader finds round-robin ones by key to queue connections.
+    pub servers: Mutex<Vec<Arc<server::ServerState>>>,
     pub connected: AtomicBool,
     pub disconnecting: AtomicBool,
     pub events: Arc<EventQueue>,
 }
 
 impl Shared {
+    pub fn server(&self, key: &str) -> Option<Arc<server::ServerState>> {
+        self.servers.lock().iter().find(|s| s.key == key).cloned()
+    }
+
+    /// Closes every server (each sends `close{key}`), as a disconnect does.
+    pub fn close_servers(&self) {
+        let servers: Vec<_> = self.servers.lock().clone();
+        for s in servers {
+            s.close(Some(self));
+        }
+    }
+
     pub fn next_seq(&self) -> i64 {
         self.seq.fetch_add(1, Ordering::Relaxed)
     }
@@ -66,6 +79,7 @@ impl Shared {
 
 pub struct Worker {
     pub(crate) shared: Arc<Shared>,
+    sock: Arc<OwnedFd>,
     /// Per `(address, port, addressType, fd)`: Node's listen index bookkeeping (§6.1).
     indexes: Mutex<HashMap<String, (i64, Vec<i64>)>>,
 }
@@ -96,14 +110,51 @@ impl Worker {
             seq: AtomicI64::new(0),
             pending: Mutex::new(HashMap::new()),
             replied: Condvar::new(),
-            servers: Mutex::new(HashMap::new()),
+            servers: Mutex::new(Vec::new()),
             connected: AtomicBool::new(true),
             disconnecting: AtomicBool::new(false),
             events,
         });
-        reader::start(shared.clone(), sock)?;
+        reader::start(shared.clone(), sock.clone())?;
         shared.send_with(|out, seq| crate::ipc::wire::act(out, "online", seq))?;
-        Ok(Worker { shared, indexes: Mutex::new(HashMap::new()) })
+        Ok(Worker { shared, sock, indexes: Mutex::new(HashMap::new()) })
+    }
+
+    /// `process.send(message[, handle])`: `json` is any JSON text; `fd`, a socket to pass
+    /// (duplicated: the caller keeps theirs). Queued in order behind a handle in flight.
+    pub fn send(&self, json: &str, fd: Option<std::os::fd::BorrowedFd<'_>>) -> Result<()> {
+        if !self.shared.connected.load(Ordering::Acquire) {
+            return Err(Error::new(code::CLOSED, "IPC channel is closed"));
+        }
+        let line = crate::ipc::message::user_line(json)?;
+        let mut w = self.shared.writer.lock();
+        match fd {
+            None => w.send(&line, None),
+            Some(fd) => {
+                let (dup, ty) = crate::handle::prepare(fd)?;
+                let mut env = Vec::with_capacity(line.len() + 64);
+                crate::ipc::wire::handle_envelope(&mut env, ty, &line);
+                w.send(&env, Some(crate::ipc::writer::OutFd::Owned(dup)))
+            }
+        }
+    }
+
+    /// `cluster.worker.disconnect()` (§7.5): closes every server (each sends `close`), sends
+    /// `exitedAfterDisconnect` and waits for the primary's ack, then closes the channel. The
+    /// process goes on (connections already accepted are the program's to finish); a
+    /// `disconnect` event follows. A second call fails with `CLUSTER_E_CLOSED`.
+    pub fn disconnect(&self) -> Result<()> {
+        if self.shared.disconnecting.swap(true, Ordering::AcqRel) || !self.shared.connected.load(Ordering::Acquire) {
+            return Err(Error::new(code::CLOSED, "already disconnecting or disconnected"));
+        }
+        self.shared.close_servers();
+        let acked = self.request(|out, seq| crate::ipc::wire::act(out, "exitedAfterDisconnect", seq));
+        let _ = socket::shutdown(self.sock.as_fd());
+        acked.map(drop)
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.shared.connected.load(Ordering::Acquire)
     }
 
     pub fn id(&self) -> u32 {

@@ -20,13 +20,15 @@ pub(super) fn start(shared: Arc<Shared>, sock: Arc<OwnedFd>) -> Result<()> {
         .name("cluster-channel".into())
         .spawn(move || {
             process::block_signals_in_this_thread();
-            let err = read_loop(&shared, &sock).err();
+            let err = read_loop(&shared, &sock).err().filter(|e| e.code != crate::error::code::CLOSED);
+            let _ = crate::sys::socket::shutdown(sock.as_fd());
             channel_lost(&shared, err);
         })
         .map(drop)
         .map_err(|e| Error::io("spawn channel reader thread", e))
 }
 
+/// Returns `Ok` at EOF; `Err(CLOSED)` when a disconnect ends the channel on purpose.
 fn read_loop(shared: &Shared, sock: &OwnedFd) -> Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut decoder = Decoder::new(DEFAULT_MAX_LINE);
@@ -55,8 +57,9 @@ fn channel_lost(shared: &Shared, err: Option<Error>) {
         let _pending = shared.pending.lock();
         shared.replied.notify_all();
     }
-    for q in shared.servers.lock().drain().map(|(_, q)| q) {
-        q.close();
+    let servers: Vec<_> = shared.servers.lock().drain(..).collect();
+    for s in servers {
+        s.close(None);
     }
     if let Some(e) = &err {
         eprintln!("libcluster: worker {}: {}", shared.id, e.message);
@@ -74,7 +77,7 @@ fn handle_line(shared: &Shared, line: &[u8], fd: Option<OwnedFd>) -> Result<()> 
                 return Err(Error::protocol("an fd arrived with a message that is not NODE_HANDLE"));
             }
             let json = String::from_utf8_lossy(line).trim_end().to_string();
-            shared.events.push(Event::Message { id: 0, pid: 0, json });
+            shared.events.push(Event::Message { id: 0, pid: 0, json, fd: None });
             return Ok(());
         }
         Parsed::Internal(m) => m,
@@ -89,8 +92,7 @@ fn handle_line(shared: &Shared, line: &[u8], fd: Option<OwnedFd>) -> Result<()> 
             match message::parse(inner.as_bytes())? {
                 Parsed::Internal(inner) => handle_cluster(shared, &inner, Some(fd)),
                 Parsed::User => {
-                    drop(fd);
-                    shared.events.push(Event::Message { id: 0, pid: 0, json: inner.to_string() });
+                    shared.events.push(Event::Message { id: 0, pid: 0, json: inner.to_string(), fd: Some(fd) });
                     Ok(())
                 }
             }
@@ -114,8 +116,8 @@ fn handle_cluster(shared: &Shared, m: &Msg<'_>, fd: Option<OwnedFd>) -> Result<(
             let ok = m.errno.unwrap_or(0) == 0;
             // Register a round-robin server before waking the caller, so a newconn that
             // follows the reply at once finds it.
-            if ok && fd.is_none() && !key.is_empty() {
-                shared.servers.lock().entry(key.clone()).or_insert_with(|| Arc::new(super::server::ConnQueue::new()));
+            if ok && fd.is_none() && !key.is_empty() && shared.server(&key).is_none() {
+                shared.servers.lock().push(super::server::round_robin_state(key.clone())?);
             }
             *slot = Some(Reply { errno: m.errno, key, sockname_port, fd });
             shared.replied.notify_all();
@@ -128,17 +130,21 @@ fn handle_cluster(shared: &Shared, m: &Msg<'_>, fd: Option<OwnedFd>) -> Result<(
                 return Err(Error::protocol("newconn without a connection fd or seq"));
             };
             let key = m.key.as_deref().unwrap_or("");
-            let queue = shared.servers.lock().get(key).cloned();
-            match queue {
-                Some(q) if q.push(seq, fd) => Ok(()),
-                _ => {
-                    // Unknown or closing server: refuse, and the primary hands it on (§7.4).
-                    let mut line = Vec::with_capacity(64);
-                    let mut w = shared.writer.lock();
-                    wire::accepted(&mut line, seq, false, shared.next_seq());
-                    w.send(&line, None)
-                }
+            let refused = match shared.server(key) {
+                Some(s) => s.push(seq, fd).err(),
+                None => Some(fd),
+            };
+            if refused.is_some() {
+                // Unknown or closing server: refuse, and the primary hands it on (§7.4).
+                shared.send_with(|out, s| wire::accepted(out, seq, false, s))?;
             }
+            Ok(())
+        }
+        "disconnect" => {
+            // Primary-initiated disconnect (§7.5): close every server, then the channel.
+            shared.disconnecting.store(true, Ordering::Release);
+            shared.close_servers();
+            Err(Error::new(crate::error::code::CLOSED, "disconnect"))
         }
         _ => Ok(()),
     }

@@ -1,5 +1,6 @@
 //! A server handle in a worker (or, listening in the primary itself, a plain socket): what
-//! `cluster_get_server` returns. Its fd is readable while a connection waits.
+//! `cluster_get_server` returns. Its fd is readable while a connection waits or once the
+//! server has been closed (by a disconnect), so a poll loop always wakes.
 
 #![forbid(unsafe_code)]
 
@@ -8,6 +9,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
@@ -15,54 +17,90 @@ use super::{Shared, Worker};
 use crate::address::{DEFAULT_BACKLOG, Target};
 use crate::error::{Error, Result};
 use crate::ipc::wire::{self, ServerQuery};
+use crate::sys::epoll::{Epoll, READABLE};
 use crate::sys::eventfd::EventFd;
-use crate::sys::socket::{self, Addr};
 use crate::sys::fd;
+use crate::sys::socket::{self, Addr};
 
-/// Round-robin connections the reader thread received and `accept` has not taken yet.
+/// What the server accepts from.
 #[derive(Debug)]
-pub struct ConnQueue {
-    state: Mutex<(VecDeque<(i64, OwnedFd)>, bool)>,
-    ready: EventFd,
+pub(crate) enum Source {
+    /// Connections the channel reader received (`newconn`) and `accept` has not taken yet.
+    RoundRobin(Mutex<VecDeque<(i64, OwnedFd)>>),
+    /// A listening socket we accept on: shared by the primary, or bound here. `poll` is an
+    /// epoll fd watching it and `wake`, so one fd reports both.
+    Listener { sock: OwnedFd, poll: Epoll },
+    /// A bound datagram socket (UDP is always shared): the user reads it directly.
+    Datagram { sock: OwnedFd },
 }
 
-impl ConnQueue {
-    pub fn new() -> ConnQueue {
-        ConnQueue { state: Mutex::new((VecDeque::new(), false)), ready: EventFd::new().expect("eventfd") }
-    }
+/// The part of a server the channel reader also sees.
+#[derive(Debug)]
+pub(crate) struct ServerState {
+    pub key: String,
+    pub source: Source,
+    wake: EventFd,
+    closed: AtomicBool,
+}
 
-    /// Queues a connection; false (and the fd is dropped) once the server is closed.
-    pub fn push(&self, seq: i64, fd: OwnedFd) -> bool {
-        let mut s = self.state.lock();
-        if s.1 {
-            return false;
+impl ServerState {
+    fn new(key: String, source: Source) -> Result<Arc<ServerState>> {
+        let wake = EventFd::new().map_err(|e| Error::io("eventfd", e))?;
+        if let Source::Listener { sock, poll } = &source {
+            poll.add(sock.as_fd(), READABLE, 0).map_err(|e| Error::io("epoll_ctl", e))?;
+            poll.add(wake.as_fd(), READABLE, 1).map_err(|e| Error::io("epoll_ctl", e))?;
         }
-        s.0.push_back((seq, fd));
-        self.ready.signal();
-        true
+        Ok(Arc::new(ServerState { key, source, wake, closed: AtomicBool::new(false) }))
     }
 
-    /// The next connection; the eventfd stays readable exactly while more wait.
-    fn pop(&self) -> (Option<(i64, OwnedFd)>, bool) {
-        let mut s = self.state.lock();
-        let c = s.0.pop_front();
-        if s.0.is_empty() && !s.1 {
-            self.ready.reset();
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Queues a `newconn`; false once the server is closed (the caller refuses it).
+    pub fn push(&self, seq: i64, conn: OwnedFd) -> std::result::Result<(), OwnedFd> {
+        let Source::RoundRobin(q) = &self.source else { return Err(conn) };
+        let mut q = q.lock();
+        if self.is_closed() {
+            return Err(conn);
         }
-        (c, s.1)
+        q.push_back((seq, conn));
+        self.wake.signal();
+        Ok(())
     }
 
-    /// Closes the queue and returns what was waiting (to be refused). Wakes blocked accepts.
-    pub fn close(&self) -> Vec<(i64, OwnedFd)> {
-        let mut s = self.state.lock();
-        s.1 = true;
-        self.ready.signal();
-        s.0.drain(..).collect()
+    /// Stops the server once: refuses connections not yet accepted (the primary hands them
+    /// to another worker), sends `close{key}` when it is registered with a primary, and
+    /// wakes anyone polling or blocked in `accept`.
+    pub fn close(&self, channel: Option<&Shared>) {
+        let refused = match &self.source {
+            Source::RoundRobin(q) => {
+                let mut q = q.lock();
+                if self.closed.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+                q.drain(..).collect()
+            }
+            _ => {
+                if self.closed.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+                Vec::new()
+            }
+        };
+        self.wake.signal();
+        if let Some(ch) = channel {
+            for (seq, conn) in refused {
+                let _ = ch.send_with(|out, s| wire::accepted(out, seq, false, s));
+                drop(conn);
+            }
+            let _ = ch.send_with(|out, s| wire::close(out, &self.key, s));
+        }
     }
 }
 
 /// Options for `get_server` (Node's `listen` options that matter here).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct ServerOptions {
     pub backlog: i32,
     pub ipv6_only: bool,
@@ -70,56 +108,60 @@ pub struct ServerOptions {
     pub exclusive: bool,
     /// `accept` returns `EAGAIN` instead of waiting, and connections come non-blocking.
     pub nonblocking: bool,
+    /// A UDP socket (Node's `dgram` bind) instead of a stream server.
+    pub udp: bool,
+    /// UDP: `SO_REUSEADDR` (Node's `reuseAddr`, flag 4).
+    pub reuse_addr: bool,
 }
-
-impl Default for ServerOptions {
-    fn default() -> Self {
-        ServerOptions { backlog: 0, ipv6_only: false, exclusive: false, nonblocking: false }
-    }
-}
-
-#[derive(Debug)]
-enum Kind {
-    RoundRobin(Arc<ConnQueue>),
-    /// A listening socket we accept on: shared by the primary, or bound here.
-    Listener { fd: OwnedFd, unlink: Option<PathBuf> },
-}
-
 
 pub struct Server {
-    kind: Kind,
-    /// Set when the server is registered with a primary: `(channel, key, index tuple, index)`.
-    cluster: Option<(Arc<Shared>, String, String, i64)>,
-    worker: Option<&'static Worker>,
+    state: Arc<ServerState>,
+    /// Set when the server is registered with a primary: the worker and its index tuple.
+    cluster: Option<(&'static Worker, String, i64)>,
+    unlink: Option<PathBuf>,
     port: i32,
     nonblocking: bool,
-    closed: bool,
 }
 
 impl Server {
     /// Listens in this process: the primary itself, or an exclusive listen in a worker.
     pub fn bind_local(target: &Target, opts: ServerOptions) -> Result<Server> {
-        let backlog = if opts.backlog > 0 { opts.backlog } else { DEFAULT_BACKLOG };
-        let (fd, bound) = target.bind(opts.ipv6_only, Some(backlog))?;
+        let (source, bound) = if opts.udp {
+            let (sock, bound) = target.bind_datagram(opts.ipv6_only, opts.reuse_addr)?;
+            (Source::Datagram { sock }, bound)
+        } else {
+            let backlog = if opts.backlog > 0 { opts.backlog } else { DEFAULT_BACKLOG };
+            let (sock, bound) = target.bind(opts.ipv6_only, Some(backlog))?;
+            (Source::Listener { sock, poll: Epoll::new().map_err(|e| Error::io("epoll_create1", e))? }, bound)
+        };
         let (port, unlink) = match &bound {
             Addr::Inet(sa) => (sa.port() as i32, None),
             Addr::Unix(p) => (-1, Some(p.clone())),
         };
-        Ok(Server { kind: Kind::Listener { fd, unlink }, cluster: None, worker: None, port, nonblocking: opts.nonblocking, closed: false })
+        let state = ServerState::new(String::new(), source)?;
+        Ok(Server { state, cluster: None, unlink, port, nonblocking: opts.nonblocking })
     }
 
     /// Asks the primary for a server (`queryServer`), then reports `listening`.
     pub fn query(worker: &'static Worker, target: &Target, opts: ServerOptions) -> Result<Server> {
         let address = target.address();
-        let tuple = format!("{}:{}:{}:", address.as_deref().unwrap_or(""), target.port(), target.address_type());
+        let address_type = if opts.udp { target.udp_type().to_string() } else { target.address_type().to_string() };
+        let fd_field = if opts.udp { Some(-1) } else { None };
+        let tuple = format!("{}:{}:{}:{}", address.as_deref().unwrap_or(""), target.port(), address_type, fd_field.map_or(String::new(), |f: i64| f.to_string()));
         let index = worker.take_index(&tuple);
+        let flags = if opts.udp {
+            (opts.ipv6_only as i64) | if opts.reuse_addr { 4 } else { 0 }
+        } else {
+            opts.ipv6_only as i64
+        };
         let q = ServerQuery {
             index,
             address,
             port: target.port(),
-            address_type: target.address_type(),
-            flags: opts.ipv6_only as i64,
-            backlog: opts.backlog.max(0) as i64,
+            address_type: address_type.clone(),
+            fd: fd_field,
+            flags,
+            backlog: if opts.udp { None } else { Some(opts.backlog.max(0) as i64) },
         };
         let reply = match worker.request(|out, seq| wire::query(out, "queryServer", &q, q.port, seq)) {
             Ok(r) => r,
@@ -138,40 +180,40 @@ impl Server {
             };
             return Err(Error::errno(errno, format!("primary could not bind {where_}: {text}")));
         }
-        let shared = worker.shared.clone();
-        let (kind, port) = match reply.fd {
-            Some(fd) => {
+        let shared = &worker.shared;
+        let (state, port) = match reply.fd {
+            Some(sock) if opts.udp => {
+                let port = local_port(&sock).unwrap_or(q.port as i32);
+                (ServerState::new(reply.key.clone(), Source::Datagram { sock })?, port)
+            }
+            Some(sock) => {
+                // Shared handle: the primary bound it; we listen and accept ourselves.
                 let backlog = if opts.backlog > 0 { opts.backlog } else { DEFAULT_BACKLOG };
-                socket::listen(fd.as_fd(), backlog).map_err(|e| Error::io("listen on shared socket", e))?;
-                let port = match socket::local_addr(fd.as_fd()) {
-                    Ok(Addr::Inet(sa)) => sa.port() as i32,
-                    _ => q.port as i32,
-                };
-                (Kind::Listener { fd, unlink: None }, port)
+                socket::listen(sock.as_fd(), backlog).map_err(|e| Error::io("listen on shared socket", e))?;
+                let port = local_port(&sock).unwrap_or(q.port as i32);
+                let poll = Epoll::new().map_err(|e| Error::io("epoll_create1", e))?;
+                (ServerState::new(reply.key.clone(), Source::Listener { sock, poll })?, port)
             }
             None => {
-                let queue = shared.servers.lock().get(&reply.key).cloned();
-                let queue = queue.ok_or_else(|| Error::protocol("primary's reply lost its server"))?;
-                (Kind::RoundRobin(queue), reply.sockname_port.unwrap_or(q.port) as i32)
+                let state = shared.server(&reply.key).ok_or_else(|| Error::protocol("primary's reply lost its server"))?;
+                (state, reply.sockname_port.unwrap_or(q.port) as i32)
             }
         };
-        let server = Server {
-            kind,
-            cluster: Some((shared.clone(), reply.key, tuple, index)),
-            worker: Some(worker),
-            port,
-            nonblocking: opts.nonblocking,
-            closed: false,
-        };
+        if !matches!(state.source, Source::RoundRobin(_)) {
+            shared.servers.lock().push(state.clone());
+        }
+        let server = Server { state, cluster: Some((worker, tuple, index)), unlink: None, port, nonblocking: opts.nonblocking };
         shared.send_with(|out, seq| wire::query(out, "listening", &q, port as i64, seq))?;
         Ok(server)
     }
 
-    /// The fd to poll: readable while a connection waits.
+    /// The fd to poll: readable while a connection waits or once the server is closed. For
+    /// UDP, the datagram socket itself.
     pub fn fd(&self) -> RawFd {
-        match &self.kind {
-            Kind::RoundRobin(q) => q.ready.raw(),
-            Kind::Listener { fd, .. } => fd.as_raw_fd(),
+        match &self.state.source {
+            Source::RoundRobin(_) => self.state.wake.raw(),
+            Source::Listener { poll, .. } => poll.raw(),
+            Source::Datagram { sock } => sock.as_raw_fd(),
         }
     }
 
@@ -180,34 +222,52 @@ impl Server {
         self.port
     }
 
+    pub fn is_closed(&self) -> bool {
+        self.state.is_closed()
+    }
+
     /// The next connection (close-on-exec; owned by the caller). Waits unless the server is
-    /// non-blocking, in which case `EAGAIN` means none waits.
+    /// non-blocking, in which case `EAGAIN` means none waits. `EBADF` once closed.
     pub fn accept(&self) -> Result<OwnedFd> {
-        match &self.kind {
-            Kind::RoundRobin(q) => loop {
-                let (conn, closed) = q.pop();
+        let closed = || Error::errno(libc::EBADF, "server is closed");
+        let wait = |fd: std::os::fd::BorrowedFd<'_>| -> Result<()> {
+            fd::poll_readable(fd, -1).map(drop).map_err(|e| Error::io("poll", e))
+        };
+        match &self.state.source {
+            Source::RoundRobin(q) => loop {
+                let conn = {
+                    let mut q = q.lock();
+                    let c = q.pop_front();
+                    if q.is_empty() && !self.state.is_closed() {
+                        self.state.wake.reset();
+                    }
+                    c
+                };
                 if let Some((seq, conn)) = conn {
                     fd::set_nonblocking(conn.as_fd(), self.nonblocking).map_err(|e| Error::io("fcntl", e))?;
-                    if let Some((shared, ..)) = &self.cluster {
+                    if let Some((w, ..)) = &self.cluster {
                         // The primary may close its copy now. If the channel is gone, so is
                         // the primary; the connection is ours either way.
-                        let _ = shared.send_with(|out, s| wire::accepted(out, seq, true, s));
+                        let _ = w.shared.send_with(|out, s| wire::accepted(out, seq, true, s));
                     }
                     return Ok(conn);
                 }
-                if closed {
-                    return Err(Error::errno(libc::EBADF, "server is closed"));
+                if self.state.is_closed() {
+                    return Err(closed());
                 }
                 if self.nonblocking {
                     return Err(Error::errno(libc::EAGAIN, "no connection is waiting"));
                 }
-                q.ready.wait(-1).map_err(|e| Error::io("poll", e))?;
+                wait(self.state.wake.as_fd())?;
             },
-            Kind::Listener { fd, .. } => loop {
-                match socket::accept(fd.as_fd(), self.nonblocking) {
+            Source::Listener { sock, poll } => loop {
+                if self.state.is_closed() {
+                    return Err(closed());
+                }
+                match socket::accept(sock.as_fd(), self.nonblocking) {
                     Ok(c) => return Ok(c),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock && !self.nonblocking => {
-                        fd::poll_readable(fd.as_fd(), -1).map_err(|e| Error::io("poll", e))?;
+                        wait(poll.as_fd())?;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         return Err(Error::errno(libc::EAGAIN, "no connection is waiting"));
@@ -215,36 +275,28 @@ impl Server {
                     Err(e) => return Err(Error::io("accept", e)),
                 }
             },
+            Source::Datagram { .. } => Err(Error::errno(libc::EOPNOTSUPP, "a UDP socket has no connections to accept; read it with recvfrom")),
         }
     }
 
-    /// Stops taking connections: refuses the ones not yet accepted (the primary hands them
-    /// to another worker), tells the primary (`close`), closes the socket.
+    /// Stops taking connections, tells the primary (`close`), releases the socket.
     pub fn close(&mut self) {
-        if std::mem::replace(&mut self.closed, true) {
-            return;
+        let channel = self.cluster.as_ref().map(|(w, ..)| w.shared.as_ref());
+        self.state.close(channel);
+        if let Some((w, tuple, index)) = self.cluster.take() {
+            w.shared.servers.lock().retain(|s| !Arc::ptr_eq(s, &self.state));
+            w.release_index(&tuple, index);
         }
-        if let Kind::RoundRobin(q) = &self.kind {
-            let refused = q.close();
-            if let Some((shared, ..)) = &self.cluster {
-                for (seq, conn) in refused {
-                    let _ = shared.send_with(|out, s| wire::accepted(out, seq, false, s));
-                    drop(conn);
-                }
-            }
+        if let Some(p) = self.unlink.take() {
+            socket::unlink(&p);
         }
-        if let Some((shared, key, tuple, index)) = &self.cluster {
-            if matches!(self.kind, Kind::RoundRobin(_)) {
-                shared.servers.lock().remove(key);
-            }
-            let _ = shared.send_with(|out, s| wire::close(out, key, s));
-            if let Some(w) = &self.worker {
-                w.release_index(tuple, *index);
-            }
-        }
-        if let Kind::Listener { unlink: Some(p), .. } = &self.kind {
-            socket::unlink(p);
-        }
+    }
+}
+
+fn local_port(sock: &OwnedFd) -> Option<i32> {
+    match socket::local_addr(sock.as_fd()) {
+        Ok(Addr::Inet(sa)) => Some(sa.port() as i32),
+        _ => None,
     }
 }
 
@@ -252,4 +304,10 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// A round-robin server's state, created by the channel reader when the primary's reply
+/// arrives (so a `newconn` right behind it finds it).
+pub(crate) fn round_robin_state(key: String) -> Result<Arc<ServerState>> {
+    ServerState::new(key, Source::RoundRobin(Mutex::new(VecDeque::new())))
 }

@@ -25,7 +25,19 @@ pub fn target_dir() -> PathBuf {
     exe.parent().unwrap().parent().unwrap().to_path_buf()
 }
 
+/// The fixture binary, rebuilt once per test process (`cargo test --test x` alone does not
+/// build examples).
 pub fn fixture_bin() -> PathBuf {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--quiet", "--example", "fixture"]).current_dir(root());
+        if target_dir().ends_with("release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build --example fixture");
+        assert!(status.success(), "building the fixture failed");
+    });
     target_dir().join("examples/fixture")
 }
 

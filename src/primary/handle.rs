@@ -1,0 +1,52 @@
+//! A server the primary holds for one key: round-robin or shared, behind one interface.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+
+use super::round_robin::{RoundRobinHandle, WorkerId};
+use super::shared_handle::SharedHandle;
+
+#[derive(Debug)]
+pub enum Handle {
+    RoundRobin(RoundRobinHandle),
+    Shared(SharedHandle),
+}
+
+impl Handle {
+    pub fn key(&self) -> &str {
+        match self {
+            Handle::RoundRobin(h) => &h.key,
+            Handle::Shared(h) => &h.key,
+        }
+    }
+
+    pub fn add(&mut self, w: WorkerId) -> bool {
+        match self {
+            Handle::RoundRobin(h) => h.add(w),
+            Handle::Shared(h) => h.add(w),
+        }
+    }
+
+    /// Returns true when no worker is left (the caller then closes the handle).
+    pub fn remove(&mut self, w: WorkerId) -> bool {
+        match self {
+            Handle::RoundRobin(h) => h.remove(w),
+            Handle::Shared(h) => h.remove(w),
+        }
+    }
+
+    pub fn has(&self, w: WorkerId) -> bool {
+        match self {
+            Handle::RoundRobin(h) => h.has(w),
+            Handle::Shared(h) => h.has(w),
+        }
+    }
+
+    pub fn unix_path(&self) -> Option<PathBuf> {
+        match self {
+            Handle::RoundRobin(h) => h.unix_path(),
+            Handle::Shared(h) => h.unix_path(),
+        }
+    }
+}

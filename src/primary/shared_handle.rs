@@ -1,0 +1,52 @@
+//! Node's `SharedHandle` (§6.5): SCHED_NONE and every UDP server. The primary binds (TCP:
+//! without listening) and sends the socket itself to each worker, which listens and accepts
+//! on its own; the primary keeps its copy until the last worker leaves.
+
+#![forbid(unsafe_code)]
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use super::round_robin::WorkerId;
+use crate::sys::socket::Addr;
+
+#[derive(Debug)]
+pub struct SharedHandle {
+    pub key: String,
+    pub sock: OwnedFd,
+    pub bound: Addr,
+    pub data: String,
+    pub udp: bool,
+    all: Vec<WorkerId>,
+}
+
+impl SharedHandle {
+    pub fn new(key: String, sock: OwnedFd, bound: Addr, data: String, udp: bool) -> SharedHandle {
+        SharedHandle { key, sock, bound, data, udp, all: Vec::new() }
+    }
+
+    pub fn add(&mut self, w: WorkerId) -> bool {
+        if self.all.contains(&w) {
+            return false;
+        }
+        self.all.push(w);
+        true
+    }
+
+    /// Returns true when no worker is left.
+    pub fn remove(&mut self, w: WorkerId) -> bool {
+        self.all.retain(|&x| x != w);
+        self.all.is_empty()
+    }
+
+    pub fn has(&self, w: WorkerId) -> bool {
+        self.all.contains(&w)
+    }
+
+    pub fn unix_path(&self) -> Option<PathBuf> {
+        match &self.bound {
+            Addr::Unix(p) => Some(p.clone()),
+            Addr::Inet(_) => None,
+        }
+    }
+}
