@@ -161,6 +161,23 @@ fn primary() {
                 Ok(w) => serde_json::json!({"state": format!("{:?}", w.state).to_lowercase(), "connected": w.connected, "dead": w.dead, "ead": w.exited_after_disconnect, "listed": w.listed}),
                 Err(e) => serde_json::json!({"error": e.code, "message": e.message}),
             },
+            ["silent"] => {
+                p.setup(cluster::primary::settings::Settings { silent: Some(true), ..Default::default() });
+                serde_json::json!({"silent": true})
+            }
+            ["stdout", id] => {
+                // Read the worker's piped stdout until it has printed one line.
+                let fd = p.worker(id.parse().unwrap_or(0)).ok().and_then(|w| w.stdio[1].clone());
+                match fd.and_then(|f| f.try_clone().ok()) {
+                    Some(f) => {
+                        let mut r = std::io::BufReader::new(std::fs::File::from(f));
+                        let mut line = String::new();
+                        let _ = r.read_line(&mut line);
+                        serde_json::json!({"stdout": line})
+                    }
+                    None => serde_json::json!({"error": -libc::ENOENT}),
+                }
+            }
             ["count"] => serde_json::json!({"count": p.worker_count(), "ids": p.worker_ids()}),
             ["fds"] => serde_json::json!({"primary_fds": fd_report()}),
             ["quit"] => break,
@@ -245,6 +262,37 @@ fn worker() {
             std::thread::sleep(Duration::from_secs(60));
         },
         m if m.starts_with("exit:") => std::process::exit(m[5..].parse().unwrap_or(1)),
+        "env" => {
+            let env: serde_json::Map<String, serde_json::Value> =
+                std::env::vars().filter(|(k, _)| k.starts_with("CLUSTER_TEST") || k.starts_with("NODE_")).map(|(k, v)| (k, v.into())).collect();
+            say(serde_json::json!({"worker": w.id(), "id": w.id(), "env": env}));
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        }
+        "udp" => {
+            let port: i32 = std::env::var("FIXTURE_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(0);
+            let target = cluster::address::Target::from_user(Some("127.0.0.1"), port).expect("target");
+            let opts = ServerOptions { udp: true, ..Default::default() };
+            let server = Server::query(w, &target, opts).expect("udp server");
+            // SAFETY (fixture): borrow the server's datagram socket to answer on it.
+            let sock = unsafe { std::net::UdpSocket::from_raw_fd(server.fd()) };
+            let mut buf = [0u8; 64];
+            loop {
+                if let Ok((_, from)) = sock.recv_from(&mut buf) {
+                    let _ = sock.send_to(format!("pong {pid}").as_bytes(), from);
+                }
+            }
+        }
+        "twoservers" => {
+            let target = cluster::address::Target::from_user(Some("127.0.0.1"), 0).expect("target");
+            let s0 = Server::query(w, &target, ServerOptions::default()).expect("first");
+            let s1 = Server::query(w, &target, ServerOptions::default()).expect("second");
+            say(serde_json::json!({"worker": w.id(), "ports": [s0.port(), s1.port()]}));
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        }
         "tryfork" => {
             let code = match context::primary() {
                 Ok(_) => 0,

@@ -1,0 +1,219 @@
+//! Messages, graceful disconnect and the listening variants, with real processes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Proc, fetch_pid};
+
+fn listening_port(p: &mut Proc, id: u64) -> u16 {
+    p.event("listening", id)["port"].as_u64().expect("port") as u16
+}
+
+#[test]
+fn messages_go_both_ways_in_order() {
+    let mut p = Proc::fixture(&[]);
+    let (id, _) = p.fork("FIXTURE_ECHO=1 FIXTURE_MODE=idle");
+    p.event("online", id);
+    for i in 0..5 {
+        p.cmd(&format!("send {id} {{\"n\": {i}, \"text\": \"line\\nbreak\"}}"), "sent");
+    }
+    for i in 0..5 {
+        let m = p.event("message", id);
+        let v: serde_json::Value = serde_json::from_str(m["data"].as_str().unwrap()).unwrap();
+        assert_eq!(v["echo"]["n"], i, "messages keep their order: {m}");
+        assert_eq!(v["echo"]["text"], "line\nbreak");
+    }
+    // Values that are not objects are messages too.
+    p.cmd(&format!("send {id} \"done\""), "sent");
+    let m = p.event("message", id);
+    assert_eq!(m["data"], "{\"echo\":\"done\",\"fd_data\":null}");
+}
+
+#[test]
+fn invalid_or_reserved_messages_are_refused() {
+    let mut p = Proc::fixture(&[]);
+    let (id, _) = p.fork("FIXTURE_MODE=idle");
+    p.event("online", id);
+    assert_eq!(p.cmd(&format!("send {id} {{nope"), "error")["error"], -libc::EINVAL);
+    assert_eq!(p.cmd(&format!("send {id} {{\"cmd\":\"NODE_CLUSTER\",\"act\":\"disconnect\"}}"), "error")["error"], -libc::EINVAL);
+    assert_eq!(p.cmd("send 99 {}", "error")["error"], -libc::ESRCH);
+}
+
+#[test]
+fn sockets_travel_with_messages_both_ways() {
+    let mut p = Proc::fixture(&[]);
+    let (id, _) = p.fork("FIXTURE_ECHO=1 FIXTURE_MODE=idle");
+    p.event("online", id);
+    p.cmd(&format!("sendfd {id} via-fd"), "sent");
+    // The worker read "via-fd" from the socket it got, and sent one back with its answer.
+    let m = p.event("message", id);
+    let v: serde_json::Value = serde_json::from_str(m["data"].as_str().unwrap()).unwrap();
+    assert_eq!(v["fd_data"], "via-fd", "{m}");
+    assert_eq!(v["echo"]["with_fd"], "via-fd");
+    assert_eq!(m["fd_data"], "from-worker", "the worker's socket reached the primary: {m}");
+    // A plain message after a handle still arrives (queued behind the ack).
+    p.cmd(&format!("send {id} 7"), "sent");
+    let m = p.event("message", id);
+    assert!(m["data"].as_str().unwrap().contains("\"echo\":7"), "{m}");
+}
+
+#[test]
+fn primary_disconnect_closes_servers_and_the_worker_exits_0() {
+    let mut p = Proc::fixture(&[]);
+    let (a, _) = p.fork("");
+    let port = listening_port(&mut p, a);
+    let (b, b_pid) = p.fork("");
+    listening_port(&mut p, b);
+    p.cmd(&format!("disconnect {a}"), "disconnecting");
+    // Out of cluster.workers at once (§6.6), still known.
+    assert_eq!(p.cmd("count", "count")["ids"], serde_json::json!([b]));
+    let d = p.event("disconnect", a);
+    assert_eq!(d["ead"], true);
+    let ex = p.event("exit", a);
+    assert_eq!((ex["code"].as_i64(), ex["ead"].as_bool()), (Some(0), Some(true)), "{ex}");
+    let st = p.cmd(&format!("state {a}"), "state");
+    assert_eq!((st["state"].as_str(), st["dead"].as_bool(), st["ead"].as_bool()), (Some("dead"), Some(true), Some(true)));
+    // Every connection now goes to the remaining worker.
+    for _ in 0..4 {
+        assert_eq!(fetch_pid(port), b_pid);
+    }
+    let again = p.cmd(&format!("disconnect {a}"), "error");
+    assert!(again["error"].as_i64().unwrap() < 0);
+}
+
+#[test]
+fn disconnect_all_runs_the_callback_when_no_worker_is_left() {
+    let mut p = Proc::fixture(&[]);
+    for _ in 0..2 {
+        let (id, _) = p.fork("");
+        listening_port(&mut p, id);
+    }
+    assert_eq!(p.cmd("disconnect-all", "disconnecting_all")["disconnecting_all"], 2);
+    p.expect(|v| v["event"] == "drained", "cluster.workers empty");
+    for id in 1..=2 {
+        let ex = p.event("exit", id);
+        assert_eq!((ex["code"].as_i64(), ex["ead"].as_bool()), (Some(0), Some(true)));
+    }
+    // With no workers the callback still comes (asynchronously, as in Node).
+    assert_eq!(p.cmd("disconnect-all", "disconnecting_all")["disconnecting_all"], 0);
+    p.expect(|v| v["event"] == "drained", "drained with no workers");
+}
+
+#[test]
+fn worker_initiated_disconnect_is_voluntary() {
+    let mut p = Proc::fixture(&[]);
+    let (id, _) = p.fork("FIXTURE_MODE=selfdisconnect");
+    let r = p.expect(|v| v["worker"] == id && v.get("selfdisconnect").is_some(), "selfdisconnect");
+    assert_eq!(r["selfdisconnect"], true);
+    assert_eq!(r["second"], cluster::capi::error::CLUSTER_E_CLOSED, "a second disconnect is an error");
+    let d = p.event("disconnect", id);
+    assert_eq!(d["ead"], true, "the primary acked exitedAfterDisconnect before EOF");
+    let ex = p.event("exit", id);
+    assert_eq!((ex["code"].as_i64(), ex["ead"].as_bool()), (Some(0), Some(true)));
+}
+
+#[test]
+fn shared_handle_mode_serves_from_every_worker() {
+    let mut p = Proc::fixture(&[("NODE_CLUSTER_SCHED_POLICY", "none")]);
+    let mut pids = Vec::new();
+    let mut port = 0;
+    for _ in 0..2 {
+        let (id, pid) = p.fork("");
+        pids.push(pid);
+        port = listening_port(&mut p, id);
+    }
+    // The kernel balances a shared socket unevenly; ask until both answered (bounded).
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..200 {
+        seen.insert(fetch_pid(port));
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    for pid in pids {
+        assert!(seen.contains(&pid), "worker {pid} never accepted on the shared socket: {seen:?}");
+    }
+    assert_eq!(p.cmd("sched rr", "error")["error"], -libc::EBUSY, "policy fixed after the first fork");
+}
+
+#[test]
+fn udp_workers_share_one_bound_socket() {
+    let port = common::free_port();
+    let mut p = Proc::fixture(&[]);
+    let (a, _) = p.fork(&format!("FIXTURE_MODE=udp FIXTURE_PORT={port}"));
+    let (b, _) = p.fork(&format!("FIXTURE_MODE=udp FIXTURE_PORT={port}"));
+    for id in [a, b] {
+        let l = p.event("listening", id);
+        assert_eq!((l["port"].as_u64(), l["addressType"].as_i64()), (Some(port as u64), Some(104)), "{l}");
+    }
+    // Datagrams reach a worker, which answers from the same socket.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sock.send_to(b"ping", ("127.0.0.1", port)).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = sock.recv_from(&mut buf).unwrap();
+    assert_eq!(from.port(), port);
+    assert!(std::str::from_utf8(&buf[..n]).unwrap().starts_with("pong "));
+}
+
+#[test]
+fn unix_socket_path_is_relative_to_the_worker_and_removed_with_the_last_holder() {
+    let dir = std::env::temp_dir().join(format!("lc-unix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("srv.sock");
+    let mut p = Proc::fixture(&[]);
+    let (a, _) = p.fork(&format!("FIXTURE_ADDR={} FIXTURE_PORT=-1", path.display()));
+    let l = p.event("listening", a);
+    assert_eq!((l["addressType"].as_i64(), l["port"].as_i64()), (Some(-1), Some(-1)), "{l}");
+    assert!(path.exists());
+    let mut s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+    assert!(out.trim().parse::<i32>().is_ok());
+    p.cmd(&format!("kill {a} 9"), "killed");
+    p.event("exit", a);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while path.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!path.exists(), "the socket file is removed when the last holder closes");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn second_listen_zero_in_a_worker_gets_another_port() {
+    let mut p = Proc::fixture(&[]);
+    let (a, _) = p.fork("FIXTURE_MODE=twoservers");
+    let (b, _) = p.fork("FIXTURE_MODE=twoservers");
+    let ports = |p: &mut Proc, id| {
+        let r = p.expect(move |v| v["worker"] == id && v.get("ports").is_some(), "two ports");
+        (r["ports"][0].as_u64().unwrap(), r["ports"][1].as_u64().unwrap())
+    };
+    let (a0, a1) = ports(&mut p, a);
+    let (b0, b1) = ports(&mut p, b);
+    assert_ne!(a0, a1, "index 1 is another key, so another port");
+    assert_eq!((a0, a1), (b0, b1), "index 0 and index 1 each shared across workers");
+}
+
+#[test]
+fn silent_workers_write_to_pipes_the_primary_reads() {
+    let mut p = Proc::fixture(&[]);
+    p.cmd("silent", "silent");
+    let (id, _) = p.fork("FIXTURE_MODE=tryfork");
+    let out = p.cmd(&format!("stdout {id}"), "stdout");
+    assert!(out["stdout"].as_str().unwrap().contains("\"tryfork\""), "{out}");
+}
+
+#[test]
+fn fork_env_and_settings_reach_the_worker() {
+    let mut p = Proc::fixture(&[]);
+    p.cmd("silent", "silent");
+    let (id, _) = p.fork("FIXTURE_MODE=env CLUSTER_TEST_VAR=hello");
+    let out = p.cmd(&format!("stdout {id}"), "stdout");
+    let line: serde_json::Value = serde_json::from_str(out["stdout"].as_str().unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(line["env"]["CLUSTER_TEST_VAR"], "hello");
+    assert_eq!(line["env"]["NODE_UNIQUE_ID"], serde_json::Value::Null, "removed at start-up, as Node does");
+    assert_eq!(line["env"]["NODE_CHANNEL_FD"], serde_json::Value::Null);
+    assert_eq!(line["id"], id);
+}
