@@ -61,6 +61,9 @@ static int primary(void) {
     return cluster_run() < 0 ? 1 : 0;
 }
 
+/* Set once a disconnect closed our server: finish open requests, then exit 0. */
+static int closing;
+
 /* Answers every complete request in c->buf; returns 0 to keep the connection, -1 to close. */
 static int serve(struct conn *c) {
     for (;;) {
@@ -74,6 +77,7 @@ static int serve(struct conn *c) {
         int http10 = strstr(c->buf, "HTTP/1.0") != NULL;
         int close_it = http10 ? strcasestr(c->buf, "\nconnection: keep-alive") == NULL
                               : strcasestr(c->buf, "\nconnection: close") != NULL;
+        close_it |= closing;
         char body[64], resp[256];
         int blen = snprintf(body, sizeof body, "hello from worker %d\n", (int)getpid());
         int rlen = snprintf(resp, sizeof resp,
@@ -112,7 +116,12 @@ static int worker(void) {
     struct pollfd pfds[MAX_CONNS + 1];
     int n = 0;
     for (;;) {
-        pfds[0].fd = n < MAX_CONNS ? cluster_server_fd(server) : -1;
+        if (closing && n == 0) {
+            /* Like Node's http server after a disconnect: every request answered, so exit. */
+            cluster_server_close(server);
+            return 0;
+        }
+        pfds[0].fd = (n < MAX_CONNS && !closing) ? cluster_server_fd(server) : -1;
         pfds[0].events = POLLIN;
         for (int i = 0; i < n; i++) {
             pfds[i + 1].fd = conns[i].fd;
@@ -138,13 +147,23 @@ static int worker(void) {
             }
         }
         if (pfds[0].revents) {
-            int fd;
+            int fd = -EAGAIN;
             while (n < MAX_CONNS && (fd = cluster_accept(server)) >= 0) {
                 conns[n].fd = fd;
                 conns[n].len = 0;
                 n++;
             }
-            if (fd < 0 && fd != -EAGAIN && n < MAX_CONNS) {
+            if (fd == -EBADF) {
+                /* The primary disconnected us (or the channel closed): stop accepting, close
+                 * idle keep-alive connections, finish the others. */
+                closing = 1;
+                for (int i = n - 1; i >= 0; i--) {
+                    if (conns[i].len == 0) {
+                        close(conns[i].fd);
+                        conns[i] = conns[--n];
+                    }
+                }
+            } else if (fd < 0 && fd != -EAGAIN && n < MAX_CONNS) {
                 fprintf(stderr, "worker %d: accept: %s\n", (int)getpid(), cluster_last_error());
                 return 1;
             }

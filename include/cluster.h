@@ -444,7 +444,7 @@ int cluster_worker_disconnect(void);
  Node's `worker.state` of `worker_id` (a `cluster_worker_state` value), also after the
  worker is gone (DEAD). Errors: `-ESRCH` (never forked), `CLUSTER_E_WRONG_ROLE`.
  */
-int cluster_worker_state(int worker_id);
+int cluster_worker_get_state(int worker_id);
 
 /*
  Node's `worker.isConnected()`: 1 while the worker's channel is open, else 0.

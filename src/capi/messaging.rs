@@ -105,7 +105,7 @@ fn info(worker_id: c_int) -> crate::error::Result<crate::primary::WorkerInfo> {
 /// Node's `worker.state` of `worker_id` (a `cluster_worker_state` value), also after the
 /// worker is gone (DEAD). Errors: `-ESRCH` (never forked), `CLUSTER_E_WRONG_ROLE`.
 #[unsafe(no_mangle)]
-pub extern "C" fn cluster_worker_state(worker_id: c_int) -> c_int {
+pub extern "C" fn cluster_worker_get_state(worker_id: c_int) -> c_int {
     ffi_guard!({
         ret(info(worker_id).map(|w| {
             (match w.state {
