@@ -161,6 +161,10 @@ fn primary() {
                 Ok(w) => serde_json::json!({"state": format!("{:?}", w.state).to_lowercase(), "connected": w.connected, "dead": w.dead, "ead": w.exited_after_disconnect, "listed": w.listed}),
                 Err(e) => serde_json::json!({"error": e.code, "message": e.message}),
             },
+            ["ids", uid, gid] => {
+                p.setup(cluster::primary::settings::Settings { uid: uid.parse().ok(), gid: gid.parse().ok(), ..Default::default() });
+                serde_json::json!({"ids": [uid, gid]})
+            }
             ["silent"] => {
                 p.setup(cluster::primary::settings::Settings { silent: Some(true), ..Default::default() });
                 serde_json::json!({"silent": true})
@@ -265,7 +269,9 @@ fn worker() {
         "env" => {
             let env: serde_json::Map<String, serde_json::Value> =
                 std::env::vars().filter(|(k, _)| k.starts_with("CLUSTER_TEST") || k.starts_with("NODE_")).map(|(k, v)| (k, v.into())).collect();
-            say(serde_json::json!({"worker": w.id(), "id": w.id(), "env": env}));
+            // SAFETY (fixture): getuid/getgid have no preconditions.
+            let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+            say(serde_json::json!({"worker": w.id(), "id": w.id(), "env": env, "uid": uid, "gid": gid}));
             loop {
                 std::thread::sleep(Duration::from_secs(60));
             }

@@ -217,3 +217,24 @@ fn fork_env_and_settings_reach_the_worker() {
     assert_eq!(line["env"]["NODE_CHANNEL_FD"], serde_json::Value::Null);
     assert_eq!(line["id"], id);
 }
+
+/// A root primary can run its workers unprivileged (issue 7's privilege drop, Node's
+/// uid/gid settings). Only meaningful as root; elsewhere the setuid would fail.
+#[test]
+fn workers_run_with_the_uid_and_gid_from_the_settings() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: not root");
+        return;
+    }
+    let mut p = Proc::fixture(&[]);
+    p.cmd("ids 65534 65534", "ids");
+    let (id, _) = p.fork("FIXTURE_MODE=env");
+    let r = p.expect(move |v| v["worker"] == id && v.get("uid").is_some(), "worker ids");
+    assert_eq!((r["uid"].as_u64(), r["gid"].as_u64()), (Some(65534), Some(65534)), "{r}");
+    // The unprivileged worker still serves a privileged port: the root primary binds it.
+    let port = (900..1000u16).find(|&p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()).expect("a free port below 1024");
+    let (w, w_pid) = p.fork(&format!("FIXTURE_PORT={port}"));
+    assert_eq!(listening_port(&mut p, w), port);
+    assert_eq!(fetch_pid(port), w_pid);
+}
