@@ -14,9 +14,11 @@ CARGO   ?= cargo
 LIBDIR   := target/$(PROFILE)
 LIB      := $(LIBDIR)/libcluster.so
 CARGOFLAGS := $(if $(filter release,$(PROFILE)),--release,)
-EXAMPLES := target/examples/hello
+# Debug examples go to target/examples (what the tests use), release ones beside them.
+EXDIR    := $(if $(filter release,$(PROFILE)),target/examples-release,target/examples)
+EXAMPLES := $(EXDIR)/hello
 
-.PHONY: all lib examples demo test test-deps test-rust check-header check-abi install clean
+.PHONY: all lib examples demo test test-deps test-rust check-header check-abi install clean bench bench-short bench-bins
 
 all: lib examples
 
@@ -25,8 +27,8 @@ lib:
 
 $(LIB): lib
 
-target/examples/%: examples/%.c include/cluster.h $(LIB)
-	@mkdir -p target/examples
+$(EXDIR)/%: examples/%.c include/cluster.h $(LIB)
+	@mkdir -p $(EXDIR)
 	$(CC) $(CFLAGS) -Iinclude $< -o $@ -L$(LIBDIR) -lcluster -Wl,-rpath,$(abspath $(LIBDIR))
 
 examples: lib $(EXAMPLES)
@@ -34,7 +36,7 @@ examples: lib $(EXAMPLES)
 demo:
 	$(MAKE) PROFILE=release examples
 	@echo "demo: http://127.0.0.1:$(PORT)/  (Ctrl-C stops the primary and its workers)"
-	PORT=$(PORT) ./target/examples/hello
+	PORT=$(PORT) ./target/examples-release/hello
 
 # What the tests need beyond Rust, gcc and node: curl and strace from Debian's packages.
 test-deps:
@@ -52,6 +54,19 @@ check-abi:
 	./scripts/check-abi
 
 test: test-deps check-header check-abi test-rust
+
+# The benchmark: release library and demo, the load generator and the SO_REUSEPORT server.
+bench-bins:
+	$(MAKE) PROFILE=release examples
+	@mkdir -p target/bench
+	$(CC) -O2 -Wall -Wextra -o target/bench/loadgen bench/loadgen.c
+	$(CC) -O2 -Wall -Wextra -o target/bench/reuseport bench/reuseport.c
+
+bench: bench-bins
+	python3 bench/run.py --out target/bench/table.md
+
+bench-short: bench-bins
+	python3 bench/run.py --short
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig

@@ -62,10 +62,12 @@ fn channel_lost(shared: &Shared, err: Option<Error>) {
         s.close(None);
     }
     if let Some(e) = &err {
-        eprintln!("libcluster: worker {}: {}", shared.id, e.message);
+        eprintln!("libcluster: worker {}: channel to the primary closed: {}", shared.id, e.message);
     }
     if !shared.disconnecting.load(Ordering::Acquire) {
-        process::exit(0);
+        // Node exits 0 when the primary goes away, and dies (exit 1) of a line it cannot
+        // parse; we do the same, after saying why.
+        process::exit(if err.is_some() { 1 } else { 0 });
     }
     shared.events.push(Event::Disconnect { id: shared.id, pid: process::getpid(), exited_after_disconnect: true });
 }
