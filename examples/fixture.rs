@@ -4,7 +4,8 @@
 //!
 //! Primary: reads commands on stdin, prints events and answers as JSON lines on stdout:
 //!   fork [K=V ...] | setup EXEC [ARG ...] | kill ID SIG | count | fds | quit |
-//!   send ID JSON | sendfd ID TEXT | disconnect ID | disconnect-all | sched rr|none | state ID
+//!   send ID JSON | sendfd ID TEXT | disconnect ID | disconnect-all | sched rr|none | state ID |
+//!   allow ADDR|* PORT | maxmsg BYTES | ids UID GID | silent | stdout ID
 //! Worker: behaves as `FIXTURE_MODE` says (default `serve`), printing JSON lines to the
 //! same stdout:
 //!   serve       get_server(FIXTURE_ADDR|127.0.0.1, FIXTURE_PORT|0); each connection gets
@@ -164,6 +165,15 @@ fn primary() {
             ["ids", uid, gid] => {
                 p.setup(cluster::primary::settings::Settings { uid: uid.parse().ok(), gid: gid.parse().ok(), ..Default::default() });
                 serde_json::json!({"ids": [uid, gid]})
+            }
+            ["allow", addr, port] => {
+                let address = (*addr != "*").then(|| addr.to_string());
+                p.allow_bind(cluster::primary::AllowRule { address, port: port.parse().ok() });
+                serde_json::json!({"allowed": [addr, port]})
+            }
+            ["maxmsg", bytes] => {
+                cluster::ipc::set_max_line(bytes.parse().unwrap_or(1024));
+                serde_json::json!({"maxmsg": bytes})
             }
             ["silent"] => {
                 p.setup(cluster::primary::settings::Settings { silent: Some(true), ..Default::default() });

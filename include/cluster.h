@@ -562,6 +562,26 @@ int cluster_worker_stdio(int worker_id, int n);
 int cluster_setup_primary(const struct cluster_settings *settings);
 
 /*
+ Caps the size of one IPC message (a JSON line) on every channel of this process; a peer
+ sending a longer one has its channel closed with a `CLUSTER_E_PROTOCOL` error. Default
+ 16 MiB. `bytes`: 1 KiB to 1 GiB. Any role, any time (existing channels from their next
+ message on). Returns 0, or `-EINVAL` out of range.
+ */
+int cluster_set_max_message(size_t bytes);
+
+/*
+ Adds an entry to the primary's bind allowlist. With no entry (the default) workers may
+ ask for any server; once there is one, a worker's request for an address and port no
+ entry matches is refused: its `cluster_get_server` fails with `-EACCES`.
+
+ `address`: NULL matches any address; otherwise it must equal what the worker asks for
+ (an IP literal, `"null"` for every interface, or a socket path). `port`: -2 matches any
+ port, otherwise exact (-1 is a pipe's port). Returns 0. Errors: `-EINVAL` (port out of
+ range), `CLUSTER_E_WRONG_ROLE` in a worker.
+ */
+int cluster_allow_bind(const char *address, int port);
+
+/*
  Fills `*opts` with the defaults (backlog 0 = 511, dual-stack, not exclusive, blocking)
  and sets `opts->size`. Returns 0, or `-EINVAL` for NULL.
  */

@@ -238,3 +238,34 @@ fn workers_run_with_the_uid_and_gid_from_the_settings() {
     assert_eq!(listening_port(&mut p, w), port);
     assert_eq!(fetch_pid(port), w_pid);
 }
+
+#[test]
+fn bind_allowlist_refuses_other_addresses_with_eacces() {
+    let allowed = common::free_port();
+    let other = common::free_port();
+    let mut p = Proc::fixture(&[]);
+    p.cmd(&format!("allow 127.0.0.1 {allowed}"), "allowed");
+    let (a, _) = p.fork(&format!("FIXTURE_PORT={other}"));
+    let r = p.expect(move |v| v["worker"] == a && v.get("error").is_some(), "refusal");
+    assert_eq!(r["error"], -libc::EACCES, "{r}");
+    let (b, b_pid) = p.fork(&format!("FIXTURE_PORT={allowed}"));
+    assert_eq!(listening_port(&mut p, b), allowed);
+    assert_eq!(fetch_pid(allowed), b_pid);
+}
+
+#[test]
+fn a_message_over_the_cap_closes_that_channel_only() {
+    let mut p = Proc::fixture(&[]);
+    p.cmd("maxmsg 1024", "maxmsg");
+    let (good, good_pid) = p.fork("");
+    let port = listening_port(&mut p, good);
+    let (chatty, _) = p.fork("FIXTURE_ECHO=1 FIXTURE_MODE=idle");
+    p.event("online", chatty);
+    // The worker's echo of a 1000-byte string is longer than 1024 bytes.
+    let long = "x".repeat(1000);
+    p.cmd(&format!("send {chatty} \"{long}\""), "sent");
+    let e = p.event("error", chatty);
+    assert!(e["message"].as_str().unwrap().contains("longer than 1024"), "{e}");
+    p.event("disconnect", chatty);
+    assert_eq!(fetch_pid(port), good_pid);
+}

@@ -332,3 +332,43 @@ pub unsafe extern "C" fn cluster_setup_primary(settings: *const cluster_settings
         ret(r)
     })
 }
+
+/// Caps the size of one IPC message (a JSON line) on every channel of this process; a peer
+/// sending a longer one has its channel closed with a `CLUSTER_E_PROTOCOL` error. Default
+/// 16 MiB. `bytes`: 1 KiB to 1 GiB. Any role, any time (existing channels from their next
+/// message on). Returns 0, or `-EINVAL` out of range.
+#[unsafe(no_mangle)]
+pub extern "C" fn cluster_set_max_message(bytes: usize) -> c_int {
+    ffi_guard!({
+        if !(1024..=1 << 30).contains(&bytes) {
+            return ret(Err(invalid("max message size must be between 1 KiB and 1 GiB")));
+        }
+        crate::ipc::set_max_line(bytes);
+        0
+    })
+}
+
+/// Adds an entry to the primary's bind allowlist. With no entry (the default) workers may
+/// ask for any server; once there is one, a worker's request for an address and port no
+/// entry matches is refused: its `cluster_get_server` fails with `-EACCES`.
+///
+/// `address`: NULL matches any address; otherwise it must equal what the worker asks for
+/// (an IP literal, `"null"` for every interface, or a socket path). `port`: -2 matches any
+/// port, otherwise exact (-1 is a pipe's port). Returns 0. Errors: `-EINVAL` (port out of
+/// range), `CLUSTER_E_WRONG_ROLE` in a worker.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cluster_allow_bind(address: *const c_char, port: c_int) -> c_int {
+    ffi_guard!({
+        let r = (|| {
+            if !(-2..=65535).contains(&port) {
+                return Err(invalid("port must be -2 (any), -1 (pipe) or 0 to 65535"));
+            }
+            // SAFETY: NULL or a C string (contract).
+            let address = unsafe { super::opt_str(address, "address") }?.map(str::to_string);
+            let p = context::primary()?;
+            p.allow_bind(crate::primary::AllowRule { address, port: (port != -2).then_some(port as i64) });
+            Ok(0)
+        })();
+        ret(r)
+    })
+}

@@ -17,7 +17,8 @@ pub struct Decoder {
     start: usize,
     /// How far `buf` has been searched for `\n`.
     scanned: usize,
-    max_line: usize,
+    /// `None`: the process-wide cap (`ipc::max_line`).
+    max_line: Option<usize>,
     /// An fd and the offset (in `buf`) of the line it belongs to.
     fd_at: Option<(usize, OwnedFd)>,
 }
@@ -30,7 +31,16 @@ pub struct Line<'a> {
 
 impl Decoder {
     pub fn new(max_line: usize) -> Decoder {
-        Decoder { buf: Vec::with_capacity(4096), start: 0, scanned: 0, max_line, fd_at: None }
+        Decoder { buf: Vec::with_capacity(4096), start: 0, scanned: 0, max_line: Some(max_line), fd_at: None }
+    }
+
+    /// A decoder that follows the process-wide cap (`cluster_set_max_message`).
+    pub fn with_global_cap() -> Decoder {
+        Decoder { max_line: None, ..Decoder::new(0) }
+    }
+
+    fn cap(&self) -> usize {
+        self.max_line.unwrap_or_else(super::max_line)
     }
 
     /// Bytes held from an incomplete line.
@@ -73,19 +83,16 @@ impl Decoder {
         let tail = &self.buf[self.scanned..];
         let Some(pos) = memchr(tail) else {
             self.scanned = self.buf.len();
-            if self.buffered() > self.max_line {
-                return Some(Err(Error::protocol(format!(
-                    "a line longer than {} bytes arrived",
-                    self.max_line
-                ))));
+            if self.buffered() > self.cap() {
+                return Some(Err(Error::protocol(format!("a line longer than {} bytes arrived", self.cap()))));
             }
             return None;
         };
         let (s, e) = (self.start, self.scanned + pos);
         self.start = e + 1;
         self.scanned = self.start;
-        if e - s > self.max_line {
-            return Some(Err(Error::protocol(format!("a line longer than {} bytes arrived", self.max_line))));
+        if e - s > self.cap() {
+            return Some(Err(Error::protocol(format!("a line longer than {} bytes arrived", self.cap()))));
         }
         let fd = match self.fd_at {
             Some((at, _)) if at == s => self.fd_at.take().map(|(_, fd)| fd),

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::ipc::codec::Decoder;
 use crate::ipc::writer::{OutFd, Writer};
-use crate::ipc::{DEFAULT_MAX_LINE, wire};
+use crate::ipc::wire;
 use crate::sys::epoll::{EDGE, Epoll, Events, HUP, READABLE, WRITABLE};
 use crate::sys::pidfd::{self, ExitStatus};
 use crate::sys::spawn::{self, SpawnPlan};
@@ -146,7 +146,7 @@ impl Distributor {
         let channel = Channel {
             writer: Writer::new(sock.clone(), true),
             sock,
-            decoder: Decoder::new(DEFAULT_MAX_LINE),
+            decoder: Decoder::with_global_cap(),
             watching_out: false,
         };
         self.workers.insert(

@@ -143,9 +143,14 @@ impl Distributor {
         let key = address::handle_key(m.address.as_deref(), m.port, &at, m.fd, index);
         let data = m.data.map(|r| r.get().to_string()).unwrap_or_else(|| "null".into());
 
-        let hid = match self.keys.get(&key) {
-            Some(&hid) => Ok(hid),
-            None => self.create_handle(&key, m, &at, data),
+        let hid = if !self.shared.allowed(m.address.as_deref(), m.port) {
+            let what = format!("{}:{}", m.address.as_deref().unwrap_or("null"), m.port.unwrap_or(0));
+            Err(Error::errno(libc::EACCES, format!("{what} is not on the primary's bind allowlist")))
+        } else {
+            match self.keys.get(&key) {
+                Some(&hid) => Ok(hid),
+                None => self.create_handle(&key, m, &at, data),
+            }
         };
         let hid = match hid {
             Ok(hid) => hid,

@@ -86,6 +86,32 @@ pub(crate) struct Shared {
     pub retired: Mutex<BTreeMap<u32, WorkerInfo>>,
     /// SCHED_NONE (shared handles for TCP too) instead of round-robin; fixed at first fork.
     pub sched_none: std::sync::atomic::AtomicBool,
+    /// Addresses workers may ask us to bind; empty: any.
+    pub allow: Mutex<Vec<AllowRule>>,
+}
+
+/// One entry of the bind allowlist: an address (`None`: any) and a port (`None`: any).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllowRule {
+    pub address: Option<String>,
+    pub port: Option<i64>,
+}
+
+impl Shared {
+    /// Whether a worker may ask for `address`:`port` (`address` as the query gives it:
+    /// `None` for every interface, a path for a pipe).
+    pub fn allowed(&self, address: Option<&str>, port: Option<i64>) -> bool {
+        let rules = self.allow.lock();
+        rules.is_empty()
+            || rules.iter().any(|r| {
+                let addr_ok = match (&r.address, address) {
+                    (None, _) => true,
+                    (Some(a), Some(b)) => a == b,
+                    (Some(a), None) => a == "null",
+                };
+                addr_ok && r.port.is_none_or(|p| Some(p) == port)
+            })
+    }
 }
 
 impl Shared {
@@ -142,6 +168,7 @@ impl Primary {
                 wake,
                 table: Mutex::new(BTreeMap::new()),
                 retired: Mutex::new(BTreeMap::new()),
+                allow: Mutex::new(Vec::new()),
                 sched_none: std::sync::atomic::AtomicBool::new(
                     std::env::var("NODE_CLUSTER_SCHED_POLICY").is_ok_and(|v| v == "none"),
                 ),
@@ -186,6 +213,12 @@ impl Primary {
 
     pub fn settings(&self) -> Settings {
         self.settings.lock().clone()
+    }
+
+    /// Adds an entry to the bind allowlist: once it has any, a `queryServer` for an address
+    /// it does not list is refused with `EACCES`.
+    pub fn allow_bind(&self, rule: AllowRule) {
+        self.shared.allow.lock().push(rule);
     }
 
     /// Sets Node's scheduling policy (`none`: shared handles). Fixed once a worker exists.

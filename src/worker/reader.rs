@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::ipc::codec::Decoder;
 use crate::ipc::message::{self, Msg, Parsed};
-use crate::ipc::{DEFAULT_MAX_LINE, wire};
+use crate::ipc::wire;
 use crate::sys::{process, scm};
 
 pub(super) fn start(shared: Arc<Shared>, sock: Arc<OwnedFd>) -> Result<()> {
@@ -31,7 +31,7 @@ pub(super) fn start(shared: Arc<Shared>, sock: Arc<OwnedFd>) -> Result<()> {
 /// Returns `Ok` at EOF; `Err(CLOSED)` when a disconnect ends the channel on purpose.
 fn read_loop(shared: &Shared, sock: &OwnedFd) -> Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
-    let mut decoder = Decoder::new(DEFAULT_MAX_LINE);
+    let mut decoder = Decoder::with_global_cap();
     loop {
         let r = scm::recv(sock.as_fd(), &mut buf, false).map_err(|e| Error::io("read from IPC channel", e))?;
         if r.truncated {
