@@ -1,0 +1,86 @@
+//! Property-based fuzzing of the channel decoder: framing, fd bookkeeping and message
+//! parsing never panic, and split reads reassemble exactly. A short run is part of
+//! `make test`; `scripts/fuzz-long` runs it for as long as you like
+//! (`PROPTEST_CASES`); failures are kept in `tests/fuzz_decoder.proptest-regressions`.
+
+use std::os::fd::OwnedFd;
+
+use cluster::ipc::codec::Decoder;
+use cluster::ipc::message;
+use proptest::prelude::*;
+
+fn devnull() -> OwnedFd {
+    std::fs::File::open("/dev/null").unwrap().into()
+}
+
+/// Feeds `data` in the given chunk sizes, with an fd on the chunks flagged; returns the
+/// lines (and whether each had an fd) or the first error.
+fn run(data: &[u8], chunks: &[(usize, bool)], cap: usize) -> Result<Vec<(Vec<u8>, bool)>, String> {
+    let mut d = Decoder::new(cap);
+    let mut out = Vec::new();
+    let mut rest = data;
+    let mut i = 0;
+    while !rest.is_empty() {
+        let (n, with_fd) = chunks.get(i).copied().unwrap_or((rest.len(), false));
+        i += 1;
+        let n = n.clamp(1, rest.len());
+        let fds = if with_fd { vec![devnull()] } else { vec![] };
+        d.feed(&rest[..n], fds).map_err(|e| e.message)?;
+        rest = &rest[n..];
+        while let Some(l) = d.next_line() {
+            let l = l.map_err(|e| e.message)?;
+            // Every line the decoder gives is parsed as the channel would.
+            let _ = message::parse(l.text);
+            out.push((l.text.to_vec(), l.fd.is_some()));
+        }
+    }
+    Ok(out)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256), ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_and_fds_never_panic(data in proptest::collection::vec(any::<u8>(), 0..4096),
+                                           chunks in proptest::collection::vec((1usize..512, any::<bool>()), 0..64),
+                                           cap in 1usize..2048) {
+        let _ = run(&data, &chunks, cap);
+    }
+
+    #[test]
+    fn valid_lines_reassemble_whatever_the_split(values in proptest::collection::vec("[ -~]{0,40}", 1..20),
+                                                 chunks in proptest::collection::vec(1usize..64, 0..64)) {
+        let lines: Vec<String> = values.iter().map(|v| serde_json::to_string(v).unwrap()).collect();
+        let data: Vec<u8> = lines.iter().flat_map(|l| format!("{l}\n").into_bytes()).collect();
+        let chunks: Vec<(usize, bool)> = chunks.into_iter().map(|n| (n, false)).collect();
+        let got = run(&data, &chunks, 1 << 20).unwrap();
+        let got: Vec<String> = got.into_iter().map(|(l, _)| String::from_utf8(l).unwrap()).collect();
+        prop_assert_eq!(got, lines);
+    }
+
+    #[test]
+    fn an_fd_binds_to_the_line_that_starts_in_its_read(prefix in "[a-z]{1,20}", body in "[a-z]{1,20}", split in 1usize..10) {
+        // An earlier line, then a NODE_HANDLE line whose first byte arrives with the fd.
+        let first = format!("\"{prefix}\"\n");
+        let handle = format!("{{\"cmd\":\"NODE_HANDLE\",\"msg\":\"{body}\"}}\n");
+        let data = format!("{first}{handle}");
+        let cut = first.len().min(split);
+        // Reads: [..cut], [cut..first.len()], then the handle line with the fd.
+        let chunks = vec![(cut, false), (first.len() - cut, false), (handle.len(), true)];
+        let got = run(data.as_bytes(), &chunks, 1 << 20);
+        if cut == first.len() {
+            // The second chunk is empty (clamped to 1 byte of the handle line).
+            return Ok(());
+        }
+        let got = got.unwrap();
+        prop_assert_eq!(got.len(), 2);
+        prop_assert!(!got[0].1);
+        prop_assert!(got[1].1, "the fd went with the NODE_HANDLE line");
+    }
+
+    #[test]
+    fn parse_never_panics(text in ".{0,200}") {
+        let _ = message::parse(text.as_bytes());
+        let _ = message::user_line(&text);
+    }
+}
