@@ -46,12 +46,18 @@ static void on_listening_cb(const cluster_event *ev, void *userdata) {
     fflush(stdout);
 }
 
+static void on_error_cb(const cluster_event *ev, void *userdata) {
+    (void)userdata;
+    fprintf(stderr, "worker %d: %s\n", ev->pid, ev->data);
+}
+
 static int primary(void) {
     int workers = env_int("WORKERS", (int)sysconf(_SC_NPROCESSORS_ONLN));
     printf("Primary %d is running\n", (int)getpid());
     fflush(stdout);
     cluster_on_exit(on_exit_cb, NULL);
     cluster_on_listening(on_listening_cb, NULL);
+    cluster_on(CLUSTER_EVENT_ERROR, on_error_cb, NULL);
     for (int i = 0; i < workers; i++) {
         if (cluster_fork(NULL) < 0) {
             fprintf(stderr, "fork failed: %s\n", cluster_last_error());

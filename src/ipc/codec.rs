@@ -1,10 +1,13 @@
 //! Line framing with fd attribution.
 //!
-//! On Linux a stream `recvmsg` never returns data from before an fd-carrying segment together
-//! with that segment, and Node writes the fd with the first byte of its `NODE_HANDLE` line
-//! (§4.1). So an fd that arrives in a read belongs to the first line that *starts* in that
-//! read. We bind it to exactly that line; the consumer closes it if that line is not a
-//! `NODE_HANDLE` (§4.2 rule 2, the robust variant).
+//! A stream `recvmsg` on Linux may glue fd-less segments in front of an fd-carrying one, but
+//! stops right after the segment that carries fds (`unix_stream_read_generic`), and Node
+//! (like us) writes an fd with the first byte of its `NODE_HANDLE` line (§4.1). So an fd that
+//! arrives in a read belongs to a line that *starts* in that read: the first of those that
+//! is a `NODE_HANDLE`. The decoder marks such lines as eligible; the consumer, which parses
+//! them, takes the fd for the `NODE_HANDLE` one. An fd that no eligible line takes once
+//! every line starting in its read is complete arrived with something else: a protocol
+//! error (§4.2 rule 2, the robust variant: a stray fd is never handed to a later line).
 
 use std::os::fd::OwnedFd;
 
@@ -19,19 +22,21 @@ pub struct Decoder {
     scanned: usize,
     /// `None`: the process-wide cap (`ipc::max_line`).
     max_line: Option<usize>,
-    /// An fd and the offset (in `buf`) of the line it belongs to.
-    fd_at: Option<(usize, OwnedFd)>,
+    /// A pending fd and the offset in `buf` where the read that brought it began.
+    fd: Option<(usize, OwnedFd)>,
 }
 
-/// One complete line (without the `\n`) and the fd bound to it, if any.
+/// One complete line (without the `\n`).
 pub struct Line<'a> {
     pub text: &'a [u8],
-    pub fd: Option<OwnedFd>,
+    /// The pending fd may belong to this line: take it with `Decoder::take_fd` if the line
+    /// is a `NODE_HANDLE`.
+    pub fd_eligible: bool,
 }
 
 impl Decoder {
     pub fn new(max_line: usize) -> Decoder {
-        Decoder { buf: Vec::with_capacity(4096), start: 0, scanned: 0, max_line: Some(max_line), fd_at: None }
+        Decoder { buf: Vec::with_capacity(4096), start: 0, scanned: 0, max_line: Some(max_line), fd: None }
     }
 
     /// A decoder that follows the process-wide cap (`cluster_set_max_message`).
@@ -48,8 +53,8 @@ impl Decoder {
         self.buf.len() - self.start
     }
 
-    /// Adds what one read brought. `fds` are the fds received with it (at most one is
-    /// allowed). Call `next_line` until it returns `None` afterwards.
+    /// Adds what one read brought, with the fds received with it (Node sends one at most).
+    /// Then call `next_line` until `None`, and `finish_read`.
     pub fn feed(&mut self, data: &[u8], mut fds: Vec<OwnedFd>) -> Result<()> {
         if fds.len() > 1 {
             return Err(Error::protocol(format!("{} fds arrived with one message; Node sends one", fds.len())));
@@ -57,21 +62,13 @@ impl Decoder {
         self.compact();
         let base = self.buf.len();
         if let Some(fd) = fds.pop() {
-            if self.fd_at.is_some() {
-                return Err(Error::protocol("a second fd arrived before the first one's line ended"));
+            if self.fd.is_some() {
+                return Err(Error::protocol("a second fd arrived before a NODE_HANDLE line took the first"));
             }
-            let at = if base == self.start {
-                base
-            } else {
-                match data.iter().position(|&b| b == b'\n') {
-                    Some(p) => base + p + 1,
-                    None => return Err(Error::protocol("an fd arrived in the middle of a line")),
-                }
-            };
-            if at >= base + data.len() {
-                return Err(Error::protocol("an fd arrived without a line"));
+            if data.is_empty() {
+                return Err(Error::protocol("an fd arrived without data"));
             }
-            self.fd_at = Some((at, fd));
+            self.fd = Some((base, fd));
         }
         self.buf.extend_from_slice(data);
         Ok(())
@@ -81,7 +78,7 @@ impl Decoder {
     /// line is an error.
     pub fn next_line(&mut self) -> Option<Result<Line<'_>>> {
         let tail = &self.buf[self.scanned..];
-        let Some(pos) = memchr(tail) else {
+        let Some(pos) = tail.iter().position(|&b| b == b'\n') else {
             self.scanned = self.buf.len();
             if self.buffered() > self.cap() {
                 return Some(Err(Error::protocol(format!("a line longer than {} bytes arrived", self.cap()))));
@@ -94,15 +91,30 @@ impl Decoder {
         if e - s > self.cap() {
             return Some(Err(Error::protocol(format!("a line longer than {} bytes arrived", self.cap()))));
         }
-        let fd = match self.fd_at {
-            Some((at, _)) if at == s => self.fd_at.take().map(|(_, fd)| fd),
-            _ => None,
-        };
         let text = &self.buf[s..e];
         if text.iter().all(|b| b.is_ascii_whitespace()) {
             return Some(Err(Error::protocol("a blank line arrived (Node would die of it)")));
         }
-        Some(Ok(Line { text, fd }))
+        let fd_eligible = self.fd.as_ref().is_some_and(|(at, _)| s >= *at);
+        Some(Ok(Line { text, fd_eligible }))
+    }
+
+    /// Takes the pending fd (for an eligible `NODE_HANDLE` line).
+    pub fn take_fd(&mut self) -> Option<OwnedFd> {
+        self.fd.take().map(|(_, fd)| fd)
+    }
+
+    /// After the lines of a read: an fd that no line took, while no line that started in its
+    /// read is still incomplete, came with something that is not a `NODE_HANDLE`. It is
+    /// closed and reported.
+    pub fn finish_read(&mut self) -> Result<()> {
+        let Some((at, _)) = &self.fd else { return Ok(()) };
+        let incomplete_from_its_read = self.buffered() > 0 && self.start >= *at;
+        if !incomplete_from_its_read {
+            self.fd = None;
+            return Err(Error::protocol("an fd arrived with a message that is not NODE_HANDLE"));
+        }
+        Ok(())
     }
 
     fn compact(&mut self) {
@@ -111,28 +123,33 @@ impl Decoder {
         }
         self.buf.drain(..self.start);
         self.scanned -= self.start;
-        if let Some((at, _)) = &mut self.fd_at {
-            *at -= self.start;
+        if let Some((at, _)) = &mut self.fd {
+            *at = at.saturating_sub(self.start);
         }
         self.start = 0;
     }
-}
-
-fn memchr(hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == b'\n')
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn lines(d: &mut Decoder) -> Vec<(String, bool)> {
+    /// Drains lines, taking the fd for lines that contain "NODE_HANDLE" (the consumer's job).
+    fn lines(d: &mut Decoder) -> Result<Vec<(String, bool)>> {
         let mut out = Vec::new();
-        while let Some(l) = d.next_line() {
-            let l = l.unwrap();
-            out.push((String::from_utf8(l.text.to_vec()).unwrap(), l.fd.is_some()));
+        loop {
+            let (text, eligible) = match d.next_line() {
+                None => break,
+                Some(l) => {
+                    let l = l?;
+                    (String::from_utf8(l.text.to_vec()).unwrap(), l.fd_eligible)
+                }
+            };
+            let took = eligible && text.contains("\"NODE_HANDLE\"") && d.take_fd().is_some();
+            out.push((text, took));
         }
-        out
+        d.finish_read()?;
+        Ok(out)
     }
 
     fn devnull() -> OwnedFd {
@@ -143,29 +160,45 @@ mod tests {
     fn splits_many_lines_and_keeps_tail() {
         let mut d = Decoder::new(1024);
         d.feed(b"{\"a\":1}\n{\"b\":2}\n{\"c\"", vec![]).unwrap();
-        assert_eq!(lines(&mut d), vec![("{\"a\":1}".into(), false), ("{\"b\":2}".into(), false)]);
+        assert_eq!(lines(&mut d).unwrap(), vec![("{\"a\":1}".into(), false), ("{\"b\":2}".into(), false)]);
         d.feed(b":3}\r\n", vec![]).unwrap();
-        assert_eq!(lines(&mut d), vec![("{\"c\":3}\r".into(), false)]);
+        assert_eq!(lines(&mut d).unwrap(), vec![("{\"c\":3}\r".into(), false)]);
         assert_eq!(d.buffered(), 0);
     }
 
     #[test]
-    fn fd_binds_to_first_line_starting_in_its_read() {
+    fn fd_goes_to_the_handle_line_even_behind_glued_lines() {
+        // The kernel may glue fd-less segments before the fd-carrying one in one read.
         let mut d = Decoder::new(1024);
         d.feed(b"{\"x\":", vec![]).unwrap();
-        d.feed(b"1}\n{\"cmd\":\"NODE_HANDLE\"}\n", vec![devnull()]).unwrap();
-        assert_eq!(lines(&mut d), vec![("{\"x\":1}".into(), false), ("{\"cmd\":\"NODE_HANDLE\"}".into(), true)]);
-        d.feed(b"{\"h\":1}\n", vec![devnull()]).unwrap();
-        assert_eq!(lines(&mut d), vec![("{\"h\":1}".into(), true)]);
+        assert!(lines(&mut d).unwrap().is_empty());
+        d.feed(b"1}\n{\"y\":2}\n{\"cmd\":\"NODE_HANDLE\"}\n", vec![devnull()]).unwrap();
+        assert_eq!(
+            lines(&mut d).unwrap(),
+            vec![("{\"x\":1}".into(), false), ("{\"y\":2}".into(), false), ("{\"cmd\":\"NODE_HANDLE\"}".into(), true)]
+        );
     }
 
     #[test]
-    fn fd_line_split_over_reads() {
+    fn fd_waits_for_its_line_split_over_reads() {
         let mut d = Decoder::new(1024);
         d.feed(b"{\"cmd\":\"NODE_", vec![devnull()]).unwrap();
-        assert!(lines(&mut d).is_empty());
+        assert!(lines(&mut d).unwrap().is_empty());
         d.feed(b"HANDLE\"}\n", vec![]).unwrap();
-        assert_eq!(lines(&mut d), vec![("{\"cmd\":\"NODE_HANDLE\"}".into(), true)]);
+        assert_eq!(lines(&mut d).unwrap(), vec![("{\"cmd\":\"NODE_HANDLE\"}".into(), true)]);
+    }
+
+    #[test]
+    fn stray_fd_is_an_error() {
+        let mut d = Decoder::new(1024);
+        d.feed(b"{\"h\":1}\n", vec![devnull()]).unwrap();
+        assert!(lines(&mut d).is_err());
+        // A line that started before the fd's read cannot take it.
+        let mut d = Decoder::new(1024);
+        d.feed(b"{\"cmd\":", vec![]).unwrap();
+        lines(&mut d).unwrap();
+        d.feed(b"\"NODE_HANDLE\"}\n", vec![devnull()]).unwrap();
+        assert!(lines(&mut d).is_err());
     }
 
     #[test]
@@ -178,8 +211,8 @@ mod tests {
         assert!(d.next_line().unwrap().is_err());
         let mut d = Decoder::new(8);
         assert!(d.feed(b"1\n", vec![devnull(), devnull()]).is_err());
-        let mut d = Decoder::new(8);
-        d.feed(b"{", vec![]).unwrap();
-        assert!(d.feed(b"no newline", vec![devnull()]).is_err());
+        let mut d = Decoder::new(64);
+        d.feed(b"{\"cmd\":\"NODE_", vec![devnull()]).unwrap();
+        assert!(d.feed(b"HANDLE\"}\n", vec![devnull()]).is_err());
     }
 }

@@ -91,6 +91,17 @@ pub fn parse(line: &[u8]) -> Result<Parsed<'_>> {
     }
 }
 
+/// Whether a line is a `NODE_HANDLE` envelope (only `cmd` is looked at), to bind a pending
+/// fd to it.
+pub fn is_handle_line(line: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct CmdOnly<'a> {
+        #[serde(borrow, default)]
+        cmd: Option<Cow<'a, str>>,
+    }
+    serde_json::from_slice::<CmdOnly<'_>>(line).is_ok_and(|m| m.cmd.as_deref() == Some("NODE_HANDLE"))
+}
+
 /// Reads a JSON integer or `false`/`null`/absent (Node's `backlog`), giving `None` for the latter.
 pub fn int_or_none(v: Option<&RawValue>) -> Result<Option<i64>> {
     let Some(v) = v else { return Ok(None) };

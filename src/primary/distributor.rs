@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::ipc::codec::Decoder;
 use crate::ipc::writer::{OutFd, Writer};
-use crate::ipc::wire;
+use crate::ipc::{message, wire};
 use crate::sys::epoll::{EDGE, Epoll, Events, HUP, READABLE, WRITABLE};
 use crate::sys::pidfd::{self, ExitStatus};
 use crate::sys::spawn::{self, SpawnPlan};
@@ -202,7 +202,9 @@ impl Distributor {
     /// Keeps EPOLLOUT registration in step with the writer, or closes a failed channel.
     pub(super) fn after_write(&mut self, id: u32, r: Result<()>) -> bool {
         if let Err(e) = r {
-            self.close_channel(id, Some(e));
+            // EPIPE/ECONNRESET: the worker is gone; its exit tells the rest.
+            let gone = e.code == -libc::EPIPE || e.code == -libc::ECONNRESET;
+            self.close_channel(id, (!gone).then_some(e));
             return false;
         }
         let Some(ch) = self.workers.get_mut(&id).and_then(|w| w.channel.as_mut()) else { return false };
@@ -227,6 +229,11 @@ impl Distributor {
                 }
                 Ok(r) => ch.decoder.feed(&self.rbuf[..r.len], r.fds),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // A worker that died with bytes unread: its channel simply ended.
+                Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => {
+                    self.close_channel(id, None);
+                    return;
+                }
                 Err(e) => Err(Error::io("read from IPC channel", e)),
             };
             if let Err(e) = got.and_then(|_| self.drain_lines(id)) {
@@ -240,13 +247,15 @@ impl Distributor {
         loop {
             let Some(ch) = self.workers.get_mut(&id).and_then(|w| w.channel.as_mut()) else { return Ok(()) };
             let (fd, mut line) = match ch.decoder.next_line() {
-                None => return Ok(()),
+                None => return ch.decoder.finish_read(),
                 Some(Err(e)) => return Err(e),
                 Some(Ok(l)) => {
                     let mut line = std::mem::take(&mut self.line);
                     line.clear();
                     line.extend_from_slice(l.text);
-                    (l.fd, line)
+                    let eligible = l.fd_eligible;
+                    let fd = if eligible && message::is_handle_line(&line) { ch.decoder.take_fd() } else { None };
+                    (fd, line)
                 }
             };
             let r = self.handle_line(id, &line, fd);

@@ -32,8 +32,13 @@ pub(super) fn start(shared: Arc<Shared>, sock: Arc<OwnedFd>) -> Result<()> {
 fn read_loop(shared: &Shared, sock: &OwnedFd) -> Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut decoder = Decoder::with_global_cap();
+    let mut text = Vec::with_capacity(512);
     loop {
-        let r = scm::recv(sock.as_fd(), &mut buf, false).map_err(|e| Error::io("read from IPC channel", e))?;
+        let r = match scm::recv(sock.as_fd(), &mut buf, false) {
+            Ok(r) => r,
+            Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => return Ok(()),
+            Err(e) => return Err(Error::io("read from IPC channel", e)),
+        };
         if r.truncated {
             return Err(Error::protocol("fds were truncated in transit (MSG_CTRUNC)"));
         }
@@ -41,10 +46,20 @@ fn read_loop(shared: &Shared, sock: &OwnedFd) -> Result<()> {
             return Ok(());
         }
         decoder.feed(&buf[..r.len], r.fds)?;
-        while let Some(line) = decoder.next_line() {
-            let line = line?;
-            handle_line(shared, line.text, line.fd)?;
+        loop {
+            let fd = match decoder.next_line() {
+                None => break,
+                Some(line) => {
+                    let line = line?;
+                    text.clear();
+                    text.extend_from_slice(line.text);
+                    line.fd_eligible
+                }
+            };
+            let fd = if fd && message::is_handle_line(&text) { decoder.take_fd() } else { None };
+            handle_line(shared, &text, fd)?;
         }
+        decoder.finish_read()?;
     }
 }
 
