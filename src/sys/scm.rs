@@ -98,3 +98,28 @@ pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8], nonblocking: bool) -> io::Resu
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    /// What the decoder relies on (house style P8: fail loudly if this changes): one read
+    /// may glue fd-less bytes *before* an fd-carrying segment, but stops right after it.
+    #[test]
+    fn recv_glues_plain_bytes_before_an_fd_segment_and_stops_after_it() {
+        let (a, b) = crate::sys::fd::socketpair().unwrap();
+        let devnull: OwnedFd = std::fs::File::open("/dev/null").unwrap().into();
+        send(a.as_fd(), b"plain\n", None, false).unwrap();
+        send(a.as_fd(), b"handle\n", Some(devnull.as_raw_fd()), false).unwrap();
+        send(a.as_fd(), b"after\n", None, false).unwrap();
+        let mut buf = [0u8; 256];
+        let r = recv(b.as_fd(), &mut buf, true).unwrap();
+        assert_eq!(&buf[..r.len], b"plain\nhandle\n");
+        assert_eq!(r.fds.len(), 1);
+        assert!(!r.truncated);
+        assert!(crate::sys::fd::is_cloexec(r.fds[0].as_raw_fd()).unwrap(), "MSG_CMSG_CLOEXEC");
+        let r = recv(b.as_fd(), &mut buf, true).unwrap();
+        assert_eq!((&buf[..r.len], r.fds.len()), (&b"after\n"[..], 0));
+    }
+}
