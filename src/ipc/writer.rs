@@ -111,6 +111,21 @@ impl Writer {
         self.flush()
     }
 
+    /// Sends a control line (ACK/NACK) and then `line`, in one write when nothing else is
+    /// waiting (saves the peer a wakeup), else as `send_control` + `send`.
+    pub fn send_control_then(&mut self, control: &'static [u8], line: &[u8]) -> Result<()> {
+        self.check_open()?;
+        let idle = self.partial.is_none() && self.control.is_empty() && self.queue.is_empty();
+        if idle && !self.handle_in_flight {
+            let mut both = Vec::with_capacity(control.len() + line.len());
+            both.extend_from_slice(control);
+            both.extend_from_slice(line);
+            return self.write_line(&both, None);
+        }
+        self.send_control(control)?;
+        self.send(line, None)
+    }
+
     /// The peer acked or nacked our handle: release the queue.
     pub fn handle_replied(&mut self) -> Result<()> {
         self.handle_in_flight = false;

@@ -2,8 +2,9 @@
 //! and the servers obtained with `queryServer`.
 //!
 //! Protocol (§7): `online` at start-up; `queryServer` → reply (errno, key, sockname) →
-//! `listening`; for each `NODE_HANDLE` `newconn`, `NODE_HANDLE_ACK` at once (so a Node
-//! primary never stalls), and `{ack, accepted}` when the user's `accept` takes the
+//! `listening`; for each `NODE_HANDLE` `newconn`, `NODE_HANDLE_ACK` promptly (with the
+//! `accepted` reply when the program accepts at once, else alone within `ACK_DELAY_MS`, so
+//! a Node primary never stalls), and `{ack, accepted}` when the user's `accept` takes the
 //! connection. Until then the primary keeps its copy, so a worker that dies before accepting
 //! loses nothing: the primary hands the connection to another worker.
 //! Channel EOF without a disconnect ends the process with code 0, as Node's workers do.
@@ -48,6 +49,10 @@ pub(crate) struct Shared {
     pub servers: Mutex<Vec<Arc<server::ServerState>>>,
     pub connected: AtomicBool,
     pub disconnecting: AtomicBool,
+    /// A `NODE_HANDLE_ACK` for a queued `newconn` not yet written: it goes out with the
+    /// `accepted` reply when the program accepts, or alone after `ACK_DELAY_MS` (the reader
+    /// sees to that), so a Node primary is never kept waiting. Changed under `writer`.
+    pub ack_owed: AtomicBool,
     pub events: Arc<EventQueue>,
 }
 
@@ -68,12 +73,25 @@ impl Shared {
         self.seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Formats with `f` (given a fresh seq) and sends one line.
+    /// Formats with `f` (given a fresh seq) and sends one line, after an owed ACK (in the
+    /// same write when possible).
     pub fn send_with(&self, f: impl FnOnce(&mut Vec<u8>, i64)) -> Result<()> {
         let mut line = Vec::with_capacity(128);
         let mut w = self.writer.lock();
         f(&mut line, self.next_seq());
+        if self.ack_owed.swap(false, Ordering::AcqRel) {
+            return w.send_control_then(crate::ipc::wire::HANDLE_ACK, &line);
+        }
         w.send(&line, None)
+    }
+
+    /// Writes an owed `NODE_HANDLE_ACK` now (before any other reply, or when it has waited
+    /// long enough).
+    pub fn pay_ack(&self, w: &mut crate::ipc::writer::Writer) -> Result<()> {
+        if self.ack_owed.swap(false, Ordering::AcqRel) {
+            w.send_control(crate::ipc::wire::HANDLE_ACK)?;
+        }
+        Ok(())
     }
 }
 
@@ -113,6 +131,7 @@ impl Worker {
             servers: Mutex::new(Vec::new()),
             connected: AtomicBool::new(true),
             disconnecting: AtomicBool::new(false),
+            ack_owed: AtomicBool::new(false),
             events,
         });
         reader::start(shared.clone(), sock.clone())?;

@@ -28,12 +28,22 @@ pub(super) fn start(shared: Arc<Shared>, sock: Arc<OwnedFd>) -> Result<()> {
         .map_err(|e| Error::io("spawn channel reader thread", e))
 }
 
+/// How long a `NODE_HANDLE_ACK` may wait for the program's `accept` to carry it.
+const ACK_DELAY_MS: i32 = 5;
+
 /// Returns `Ok` at EOF; `Err(CLOSED)` when a disconnect ends the channel on purpose.
 fn read_loop(shared: &Shared, sock: &OwnedFd) -> Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut decoder = Decoder::with_global_cap();
     let mut text = Vec::with_capacity(512);
     loop {
+        if shared.ack_owed.load(Ordering::Acquire) {
+            let ready = crate::sys::fd::poll_readable(sock.as_fd(), ACK_DELAY_MS).unwrap_or(true);
+            if !ready {
+                let mut w = shared.writer.lock();
+                shared.pay_ack(&mut w)?;
+            }
+        }
         let r = match scm::recv(sock.as_fd(), &mut buf, false) {
             Ok(r) => r,
             Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => return Ok(()),
@@ -102,11 +112,39 @@ fn handle_line(shared: &Shared, line: &[u8], fd: Option<OwnedFd>) -> Result<()> 
     match m.cmd() {
         "NODE_HANDLE" => {
             let Some(fd) = fd else {
-                return shared.writer.lock().send_control(wire::HANDLE_NACK);
+                let mut w = shared.writer.lock();
+                shared.pay_ack(&mut w)?;
+                return w.send_control(wire::HANDLE_NACK);
             };
-            shared.writer.lock().send_control(wire::HANDLE_ACK)?;
             let inner = m.msg.map(|r| r.get()).unwrap_or("null");
-            match message::parse(inner.as_bytes())? {
+            let parsed = message::parse(inner.as_bytes())?;
+            // A newconn for an open server: its ACK may ride with the `accepted` reply.
+            if let Parsed::Internal(n) = &parsed {
+                if n.act() == "newconn" && n.ack.is_none() {
+                    if let (Some(seq), Some(server)) = (n.seq, n.key.as_deref().and_then(|k| shared.server(k))) {
+                        let mut w = shared.writer.lock();
+                        shared.pay_ack(&mut w)?;
+                        return match server.push(seq, fd) {
+                            Ok(()) => {
+                                shared.ack_owed.store(true, Ordering::Release);
+                                Ok(())
+                            }
+                            Err(fd) => {
+                                drop(fd);
+                                let mut line = Vec::with_capacity(64);
+                                wire::accepted(&mut line, seq, false, shared.next_seq());
+                                w.send_control_then(wire::HANDLE_ACK, &line)
+                            }
+                        };
+                    }
+                }
+            }
+            {
+                let mut w = shared.writer.lock();
+                shared.pay_ack(&mut w)?;
+                w.send_control(wire::HANDLE_ACK)?;
+            }
+            match parsed {
                 Parsed::Internal(inner) => handle_cluster(shared, &inner, Some(fd)),
                 Parsed::User => {
                     shared.events.push(Event::Message { id: 0, pid: 0, json: inner.to_string(), fd: Some(fd) });
