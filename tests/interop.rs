@@ -205,8 +205,16 @@ fn node_primary_disconnects_c_workers() {
     assert_eq!(per_pid.len(), 2, "both workers answered: {per_pid:?}");
     p.expect(|v| v["event"] == "requests_done", "requests_done");
     for (&id, &pid) in &pids {
+        // Like Node's workers, each closes its server (`close{key}`) before its channel.
+        let c = p.expect(|v| v["event"] == "internal" && v["act"] == "close" && v["id"] == id, "close{key}");
+        assert_eq!(c["key"], "127.0.0.1:0:4:undefined:0", "{c}");
         let d = p.event("disconnect", id);
         assert_eq!(d["ead"], true, "disconnect after worker.disconnect(): {d}");
+        assert!(
+            line_index(&p, |v| v["event"] == "internal" && v["id"] == id)
+                < line_index(&p, |v| v["event"] == "disconnect" && v["id"] == id),
+            "close{{key}} precedes the channel's end"
+        );
         let e = p.event("exit", id);
         assert_eq!(e["pid"], pid);
         assert_eq!(e["code"], 0, "a disconnected worker exits normally: {e}");

@@ -8,6 +8,7 @@
 //   {"event":"online","id":1,"pid":123}
 //   {"event":"listening","id":1,"pid":123,"address":"127.0.0.1","port":4567,"addressType":4}
 //   {"event":"message","id":1,"pid":123,"data":...}
+//   {"event":"internal","id":1,"pid":123,"act":"close","key":"127.0.0.1:0:4:undefined:0"}
 //   {"event":"response","n":0,"status":200,"body":"hello from worker 123\n"}
 //   {"event":"request_error","n":0,"message":"..."}
 //   {"event":"disconnect","id":1,"pid":123,"ead":false}
@@ -149,6 +150,13 @@ async function runRequests(count) {
 for (let i = 0; i < workers; i++) {
   const w = cluster.fork({ PORT: '0' });
   all.set(w.id, w);
+  // The worker's server `close` and `exitedAfterDisconnect` cluster messages, which Node's
+  // primary handles internally (the ChildProcess emits them as 'internalMessage').
+  w.process.on('internalMessage', (m) => {
+    if (m && m.cmd === 'NODE_CLUSTER' && (m.act === 'close' || m.act === 'exitedAfterDisconnect')) {
+      say({ event: 'internal', id: w.id, pid: pidOf(w), act: m.act, key: m.key });
+    }
+  });
 }
 
 if (mode === 'stdin') {
