@@ -163,7 +163,7 @@ pub extern "C" fn cluster_event_fd() -> c_int {
 /// Takes the next pending event into `*out`, waiting up to `timeout_ms` (0: don't wait,
 /// -1: no limit). Registered callbacks are not called for it.
 ///
-/// Returns 1 with an event, 0 on timeout. `out`'s strings stay valid until the next
+/// Returns 1 with an event, 0 on timeout (then `out->kind` is `CLUSTER_EVENT_NONE`). `out`'s strings stay valid until the next
 /// `cluster_poll_event`/`cluster_dispatch` on this thread. Errors: `-EINVAL` (NULL `out`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cluster_poll_event(out: *mut cluster_event, timeout_ms: c_int) -> c_int {
@@ -186,11 +186,16 @@ pub unsafe extern "C" fn cluster_poll_event(out: *mut cluster_event, timeout_ms:
                 unsafe { *out = to_c(ev) };
                 return 1;
             }
+            let none = || {
+                // SAFETY: as above.
+                unsafe { *out = to_c(Event::Drained) };
+                0
+            };
             let wait = match deadline {
                 None => -1,
                 Some(d) => match d.checked_duration_since(std::time::Instant::now()) {
                     Some(left) => left.as_millis().min(i32::MAX as u128) as i32,
-                    None => return 0,
+                    None => return none(),
                 },
             };
             match ctx.events.wait(wait) {
@@ -198,7 +203,7 @@ pub unsafe extern "C" fn cluster_poll_event(out: *mut cluster_event, timeout_ms:
                 Err(e) => return ret(Err(e.into())),
             }
             if wait == 0 && ctx.events.is_empty() {
-                return 0;
+                return none();
             }
         }
     })
@@ -283,7 +288,7 @@ pub extern "C" fn cluster_run() -> c_int {
                 return 0;
             }
             if let Role::Primary(p) = &ctx.role {
-                if !p.has_workers() && ctx.events.is_empty() {
+                if !p.has_workers_or(|| !ctx.events.is_empty()) {
                     return 0;
                 }
             }

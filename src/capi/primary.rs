@@ -136,7 +136,7 @@ pub extern "C" fn cluster_worker_pid(worker_id: c_int) -> c_int {
         if worker_id <= 0 {
             return ret(Err(Error::errno(libc::ESRCH, format!("no worker with id {worker_id}"))));
         }
-        ret(context::primary().and_then(|p| p.worker(worker_id as u32)).map(|w| w.pid))
+        ret(context::primary().and_then(|p| p.live_worker(worker_id as u32)).map(|w| w.pid))
     })
 }
 

@@ -45,6 +45,8 @@ pub(super) struct Distributor {
     pub(super) out: Vec<u8>,
     rbuf: Vec<u8>,
     line: Vec<u8>,
+    /// Workers whose exit we poll for (no pidfd on this system).
+    by_pid: Vec<u32>,
 }
 
 pub(super) fn start(shared: Arc<Shared>) -> Result<()> {
@@ -63,6 +65,7 @@ pub(super) fn start(shared: Arc<Shared>) -> Result<()> {
         out: Vec::with_capacity(512),
         rbuf: vec![0; 64 * 1024],
         line: Vec::with_capacity(512),
+        by_pid: Vec::new(),
     };
     std::thread::Builder::new()
         .name("cluster-distributor".into())
@@ -78,7 +81,9 @@ impl Distributor {
     fn run(&mut self) {
         let mut events = Events::with_capacity(256);
         loop {
-            if let Err(e) = self.epoll.wait(&mut events, -1) {
+            // Children watched by pid (no pidfd) are polled every 50 ms.
+            let timeout = if self.by_pid.is_empty() { -1 } else { 50 };
+            if let Err(e) = self.epoll.wait(&mut events, timeout) {
                 self.shared.events.push(Event::Error { id: 0, pid: 0, code: Error::from(e).code, message: "epoll_wait failed; distributor stopped".into() });
                 return;
             }
@@ -96,6 +101,9 @@ impl Distributor {
                     }
                     _ => {}
                 }
+            }
+            for id in self.by_pid.clone() {
+                self.on_pidfd(id);
             }
         }
     }
@@ -132,17 +140,32 @@ impl Distributor {
         let pid = spawned.pid;
         let stdio = spawned.stdio.map(|f| f.map(Arc::new));
         drop(theirs);
-        let pidfd = Arc::new(pidfd::open(pid).map_err(|e| Error::io("pidfd_open", e))?);
-        fd::set_nonblocking(ours.as_fd(), true).map_err(|e| Error::io("fcntl", e))?;
-        let sock = Arc::new(ours);
-        let reg = self
-            .epoll
-            .add(sock.as_fd(), READABLE | HUP, token(KIND_CHANNEL, id))
-            .and_then(|_| self.epoll.add(pidfd.as_fd(), READABLE, token(KIND_PIDFD, id)));
+        // From here on the child exists: on any failure it is killed and reaped.
+        let child = match pidfd::Child::open(pid) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                let c = pidfd::Child::Pid(pid);
+                let _ = c.signal(libc::SIGKILL);
+                pidfd::reap_pid(pid);
+                return Err(Error::io("pidfd_open", e));
+            }
+        };
+        let reg = fd::set_nonblocking(ours.as_fd(), true)
+            .and_then(|_| self.epoll.add(ours.as_fd(), READABLE | HUP, token(KIND_CHANNEL, id)))
+            .and_then(|_| match child.pollable() {
+                Some(fd) => self.epoll.add(fd, READABLE, token(KIND_PIDFD, id)),
+                None => Ok(()),
+            });
         if let Err(e) = reg {
-            let _ = pidfd::send_signal(pidfd.as_fd(), libc::SIGKILL);
+            let _ = self.epoll.delete(ours.as_fd());
+            let _ = child.signal(libc::SIGKILL);
+            pidfd::reap_pid(pid);
             return Err(Error::io("epoll_ctl", e));
         }
+        if child.pollable().is_none() {
+            self.by_pid.push(id);
+        }
+        let sock = Arc::new(ours);
         let channel = Channel {
             writer: Writer::new(sock.clone(), true),
             sock,
@@ -151,11 +174,11 @@ impl Distributor {
         };
         self.workers.insert(
             id,
-            WorkerConn { pid, channel: Some(channel), pidfd: pidfd.clone(), exit: None, exited_after_disconnect: None, in_flight: None },
+            WorkerConn { pid, channel: Some(channel), child: child.clone(), exit: None, exited_after_disconnect: None, in_flight: None },
         );
         self.shared.table.lock().insert(
             id,
-            WorkerInfo { id, pid, pidfd: Some(pidfd), state: WorkerState::None, connected: true, dead: false, exited_after_disconnect: false, listed: true, stdio },
+            WorkerInfo { id, pid, child: Some(child), state: WorkerState::None, connected: true, dead: false, exited_after_disconnect: false, listed: true, stdio },
         );
         self.shared.events.push(Event::Fork { id, pid });
         Ok(pid)
@@ -291,16 +314,19 @@ impl Distributor {
             info.state = WorkerState::Disconnected;
             info.exited_after_disconnect = ead;
         }
+        let ev = Event::Disconnect { id, pid, exited_after_disconnect: ead };
         if dead {
             self.workers.remove(&id);
-            self.shared.retire(id);
+            self.shared.retire(id, ev);
+        } else {
+            self.shared.events.push(ev);
         }
-        self.shared.events.push(Event::Disconnect { id, pid, exited_after_disconnect: ead });
     }
 
+    /// The child may have exited (its pidfd is readable, or it is polled by pid): reap it.
     fn on_pidfd(&mut self, id: u32) {
         let Some(w) = self.workers.get(&id) else { return };
-        let status = match pidfd::try_reap(w.pidfd.as_fd()) {
+        let status = match w.child.try_reap() {
             Ok(Some(s)) => s,
             Ok(None) => return,
             Err(e) => {
@@ -311,7 +337,10 @@ impl Distributor {
                 ExitStatus::Code(-1)
             }
         };
-        let _ = self.epoll.delete(w.pidfd.as_fd());
+        if let Some(fd) = w.child.pollable() {
+            let _ = self.epoll.delete(fd);
+        }
+        self.by_pid.retain(|&x| x != id);
         // Read what the worker said before it died, so `disconnect` precedes `exit` (§8.2).
         if w.connected() {
             self.read_channel(id, usize::MAX);
@@ -326,12 +355,11 @@ impl Distributor {
         if let Some(info) = self.shared.table.lock().get_mut(&id) {
             info.exited_after_disconnect = ead;
         }
-        self.shared.retire(id);
         let (code, signal) = match status {
             ExitStatus::Code(c) => (c, 0),
             ExitStatus::Signal(s) => (-1, s),
         };
-        self.shared.events.push(Event::Exit { id, pid, code, signal, exited_after_disconnect: ead });
+        self.shared.retire(id, Event::Exit { id, pid, code, signal, exited_after_disconnect: ead });
     }
 
     /// Node's `worker.disconnect()` in the primary: leave every handle now, tell the worker.

@@ -24,7 +24,7 @@ mod worker_conn;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::{CString, OsString};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -55,8 +55,8 @@ pub enum WorkerState {
 pub struct WorkerInfo {
     pub id: u32,
     pub pid: i32,
-    /// `None` once the worker is gone (the pidfd is closed then).
-    pub pidfd: Option<Arc<OwnedFd>>,
+    /// `None` once the worker is gone (its pidfd is closed then).
+    pub child: Option<Arc<pidfd::Child>>,
     pub state: WorkerState,
     pub connected: bool,
     pub dead: bool,
@@ -115,22 +115,25 @@ impl Shared {
 }
 
 impl Shared {
-    /// Moves a worker from the table to the retired list; pushes `Drained` when
-    /// `cluster.workers` becomes empty.
-    pub fn retire(&self, id: u32) {
+    /// Moves a worker from the table to the retired list and queues its last event (exit or
+    /// disconnect); queues `Drained` when `cluster.workers` becomes empty.
+    pub fn retire(&self, id: u32, last_event: crate::event::Event) {
         let mut table = self.table.lock();
         if let Some(mut info) = table.remove(&id) {
             info.state = WorkerState::Dead;
             info.dead = true;
             info.connected = false;
             info.stdio = [None, None, None];
-            info.pidfd = None;
+            info.child = None;
             let mut retired = self.retired.lock();
             retired.insert(id, info);
             while retired.len() > 4096 {
                 retired.pop_first();
             }
         }
+        // Queued under the table lock (after the worker's fds are released), so
+        // `cluster_run` never sees an empty table with the last event not yet queued.
+        self.events.push(last_event);
         self.check_drained(&table);
     }
 
@@ -239,17 +242,30 @@ impl Primary {
         if !(0..=64).contains(&sig) {
             return Err(Error::errno(libc::EINVAL, format!("signal {sig} is not a valid signal number")));
         }
-        let pidfd = match self.shared.table.lock().get(&id) {
-            Some(w) if !w.dead => w.pidfd.clone().ok_or_else(|| Error::errno(libc::ESRCH, format!("worker {id} is dead")))?,
+        let table = self.shared.table.lock();
+        let child = match table.get(&id) {
+            Some(w) if !w.dead => w.child.clone().ok_or_else(|| Error::errno(libc::ESRCH, format!("worker {id} is dead")))?,
             Some(_) => return Err(Error::errno(libc::ESRCH, format!("worker {id} is dead"))),
             None => return Err(Error::errno(libc::ESRCH, format!("no worker with id {id}"))),
         };
-        pidfd::send_signal(pidfd.as_fd(), sig).map_err(|e| Error::io(format!("kill worker {id}"), e))
+        // Signalled under the table lock: a worker reaped by pid (no pidfd) is marked dead
+        // under it too, so its pid cannot have been recycled here.
+        child.signal(sig).map_err(|e| Error::io(format!("kill worker {id}"), e))
     }
 
     /// The ids in `cluster.workers`, ascending.
     pub fn worker_ids(&self) -> Vec<u32> {
         self.shared.table.lock().values().filter(|w| w.listed).map(|w| w.id).collect()
+    }
+
+    /// A worker in the table: alive, or not yet both disconnected and reaped.
+    pub fn live_worker(&self, id: u32) -> Result<WorkerInfo> {
+        self.shared
+            .table
+            .lock()
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::errno(libc::ESRCH, format!("no worker with id {id} in the table")))
     }
 
     /// A worker that is alive or connected, or one that has gone (then `dead`).
@@ -269,9 +285,12 @@ impl Primary {
         self.shared.table.lock().values().filter(|w| w.listed).count()
     }
 
-    /// Whether any worker process is still being watched (alive or not yet reaped).
-    pub fn has_workers(&self) -> bool {
-        !self.shared.table.lock().is_empty()
+    /// Whether any worker process is still being watched (alive or not yet reaped), or
+    /// `events_pending` says events wait; checked under the table lock, which the
+    /// distributor holds while it retires a worker and queues its last event.
+    pub fn has_workers_or(&self, events_pending: impl FnOnce() -> bool) -> bool {
+        let table = self.shared.table.lock();
+        !table.is_empty() || events_pending()
     }
 
     fn connected_worker(&self, id: u32) -> Result<()> {

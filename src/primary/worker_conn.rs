@@ -31,7 +31,7 @@ pub struct Channel {
 pub struct WorkerConn {
     pub pid: i32,
     pub channel: Option<Channel>,
-    pub pidfd: Arc<OwnedFd>,
+    pub child: Arc<crate::sys::pidfd::Child>,
     pub exit: Option<ExitStatus>,
     /// Node's `exitedAfterDisconnect`: unknown until the worker says it or we disconnect it.
     pub exited_after_disconnect: Option<bool>,

@@ -65,3 +65,68 @@ pub fn reap_pid(pid: i32) {
     let mut status = 0;
     let _ = super::retry(|| syscall!(waitpid(pid, &mut status, 0)));
 }
+
+/// A child we spawned: through its pidfd where the kernel offers `pidfd_open` (Linux 5.3+),
+/// else by pid (valgrind, old kernels, seccomp). By pid, exits are found by polling
+/// `waitpid(pid, WNOHANG)` on exactly that pid; a signal could reach a recycled pid only
+/// in the instant between our reap and the caller's next look, which the pidfd path rules out.
+#[derive(Debug)]
+pub enum Child {
+    PidFd { pid: i32, fd: OwnedFd },
+    Pid(i32),
+}
+
+impl Child {
+    pub fn open(pid: i32) -> io::Result<Child> {
+        match open(pid) {
+            Ok(fd) => Ok(Child::PidFd { pid, fd }),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM) | Some(libc::EINVAL)) => {
+                Ok(Child::Pid(pid))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        match self {
+            Child::PidFd { pid, .. } | Child::Pid(pid) => *pid,
+        }
+    }
+
+    /// The fd to watch for the exit, if there is one.
+    pub fn pollable(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Child::PidFd { fd, .. } => Some(std::os::fd::AsFd::as_fd(fd)),
+            Child::Pid(_) => None,
+        }
+    }
+
+    pub fn signal(&self, sig: i32) -> io::Result<()> {
+        match self {
+            Child::PidFd { fd, pid } => match send_signal(std::os::fd::AsFd::as_fd(fd), sig) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => syscall!(kill(*pid, sig)).map(drop),
+                other => other,
+            },
+            Child::Pid(pid) => syscall!(kill(*pid, sig)).map(drop),
+        }
+    }
+
+    /// Reaps the child if it has exited; `Ok(None)` while it runs.
+    pub fn try_reap(&self) -> io::Result<Option<ExitStatus>> {
+        match self {
+            Child::PidFd { fd, .. } => try_reap(std::os::fd::AsFd::as_fd(fd)),
+            Child::Pid(pid) => {
+                let mut status = 0;
+                let r = super::retry(|| syscall!(waitpid(*pid, &mut status, libc::WNOHANG)))?;
+                if r == 0 {
+                    return Ok(None);
+                }
+                Ok(Some(if libc::WIFEXITED(status) {
+                    ExitStatus::Code(libc::WEXITSTATUS(status))
+                } else {
+                    ExitStatus::Signal(libc::WTERMSIG(status))
+                }))
+            }
+        }
+    }
+}

@@ -88,7 +88,6 @@ impl ServerState {
                 Vec::new()
             }
         };
-        self.wake.signal();
         if let Some(ch) = channel {
             for (seq, conn) in refused {
                 let _ = ch.send_with(|out, s| wire::accepted(out, seq, false, s));
@@ -96,6 +95,9 @@ impl ServerState {
             }
             let _ = ch.send_with(|out, s| wire::close(out, &self.key, s));
         }
+        // Only now wake the program: it may exit at once, and the primary must have heard
+        // `close` first (§7.5).
+        self.wake.signal();
     }
 }
 
