@@ -367,10 +367,11 @@ int cluster_event_fd(void);
  Takes the next pending event into `*out`, waiting up to `timeout_ms` (0: don't wait,
  -1: no limit). Registered callbacks are not called for it.
 
- Returns 1 with an event, 0 on timeout. `out`'s strings stay valid until the next
+ Returns 1 with an event, 0 on timeout (then `out->kind` is `CLUSTER_EVENT_NONE`). `out`'s strings stay valid until the next
  `cluster_poll_event`/`cluster_dispatch` on this thread. Errors: `-EINVAL` (NULL `out`).
  */
-int cluster_poll_event(struct cluster_event *out, int timeout_ms);
+int cluster_poll_event(struct cluster_event *out,
+                       int timeout_ms);
 
 /*
  Runs the registered callbacks for every pending event, on the calling thread, without
