@@ -26,6 +26,7 @@ def servers(workers):
         ("reuseport", [os.path.join(BIN, "reuseport")], {}),
         ("libcluster-rr", [hello], {}),
         ("libcluster-shared", [hello], {"NODE_CLUSTER_SCHED_POLICY": "none"}),
+        ("libcluster-rr-inflight4", [hello], {"LIBCLUSTER_MAX_INFLIGHT": "4"}),
         ("node-rr", ["node", node], {"NODE_CLUSTER_SCHED_POLICY": "rr"}),
         ("node-none", ["node", node], {"NODE_CLUSTER_SCHED_POLICY": "none"}),
     ]

@@ -5,7 +5,7 @@
 //! Primary: reads commands on stdin, prints events and answers as JSON lines on stdout:
 //!   fork [K=V ...] | setup EXEC [ARG ...] | kill ID SIG | count | fds | quit |
 //!   send ID JSON | sendfd ID TEXT | disconnect ID | disconnect-all | sched rr|none | state ID |
-//!   allow ADDR|* PORT | maxmsg BYTES | ids UID GID | silent | stdout ID
+//!   allow ADDR|* PORT | maxmsg BYTES | ids UID GID | silent | stdout ID | inflight N | leastloaded
 //! Worker: behaves as `FIXTURE_MODE` says (default `serve`), printing JSON lines to the
 //! same stdout:
 //!   serve       get_server(FIXTURE_ADDR|127.0.0.1, FIXTURE_PORT|0); each connection gets
@@ -174,6 +174,14 @@ fn primary() {
             ["maxmsg", bytes] => {
                 cluster::ipc::set_max_line(bytes.parse().unwrap_or(1024));
                 serde_json::json!({"maxmsg": bytes})
+            }
+            ["inflight", n] => {
+                p.set_max_in_flight(n.parse().unwrap_or(1));
+                serde_json::json!({"inflight": n})
+            }
+            ["leastloaded"] => {
+                p.set_least_loaded(true);
+                serde_json::json!({"leastloaded": true})
             }
             ["silent"] => {
                 p.setup(cluster::primary::settings::Settings { silent: Some(true), ..Default::default() });

@@ -79,6 +79,13 @@
 #define ADDRESS_UDP6 106
 
 /*
+ Connections a libcluster primary may hand this worker before it has accepted the first
+ (announced in `queryServer` as `libclusterInflight`; a Node primary ignores the field
+ and sends one at a time).
+ */
+#define INFLIGHT 4
+
+/*
  What happened. The values are stable; new kinds are appended.
  */
 typedef enum cluster_event_type {
@@ -256,6 +263,17 @@ typedef struct cluster_settings {
    `NODE_CLUSTER_SCHED_POLICY` (`rr` or `none`), else round-robin.
    */
   int sched_policy;
+  /*
+   Round-robin only, libcluster workers only: how many connections a worker may have
+   handed to it before it has accepted the first (Node: 1, the default; Node workers
+   always get 1). 0: unchanged. Default from `LIBCLUSTER_MAX_INFLIGHT`.
+   */
+  int max_in_flight;
+  /*
+   1: hand each connection to the worker with the fewest unanswered ones (least-loaded)
+   instead of the longest idle; 0: round-robin; -1: unchanged.
+   */
+  int least_loaded;
 } cluster_settings;
 
 /*

@@ -287,3 +287,37 @@ fn a_port_in_use_by_nobody_else_is_free_after_the_last_worker_leaves() {
         }
     }
 }
+
+/// libcluster workers may take several connections in flight (opt-in); the least-loaded
+/// policy then keeps new connections away from a worker that does not accept.
+#[test]
+fn least_loaded_keeps_connections_away_from_a_stuck_worker() {
+    let mut p = Proc::fixture(&[]);
+    p.cmd("inflight 4", "inflight");
+    p.cmd("leastloaded", "leastloaded");
+    let (stuck, _) = p.fork("FIXTURE_MODE=noaccept");
+    let port = listening_port(&mut p, stuck);
+    let (good, good_pid) = p.fork("");
+    listening_port(&mut p, good);
+    // At most one connection (the first, when both were equally idle) can go to the stuck
+    // worker while it lives; with plain round-robin it would hold up to four.
+    let (tx, rx) = std::sync::mpsc::channel();
+    for _ in 0..8 {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(common::fetch(port));
+        });
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut answered = Vec::new();
+    while answered.len() < 7 {
+        let r = rx.recv_timeout(common::TIMEOUT).expect("7 of 8 answered while the stuck worker lives");
+        answered.push(r.expect("answered").trim().parse::<i32>().unwrap());
+    }
+    p.cmd(&format!("kill {stuck} 9"), "killed");
+    while answered.len() < 8 {
+        let r = rx.recv_timeout(common::TIMEOUT).expect("the last one after the kill (nothing lost)");
+        answered.push(r.expect("answered").trim().parse::<i32>().unwrap());
+    }
+    assert!(answered.iter().all(|&pid| pid == good_pid), "{answered:?}");
+}

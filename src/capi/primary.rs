@@ -162,6 +162,8 @@ pub unsafe extern "C" fn cluster_settings_init(settings: *mut cluster_settings) 
                 gid: -1,
                 serialization: std::ptr::null(),
                 sched_policy: 0,
+                max_in_flight: 0,
+                least_loaded: -1,
             }
         };
         0
@@ -258,6 +260,8 @@ pub unsafe extern "C" fn cluster_setup_primary(settings: *const cluster_settings
                 gid: -1,
                 serialization: std::ptr::null(),
                 sched_policy: 0,
+                max_in_flight: 0,
+                least_loaded: -1,
             };
             // SAFETY: copy only the `size` bytes the caller's struct has (at most ours).
             unsafe {
@@ -325,6 +329,16 @@ pub unsafe extern "C" fn cluster_setup_primary(settings: *const cluster_settings
                 CLUSTER_SCHED_RR => p.set_sched_none(false)?,
                 CLUSTER_SCHED_NONE => p.set_sched_none(true)?,
                 _ => return Err(invalid("sched_policy must be 0, CLUSTER_SCHED_RR or CLUSTER_SCHED_NONE")),
+            }
+            match s.max_in_flight {
+                0 => {}
+                n if (1..=1024).contains(&n) => p.set_max_in_flight(n as usize),
+                _ => return Err(invalid("max_in_flight must be 0 (unchanged) or 1 to 1024")),
+            }
+            match s.least_loaded {
+                -1 => {}
+                0 | 1 => p.set_least_loaded(s.least_loaded == 1),
+                _ => return Err(invalid("least_loaded must be -1, 0 or 1")),
             }
             p.setup(Settings { exec, args, cwd, env, silent, stdio, uid, gid });
             Ok(0)

@@ -143,6 +143,13 @@ pub struct cluster_settings {
     /// unchanged. Fixed once the first worker is forked. The default comes from
     /// `NODE_CLUSTER_SCHED_POLICY` (`rr` or `none`), else round-robin.
     pub sched_policy: c_int,
+    /// Round-robin only, libcluster workers only: how many connections a worker may have
+    /// handed to it before it has accepted the first (Node: 1, the default; Node workers
+    /// always get 1). 0: unchanged. Default from `LIBCLUSTER_MAX_INFLIGHT`.
+    pub max_in_flight: c_int,
+    /// 1: hand each connection to the worker with the fewest unanswered ones (least-loaded)
+    /// instead of the longest idle; 0: round-robin; -1: unchanged.
+    pub least_loaded: c_int,
 }
 
 /// `cluster_settings.stdio` entries (an fd >= 0 is also allowed).

@@ -47,6 +47,9 @@ pub struct Msg<'a> {
     pub kind: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub msg: Option<&'a RawValue>,
+    /// libcluster's extension in `queryServer`: connections the worker takes in flight.
+    #[serde(rename = "libclusterInflight", default)]
+    pub inflight: Option<i64>,
 }
 
 impl Msg<'_> {

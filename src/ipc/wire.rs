@@ -70,6 +70,9 @@ pub struct ServerQuery {
     pub flags: i64,
     /// Absent for UDP.
     pub backlog: Option<i64>,
+    /// libcluster's extension (`libclusterInflight`, ignored by Node): how many connections
+    /// this worker takes in flight. Absent in Node's own messages.
+    pub inflight: Option<i64>,
 }
 
 /// `queryServer` (or `listening`, with the bound port) as Node's worker writes it.
@@ -90,6 +93,9 @@ pub fn query(out: &mut Vec<u8>, act: &str, q: &ServerQuery, port: i64, seq: i64)
     let _ = write!(out, ",\"flags\":{}", q.flags);
     if let Some(b) = q.backlog {
         let _ = write!(out, ",\"backlog\":{b}");
+    }
+    if let Some(n) = q.inflight {
+        let _ = write!(out, ",\"libclusterInflight\":{n}");
     }
     end(out, seq);
 }
@@ -140,7 +146,7 @@ mod tests {
     #[test]
     fn bytes_match_node_v20_captures() {
         assert_eq!(s(|o| act(o, "online", 0)), "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"online\",\"seq\":0}\n");
-        let q = ServerQuery { index: 0, address: Some("127.0.0.1".into()), port: 18231, address_type: "4".into(), fd: None, flags: 0, backlog: Some(0) };
+        let q = ServerQuery { index: 0, address: Some("127.0.0.1".into()), port: 18231, address_type: "4".into(), fd: None, flags: 0, backlog: Some(0), inflight: None };
         assert_eq!(
             s(|o| query(o, "queryServer", &q, 18231, 1)),
             "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"queryServer\",\"index\":0,\"data\":null,\"address\":\"127.0.0.1\",\"port\":18231,\"addressType\":4,\"flags\":0,\"backlog\":0,\"seq\":1}\n"
@@ -165,7 +171,7 @@ mod tests {
             s(|o| close(o, "127.0.0.1:18231:4:undefined:0", 5)),
             "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"close\",\"key\":\"127.0.0.1:18231:4:undefined:0\",\"seq\":5}\n"
         );
-        let u = ServerQuery { index: 0, address: Some("127.0.0.1".into()), port: 18241, address_type: "udp4".into(), fd: Some(-1), flags: 0, backlog: None };
+        let u = ServerQuery { index: 0, address: Some("127.0.0.1".into()), port: 18241, address_type: "udp4".into(), fd: Some(-1), flags: 0, backlog: None, inflight: None };
         assert_eq!(
             s(|o| query(o, "queryServer", &u, 18241, 1)),
             "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"queryServer\",\"index\":0,\"data\":null,\"address\":\"127.0.0.1\",\"port\":18241,\"addressType\":\"udp4\",\"fd\":-1,\"flags\":0,\"seq\":1}\n"

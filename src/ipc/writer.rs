@@ -38,7 +38,10 @@ struct Queued {
 pub struct Writer {
     sock: Arc<OwnedFd>,
     nonblocking: bool,
-    handle_in_flight: bool,
+    /// Handles written and not yet acked or nacked.
+    handles_in_flight: usize,
+    /// How many may be (Node: 1; more only with a libcluster peer that said it copes).
+    max_handles: usize,
     /// The rest of a line whose first bytes are already written.
     partial: Option<(Vec<u8>, usize)>,
     control: VecDeque<&'static [u8]>,
@@ -53,7 +56,8 @@ impl Writer {
         Writer {
             sock,
             nonblocking,
-            handle_in_flight: false,
+            handles_in_flight: 0,
+            max_handles: 1,
             partial: None,
             control: VecDeque::new(),
             queue: VecDeque::new(),
@@ -65,8 +69,15 @@ impl Writer {
         self.closed
     }
 
+    /// Whether later messages must wait for an ack (the handle limit is reached).
     pub fn handle_in_flight(&self) -> bool {
-        self.handle_in_flight
+        self.handles_in_flight >= self.max_handles
+    }
+
+    /// Allows `n` handles in flight (only for a peer that binds each fd to its own line,
+    /// as libcluster does; Node's peers get 1).
+    pub fn set_max_handles(&mut self, n: usize) {
+        self.max_handles = n.max(1);
     }
 
     /// Whether bytes wait for the socket to become writable (register for EPOLLOUT).
@@ -74,7 +85,7 @@ impl Writer {
         !self.closed
             && (self.partial.is_some()
                 || !self.control.is_empty()
-                || (!self.handle_in_flight && !self.queue.is_empty()))
+                || (!self.handle_in_flight() && !self.queue.is_empty()))
     }
 
     /// Marks the channel closed: later sends fail with `CLUSTER_E_CLOSED`; queued messages
@@ -96,7 +107,7 @@ impl Writer {
         self.check_open()?;
         debug_assert!(line.ends_with(b"\n") && line.len() > 1);
         let idle = self.partial.is_none() && self.control.is_empty() && self.queue.is_empty();
-        if idle && !self.handle_in_flight {
+        if idle && !self.handle_in_flight() {
             return self.write_line(line, fd);
         }
         self.queue.push_back(Queued { bytes: line.to_vec(), fd });
@@ -113,22 +124,26 @@ impl Writer {
 
     /// Sends a control line (ACK/NACK) and then `line`, in one write when nothing else is
     /// waiting (saves the peer a wakeup), else as `send_control` + `send`.
-    pub fn send_control_then(&mut self, control: &'static [u8], line: &[u8]) -> Result<()> {
+    pub fn send_control_then(&mut self, control: &'static [u8], times: usize, line: &[u8]) -> Result<()> {
         self.check_open()?;
         let idle = self.partial.is_none() && self.control.is_empty() && self.queue.is_empty();
-        if idle && !self.handle_in_flight {
-            let mut both = Vec::with_capacity(control.len() + line.len());
-            both.extend_from_slice(control);
-            both.extend_from_slice(line);
-            return self.write_line(&both, None);
+        if idle && !self.handle_in_flight() {
+            let mut all = Vec::with_capacity(control.len() * times + line.len());
+            for _ in 0..times {
+                all.extend_from_slice(control);
+            }
+            all.extend_from_slice(line);
+            return self.write_line(&all, None);
         }
-        self.send_control(control)?;
+        for _ in 0..times {
+            self.send_control(control)?;
+        }
         self.send(line, None)
     }
 
     /// The peer acked or nacked our handle: release the queue.
     pub fn handle_replied(&mut self) -> Result<()> {
-        self.handle_in_flight = false;
+        self.handles_in_flight = self.handles_in_flight.saturating_sub(1);
         if self.closed { Ok(()) } else { self.flush() }
     }
 
@@ -159,14 +174,14 @@ impl Writer {
                 }
                 continue;
             }
-            if self.handle_in_flight {
+            if self.handle_in_flight() {
                 return Ok(());
             }
             let Some(q) = self.queue.pop_front() else { return Ok(()) };
             match self.raw_send(&q.bytes, q.fd.as_ref().map(OutFd::raw)) {
                 Ok(n) => {
                     if q.fd.is_some() {
-                        self.handle_in_flight = true;
+                        self.handles_in_flight += 1;
                     }
                     if n < q.bytes.len() {
                         self.partial = Some((q.bytes, n));
@@ -185,7 +200,7 @@ impl Writer {
         match self.raw_send(line, fd.as_ref().map(OutFd::raw)) {
             Ok(n) => {
                 if fd.is_some() {
-                    self.handle_in_flight = true;
+                    self.handles_in_flight += 1;
                 }
                 if n < line.len() {
                     self.partial = Some((line[n..].to_vec(), 0));

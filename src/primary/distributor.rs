@@ -174,7 +174,7 @@ impl Distributor {
         };
         self.workers.insert(
             id,
-            WorkerConn { pid, channel: Some(channel), child: child.clone(), exit: None, exited_after_disconnect: None, in_flight: None },
+            WorkerConn { pid, channel: Some(channel), child: child.clone(), exit: None, exited_after_disconnect: None, in_flight: Vec::new(), max_in_flight: 1 },
         );
         self.shared.table.lock().insert(
             id,
@@ -297,7 +297,7 @@ impl Distributor {
         drop(ch);
         let pid = w.pid;
         let ead = w.exited_after_disconnect.unwrap_or(false);
-        let in_flight = w.in_flight.take();
+        let in_flight = std::mem::take(&mut w.in_flight);
         let dead = w.exit.is_some();
         if let Some(e) = err {
             self.shared.events.push(Event::Error { id, pid, code: e.code, message: e.message });
@@ -306,7 +306,7 @@ impl Distributor {
         for hid in handle_ids {
             self.remove_from_handle(hid, id);
         }
-        if let Some(f) = in_flight {
+        for f in in_flight.into_iter().rev() {
             self.requeue(f);
         }
         if let Some(info) = self.shared.table.lock().get_mut(&id) {
@@ -387,9 +387,16 @@ impl Distributor {
     /// Hands waiting connections to free workers, accepting only as many as there are free
     /// workers (the rest stay in the kernel backlog).
     pub(super) fn pump(&mut self, hid: u32) {
+        let least_loaded = self.shared.least_loaded.load(std::sync::atomic::Ordering::Relaxed);
         loop {
             let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&hid) else { return };
-            let Some(w) = h.take_free() else { return };
+            let w = if least_loaded {
+                let workers = &self.workers;
+                h.take_least_loaded(|w| workers.get(&w).map_or(usize::MAX, |wc| wc.in_flight.len()))
+            } else {
+                h.take_free()
+            };
+            let Some(w) = w else { return };
             let conn = if let Some(c) = h.queue.pop_front() {
                 c
             } else if h.backlog_ready {
@@ -414,6 +421,8 @@ impl Distributor {
         }
     }
 
+    /// Sends one connection to worker `w` (which was free on handle `hid`). It stays free
+    /// while it has room for more in flight.
     fn handoff(&mut self, w: u32, hid: u32, conn: std::os::fd::OwnedFd) {
         let seq = self.next_seq();
         let Some(h) = self.handles.get(&hid) else { return };
@@ -421,26 +430,31 @@ impl Distributor {
         wire::newconn(&mut self.out, h.key(), seq);
         let raw = conn.as_raw_fd();
         let f = InFlight { seq, handle: hid, conn };
-        match self.workers.get_mut(&w) {
-            Some(wc) if wc.connected() && wc.in_flight.is_none() => wc.in_flight = Some(f),
+        let room = match self.workers.get_mut(&w) {
+            Some(wc) if wc.connected() && wc.in_flight.len() < wc.max_in_flight => {
+                wc.in_flight.push(f);
+                wc.in_flight.len() < wc.max_in_flight
+            }
             _ => {
                 if let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&hid) {
                     h.queue.push_front(f.conn);
                 }
                 return;
             }
+        };
+        // On failure close_channel requeues the in-flight connections.
+        if self.send_line(w, Some(OutFd::Borrowed(raw))) && room {
+            if let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&hid) {
+                h.set_free(w);
+            }
         }
-        // On failure close_channel requeues the in-flight connection.
-        self.send_line(w, Some(OutFd::Borrowed(raw)));
     }
 
     /// The worker answered our newconn.
     pub(super) fn on_newconn_reply(&mut self, id: u32, ack: i64, accepted: bool) {
         let Some(w) = self.workers.get_mut(&id) else { return };
-        if w.in_flight.as_ref().is_none_or(|f| f.seq != ack) {
-            return;
-        }
-        let Some(f) = w.in_flight.take() else { return };
+        let Some(pos) = w.in_flight.iter().position(|f| f.seq == ack) else { return };
+        let f = w.in_flight.remove(pos);
         let hid = f.handle;
         if accepted {
             drop(f.conn);

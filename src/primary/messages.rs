@@ -61,7 +61,7 @@ impl Distributor {
                 let r = ch.writer.handle_replied();
                 // The worker did not get the connection: give it to someone else, and keep this
                 // worker out of rotation (it is not marked free again).
-                let f = self.workers.get_mut(&id).and_then(|w| w.in_flight.take());
+                let f = self.workers.get_mut(&id).and_then(|w| w.in_flight.pop());
                 if let Some(f) = f {
                     self.requeue(f);
                 }
@@ -138,6 +138,17 @@ impl Distributor {
         let Some(seq) = m.seq else {
             return Err(Error::protocol("queryServer without seq"));
         };
+        // A libcluster worker may take several connections in flight (a Node one, one).
+        if let Some(n) = m.inflight.filter(|&n| n > 1) {
+            let max = self.shared.max_in_flight.load(std::sync::atomic::Ordering::Relaxed);
+            let n = (n as usize).min(max).max(1);
+            if let Some(w) = self.workers.get_mut(&id) {
+                w.max_in_flight = n;
+                if let Some(ch) = w.channel.as_mut() {
+                    ch.writer.set_max_handles(n);
+                }
+            }
+        }
         let at = m.address_type.map(|r| r.get().trim_matches('"').to_string()).unwrap_or_else(|| "null".into());
         let index = m.index.unwrap_or(0);
         let key = address::handle_key(m.address.as_deref(), m.port, &at, m.fd, index);

@@ -88,6 +88,11 @@ pub(crate) struct Shared {
     pub sched_none: std::sync::atomic::AtomicBool,
     /// Addresses workers may ask us to bind; empty: any.
     pub allow: Mutex<Vec<AllowRule>>,
+    /// Most connections in flight per libcluster worker (Node workers always get 1).
+    pub max_in_flight: std::sync::atomic::AtomicUsize,
+    /// Hand a connection to the worker with the fewest unanswered ones, instead of the
+    /// longest idle.
+    pub least_loaded: std::sync::atomic::AtomicBool,
 }
 
 /// One entry of the bind allowlist: an address (`None`: any) and a port (`None`: any).
@@ -172,6 +177,10 @@ impl Primary {
                 table: Mutex::new(BTreeMap::new()),
                 retired: Mutex::new(BTreeMap::new()),
                 allow: Mutex::new(Vec::new()),
+                max_in_flight: std::sync::atomic::AtomicUsize::new(
+                    std::env::var("LIBCLUSTER_MAX_INFLIGHT").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1),
+                ),
+                least_loaded: std::sync::atomic::AtomicBool::new(false),
                 sched_none: std::sync::atomic::AtomicBool::new(
                     std::env::var("NODE_CLUSTER_SCHED_POLICY").is_ok_and(|v| v == "none"),
                 ),
@@ -222,6 +231,16 @@ impl Primary {
     /// it does not list is refused with `EACCES`.
     pub fn allow_bind(&self, rule: AllowRule) {
         self.shared.allow.lock().push(rule);
+    }
+
+    /// Connections in flight per libcluster worker (1: Node's one-at-a-time).
+    pub fn set_max_in_flight(&self, n: usize) {
+        self.shared.max_in_flight.store(n.max(1), Ordering::Relaxed);
+    }
+
+    /// The least-loaded policy (fewest unanswered connections) instead of round-robin.
+    pub fn set_least_loaded(&self, on: bool) {
+        self.shared.least_loaded.store(on, Ordering::Relaxed);
     }
 
     /// Sets Node's scheduling policy (`none`: shared handles). Fixed once a worker exists.

@@ -82,6 +82,13 @@ impl RoundRobinHandle {
         self.free.pop_front()
     }
 
+    /// Takes the free worker with the lowest `load` (the longest idle among equals): the
+    /// least-loaded policy.
+    pub fn take_least_loaded(&mut self, load: impl Fn(WorkerId) -> usize) -> Option<WorkerId> {
+        let best = (0..self.free.len()).min_by_key(|&i| load(self.free[i]))?;
+        self.free.remove(best)
+    }
+
     /// Puts a worker back at the head (no connection was available for it after all).
     pub fn untake(&mut self, w: WorkerId) {
         self.free.push_front(w);
@@ -116,6 +123,13 @@ mod tests {
         assert_eq!(h.take_free(), Some(3));
         assert_eq!(h.take_free(), Some(1));
         assert_eq!(h.take_free(), None);
+        h.set_free(2);
+        h.set_free(1);
+        h.set_free(3);
+        let load = |w: WorkerId| if w == 2 { 3 } else { 1 };
+        assert_eq!(h.take_least_loaded(load), Some(1));
+        assert_eq!(h.take_least_loaded(load), Some(3));
+        assert_eq!(h.take_least_loaded(load), Some(2));
         h.set_free(2);
         assert!(!h.remove(2));
         assert_eq!(h.take_free(), None);

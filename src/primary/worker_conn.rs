@@ -35,8 +35,12 @@ pub struct WorkerConn {
     pub exit: Option<ExitStatus>,
     /// Node's `exitedAfterDisconnect`: unknown until the worker says it or we disconnect it.
     pub exited_after_disconnect: Option<bool>,
-    pub in_flight: Option<InFlight>,
+    /// Connections handed to the worker and not yet answered, oldest first.
+    pub in_flight: Vec<InFlight>,
+    /// How many may be in flight: 1 (Node's rule) unless a libcluster worker announced more.
+    pub max_in_flight: usize,
 }
+
 
 impl WorkerConn {
     pub fn connected(&self) -> bool {

@@ -17,7 +17,7 @@ pub mod server;
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -27,6 +27,11 @@ use crate::ipc::writer::Writer;
 use crate::sys::{fd, process, socket};
 
 pub use server::Server;
+
+/// Connections a libcluster primary may hand this worker before it has accepted the first
+/// (announced in `queryServer` as `libclusterInflight`; a Node primary ignores the field
+/// and sends one at a time).
+pub const INFLIGHT: i64 = 4;
 
 /// The reply to one of our requests, as the reader thread stores it.
 #[derive(Debug)]
@@ -52,7 +57,7 @@ pub(crate) struct Shared {
     /// A `NODE_HANDLE_ACK` for a queued `newconn` not yet written: it goes out with the
     /// `accepted` reply when the program accepts, or alone after `ACK_DELAY_MS` (the reader
     /// sees to that), so a Node primary is never kept waiting. Changed under `writer`.
-    pub ack_owed: AtomicBool,
+    pub ack_owed: AtomicUsize,
     pub events: Arc<EventQueue>,
 }
 
@@ -79,8 +84,9 @@ impl Shared {
         let mut line = Vec::with_capacity(128);
         let mut w = self.writer.lock();
         f(&mut line, self.next_seq());
-        if self.ack_owed.swap(false, Ordering::AcqRel) {
-            return w.send_control_then(crate::ipc::wire::HANDLE_ACK, &line);
+        let owed = self.ack_owed.swap(0, Ordering::AcqRel);
+        if owed > 0 {
+            return w.send_control_then(crate::ipc::wire::HANDLE_ACK, owed, &line);
         }
         w.send(&line, None)
     }
@@ -88,7 +94,7 @@ impl Shared {
     /// Writes an owed `NODE_HANDLE_ACK` now (before any other reply, or when it has waited
     /// long enough).
     pub fn pay_ack(&self, w: &mut crate::ipc::writer::Writer) -> Result<()> {
-        if self.ack_owed.swap(false, Ordering::AcqRel) {
+        for _ in 0..self.ack_owed.swap(0, Ordering::AcqRel) {
             w.send_control(crate::ipc::wire::HANDLE_ACK)?;
         }
         Ok(())
@@ -131,7 +137,7 @@ impl Worker {
             servers: Mutex::new(Vec::new()),
             connected: AtomicBool::new(true),
             disconnecting: AtomicBool::new(false),
-            ack_owed: AtomicBool::new(false),
+            ack_owed: AtomicUsize::new(0),
             events,
         });
         reader::start(shared.clone(), sock.clone())?;

@@ -37,7 +37,7 @@ fn read_loop(shared: &Shared, sock: &OwnedFd) -> Result<()> {
     let mut decoder = Decoder::with_global_cap();
     let mut text = Vec::with_capacity(512);
     loop {
-        if shared.ack_owed.load(Ordering::Acquire) {
+        if shared.ack_owed.load(Ordering::Acquire) > 0 {
             let ready = crate::sys::fd::poll_readable(sock.as_fd(), ACK_DELAY_MS).unwrap_or(true);
             if !ready {
                 let mut w = shared.writer.lock();
@@ -123,17 +123,17 @@ fn handle_line(shared: &Shared, line: &[u8], fd: Option<OwnedFd>) -> Result<()> 
                 if n.act() == "newconn" && n.ack.is_none() {
                     if let (Some(seq), Some(server)) = (n.seq, n.key.as_deref().and_then(|k| shared.server(k))) {
                         let mut w = shared.writer.lock();
-                        shared.pay_ack(&mut w)?;
                         return match server.push(seq, fd) {
                             Ok(()) => {
-                                shared.ack_owed.store(true, Ordering::Release);
+                                shared.ack_owed.fetch_add(1, Ordering::AcqRel);
                                 Ok(())
                             }
                             Err(fd) => {
                                 drop(fd);
                                 let mut line = Vec::with_capacity(64);
                                 wire::accepted(&mut line, seq, false, shared.next_seq());
-                                w.send_control_then(wire::HANDLE_ACK, &line)
+                                let owed = shared.ack_owed.swap(0, Ordering::AcqRel);
+                                w.send_control_then(wire::HANDLE_ACK, owed + 1, &line)
                             }
                         };
                     }

@@ -164,6 +164,7 @@ impl Server {
             fd: fd_field,
             flags,
             backlog: if opts.udp { None } else { Some(opts.backlog.max(0) as i64) },
+            inflight: (!opts.udp).then_some(super::INFLIGHT),
         };
         let reply = match worker.request(|out, seq| wire::query(out, "queryServer", &q, q.port, seq)) {
             Ok(r) => r,
