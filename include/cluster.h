@@ -305,7 +305,9 @@ typedef struct cluster_server_options {
   /*
    Non-zero: a UDP socket (Node's `dgram` bind; always a shared handle). Then
    `cluster_server_fd` is the bound datagram socket itself and `cluster_accept` fails
-   with `-EOPNOTSUPP`.
+   with `-EOPNOTSUPP`. The socket is shared with the primary and the other workers, so
+   it is non-blocking whatever `nonblocking` says (O_NONBLOCK belongs to the shared
+   open file): poll it before reading.
    */
   int udp;
   /*
@@ -385,7 +387,8 @@ int cluster_event_fd(void);
  Takes the next pending event into `*out`, waiting up to `timeout_ms` (0: don't wait,
  -1: no limit). Registered callbacks are not called for it.
 
- Returns 1 with an event, 0 on timeout (then `out->kind` is `CLUSTER_EVENT_NONE`). `out`'s strings stay valid until the next
+ Returns 1 with an event, 0 on timeout (then `out->kind` is `CLUSTER_EVENT_NONE`). A
+ pending `cluster_disconnect` callback runs inside this call, which then goes on waiting. `out`'s strings stay valid until the next
  `cluster_poll_event`/`cluster_dispatch` on this thread. Errors: `-EINVAL` (NULL `out`).
  */
 int cluster_poll_event(struct cluster_event *out,
@@ -439,8 +442,9 @@ int cluster_disconnect_worker(int worker_id);
 
 /*
  Node's `cluster.disconnect([cb])` (primary): disconnects every connected worker. `cb`
- (may be NULL) runs once, from `cluster_dispatch`/`cluster_run`, when `cluster.workers`
- is empty — also when it already is — with a NULL event and `userdata`.
+ (may be NULL) runs once, from `cluster_dispatch`, `cluster_run` or `cluster_poll_event`
+ on the calling thread, when `cluster.workers` is empty — also when it already is — with
+ a NULL event and `userdata`.
 
  Returns how many workers were told to disconnect. Errors: `CLUSTER_E_WRONG_ROLE` in a
  worker.
@@ -461,7 +465,8 @@ int cluster_worker_disconnect(void);
 
 /*
  Node's `worker.state` of `worker_id` (a `cluster_worker_state` value), also after the
- worker is gone (DEAD). Errors: `-ESRCH` (never forked), `CLUSTER_E_WRONG_ROLE`.
+ worker is gone (DEAD). This is the state now, which may be ahead of the event being
+ dispatched (e.g. DEAD while a DISCONNECT callback runs for a killed worker). Errors: `-ESRCH` (never forked), `CLUSTER_E_WRONG_ROLE`.
  */
 int cluster_worker_get_state(int worker_id);
 

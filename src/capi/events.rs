@@ -163,7 +163,8 @@ pub extern "C" fn cluster_event_fd() -> c_int {
 /// Takes the next pending event into `*out`, waiting up to `timeout_ms` (0: don't wait,
 /// -1: no limit). Registered callbacks are not called for it.
 ///
-/// Returns 1 with an event, 0 on timeout (then `out->kind` is `CLUSTER_EVENT_NONE`). `out`'s strings stay valid until the next
+/// Returns 1 with an event, 0 on timeout (then `out->kind` is `CLUSTER_EVENT_NONE`). A
+/// pending `cluster_disconnect` callback runs inside this call, which then goes on waiting. `out`'s strings stay valid until the next
 /// `cluster_poll_event`/`cluster_dispatch` on this thread. Errors: `-EINVAL` (NULL `out`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cluster_poll_event(out: *mut cluster_event, timeout_ms: c_int) -> c_int {
@@ -179,6 +180,7 @@ pub unsafe extern "C" fn cluster_poll_event(out: *mut cluster_event, timeout_ms:
         loop {
             while let Some(ev) = ctx.events.pop() {
                 if let Event::Drained = ev {
+                    // Runs a pending cluster_disconnect callback; no event for the caller.
                     run_disconnect_callback();
                     continue;
                 }

@@ -64,8 +64,9 @@ pub extern "C" fn cluster_disconnect_worker(worker_id: c_int) -> c_int {
 }
 
 /// Node's `cluster.disconnect([cb])` (primary): disconnects every connected worker. `cb`
-/// (may be NULL) runs once, from `cluster_dispatch`/`cluster_run`, when `cluster.workers`
-/// is empty — also when it already is — with a NULL event and `userdata`.
+/// (may be NULL) runs once, from `cluster_dispatch`, `cluster_run` or `cluster_poll_event`
+/// on the calling thread, when `cluster.workers` is empty — also when it already is — with
+/// a NULL event and `userdata`.
 ///
 /// Returns how many workers were told to disconnect. Errors: `CLUSTER_E_WRONG_ROLE` in a
 /// worker.
@@ -103,7 +104,8 @@ fn info(worker_id: c_int) -> crate::error::Result<crate::primary::WorkerInfo> {
 }
 
 /// Node's `worker.state` of `worker_id` (a `cluster_worker_state` value), also after the
-/// worker is gone (DEAD). Errors: `-ESRCH` (never forked), `CLUSTER_E_WRONG_ROLE`.
+/// worker is gone (DEAD). This is the state now, which may be ahead of the event being
+/// dispatched (e.g. DEAD while a DISCONNECT callback runs for a killed worker). Errors: `-ESRCH` (never forked), `CLUSTER_E_WRONG_ROLE`.
 #[unsafe(no_mangle)]
 pub extern "C" fn cluster_worker_get_state(worker_id: c_int) -> c_int {
     ffi_guard!({

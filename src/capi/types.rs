@@ -98,7 +98,9 @@ pub struct cluster_server_options {
     pub nonblocking: c_int,
     /// Non-zero: a UDP socket (Node's `dgram` bind; always a shared handle). Then
     /// `cluster_server_fd` is the bound datagram socket itself and `cluster_accept` fails
-    /// with `-EOPNOTSUPP`.
+    /// with `-EOPNOTSUPP`. The socket is shared with the primary and the other workers, so
+    /// it is non-blocking whatever `nonblocking` says (O_NONBLOCK belongs to the shared
+    /// open file): poll it before reading.
     pub udp: c_int,
     /// UDP only: `SO_REUSEADDR` (Node's `reuseAddr`).
     pub reuse_addr: c_int,

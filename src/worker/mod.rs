@@ -140,8 +140,11 @@ impl Worker {
             ack_owed: AtomicUsize::new(0),
             events,
         });
+        // `online` goes out before the reader starts, so a disconnect already waiting in the
+        // channel cannot close it first. If the primary is gone already, the reader finds
+        // EOF and the worker leaves as Node's do.
+        let _ = shared.send_with(|out, seq| crate::ipc::wire::act(out, "online", seq));
         reader::start(shared.clone(), sock.clone())?;
-        shared.send_with(|out, seq| crate::ipc::wire::act(out, "online", seq))?;
         Ok(Worker { shared, sock, indexes: Mutex::new(HashMap::new()) })
     }
 

@@ -16,12 +16,9 @@
  * polling its channel fd (NODE_CHANNEL_FD, without reading) before its first libcluster
  * call.
  *
- * Known failure (library bug, reported with this test): when the disconnect is already
- * waiting at start-up, libcluster's channel reader thread may process it and close the
- * channel before the start-up has sent `online`; the start-up then fails for good and every
- * call in the worker, cluster_poll_event included, returns CLUSTER_E_CLOSED, so the worker
- * never sees its DISCONNECT (a Node worker gets 'disconnect' and exits 0). It is a race
- * between two threads: this test fails in roughly 5-30% of runs until it is fixed. */
+ * This once failed 5-30% of runs: the worker's channel reader could handle the waiting
+ * disconnect before start-up had sent `online`, and start-up then failed for good. Fixed by
+ * sending `online` before the reader starts; this test guards it. */
 #include "np.h"
 
 static int worker(void) {
