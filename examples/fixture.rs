@@ -29,9 +29,12 @@ use cluster::event::Event;
 use cluster::worker::Server;
 use cluster::worker::server::ServerOptions;
 
+/// One JSON line on stdout in a single write, so lines of the primary and its workers
+/// (which share the pipe) never interleave.
 fn say(v: serde_json::Value) {
+    let line = format!("{v}\n");
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{v}");
+    let _ = out.write_all(line.as_bytes());
     let _ = out.flush();
 }
 
