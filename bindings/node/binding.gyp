@@ -1,0 +1,15 @@
+{
+  "targets": [
+    {
+      "target_name": "cluster_addon",
+      "sources": ["src/addon.c"],
+      "include_dirs": ["<!(node scripts/paths.js includeDir)"],
+      "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "libraries": [
+        "-L<!(node scripts/paths.js libDir)",
+        "-l:<!(node scripts/paths.js libName)",
+        "-Wl,-rpath,<!(node scripts/paths.js libDir)"
+      ]
+    }
+  ]
+}

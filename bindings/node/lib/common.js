@@ -1,0 +1,89 @@
+// What both roles share: the cluster object and the event pump.
+'use strict';
+const EventEmitter = require('node:events');
+const native = require('./native');
+const { listen } = require('./listen');
+
+const KIND = { DRAINED: -1, FORK: 1, ONLINE: 2, LISTENING: 3, MESSAGE: 4, DISCONNECT: 5, EXIT: 6, ERROR: 7 };
+
+function createCluster(isWorker) {
+  const cluster = new EventEmitter();
+  cluster.isWorker = isWorker;
+  cluster.isPrimary = !isWorker;
+  cluster.isMaster = !isWorker;
+  cluster.SCHED_NONE = 1;
+  cluster.SCHED_RR = 2;
+  cluster.listen = listen;
+  return cluster;
+}
+
+// Starts the uv_poll on cluster_event_fd(); `handle(event)` runs for each event on the JS
+// thread. If a listener throws, the rest of the batch still runs (on the next tick) and
+// the exception goes on as an uncaught one, as with any Node callback.
+function startEvents(handle, after) {
+  function run(batch) {
+    for (let i = 0; i < batch.length; i++) {
+      try {
+        handle(batch[i]);
+      } catch (err) {
+        const rest = batch.slice(i + 1);
+        if (rest.length) process.nextTick(run, rest);
+        else if (after) process.nextTick(after);
+        throw err;
+      }
+    }
+    if (after) after();
+  }
+  const r = native.eventsStart(run);
+  if (r < 0) {
+    const { clusterError } = require('./errors');
+    throw clusterError(r, 'cluster_event_fd', native.lastError());
+  }
+}
+
+// Node's `send(message[, sendHandle[, options]][, callback])` argument shuffle.
+function sendArgs(message, sendHandle, options, callback) {
+  if (typeof sendHandle === 'function') {
+    callback = sendHandle;
+    sendHandle = undefined;
+    options = undefined;
+  } else if (typeof options === 'function') {
+    callback = options;
+    options = undefined;
+  }
+  return { message, sendHandle, options, callback };
+}
+
+module.exports = { KIND, createCluster, startEvents, sendArgs };
+
+// worker.send() / process.send(): JSON text (and a socket) to worker `id` (0: the primary).
+function sendTo(id, ...args) {
+  const E = require('./errors');
+  const { handleFd } = require('./handles');
+  const { message, sendHandle, options, callback } = sendArgs(...args);
+  if (message === undefined) {
+    const err = new TypeError('The "message" argument must be specified');
+    err.code = 'ERR_MISSING_ARGS';
+    throw err;
+  }
+  if (options !== undefined && options !== null) E.validateObject(options, 'options');
+  if (callback !== undefined) E.validateFunction(callback, 'callback');
+  const json = JSON.stringify(message);
+  if (json === undefined) throw E.typeError('message', 'serializable as JSON', message);
+  const fd = sendHandle === undefined || sendHandle === null ? -1 : handleFd(sendHandle);
+  const rc = native.send(id, json, fd);
+  if (rc < 0) {
+    const err = E.clusterError(rc, 'send', native.lastError());
+    if (callback) {
+      process.nextTick(callback, err);
+      return false;
+    }
+    throw err;
+  }
+  // Node closes a sent socket in the sender unless told to keep it open.
+  if (fd >= 0 && sendHandle instanceof require('node:net').Socket && !(options && options.keepOpen)) sendHandle.destroy();
+  if (callback) process.nextTick(callback, null);
+  return true;
+}
+
+module.exports.sendTo = sendTo;

@@ -1,0 +1,46 @@
+// require('libcluster'): node:cluster's API, implemented over libcluster.
+//
+//   const cluster = require('libcluster');
+//   if (cluster.isPrimary) { cluster.fork(); cluster.on('exit', ...); }
+//   else cluster.listen(http.createServer(handler), { port: 8000, host: '127.0.0.1' });
+//
+// The primary and the workers speak Node v20's IPC protocol through libcluster, so either
+// side may be Node, C, Rust or Python. One exception to running "unchanged": a worker's
+// server is started with cluster.listen(server, options) instead of server.listen(options).
+//
+// If Node itself took this worker's channel (a primary ran `node script.js` directly instead
+// of through bin/libcluster-node), this module is node:cluster plus `listen`, which then
+// calls server.listen(): Node's own cluster worker code serves the same protocol.
+'use strict';
+const path = require('node:path');
+const { isMainThread } = require('node:worker_threads');
+
+const launcher = path.join(__dirname, '..', 'bin', 'libcluster-node');
+
+function nodeOwnsChannel() {
+  if (process.env.LIBCLUSTER_NODE_UNIQUE_ID !== undefined) return false;
+  return require('node:cluster').isWorker;
+}
+
+if (!isMainThread) {
+  const err = new Error('libcluster can only be used from the main thread (cluster is per process)');
+  err.code = 'ERR_LIBCLUSTER_MAIN_THREAD';
+  throw err;
+}
+
+if (nodeOwnsChannel()) {
+  const nodeCluster = require('node:cluster');
+  const listen = (server, options, callback) => server.listen(options, callback);
+  module.exports = new Proxy(nodeCluster, {
+    get(target, key, receiver) {
+      if (key === 'listen') return listen;
+      if (key === 'workerLauncher') return launcher;
+      return Reflect.get(target, key, receiver);
+    },
+  });
+} else {
+  const native = require('./native');
+  const cluster = native.isWorker() ? require('./worker') : require('./primary');
+  cluster.workerLauncher = launcher;
+  module.exports = cluster;
+}

@@ -1,0 +1,171 @@
+// cluster.listen(server, options[, callback]): a net.Server (http.Server, https.Server, ...)
+// fed with the connections libcluster hands this process. The server gets a stand-in
+// `_handle`, so `listening`, `address()`, `close()`, `ref()`/`unref()` and
+// `getConnections()` behave as after server.listen(); each connection is a net.Socket
+// emitted as 'connection', the way net.Server's own accept path does it.
+'use strict';
+const net = require('node:net');
+const dns = require('node:dns');
+const native = require('./native');
+const E = require('./errors');
+
+const EBADF = -9;
+
+// Servers fed by libcluster in this process (cluster.worker.disconnect() closes them).
+const servers = new Set();
+
+class ClusterHandle {
+  constructor(server, nativeHandle, address, port, family) {
+    this.server = server;
+    this.native = nativeHandle;
+    this.address = address;
+    this.port = port;
+    this.family = family;
+    this.closed = false;
+  }
+
+  getsockname(out) {
+    out.address = this.address;
+    out.family = this.family;
+    out.port = this.port;
+    return 0;
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    servers.delete(this.server);
+    native.serverClose(this.native);
+  }
+
+  ref() {
+    if (!this.closed) native.serverRef(this.native, true);
+  }
+
+  unref() {
+    if (!this.closed) native.serverRef(this.native, false);
+  }
+}
+
+// A Unix socket server: Node reports its path, not a sockname.
+class PipeClusterHandle extends ClusterHandle {}
+PipeClusterHandle.prototype.getsockname = undefined;
+
+function onConnections(server, handle, fds, code) {
+  for (const fd of fds) {
+    if (handle.closed || (typeof server.maxConnections === 'number' && server._connections >= server.maxConnections)) {
+      native.closeFd(fd);
+      if (!handle.closed) server.emit('drop', { localAddress: handle.address, localPort: handle.port });
+      continue;
+    }
+    let socket;
+    try {
+      socket = new net.Socket({
+        fd,
+        readable: true,
+        writable: true,
+        allowHalfOpen: server.allowHalfOpen,
+        pauseOnCreate: server.pauseOnConnect,
+        readableHighWaterMark: server.highWaterMark,
+        writableHighWaterMark: server.highWaterMark,
+      });
+    } catch (err) {
+      native.closeFd(fd);
+      server.emit('error', err);
+      continue;
+    }
+    if (server.noDelay) socket.setNoDelay(true);
+    if (server.keepAlive) socket.setKeepAlive(true, (server.keepAliveInitialDelay || 0) * 1000);
+    server._connections++;
+    socket.server = server;
+    socket._server = server;
+    server.emit('connection', socket);
+  }
+  if (code === EBADF) {
+    // A disconnect closed the server: stop, and let open connections finish (Node's
+    // worker does server.close() too).
+    server.close();
+  } else if (code < 0) {
+    server.emit('error', E.clusterError(code, 'accept'));
+  }
+}
+
+function start(server, address, port, opts, pipePath) {
+  native.getServer(address, port, opts.backlog, opts.ipv6Only, opts.exclusive, (rc, message, h) => {
+    if (rc < 0) {
+      const err = E.clusterError(rc, 'listen', message);
+      if (pipePath) err.address = pipePath;
+      else {
+        err.address = address || '::';
+        err.port = port;
+      }
+      server.emit('error', err);
+      return;
+    }
+    if (server._handle) {
+      // Listened some other way meanwhile: give this one back.
+      native.serverClose(h);
+      return;
+    }
+    const realPort = native.serverPort(h);
+    const handle = pipePath
+      ? new PipeClusterHandle(server, h, pipePath, -1, null)
+      : new ClusterHandle(server, h, address || '::', realPort, address && net.isIPv4(address) ? 'IPv4' : 'IPv6');
+    server._handle = handle;
+    if (pipePath) server._pipeName = pipePath;
+    servers.add(server);
+    const r = native.serverStart(h, (fds, code) => onConnections(server, handle, fds, code));
+    if (r < 0) {
+      handle.close();
+      server._handle = null;
+      server.emit('error', E.clusterError(r, 'listen', native.lastError()));
+      return;
+    }
+    if (server._unref) handle.unref();
+    process.nextTick(() => server.emit('listening'));
+  });
+}
+
+function listen(server, options, callback) {
+  if (!(server instanceof net.Server)) throw E.typeError('server', 'an instance of net.Server', server);
+  if (typeof options === 'function') {
+    callback = options;
+    options = undefined;
+  }
+  if (typeof options === 'number' || typeof options === 'string') options = { port: options };
+  if (options === undefined || options === null) options = {};
+  E.validateObject(options, 'options');
+  if (callback !== undefined) E.validateFunction(callback, 'callback');
+  const { host, path: pipePath, backlog = 0, ipv6Only = false, exclusive = false } = options;
+  const port = options.port === undefined || options.port === null ? 0 : E.validatePort(options.port);
+  if (host !== undefined && host !== null) E.validateString(host, 'options.host');
+  if (pipePath !== undefined && pipePath !== null) {
+    E.validateString(pipePath, 'options.path');
+    if (!pipePath.includes('/')) {
+      throw E.rangeError('ERR_INVALID_ARG_VALUE', `The argument 'options.path' must contain a '/' (a Unix socket path). Received '${pipePath}'`);
+    }
+  }
+  E.validateInt(backlog, 'options.backlog', 0, 0x7fffffff);
+  E.validateBoolean(ipv6Only, 'options.ipv6Only');
+  E.validateBoolean(exclusive, 'options.exclusive');
+  if (server.listening) {
+    const err = new Error('Listen method has been called more than once without closing.');
+    err.code = 'ERR_SERVER_ALREADY_LISTEN';
+    throw err;
+  }
+  if (callback) server.once('listening', callback);
+  const opts = { backlog, ipv6Only, exclusive };
+  if (pipePath) {
+    start(server, pipePath, -1, opts, pipePath);
+  } else if (host && !net.isIP(host)) {
+    dns.lookup(host, (err, address) => {
+      if (err) server.emit('error', err);
+      else start(server, address, port, opts, null);
+    });
+  } else {
+    start(server, host || null, port, opts, null);
+  }
+  return server;
+}
+
+module.exports = { listen, servers };

@@ -1,0 +1,417 @@
+// The primary: cluster.fork(), setupPrimary(), workers, disconnect() and the lifecycle
+// events, from libcluster's event queue.
+'use strict';
+const EventEmitter = require('node:events');
+const fs = require('node:fs');
+const net = require('node:net');
+const path = require('node:path');
+const native = require('./native');
+const E = require('./errors');
+const { KIND, createCluster, startEvents, sendTo } = require('./common');
+const { wrapFd } = require('./handles');
+
+const STDIO = { inherit: -1, pipe: -2, overlapped: -2, ignore: -3 };
+const STATE_NAMES = ['none', 'online', 'listening', 'disconnected', 'dead'];
+const launcher = path.join(__dirname, '..', 'bin', 'libcluster-node');
+
+const cluster = createCluster(false);
+cluster.workers = {};
+cluster.settings = {};
+cluster.schedulingPolicy = process.env.NODE_CLUSTER_SCHED_POLICY === 'none' ? cluster.SCHED_NONE : cluster.SCHED_RR;
+
+// Every worker not yet both exited and disconnected, by id (also after it left
+// cluster.workers): events about it still need its object.
+const all = new Map();
+// Workers whose 'exit' has not been emitted: they keep the process alive.
+const running = new Set();
+// cluster.disconnect() callbacks waiting for cluster.workers to empty.
+let pendingDisconnect = [];
+let initialized = false;
+
+function updateRef() {
+  native.eventsRef(running.size > 0 || pendingDisconnect.length > 0);
+}
+
+// cluster.workers follows libcluster's table (a worker leaves it once disconnected and
+// dead, or at once on worker.disconnect()).
+function syncWorkers() {
+  const ids = native.workers();
+  if (!Array.isArray(ids)) return;
+  const listed = new Set(ids);
+  for (const id of Object.keys(cluster.workers)) {
+    if (!listed.has(Number(id))) delete cluster.workers[id];
+  }
+}
+
+class WorkerProcess extends EventEmitter {
+  constructor(worker, pid) {
+    super();
+    this.pid = pid;
+    this.exitCode = null;
+    this.signalCode = null;
+    this.stdin = null;
+    this.stdout = null;
+    this.stderr = null;
+    Object.defineProperty(this, 'worker', { value: worker });
+  }
+
+  get connected() {
+    return this.worker.isConnected();
+  }
+
+  kill(signal = 'SIGTERM') {
+    this.worker.kill(signal);
+    return true;
+  }
+
+  send(...args) {
+    return this.worker.send(...args);
+  }
+
+  disconnect() {
+    this.worker.disconnect();
+  }
+}
+
+class Worker extends EventEmitter {
+  constructor(id, pid) {
+    super();
+    this.id = id;
+    this.process = new WorkerProcess(this, pid);
+    this.state = 'none';
+    this._exitedAfterDisconnect = undefined;
+  }
+
+  // Node's worker.exitedAfterDisconnect: true once a disconnect was asked for (either
+  // side), false after an exit that was not asked for, undefined before.
+  get exitedAfterDisconnect() {
+    const r = native.workerExitedAfterDisconnect(this.id);
+    if (r === 1) return true;
+    return this._exitedAfterDisconnect;
+  }
+
+  set exitedAfterDisconnect(v) {
+    this._exitedAfterDisconnect = v;
+  }
+
+  send(...args) {
+    return sendTo(this.id, ...args);
+  }
+
+  // v20: the signal at once, without disconnecting first.
+  kill(signal = 'SIGTERM') {
+    const signo = E.signalNumber(signal);
+    const rc = native.kill(this.id, signo);
+    if (rc < 0 && rc !== -3 /* ESRCH: already dead */) throw E.clusterError(rc, 'kill', native.lastError());
+  }
+
+  destroy(signal) {
+    this.kill(signal);
+  }
+
+  disconnect() {
+    const rc = native.disconnectWorker(this.id);
+    if (rc < 0 && rc !== E.CLUSTER_E.CLUSTER_E_CLOSED && rc !== -3) throw E.clusterError(rc, 'disconnect', native.lastError());
+    if (rc === 0) this._exitedAfterDisconnect = true;
+    syncWorkers();
+    return this;
+  }
+
+  isDead() {
+    const r = native.workerIsDead(this.id);
+    return r >= 0 ? r === 1 : this.state === 'dead';
+  }
+
+  isConnected() {
+    const r = native.workerIsConnected(this.id);
+    return r >= 0 ? r === 1 : false;
+  }
+}
+
+function isNodeScript(file) {
+  if (/\.[cm]?js$/.test(file)) return true;
+  let head;
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      head = Buffer.alloc(256);
+      head = head.subarray(0, fs.readSync(fd, head, 0, 256, 0));
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return false; // not readable here: let libcluster run it (or report why not)
+  }
+  if (head.subarray(0, 4).equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46]))) return false; // ELF
+  if (head.subarray(0, 2).toString() === '#!') return /node/.test(head.toString().split('\n')[0]);
+  return true;
+}
+
+function stdioEntry(v, i) {
+  if (v === undefined || v === null) return STDIO.pipe;
+  if (typeof v === 'string' && Object.hasOwn(STDIO, v)) return STDIO[v];
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return v;
+  if (v && typeof v === 'object' && typeof v.fd === 'number' && v.fd >= 0) return v.fd;
+  throw E.typeError(`settings.stdio[${i}]`, "'pipe', 'inherit', 'ignore', an fd or a stream with an fd", v);
+}
+
+function envList(env, name) {
+  if (Array.isArray(env)) {
+    E.validateStringArray(env, name);
+    return env.slice();
+  }
+  E.validateObject(env, name);
+  const out = [];
+  for (const [k, v] of Object.entries(env)) {
+    if (v === undefined) continue;
+    if (k === '' || k.includes('=') || k.includes('\0')) {
+      const err = new TypeError(`${name}: invalid environment variable name ${JSON.stringify(k)}`);
+      err.code = 'ERR_INVALID_ARG_VALUE';
+      throw err;
+    }
+    out.push(`${k}=${v}`);
+  }
+  return out;
+}
+
+function validateSettings(s) {
+  E.validateObject(s, 'settings');
+  if (s.exec !== undefined) E.validateString(s.exec, 'settings.exec');
+  if (s.exec === '') throw E.rangeError('ERR_INVALID_ARG_VALUE', 'settings.exec must not be empty');
+  if (s.args !== undefined) E.validateStringArray(s.args, 'settings.args');
+  if (s.execArgv !== undefined) E.validateStringArray(s.execArgv, 'settings.execArgv');
+  if (s.cwd !== undefined) E.validateString(s.cwd, 'settings.cwd');
+  if (s.env !== undefined) envList(s.env, 'settings.env');
+  if (s.silent !== undefined) E.validateBoolean(s.silent, 'settings.silent');
+  if (s.stdio !== undefined && typeof s.stdio !== 'string' && !Array.isArray(s.stdio)) {
+    throw E.typeError('settings.stdio', 'an Array or a string', s.stdio);
+  }
+  if (typeof s.stdio === 'string' && !Object.hasOwn(STDIO, s.stdio)) {
+    throw E.rangeError('ERR_INVALID_ARG_VALUE', `settings.stdio must be 'pipe', 'inherit' or 'ignore'. Received '${s.stdio}'`);
+  }
+  if (Array.isArray(s.stdio)) s.stdio.slice(0, 3).forEach(stdioEntry);
+  if (s.uid !== undefined) E.validateInt(s.uid, 'settings.uid', 0, 0x7fffffff);
+  if (s.gid !== undefined) E.validateInt(s.gid, 'settings.gid', 0, 0x7fffffff);
+  if (s.serialization !== undefined) {
+    E.validateString(s.serialization, 'settings.serialization');
+    if (s.serialization !== 'json' && s.serialization !== 'advanced') {
+      throw E.rangeError('ERR_INVALID_ARG_VALUE', `settings.serialization must be 'json' or 'advanced'. Received '${s.serialization}'`);
+    }
+  }
+  if (s.schedulingPolicy !== undefined && s.schedulingPolicy !== cluster.SCHED_NONE && s.schedulingPolicy !== cluster.SCHED_RR) {
+    throw E.rangeError('ERR_INVALID_ARG_VALUE', `settings.schedulingPolicy must be cluster.SCHED_NONE or cluster.SCHED_RR. Received ${s.schedulingPolicy}`);
+  }
+  if (s.nodeIpc !== undefined) E.validateBoolean(s.nodeIpc, 'settings.nodeIpc');
+}
+
+// Hands the settings to libcluster. A Node script runs as
+//   bin/libcluster-node <node> [...execArgv] <exec> [...args]
+// (so require('libcluster') gets the channel); anything else (an ELF executable, a
+// non-node #! script, a name on PATH) runs as <exec> [...args]. `nodeIpc: true` runs
+// <node> [...execArgv] <exec> [...args] directly, for unmodified node:cluster workers.
+function applySettings(s) {
+  const out = {};
+  const exec = s.exec;
+  if (exec === undefined) throw new Error('cluster.setupPrimary: no `exec` (this process has no script in process.argv[1])');
+  const resolved = exec.includes('/') || /\.[cm]?js$/.test(exec) ? path.resolve(exec) : exec;
+  const args = s.args || [];
+  if (s.nodeIpc) {
+    out.exec = process.execPath;
+    out.args = [...(s.execArgv || []), resolved, ...args];
+  } else if (isNodeScript(resolved)) {
+    out.exec = launcher;
+    out.args = [process.execPath, ...(s.execArgv || []), resolved, ...args];
+  } else {
+    out.exec = resolved;
+    out.args = args.slice();
+  }
+  out.cwd = s.cwd;
+  out.env = s.env === undefined ? [] : envList(s.env, 'settings.env');
+  out.silent = s.silent ? 1 : 0;
+  // Always explicit: 'inherit' is passed as our own fd i, not CLUSTER_STDIO_INHERIT,
+  // because Node marks fds 0-2 close-on-exec and libcluster's INHERIT leaves them so
+  // (the worker would start with stdio closed); an fd entry is dup2'ed, which clears it.
+  let list;
+  if (s.stdio !== undefined) list = typeof s.stdio === 'string' ? [s.stdio, s.stdio, s.stdio] : s.stdio;
+  else list = s.silent ? ['pipe', 'pipe', 'pipe'] : ['inherit', 'inherit', 'inherit'];
+  out.stdio = [0, 1, 2].map((i) => {
+    const v = stdioEntry(list[i], i);
+    return v === STDIO.inherit ? i : v;
+  });
+  out.uid = s.uid;
+  out.gid = s.gid;
+  out.serialization = s.serialization;
+  out.sched = s.schedulingPolicy || cluster.schedulingPolicy;
+  const rc = native.setupPrimary(out);
+  if (rc < 0) throw E.clusterError(rc, 'setupPrimary', native.lastError());
+  return out;
+}
+
+cluster.setupPrimary = function setupPrimary(settings) {
+  if (settings === undefined) settings = {};
+  validateSettings(settings);
+  const merged = {
+    args: process.argv.slice(2),
+    exec: process.argv[1],
+    execArgv: process.execArgv,
+    silent: false,
+    ...cluster.settings,
+    ...settings,
+  };
+  applySettings(merged);
+  cluster.settings = merged;
+  initialized = true;
+  process.nextTick(() => cluster.emit('setup', merged));
+};
+cluster.setupMaster = cluster.setupPrimary;
+
+function pipesOf(worker) {
+  const names = ['stdin', 'stdout', 'stderr'];
+  for (let n = 0; n < 3; n++) {
+    const fd = native.workerStdio(worker.id, n);
+    if (fd < 0) continue;
+    try {
+      const stream = new net.Socket({ fd, readable: n > 0, writable: n === 0 });
+      worker.process[names[n]] = stream;
+    } catch {
+      native.closeFd(fd);
+    }
+  }
+}
+
+cluster.fork = function fork(env) {
+  let list = null;
+  if (env !== undefined && env !== null) {
+    E.validateObject(env, 'env');
+    list = envList(env, 'env');
+  }
+  if (!initialized) cluster.setupPrimary();
+  const id = native.fork(list);
+  if (id < 0) throw E.clusterError(id, 'fork', native.lastError());
+  const pid = native.workerPid(id);
+  const worker = new Worker(id, pid > 0 ? pid : undefined);
+  all.set(id, worker);
+  running.add(worker);
+  cluster.workers[id] = worker;
+  pipesOf(worker);
+  updateRef();
+  return worker;
+};
+
+cluster.disconnect = function disconnect(callback) {
+  if (callback !== undefined) E.validateFunction(callback, 'callback');
+  const n = native.disconnectAll();
+  if (n < 0) throw E.clusterError(n, 'disconnect', native.lastError());
+  pendingDisconnect.push(callback || null);
+  syncWorkers();
+  updateRef();
+};
+
+cluster.Worker = Worker;
+
+function addressType(t) {
+  if (t === 104) return 'udp4';
+  if (t === 106) return 'udp6';
+  return t;
+}
+
+function workerFor(ev) {
+  let w = all.get(ev.id);
+  if (!w && ev.id > 0) {
+    // Forked by some other code in this process: adopt it.
+    w = new Worker(ev.id, ev.pid);
+    all.set(ev.id, w);
+    running.add(w);
+    cluster.workers[ev.id] = w;
+  }
+  return w;
+}
+
+function forget(w) {
+  if (w.state === 'dead' && w._disconnected) all.delete(w.id);
+}
+
+function onEvent(ev) {
+  if (ev.kind === KIND.DRAINED) {
+    const cbs = pendingDisconnect;
+    pendingDisconnect = [];
+    for (const cb of cbs) if (cb) cb();
+    return;
+  }
+  syncWorkers();
+  const w = workerFor(ev);
+  if (!w && ev.kind !== KIND.ERROR) return;
+  switch (ev.kind) {
+    case KIND.FORK:
+      cluster.emit('fork', w);
+      break;
+    case KIND.ONLINE:
+      w.state = 'online';
+      w.emit('online');
+      cluster.emit('online', w);
+      break;
+    case KIND.LISTENING: {
+      w.state = 'listening';
+      const address = { addressType: addressType(ev.addressType), address: ev.address, port: ev.port, fd: ev.fd >= 0 ? ev.fd : undefined };
+      w.emit('listening', address);
+      cluster.emit('listening', w, address);
+      break;
+    }
+    case KIND.MESSAGE: {
+      let message;
+      try {
+        message = JSON.parse(ev.data);
+      } catch {
+        message = ev.data;
+      }
+      const handle = wrapFd(ev.fd);
+      cluster.emit('message', w, message, handle);
+      w.process.emit('message', message, handle);
+      w.emit('message', message, handle);
+      break;
+    }
+    case KIND.DISCONNECT:
+      w._disconnected = true;
+      w._exitedAfterDisconnect = ev.exitedAfterDisconnect;
+      if (w.state !== 'dead') w.state = 'disconnected';
+      forget(w);
+      w.process.emit('disconnect');
+      w.emit('disconnect');
+      cluster.emit('disconnect', w);
+      break;
+    case KIND.EXIT: {
+      w._exitedAfterDisconnect = ev.exitedAfterDisconnect;
+      w.state = 'dead';
+      running.delete(w);
+      forget(w);
+      const code = ev.signal ? null : ev.exitCode;
+      const signal = E.signalName(ev.signal);
+      w.process.exitCode = code;
+      w.process.signalCode = signal;
+      w.process.emit('exit', code, signal);
+      w.emit('exit', code, signal);
+      cluster.emit('exit', w, code, signal);
+      break;
+    }
+    case KIND.ERROR: {
+      const err = E.clusterError(ev.error, 'cluster', ev.data);
+      if (w) err.workerId = w.id;
+      if (w && w.listenerCount('error') > 0) w.emit('error', err);
+      else if (cluster.listenerCount('error') > 0) cluster.emit('error', err);
+      else process.emitWarning(err.message, { code: err.code, type: 'LibclusterWarning' });
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+startEvents(onEvent, updateRef);
+
+// Exposed for tests and tools: the state libcluster reports (Node's names).
+Worker.prototype.nativeState = function nativeState() {
+  const r = native.workerState(this.id);
+  return r >= 0 ? STATE_NAMES[r] : undefined;
+};
+
+module.exports = cluster;

@@ -1,0 +1,985 @@
+/* libcluster for Node.js: the native half of require('libcluster').
+ *
+ * A thin layer over include/cluster.h; lib/ builds node:cluster's API on top of it.
+ *
+ * Threads: every function here runs on the JS thread, except the `execute` halves of the
+ * two async works (cluster_get_server and cluster_worker_disconnect block until the
+ * primary answers, so they run on libuv's thread pool and touch no JS value). Events reach
+ * JS through uv_poll handles on the main loop: one on cluster_event_fd(), one per server
+ * fd; their callbacks call cluster_poll_event/cluster_accept and then JS, on the JS thread.
+ * No JS is ever called from another thread.
+ *
+ * Lifetimes: a server is a JS object wrapping a server_t (napi_wrap, with a finalizer).
+ * close() stops and closes its uv_poll and frees the cluster_server at once; the server_t
+ * itself is freed once both the finalizer and the uv close callback have run. While a
+ * server is polled its JS callback is held by a strong reference; close() drops it.
+ * Return values follow cluster.h: >= 0 on success, a negative code on failure (then JS
+ * calls lastError() at once, on the same thread). */
+#define _GNU_SOURCE
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <uv.h>
+
+#include <cluster.h>
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------- helpers */
+
+#define NAPI_CALL(env, call)                                                        \
+    do {                                                                            \
+        if ((call) != napi_ok) {                                                    \
+            fail_napi((env), #call);                                                \
+            return NULL;                                                            \
+        }                                                                           \
+    } while (0)
+
+static void fail_napi(napi_env env, const char *what) {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (pending)
+        return;
+    const napi_extended_error_info *info = NULL;
+    napi_get_last_error_info(env, &info);
+    char msg[256];
+    snprintf(msg, sizeof msg, "libcluster addon: %s failed: %s", what,
+             info && info->error_message ? info->error_message : "unknown N-API error");
+    napi_throw_error(env, NULL, msg);
+}
+
+static napi_value js_int(napi_env env, int64_t v) {
+    napi_value out;
+    if (napi_create_int64(env, v, &out) != napi_ok)
+        return NULL;
+    return out;
+}
+
+static napi_value js_bool(napi_env env, bool v) {
+    napi_value out;
+    if (napi_get_boolean(env, v, &out) != napi_ok)
+        return NULL;
+    return out;
+}
+
+static napi_value js_str_or_null(napi_env env, const char *s) {
+    napi_value out;
+    if (s) {
+        if (napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &out) != napi_ok)
+            return NULL;
+    } else if (napi_get_null(env, &out) != napi_ok) {
+        return NULL;
+    }
+    return out;
+}
+
+static void set_prop(napi_env env, napi_value obj, const char *name, napi_value v) {
+    if (v)
+        napi_set_named_property(env, obj, name, v);
+}
+
+/* Reads argument `i` as an int32; the JS layer has already validated it. */
+static bool arg_int(napi_env env, napi_value v, int32_t *out) {
+    if (napi_get_value_int32(env, v, out) != napi_ok) {
+        napi_throw_type_error(env, NULL, "libcluster addon: expected a number");
+        return false;
+    }
+    return true;
+}
+
+/* A malloc'd UTF-8 copy of a JS string, or NULL (with a TypeError thrown). */
+static char *dup_string(napi_env env, napi_value v) {
+    size_t len = 0;
+    if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) {
+        napi_throw_type_error(env, NULL, "libcluster addon: expected a string");
+        return NULL;
+    }
+    char *s = malloc(len + 1);
+    if (!s) {
+        napi_throw_error(env, NULL, "libcluster addon: out of memory");
+        return NULL;
+    }
+    napi_get_value_string_utf8(env, v, s, len + 1, &len);
+    return s;
+}
+
+static bool is_nullish(napi_env env, napi_value v) {
+    napi_valuetype t;
+    if (!v || napi_typeof(env, v, &t) != napi_ok)
+        return true;
+    return t == napi_undefined || t == napi_null;
+}
+
+static void free_strv(char **v) {
+    if (!v)
+        return;
+    for (char **p = v; *p; p++)
+        free(*p);
+    free(v);
+}
+
+/* A NULL-terminated malloc'd copy of a JS array of strings. Sets *ok = false on error. */
+static char **dup_strv(napi_env env, napi_value arr, bool *ok) {
+    *ok = true;
+    if (is_nullish(env, arr))
+        return NULL;
+    uint32_t n = 0;
+    if (napi_get_array_length(env, arr, &n) != napi_ok) {
+        napi_throw_type_error(env, NULL, "libcluster addon: expected an array of strings");
+        *ok = false;
+        return NULL;
+    }
+    char **v = calloc((size_t)n + 1, sizeof *v);
+    if (!v) {
+        napi_throw_error(env, NULL, "libcluster addon: out of memory");
+        *ok = false;
+        return NULL;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        napi_value el;
+        if (napi_get_element(env, arr, i, &el) != napi_ok || !(v[i] = dup_string(env, el))) {
+            free_strv(v);
+            *ok = false;
+            return NULL;
+        }
+    }
+    return v;
+}
+
+/* Calls `fn` from a libuv callback (no JS on the stack), with async-hooks context, and
+ * turns an exception it throws into an uncaught exception, as Node's own callbacks do. */
+static void make_callback(napi_env env, napi_async_context ctx, napi_ref fn_ref, size_t argc,
+                          napi_value *argv) {
+    napi_value fn, recv, result;
+    if (napi_get_reference_value(env, fn_ref, &fn) != napi_ok || !fn)
+        return;
+    napi_get_global(env, &recv); /* napi_make_callback wants an object */
+    napi_status st = napi_make_callback(env, ctx, recv, fn, argc, argv, &result);
+    if (st != napi_ok) {
+        bool pending = false;
+        napi_is_exception_pending(env, &pending);
+        if (pending) {
+            napi_value err;
+            napi_get_and_clear_last_exception(env, &err);
+            napi_fatal_exception(env, err);
+        }
+    }
+}
+
+/* ------------------------------------------------------ worker start-up */
+
+/* bin/libcluster-node hides the channel from Node (which would otherwise take fd 3 and
+ * delete NODE_UNIQUE_ID before any user code runs) under these names; put them back for
+ * libcluster, which takes the channel and removes them again at its start. */
+static void restore_worker_env(void) {
+    static const char *names[][2] = {
+        {"LIBCLUSTER_NODE_UNIQUE_ID", "NODE_UNIQUE_ID"},
+        {"LIBCLUSTER_NODE_CHANNEL_FD", "NODE_CHANNEL_FD"},
+        {"LIBCLUSTER_NODE_CHANNEL_SERIALIZATION_MODE", "NODE_CHANNEL_SERIALIZATION_MODE"},
+    };
+    if (!getenv("LIBCLUSTER_NODE_UNIQUE_ID"))
+        return;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *v = getenv(names[i][0]);
+        if (v && !getenv(names[i][1]))
+            setenv(names[i][1], v, 1);
+        unsetenv(names[i][0]);
+    }
+}
+
+/* ------------------------------------------------------------- events */
+
+static struct {
+    napi_env env;
+    uv_poll_t poll;
+    int state; /* 0: none, 1: polling, 2: closing/closed */
+    int refed;
+    napi_ref cb;
+    napi_async_context actx;
+    unsigned drained; /* cluster_disconnect callbacks run so far */
+} ev;
+
+static void on_drained(const cluster_event *e, void *ud) {
+    (void)e;
+    (void)ud;
+    ev.drained++;
+}
+
+static napi_value event_object(napi_env env, const cluster_event *e) {
+    napi_value o;
+    if (napi_create_object(env, &o) != napi_ok)
+        return NULL;
+    set_prop(env, o, "kind", js_int(env, e->kind));
+    set_prop(env, o, "id", js_int(env, e->worker_id));
+    set_prop(env, o, "pid", js_int(env, e->pid));
+    switch (e->kind) {
+    case CLUSTER_EVENT_LISTENING:
+        set_prop(env, o, "address", js_str_or_null(env, e->address));
+        set_prop(env, o, "port", js_int(env, e->port));
+        set_prop(env, o, "addressType", js_int(env, e->address_type));
+        set_prop(env, o, "fd", js_int(env, e->fd));
+        break;
+    case CLUSTER_EVENT_MESSAGE:
+        set_prop(env, o, "data", js_str_or_null(env, e->data));
+        set_prop(env, o, "fd", js_int(env, e->fd));
+        break;
+    case CLUSTER_EVENT_DISCONNECT:
+        set_prop(env, o, "exitedAfterDisconnect", js_bool(env, e->exited_after_disconnect != 0));
+        break;
+    case CLUSTER_EVENT_EXIT:
+        set_prop(env, o, "exitCode", js_int(env, e->exit_code));
+        set_prop(env, o, "signal", js_int(env, e->signal));
+        set_prop(env, o, "exitedAfterDisconnect", js_bool(env, e->exited_after_disconnect != 0));
+        break;
+    case CLUSTER_EVENT_ERROR:
+        set_prop(env, o, "error", js_int(env, e->error));
+        set_prop(env, o, "data", js_str_or_null(env, e->data));
+        break;
+    default:
+        break;
+    }
+    return o;
+}
+
+/* The "drained" pseudo-event: a cluster.disconnect() callback is due. */
+static napi_value drained_object(napi_env env) {
+    napi_value o;
+    if (napi_create_object(env, &o) != napi_ok)
+        return NULL;
+    set_prop(env, o, "kind", js_int(env, -1));
+    return o;
+}
+
+#define EVENTS_PER_CALLBACK 256
+
+static void on_event_fd(uv_poll_t *p, int status, int events) {
+    (void)p;
+    (void)events;
+    (void)status; /* an error on an eventfd cannot happen; drain anyway */
+    napi_env env = ev.env;
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) != napi_ok)
+        return;
+    napi_value arr;
+    if (napi_create_array(env, &arr) != napi_ok) {
+        napi_close_handle_scope(env, scope);
+        return;
+    }
+    uint32_t n = 0;
+    while (n < EVENTS_PER_CALLBACK) {
+        cluster_event e;
+        unsigned before = ev.drained;
+        int r = cluster_poll_event(&e, 0);
+        if (ev.drained != before)
+            napi_set_element(env, arr, n++, drained_object(env));
+        if (r <= 0)
+            break;
+        napi_value o = event_object(env, &e);
+        if (o) {
+            napi_set_element(env, arr, n++, o);
+        } else if (e.kind == CLUSTER_EVENT_MESSAGE && e.fd >= 0) {
+            close(e.fd);
+        }
+    }
+    if (n > 0 && ev.cb) {
+        napi_value argv[1] = {arr};
+        make_callback(env, ev.actx, ev.cb, 1, argv);
+    }
+    napi_close_handle_scope(env, scope);
+}
+
+/* eventsStart(callback): starts polling cluster_event_fd() (unref'd: see eventsRef). */
+static napi_value EventsStart(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1];
+    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    if (ev.state != 0)
+        return js_int(env, 0);
+    int fd = cluster_event_fd();
+    if (fd < 0)
+        return js_int(env, fd);
+    uv_loop_t *loop;
+    NAPI_CALL(env, napi_get_uv_event_loop(env, &loop));
+    int r = uv_poll_init(loop, &ev.poll, fd);
+    if (r < 0)
+        return js_int(env, r);
+    ev.env = env;
+    NAPI_CALL(env, napi_create_reference(env, argv[0], 1, &ev.cb));
+    napi_value name;
+    NAPI_CALL(env, napi_create_string_utf8(env, "libcluster:events", NAPI_AUTO_LENGTH, &name));
+    NAPI_CALL(env, napi_async_init(env, NULL, name, &ev.actx));
+    r = uv_poll_start(&ev.poll, UV_READABLE, on_event_fd);
+    if (r < 0)
+        return js_int(env, r);
+    uv_unref((uv_handle_t *)&ev.poll);
+    ev.refed = 0;
+    ev.state = 1;
+    return js_int(env, 0);
+}
+
+/* eventsRef(bool): whether pending lifecycle events keep the process alive. */
+static napi_value EventsRef(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1];
+    bool on = false;
+    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    NAPI_CALL(env, napi_get_value_bool(env, argv[0], &on));
+    if (ev.state == 1 && on != (ev.refed != 0)) {
+        if (on)
+            uv_ref((uv_handle_t *)&ev.poll);
+        else
+            uv_unref((uv_handle_t *)&ev.poll);
+        ev.refed = on;
+    }
+    return NULL;
+}
+
+static void on_events_closed(uv_handle_t *h) {
+    (void)h;
+}
+
+/* eventsStop(): no more events will be delivered (a worker whose channel closed). */
+static napi_value EventsStop(napi_env env, napi_callback_info info) {
+    (void)info;
+    if (ev.state == 1) {
+        ev.state = 2;
+        uv_close((uv_handle_t *)&ev.poll, on_events_closed);
+        if (ev.cb) {
+            napi_delete_reference(env, ev.cb);
+            ev.cb = NULL;
+        }
+        napi_async_destroy(env, ev.actx);
+    }
+    return NULL;
+}
+
+/* -------------------------------------------------------- simple calls */
+
+static napi_value IsPrimary(napi_env env, napi_callback_info info) {
+    (void)info;
+    return js_bool(env, cluster_is_primary() == 1);
+}
+
+static napi_value IsWorker(napi_env env, napi_callback_info info) {
+    (void)info;
+    return js_bool(env, cluster_is_worker() == 1);
+}
+
+static napi_value WorkerId(napi_env env, napi_callback_info info) {
+    (void)info;
+    return js_int(env, cluster_worker_id());
+}
+
+static napi_value LastError(napi_env env, napi_callback_info info) {
+    (void)info;
+    return js_str_or_null(env, cluster_last_error());
+}
+
+static napi_value StrError(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1];
+    int32_t code;
+    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    if (!arg_int(env, argv[0], &code))
+        return NULL;
+    return js_str_or_null(env, cluster_strerror(code));
+}
+
+/* The functions of one or two int arguments that return an int. */
+#define INT_FN1(Name, call)                                                          \
+    static napi_value Name(napi_env env, napi_callback_info info) {                  \
+        size_t argc = 1;                                                             \
+        napi_value argv[1];                                                          \
+        int32_t a;                                                                   \
+        NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));        \
+        if (argc < 1 || !arg_int(env, argv[0], &a))                                  \
+            return NULL;                                                             \
+        return js_int(env, call(a));                                                 \
+    }
+#define INT_FN2(Name, call)                                                          \
+    static napi_value Name(napi_env env, napi_callback_info info) {                  \
+        size_t argc = 2;                                                             \
+        napi_value argv[2];                                                          \
+        int32_t a, b;                                                                \
+        NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));        \
+        if (argc < 2 || !arg_int(env, argv[0], &a) || !arg_int(env, argv[1], &b))    \
+            return NULL;                                                             \
+        return js_int(env, call(a, b));                                              \
+    }
+
+INT_FN2(Kill, cluster_kill)
+INT_FN1(DisconnectWorker, cluster_disconnect_worker)
+INT_FN1(WorkerState, cluster_worker_get_state)
+INT_FN1(WorkerIsConnected, cluster_worker_is_connected)
+INT_FN1(WorkerIsDead, cluster_worker_is_dead)
+INT_FN1(WorkerExitedAfterDisconnect, cluster_worker_exited_after_disconnect)
+INT_FN1(WorkerPid, cluster_worker_pid)
+INT_FN2(WorkerStdio, cluster_worker_stdio)
+
+static napi_value WorkerCount(napi_env env, napi_callback_info info) {
+    (void)info;
+    return js_int(env, cluster_worker_count());
+}
+
+/* workers(): the ids in cluster.workers, or a negative code. */
+static napi_value Workers(napi_env env, napi_callback_info info) {
+    (void)info;
+    int n = cluster_workers(NULL, 0);
+    for (;;) {
+        if (n < 0)
+            return js_int(env, n);
+        int *ids = calloc((size_t)n + 1, sizeof *ids);
+        if (!ids) {
+            napi_throw_error(env, NULL, "libcluster addon: out of memory");
+            return NULL;
+        }
+        int m = cluster_workers(ids, (size_t)n + 1);
+        if (m > n + 1) { /* grew meanwhile */
+            free(ids);
+            n = m;
+            continue;
+        }
+        napi_value arr;
+        if (m < 0 || napi_create_array_with_length(env, (size_t)m, &arr) != napi_ok) {
+            free(ids);
+            return m < 0 ? js_int(env, m) : NULL;
+        }
+        for (int i = 0; i < m; i++)
+            napi_set_element(env, arr, (uint32_t)i, js_int(env, ids[i]));
+        free(ids);
+        return arr;
+    }
+}
+
+/* fork(envArray | null) -> id or a negative code. */
+static napi_value Fork(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1] = {NULL};
+    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    bool ok;
+    char **envv = dup_strv(env, argc ? argv[0] : NULL, &ok);
+    if (!ok)
+        return NULL;
+    int r = cluster_fork((const char *const *)envv);
+    free_strv(envv);
+    return js_int(env, r);
+}
+
+/* send(id, json, fd) -> 0 or a negative code. */
+static napi_value Send(napi_env env, napi_callback_info info) {
+    size_t argc = 3;
+    napi_value argv[3];
+    int32_t id, fd;
+    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    if (argc < 3 || !arg_int(env, argv[0], &id) || !arg_int(env, argv[2], &fd))
+        return NULL;
+    char *json = dup_string(env, argv[1]);
+    if (!json)
+        return NULL;
+    int r = cluster_send(id, json, fd);
+    free(json);
+    return js_int(env, r);
+}
+
+/* disconnectAll() -> how many workers were told, or a negative code. A "drained"
+ * pseudo-event (kind -1) follows once cluster.workers is empty. */
+static napi_value DisconnectAll(napi_env env, napi_callback_info info) {
+    (void)info;
+    return js_int(env, cluster_disconnect(on_drained, NULL));
+}
+
+/* setupPrimary({exec, args, cwd, env, silent, stdio, uid, gid, serialization, sched}):
+ * absent or null fields keep their value. */
+static napi_value SetupPrimary(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1];
+    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    napi_value o = argv[0];
+    cluster_settings st;
+    cluster_settings_init(&st);
+    char *exec = NULL, *cwd = NULL, *serialization = NULL, **args = NULL, **envv = NULL;
+    int stdio[3];
+    napi_value v;
+    bool ok = true;
+    int r = 0;
+#define FIELD(name) (napi_get_named_property(env, o, name, &v) == napi_ok && !is_nullish(env, v))
+    if (FIELD("exec") && !(st.exec = exec = dup_string(env, v)))
+        goto fail;
+    if (FIELD("cwd") && !(st.cwd = cwd = dup_string(env, v)))
+        goto fail;
+    if (FIELD("serialization") && !(st.serialization = serialization = dup_string(env, v)))
+        goto fail;
+    if (FIELD("args")) {
+        args = dup_strv(env, v, &ok);
+        if (!ok)
+            goto fail;
+        st.args = (const char *const *)args;
+    }
+    if (FIELD("env")) {
+        envv = dup_strv(env, v, &ok);
+        if (!ok)
+            goto fail;
+        st.env = (const char *const *)envv;
+    }
+    if (FIELD("silent") && !arg_int(env, v, &st.silent))
+        goto fail;
+    if (FIELD("uid") && !arg_int(env, v, &st.uid))
+        goto fail;
+    if (FIELD("gid") && !arg_int(env, v, &st.gid))
+        goto fail;
+    if (FIELD("sched") && !arg_int(env, v, &st.sched_policy))
+        goto fail;
+    if (FIELD("stdio")) {
+        for (uint32_t i = 0; i < 3; i++) {
+            napi_value el;
+            if (napi_get_element(env, v, i, &el) != napi_ok || !arg_int(env, el, &stdio[i]))
+                goto fail;
+        }
+        st.stdio = stdio;
+    }
+#undef FIELD
+    r = cluster_setup_primary(&st);
+    free(exec);
+    free(cwd);
+    free(serialization);
+    free_strv(args);
+    free_strv(envv);
+    return js_int(env, r);
+fail:
+    free(exec);
+    free(cwd);
+    free(serialization);
+    free_strv(args);
+    free_strv(envv);
+    return NULL;
+}
+
+/* fdInfo(fd) -> {domain, type, listening} for a socket that came with a message. */
+static napi_value FdInfo(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1];
+    int32_t fd;
+    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    if (!arg_int(env, argv[0], &fd))
+        return NULL;
+    int domain = -1, type = -1, listening = 0;
+    socklen_t len = sizeof domain;
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0)
+        domain = -1;
+    len = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+        type = -1;
+    len = sizeof listening;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0)
+        listening = 0;
+    napi_value o;
+    NAPI_CALL(env, napi_create_object(env, &o));
+    set_prop(env, o, "domain", js_str_or_null(env, domain == AF_INET ? "inet" : domain == AF_INET6 ? "inet6" : domain == AF_UNIX ? "unix" : NULL));
+    set_prop(env, o, "type", js_str_or_null(env, type == SOCK_STREAM ? "stream" : type == SOCK_DGRAM ? "dgram" : NULL));
+    set_prop(env, o, "listening", js_bool(env, listening != 0));
+    return o;
+}
+
+static napi_value CloseFd(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1];
+    int32_t fd;
+    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    if (!arg_int(env, argv[0], &fd))
+        return NULL;
+    return js_int(env, fd >= 0 ? close(fd) : 0);
+}
+
+/* ------------------------------------------------------------ servers */
+
+typedef struct {
+    napi_env env;
+    cluster_server *srv; /* NULL once closed */
+    int port;
+    uv_poll_t poll;
+    int poll_state; /* 0: none, 1: initialised, 2: closing, 3: closed */
+    int finalized;
+    napi_ref cb;
+    napi_async_context actx;
+    int has_actx;
+} server_t;
+
+static void server_maybe_free(server_t *s) {
+    if (s->finalized && (s->poll_state == 0 || s->poll_state == 3))
+        free(s);
+}
+
+static void on_server_poll_closed(uv_handle_t *h) {
+    server_t *s = h->data;
+    s->poll_state = 3;
+    server_maybe_free(s);
+}
+
+/* Stops polling and frees the cluster_server (the primary hands pending connections on). */
+static void server_close(napi_env env, server_t *s) {
+    if (s->poll_state == 1) {
+        s->poll_state = 2;
+        uv_close((uv_handle_t *)&s->poll, on_server_poll_closed); /* leaves epoll now */
+    }
+    if (s->srv) {
+        cluster_server_close(s->srv);
+        s->srv = NULL;
+    }
+    if (s->cb && env) {
+        napi_delete_reference(env, s->cb);
+        s->cb = NULL;
+    }
+    if (s->has_actx && env) {
+        napi_async_destroy(env, s->actx);
+        s->has_actx = 0;
+    }
+}
+
+static void server_finalize(napi_env env, void *data, void *hint) {
+    (void)hint;
+    server_t *s = data;
+    server_close(env, s);
+    s->finalized = 1;
+    server_maybe_free(s);
+}
+
+static server_t *unwrap_server(napi_env env, napi_value obj) {
+    void *p = NULL;
+    if (napi_unwrap(env, obj, &p) != napi_ok || !p) {
+        napi_throw_type_error(env, NULL, "libcluster addon: not a server handle");
+        return NULL;
+    }
+    return p;
+}
+
+#define ACCEPTS_PER_CALLBACK 64
+
+/* The server's fd is readable: a connection waits, or a disconnect closed the server.
+ * Calls JS with (fds[], code): code 0, or -EBADF once closed (polling stops), or
+ * another accept error. */
+static void on_server_fd(uv_poll_t *p, int status, int events) {
+    (void)events;
+    server_t *s = p->data;
+    napi_env env = s->env;
+    if (!s->srv || s->poll_state != 1)
+        return;
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) != napi_ok)
+        return;
+    napi_value arr;
+    napi_create_array(env, &arr);
+    uint32_t n = 0;
+    int code = status < 0 ? status : 0;
+    while (code == 0 && n < ACCEPTS_PER_CALLBACK) {
+        int fd = cluster_accept(s->srv);
+        if (fd >= 0) {
+            napi_set_element(env, arr, n++, js_int(env, fd));
+        } else if (fd != -EINTR) {
+            if (fd != -EAGAIN)
+                code = fd;
+            break;
+        }
+    }
+    if (code == -EBADF)
+        uv_poll_stop(&s->poll);
+    if ((n > 0 || code != 0) && s->cb) {
+        napi_value argv[2] = {arr, js_int(env, code)};
+        make_callback(env, s->actx, s->cb, 2, argv);
+    }
+    napi_close_handle_scope(env, scope);
+}
+
+/* serverStart(handle, callback) -> 0 or a negative code. */
+static napi_value ServerStart(napi_env env, napi_callback_info info) {
+    size_t argc = 2;
+    napi_value argv[2];
+    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    server_t *s = unwrap_server(env, argv[0]);
+    if (!s)
+        return NULL;
+    if (!s->srv)
+        return js_int(env, -EBADF);
+    if (s->poll_state != 0)
+        return js_int(env, -EALREADY);
+    int fd = cluster_server_fd(s->srv);
+    if (fd < 0)
+        return js_int(env, fd);
+    uv_loop_t *loop;
+    NAPI_CALL(env, napi_get_uv_event_loop(env, &loop));
+    int r = uv_poll_init(loop, &s->poll, fd);
+    if (r < 0)
+        return js_int(env, r);
+    s->poll.data = s;
+    s->poll_state = 1;
+    NAPI_CALL(env, napi_create_reference(env, argv[1], 1, &s->cb));
+    napi_value name;
+    NAPI_CALL(env, napi_create_string_utf8(env, "libcluster:server", NAPI_AUTO_LENGTH, &name));
+    NAPI_CALL(env, napi_async_init(env, argv[0], name, &s->actx));
+    s->has_actx = 1;
+    r = uv_poll_start(&s->poll, UV_READABLE, on_server_fd);
+    return js_int(env, r);
+}
+
+/* serverRef(handle, bool): whether a listening server keeps the process alive. */
+static napi_value ServerRef(napi_env env, napi_callback_info info) {
+    size_t argc = 2;
+    napi_value argv[2];
+    bool on;
+    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    server_t *s = unwrap_server(env, argv[0]);
+    if (!s)
+        return NULL;
+    NAPI_CALL(env, napi_get_value_bool(env, argv[1], &on));
+    if (s->poll_state == 1) {
+        if (on)
+            uv_ref((uv_handle_t *)&s->poll);
+        else
+            uv_unref((uv_handle_t *)&s->poll);
+    }
+    return NULL;
+}
+
+static napi_value ServerClose(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1];
+    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    server_t *s = unwrap_server(env, argv[0]);
+    if (!s)
+        return NULL;
+    server_close(env, s);
+    return NULL;
+}
+
+static napi_value ServerPort(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1];
+    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    server_t *s = unwrap_server(env, argv[0]);
+    if (!s)
+        return NULL;
+    return js_int(env, s->port);
+}
+
+/* ---------------------------------------------------------- async work */
+
+typedef struct {
+    napi_async_work work;
+    napi_ref cb;
+    /* get_server */
+    char *address;
+    int port;
+    cluster_server_options opts;
+    cluster_server *srv;
+    /* both */
+    int rc;
+    char message[512];
+} job_t;
+
+static void job_error(job_t *j) {
+    snprintf(j->message, sizeof j->message, "%s", cluster_last_error());
+}
+
+static void get_server_execute(napi_env env, void *data) {
+    (void)env;
+    job_t *j = data;
+    j->rc = cluster_get_server(&j->srv, j->address, j->port, &j->opts);
+    if (j->rc < 0)
+        job_error(j);
+}
+
+static void job_free(napi_env env, job_t *j) {
+    if (j->cb)
+        napi_delete_reference(env, j->cb);
+    if (j->work)
+        napi_delete_async_work(env, j->work);
+    free(j->address);
+    free(j);
+}
+
+/* Calls cb(code, message|null, handle|null) on the JS thread. */
+static void get_server_complete(napi_env env, napi_status status, void *data) {
+    job_t *j = data;
+    napi_handle_scope scope;
+    napi_open_handle_scope(env, &scope);
+    napi_value handle, cb, recv, result, argv[3];
+    napi_get_null(env, &handle);
+    if (status != napi_ok && j->rc >= 0) {
+        j->rc = -ECANCELED;
+        snprintf(j->message, sizeof j->message, "cancelled");
+    }
+    if (j->rc >= 0 && j->srv) {
+        server_t *s = calloc(1, sizeof *s);
+        if (s && napi_create_object(env, &handle) == napi_ok &&
+            napi_wrap(env, handle, s, server_finalize, NULL, NULL) == napi_ok) {
+            s->env = env;
+            s->srv = j->srv;
+            s->port = cluster_server_port(j->srv);
+            j->srv = NULL;
+        } else {
+            free(s);
+            cluster_server_close(j->srv);
+            j->srv = NULL;
+            j->rc = -ENOMEM;
+            snprintf(j->message, sizeof j->message, "out of memory");
+            napi_get_null(env, &handle);
+        }
+    }
+    argv[0] = js_int(env, j->rc);
+    argv[1] = js_str_or_null(env, j->rc < 0 ? j->message : NULL);
+    argv[2] = handle;
+    napi_get_reference_value(env, j->cb, &cb);
+    napi_get_undefined(env, &recv);
+    job_free(env, j);
+    napi_call_function(env, recv, cb, 3, argv, &result);
+    napi_close_handle_scope(env, scope);
+}
+
+/* getServer(address|null, port, backlog, ipv6Only, exclusive, callback). */
+static napi_value GetServer(napi_env env, napi_callback_info info) {
+    size_t argc = 6;
+    napi_value argv[6];
+    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    if (argc < 6) {
+        napi_throw_type_error(env, NULL, "libcluster addon: getServer needs 6 arguments");
+        return NULL;
+    }
+    job_t *j = calloc(1, sizeof *j);
+    if (!j) {
+        napi_throw_error(env, NULL, "libcluster addon: out of memory");
+        return NULL;
+    }
+    cluster_server_options_init(&j->opts);
+    j->opts.nonblocking = 1;
+    bool ipv6_only = false, exclusive = false;
+    if ((!is_nullish(env, argv[0]) && !(j->address = dup_string(env, argv[0]))) ||
+        !arg_int(env, argv[1], &j->port) || !arg_int(env, argv[2], &j->opts.backlog) ||
+        napi_get_value_bool(env, argv[3], &ipv6_only) != napi_ok ||
+        napi_get_value_bool(env, argv[4], &exclusive) != napi_ok) {
+        free(j->address);
+        free(j);
+        bool pending = false;
+        napi_is_exception_pending(env, &pending);
+        if (!pending)
+            napi_throw_type_error(env, NULL, "libcluster addon: bad getServer arguments");
+        return NULL;
+    }
+    j->opts.ipv6_only = ipv6_only;
+    j->opts.exclusive = exclusive;
+    napi_value name;
+    if (napi_create_reference(env, argv[5], 1, &j->cb) != napi_ok ||
+        napi_create_string_utf8(env, "libcluster:getServer", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+        napi_create_async_work(env, NULL, name, get_server_execute, get_server_complete, j, &j->work) != napi_ok ||
+        napi_queue_async_work(env, j->work) != napi_ok) {
+        job_free(env, j);
+        fail_napi(env, "queue getServer");
+        return NULL;
+    }
+    return NULL;
+}
+
+static void worker_disconnect_execute(napi_env env, void *data) {
+    (void)env;
+    job_t *j = data;
+    j->rc = cluster_worker_disconnect();
+    if (j->rc < 0)
+        job_error(j);
+}
+
+/* Calls cb(code, message|null). */
+static void worker_disconnect_complete(napi_env env, napi_status status, void *data) {
+    (void)status;
+    job_t *j = data;
+    napi_handle_scope scope;
+    napi_open_handle_scope(env, &scope);
+    napi_value cb, recv, result, argv[2];
+    argv[0] = js_int(env, j->rc);
+    argv[1] = js_str_or_null(env, j->rc < 0 ? j->message : NULL);
+    napi_get_reference_value(env, j->cb, &cb);
+    napi_get_undefined(env, &recv);
+    job_free(env, j);
+    napi_call_function(env, recv, cb, 2, argv, &result);
+    napi_close_handle_scope(env, scope);
+}
+
+/* workerDisconnect(callback): cluster.worker.disconnect(), off the JS thread (it waits for
+ * the primary's ack). */
+static napi_value WorkerDisconnect(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1];
+    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    job_t *j = calloc(1, sizeof *j);
+    if (!j) {
+        napi_throw_error(env, NULL, "libcluster addon: out of memory");
+        return NULL;
+    }
+    napi_value name;
+    if (napi_create_reference(env, argv[0], 1, &j->cb) != napi_ok ||
+        napi_create_string_utf8(env, "libcluster:disconnect", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+        napi_create_async_work(env, NULL, name, worker_disconnect_execute, worker_disconnect_complete, j, &j->work) != napi_ok ||
+        napi_queue_async_work(env, j->work) != napi_ok) {
+        job_free(env, j);
+        fail_napi(env, "queue workerDisconnect");
+        return NULL;
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- init */
+
+static napi_value Init(napi_env env, napi_value exports) {
+    static int loaded;
+    if (loaded++) {
+        /* libcluster is per process: one JS environment (the main thread) drives it. */
+        napi_throw_error(env, "ERR_LIBCLUSTER_MAIN_THREAD",
+                         "libcluster can only be loaded in the main thread of a process");
+        return NULL;
+    }
+    restore_worker_env();
+    /* Start libcluster now: in a worker this takes the channel (fd 3), makes it
+     * close-on-exec and says `online`, before this process can spawn anything. */
+    cluster_is_worker();
+
+    napi_property_descriptor props[] = {
+#define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_enumerable, NULL}
+        FN("isPrimary", IsPrimary),
+        FN("isWorker", IsWorker),
+        FN("workerId", WorkerId),
+        FN("lastError", LastError),
+        FN("strerror", StrError),
+        FN("eventsStart", EventsStart),
+        FN("eventsRef", EventsRef),
+        FN("eventsStop", EventsStop),
+        FN("fork", Fork),
+        FN("setupPrimary", SetupPrimary),
+        FN("kill", Kill),
+        FN("send", Send),
+        FN("disconnectWorker", DisconnectWorker),
+        FN("disconnectAll", DisconnectAll),
+        FN("workerState", WorkerState),
+        FN("workerIsConnected", WorkerIsConnected),
+        FN("workerIsDead", WorkerIsDead),
+        FN("workerExitedAfterDisconnect", WorkerExitedAfterDisconnect),
+        FN("workerCount", WorkerCount),
+        FN("workers", Workers),
+        FN("workerPid", WorkerPid),
+        FN("workerStdio", WorkerStdio),
+        FN("workerDisconnect", WorkerDisconnect),
+        FN("getServer", GetServer),
+        FN("serverStart", ServerStart),
+        FN("serverRef", ServerRef),
+        FN("serverClose", ServerClose),
+        FN("serverPort", ServerPort),
+        FN("fdInfo", FdInfo),
+        FN("closeFd", CloseFd),
+#undef FN
+    };
+    NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
+    return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)
