@@ -18,7 +18,7 @@ CARGOFLAGS := $(if $(filter release,$(PROFILE)),--release,)
 EXDIR    := $(if $(filter release,$(PROFILE)),target/examples-release,target/examples)
 EXAMPLES := $(EXDIR)/hello
 
-.PHONY: all lib examples demo test test-deps test-rust check-header check-abi install clean bench bench-short bench-bins
+.PHONY: all lib examples demo test test-deps test-rust check-header check-abi install clean bench bench-short bench-bins test-valgrind
 
 all: lib examples
 
@@ -61,6 +61,11 @@ bench-bins:
 	@mkdir -p target/bench
 	$(CC) -O2 -Wall -Wextra -o target/bench/loadgen bench/loadgen.c
 	$(CC) -O2 -Wall -Wextra -o target/bench/reuseport bench/reuseport.c
+
+# The C tests under valgrind (memcheck; valgrind lacks pidfd_open, which exercises the
+# library's waitpid(pid) fallback too).
+test-valgrind: lib
+	VALGRIND=1 $(CARGO) test --test c_api -- --test-threads=1
 
 bench: bench-bins
 	python3 bench/run.py --out target/bench/table.md

@@ -323,7 +323,8 @@ int main(void) {
     CT_CHECK(cluster_on_exit(on_quick_exit, &st) == 0, "cluster_on_exit: %s", cluster_last_error());
     const char *const env_quick[] = {"LC_MODE=quick", NULL};
     int early = 0;
-    for (int i = 0; i < CYCLES; i++) {
+    int cycles = getenv("LC_CYCLES") ? atoi(getenv("LC_CYCLES")) : CYCLES;
+    for (int i = 0; i < cycles; i++) {
         int before = quick_exits;
         int id = cluster_fork(env_quick);
         CT_CHECK(id > 0, "cluster_fork (cycle %d): %d %s", i, id, cluster_last_error());
@@ -345,7 +346,7 @@ int main(void) {
     CT_CHECK(!st.wrong_thread, "EXIT callbacks ran on another thread");
     CT_BUG_CHECK(early == 0,
                  "in %d of %d cycles, cluster_run() returned (no worker left) before the worker's EXIT "
-                 "event was dispatched; the event was still pending afterwards", early, CYCLES);
+                 "event was dispatched; the event was still pending afterwards", early, cycles);
     CT_CHECK(cluster_worker_count() == 0, "cluster_worker_count() = %d at the end", cluster_worker_count());
     return ct_done();
 }
