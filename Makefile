@@ -61,6 +61,7 @@ bench-bins:
 	@mkdir -p target/bench
 	$(CC) -O2 -Wall -Wextra -o target/bench/loadgen bench/loadgen.c
 	$(CC) -O2 -Wall -Wextra -o target/bench/reuseport bench/reuseport.c
+	cd bindings/node && LIBCLUSTER_LIBRARY=$(abspath target/release/libcluster.so) npm install --no-audit --no-fund --loglevel=error
 
 # The C tests under valgrind (memcheck; valgrind lacks pidfd_open, which exercises the
 # library's waitpid(pid) fallback too).

@@ -19,10 +19,17 @@ def free_port():
         return s.getsockname()[1]
 
 
+COMPARE = []  # extra (name, hello binary) rows from --compare
+
+
 def servers(workers):
     hello = os.path.join(ROOT, "target", "examples-release", "hello")
     node = os.path.join(ROOT, "bench", "node_server.js")
-    return [
+    addon = os.path.join(ROOT, "bench", "node_addon_server.js")
+    extra = [(name, [path], {}) for name, path in COMPARE]
+    if os.path.exists(os.path.join(ROOT, "bindings", "node", "build", "Release")):
+        extra.append(("node-addon-libcluster", ["node", addon], {}))
+    return extra + [
         ("reuseport", [os.path.join(BIN, "reuseport")], {}),
         ("libcluster-rr", [hello], {}),
         ("libcluster-shared", [hello], {"NODE_CLUSTER_SCHED_POLICY": "none"}),
@@ -120,7 +127,12 @@ def main():
     ap.add_argument("--conc", default="1,32")
     ap.add_argument("--only", default="", help="comma-separated server names")
     ap.add_argument("--out")
+    ap.add_argument("--compare", action="append", default=[], metavar="NAME=HELLO",
+                    help="also run another build of the demo (before/after comparisons)")
     a = ap.parse_args()
+    for c in a.compare:
+        name, path = c.split("=", 1)
+        COMPARE.append((name, path))
     if a.short:
         a.rounds, a.seconds, a.workers = 1, 2, "2"
     results = {}  # (workers, conc, name) -> [round results]
