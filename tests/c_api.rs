@@ -27,39 +27,7 @@ const HARD_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long workers may take to notice that their primary is gone.
 const ORPHAN_GRACE: Duration = Duration::from_secs(10);
 
-/// Live (non-zombie) processes in process group `pgid`, from `/proc/<pid>/stat`.
-fn group_members(pgid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
-    for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        // "pid (comm) state ppid pgrp ...": comm may contain spaces and parentheses.
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.len() > 2 && f[0] != "Z" && f[2].parse::<i32>().ok() == Some(pgid) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-/// Kills every process of the group by pid (and the group itself), whatever happens.
-struct GroupGuard(i32);
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        let members = group_members(self.0);
-        for &pid in &members {
-            common::kill_pid(pid);
-        }
-        if !members.is_empty() {
-            // SAFETY: kill has no memory-safety preconditions; a negative pid names the group
-            // (one we created for this run), so a process forked meanwhile goes too.
-            unsafe { libc::kill(-self.0, libc::SIGKILL) };
-        }
-    }
-}
+use common::{GroupGuard, group_members};
 
 fn valgrind() -> bool {
     std::env::var("VALGRIND").is_ok_and(|v| !v.is_empty() && v != "0")

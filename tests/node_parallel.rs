@@ -21,33 +21,7 @@ const HARD_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long workers may take to notice that their primary is gone.
 const ORPHAN_GRACE: Duration = Duration::from_secs(10);
 
-/// Live (non-zombie) processes of process group `pgid`, from `/proc/<pid>/stat`.
-fn group_members(pgid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
-    for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        // "pid (comm) state ppid pgrp ...": comm may contain spaces and parentheses.
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.len() > 2 && f[0] != "Z" && f[2].parse::<i32>().ok() == Some(pgid) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-/// Kills every live process of the group, by pid, when dropped (also on panic).
-struct GroupGuard(i32);
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        for pid in group_members(self.0) {
-            common::kill_pid(pid);
-        }
-    }
-}
+use common::{GroupGuard, group_members};
 
 fn drain(mut r: impl Read + Send + 'static, tx: mpsc::Sender<(bool, Vec<u8>)>, is_err: bool) {
     std::thread::spawn(move || {

@@ -150,24 +150,29 @@ pub unsafe extern "C" fn cluster_settings_init(settings: *mut cluster_settings) 
         }
         // SAFETY: non-NULL and writable (contract).
         unsafe {
-            *settings = cluster_settings {
-                size: std::mem::size_of::<cluster_settings>(),
-                exec: std::ptr::null(),
-                args: std::ptr::null(),
-                cwd: std::ptr::null(),
-                env: std::ptr::null(),
-                silent: -1,
-                stdio: std::ptr::null(),
-                uid: -1,
-                gid: -1,
-                serialization: std::ptr::null(),
-                sched_policy: 0,
-                max_in_flight: 0,
-                least_loaded: -1,
-            }
+            *settings = unchanged_settings()
         };
         0
     })
+}
+
+/// Settings that change nothing (what `cluster_settings_init` gives).
+fn unchanged_settings() -> cluster_settings {
+    cluster_settings {
+        size: std::mem::size_of::<cluster_settings>(),
+        exec: std::ptr::null(),
+        args: std::ptr::null(),
+        cwd: std::ptr::null(),
+        env: std::ptr::null(),
+        silent: -1,
+        stdio: std::ptr::null(),
+        uid: -1,
+        gid: -1,
+        serialization: std::ptr::null(),
+        sched_policy: 0,
+        max_in_flight: 0,
+        least_loaded: -1,
+    }
 }
 
 fn split_env(entry: &[u8]) -> crate::error::Result<(OsString, OsString)> {
@@ -248,21 +253,7 @@ pub unsafe extern "C" fn cluster_setup_primary(settings: *const cluster_settings
                 return Err(invalid("settings->size is not set (call cluster_settings_init)"));
             }
             // Fields the caller's (possibly older) struct does not have keep their default.
-            let mut s = cluster_settings {
-                size,
-                exec: std::ptr::null(),
-                args: std::ptr::null(),
-                cwd: std::ptr::null(),
-                env: std::ptr::null(),
-                silent: -1,
-                stdio: std::ptr::null(),
-                uid: -1,
-                gid: -1,
-                serialization: std::ptr::null(),
-                sched_policy: 0,
-                max_in_flight: 0,
-                least_loaded: -1,
-            };
+            let mut s = cluster_settings { size, ..unchanged_settings() };
             // SAFETY: copy only the `size` bytes the caller's struct has (at most ours).
             unsafe {
                 std::ptr::copy_nonoverlapping(

@@ -246,3 +246,37 @@ pub fn http_get(port: u16) -> std::io::Result<String> {
     s.read_to_string(&mut out)?;
     Ok(out.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
 }
+
+/// Live (non-zombie) processes in process group `pgid`, from `/proc/<pid>/stat`.
+pub fn group_members(pgid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // "pid (comm) state ppid pgrp ...": comm may contain spaces and parentheses.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.len() > 2 && f[0] != "Z" && f[2].parse::<i32>().ok() == Some(pgid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Kills every process of a process group we created, by pid (and the group itself, so a
+/// process forked meanwhile goes too), whatever happens to the test.
+pub struct GroupGuard(pub i32);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        let members = group_members(self.0);
+        for &pid in &members {
+            kill_pid(pid);
+        }
+        if !members.is_empty() {
+            // SAFETY: kill has no memory-safety preconditions; a negative pid names the group.
+            unsafe { libc::kill(-self.0, libc::SIGKILL) };
+        }
+    }
+}
