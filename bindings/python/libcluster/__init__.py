@@ -1,0 +1,148 @@
+"""libcluster: Node.js's ``cluster`` module for Python, over libcluster's C ABI (ctypes).
+
+A primary forks workers; workers ask for a server; the primary binds it once and hands
+each connection to a worker in turn, speaking Node v20's IPC protocol (so a Node primary
+can run Python workers and a Python primary can run Node workers)::
+
+    import os, libcluster
+    from http.server import BaseHTTPRequestHandler
+
+    class Hello(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200); self.end_headers()
+            self.wfile.write(f"hello from worker {os.getpid()}\\n".encode())
+
+    if libcluster.is_primary:
+        libcluster.on("exit", lambda worker, code, signal: libcluster.fork())
+        for _ in range(4):
+            libcluster.fork()
+        libcluster.run()
+    else:
+        libcluster.serve(Hello, "127.0.0.1", 8000)
+
+Names follow Node's API in Python spelling: ``is_primary``, ``is_worker``, ``worker``,
+``workers``, ``fork``, ``setup_primary``, ``disconnect``, ``on``; events carry Node's
+arguments. Failures raise ``OSError(errno, message)`` (or :class:`ClusterError`).
+``LIBCLUSTER_LIBRARY`` overrides which ``libcluster.so`` is loaded.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from . import _core
+from ._asyncio import AsyncServer, add_reader, remove_reader, start_server
+from ._core import (
+    SCHED_NONE,
+    allow_bind,
+    set_max_message,
+    SCHED_RR,
+    EventEmitter,
+    ThisWorker,
+    Worker,
+    disconnect,
+    dispatch,
+    emit,
+    fileno,
+    fork,
+    is_primary,
+    is_worker,
+    listener_count,
+    off,
+    on,
+    once,
+    run,
+    settings,
+    setup_primary,
+    stop,
+    worker,
+)
+from ._ffi import (
+    ChannelClosedError,
+    ClusterError,
+    ForkedError,
+    PanicError,
+    ProtocolError,
+    UnsupportedError,
+    WrongRoleError,
+    library_path,
+)
+from ._server import (
+    ClusterHTTPServer,
+    ClusterServerMixin,
+    ClusterTCPServer,
+    ClusterThreadingHTTPServer,
+    ClusterThreadingTCPServer,
+    Server,
+    get_server,
+    serve,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncServer",
+    "ChannelClosedError",
+    "ClusterError",
+    "ClusterHTTPServer",
+    "ClusterServerMixin",
+    "ClusterTCPServer",
+    "ClusterThreadingHTTPServer",
+    "ClusterThreadingTCPServer",
+    "EventEmitter",
+    "ForkedError",
+    "PanicError",
+    "ProtocolError",
+    "SCHED_NONE",
+    "SCHED_RR",
+    "Server",
+    "ThisWorker",
+    "UnsupportedError",
+    "Worker",
+    "WrongRoleError",
+    "add_reader",
+    "allow_bind",
+    "set_max_message",
+    "disconnect",
+    "dispatch",
+    "emit",
+    "fileno",
+    "fork",
+    "get_server",
+    "is_primary",
+    "is_worker",
+    "library_path",
+    "listener_count",
+    "off",
+    "on",
+    "once",
+    "remove_reader",
+    "run",
+    "serve",
+    "settings",
+    "setup_primary",
+    "start_server",
+    "stop",
+    "worker",
+    "workers",
+]
+
+workers: Dict[int, Worker]
+
+
+def __getattr__(name: str) -> Any:
+    # `libcluster.workers` is computed on each access (Node's live `cluster.workers`).
+    if name == "workers":
+        return _core._workers()
+    raise AttributeError(f"module 'libcluster' has no attribute {name!r}")
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | {"workers"})
+
+
+for _name in __all__:
+    _obj = globals().get(_name)
+    if isinstance(_obj, type) and _obj.__module__.startswith("libcluster."):
+        _obj.__module__ = "libcluster"  # tracebacks say libcluster.ChannelClosedError
+del _name, _obj
