@@ -80,3 +80,15 @@ def test_silent_workers_stdio_is_piped_to_the_primary(driver):
     assert err["data"] == f"to stderr from {pid}\n"
     e = exit_of(p, 1)
     assert (e["code"], e["signal"]) == (3, None)
+
+
+def test_run_in_a_worker_returns_once_disconnected(driver):
+    p = driver()
+    p.cmd('fork {"DRIVER_WORKER": "idle"}')
+    ready = p.wait(lambda o: o.get("event") == "message" and "ready" in o["message"])
+    p.cmd('send 1 {"ping": 1}')
+    p.wait(lambda o: o.get("event") == "message" and o["message"].get("echo") == {"ping": 1})
+    p.cmd("disconnect 1")
+    p.wait(lambda o: o.get("worker_event") == "done" and o["pid"] == ready["pid"])
+    e = exit_of(p, 1)
+    assert (e["code"], e["signal"], e["ead"]) == (0, None, True)

@@ -58,4 +58,5 @@ def test_send_to_a_dead_worker_raises_process_lookup_error(driver):
     p.wait(lambda o: o.get("event") == "exit")
     p.cmd('send 1 {"late": true}')
     err = p.wait(lambda o: o.get("event") == "command_error")
-    assert err["type"] in ("KeyError", "ProcessLookupError")  # gone from workers, or ESRCH
+    assert (err["type"], err["errno"]) == ("ProcessLookupError", 3), p.output()
+    assert err["message"]  # libcluster's message

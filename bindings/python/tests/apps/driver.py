@@ -5,7 +5,7 @@ its own selectors loop over libcluster.fileno() and stdin (the "caller's own loo
 Commands (one per line, each acknowledged with {"ack": line}):
     setup <json kwargs>     setup_primary(**kwargs)
     fork [json env]         fork(env); with silent settings, its stdout/stderr are read to EOF
-    send <id> <json>        workers[id].send(message)
+    send <id> <json>        worker.send(message)
     sendsock <id> <json>    send(message, one end of a socketpair); print what comes back
     kill <id> [signal]      workers[id].kill(signal)
     disconnect <id>         workers[id].disconnect()
@@ -106,11 +106,11 @@ def primary():
                 capture(w)  # at once: the pipes can only be had while the worker is in the table
             say(event="forked", id=w.id, pid=w.pid)
         elif cmd == "send":
-            libcluster.workers[int(parts[1])].send(json.loads(parts[2]))
+            forked[int(parts[1])].send(json.loads(parts[2]))
         elif cmd == "sendsock":
             a, b = socket.socketpair()
             with a:
-                libcluster.workers[int(parts[1])].send(json.loads(parts[2]), a)
+                forked[int(parts[1])].send(json.loads(parts[2]), a)
             b.settimeout(10)
             data = b""
             while True:
