@@ -18,7 +18,7 @@ CARGOFLAGS := $(if $(filter release,$(PROFILE)),--release,)
 EXDIR    := $(if $(filter release,$(PROFILE)),target/examples-release,target/examples)
 EXAMPLES := $(EXDIR)/hello
 
-.PHONY: all lib examples demo test test-deps test-rust check-header check-abi install clean bench bench-short bench-bins test-valgrind
+.PHONY: all lib examples demo test test-deps test-rust check-header check-abi install clean bench bench-short bench-bins test-valgrind test-python test-node
 
 all: lib examples
 
@@ -53,7 +53,15 @@ check-header: lib
 check-abi:
 	./scripts/check-abi
 
-test: test-deps check-header check-abi test-rust
+# Python binding (pytest in target/pyvenv, installed from PyPI when missing).
+test-python: lib
+	LIBCLUSTER_LIBRARY=$(abspath $(LIB)) bindings/python/run-tests.sh
+
+# Node addon (npm install builds it against the local Node headers; node --test).
+test-node: lib examples
+	bindings/node/run-tests.sh
+
+test: test-deps check-header check-abi test-rust test-python test-node
 
 # The benchmark: release library and demo, the load generator and the SO_REUSEPORT server.
 bench-bins:
