@@ -57,7 +57,11 @@ function sendArgs(message, sendHandle, options, callback) {
 module.exports = { KIND, createCluster, startEvents, sendArgs };
 
 // worker.send() / process.send(): JSON text (and a socket) to worker `id` (0: the primary).
-function sendTo(id, ...args) {
+// `connectedHere`: whether this thread has not yet seen the channel's 'disconnect' event.
+// libcluster closes a channel on its own thread, so a send can find it closed before JS
+// knows; as in Node (which would still write it into the closing channel), such a message
+// is dropped without an error. Once 'disconnect' was emitted, sending is an error.
+function sendTo(id, connectedHere, ...args) {
   const E = require('./errors');
   const { handleFd } = require('./handles');
   const { message, sendHandle, options, callback } = sendArgs(...args);
@@ -72,6 +76,10 @@ function sendTo(id, ...args) {
   if (json === undefined) throw E.typeError('message', 'serializable as JSON', message);
   const fd = sendHandle === undefined || sendHandle === null ? -1 : handleFd(sendHandle);
   const rc = native.send(id, json, fd);
+  if (rc === E.CLUSTER_E.CLUSTER_E_CLOSED && connectedHere) {
+    if (callback) process.nextTick(callback, null);
+    return true;
+  }
   if (rc < 0) {
     const err = E.clusterError(rc, 'send', native.lastError());
     if (callback) {

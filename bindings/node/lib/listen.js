@@ -91,7 +91,13 @@ function onConnections(server, handle, fds, code) {
 }
 
 function start(server, address, port, opts, pipePath) {
+  // As Node's cluster workers: a close() while the primary is being asked cancels the listen.
+  const listeningId = server._listeningId;
   native.getServer(address, port, opts.backlog, opts.ipv6Only, opts.exclusive, (rc, message, h) => {
+    if (server._listeningId !== listeningId) {
+      if (rc >= 0) native.serverClose(h);
+      return;
+    }
     if (rc < 0) {
       const err = E.clusterError(rc, 'listen', message);
       if (pipePath) err.address = pipePath;

@@ -11,7 +11,6 @@ const { KIND, createCluster, startEvents, sendTo } = require('./common');
 const { wrapFd } = require('./handles');
 
 const STDIO = { inherit: -1, pipe: -2, overlapped: -2, ignore: -3 };
-const STATE_NAMES = ['none', 'online', 'listening', 'disconnected', 'dead'];
 const launcher = path.join(__dirname, '..', 'bin', 'libcluster-node');
 
 const cluster = createCluster(false);
@@ -80,6 +79,7 @@ class Worker extends EventEmitter {
     this.process = new WorkerProcess(this, pid);
     this.state = 'none';
     this._exitedAfterDisconnect = undefined;
+    this._disconnected = false;
   }
 
   // Node's worker.exitedAfterDisconnect: true once a disconnect was asked for (either
@@ -95,7 +95,7 @@ class Worker extends EventEmitter {
   }
 
   send(...args) {
-    return sendTo(this.id, ...args);
+    return sendTo(this.id, !this._disconnected && this.state !== 'dead', ...args);
   }
 
   // v20: the signal at once, without disconnecting first.
@@ -117,14 +117,14 @@ class Worker extends EventEmitter {
     return this;
   }
 
+  // Both follow the events delivered to JS, as Node's do (libcluster's own flags change
+  // earlier, on its thread): dead once 'exit' was emitted, connected until 'disconnect'.
   isDead() {
-    const r = native.workerIsDead(this.id);
-    return r >= 0 ? r === 1 : this.state === 'dead';
+    return this.state === 'dead';
   }
 
   isConnected() {
-    const r = native.workerIsConnected(this.id);
-    return r >= 0 ? r === 1 : false;
+    return !this._disconnected && this.state !== 'dead';
   }
 }
 
@@ -407,11 +407,5 @@ function onEvent(ev) {
 }
 
 startEvents(onEvent, updateRef);
-
-// Exposed for tests and tools: the state libcluster reports (Node's names).
-Worker.prototype.nativeState = function nativeState() {
-  const r = native.workerState(this.id);
-  return r >= 0 ? STATE_NAMES[r] : undefined;
-};
 
 module.exports = cluster;

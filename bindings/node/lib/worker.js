@@ -18,14 +18,18 @@ class Worker extends EventEmitter {
     this.state = 'online';
     this.exitedAfterDisconnect = undefined;
     this._disconnecting = false;
+    this._disconnectRequested = false;
+    this._disconnected = false;
   }
 
   send(...args) {
-    return sendTo(0, ...args);
+    return sendTo(0, !this._disconnected, ...args);
   }
 
+  // As process.connected in a Node worker: true until this process disconnects or the
+  // 'disconnect' event is delivered (libcluster's own flag changes earlier, on its thread).
   isConnected() {
-    return native.workerIsConnected(0) === 1;
+    return !this._disconnected && !this._disconnectRequested;
   }
 
   isDead() {
@@ -43,6 +47,7 @@ class Worker extends EventEmitter {
     let waiting = list.length + 1;
     const done = () => {
       if (--waiting > 0) return;
+      this._disconnectRequested = true;
       native.workerDisconnect((rc, message) => {
         if (rc < 0 && rc !== E.CLUSTER_E.CLUSTER_E_CLOSED) {
           const err = E.clusterError(rc, 'disconnect', message);
@@ -58,7 +63,7 @@ class Worker extends EventEmitter {
 
   kill() {
     if (!this.isConnected()) process.exit(0);
-    process.once('disconnect', () => process.exit(0));
+    this.once('disconnect', () => process.exit(0));
     this.disconnect();
   }
 
@@ -103,6 +108,7 @@ function onEvent(ev) {
       // The channel is closed: no more events. Servers were closed by libcluster (their
       // polls saw it); the process exits once nothing else keeps it alive, as Node's do.
       native.eventsStop();
+      worker._disconnected = true;
       worker.state = 'disconnected';
       worker.exitedAfterDisconnect = ev.exitedAfterDisconnect || worker.exitedAfterDisconnect === true;
       worker.emit('disconnect');

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* ---------------------------------------------------------------- helpers */
@@ -190,6 +191,18 @@ static void restore_worker_env(void) {
             setenv(names[i][1], v, 1);
         unsetenv(names[i][0]);
     }
+}
+
+/* libcluster ends a worker whose primary went away by calling exit() on its channel
+ * reader thread. In Node that runs the exit handlers and static destructors while the main
+ * thread is still running JS, which sometimes crashes (SIGSEGV). This handler, registered
+ * after Node's, runs first and ends the process at once with the same status when exit()
+ * was called from a thread other than the main one. An exit() on the main thread (Node's
+ * process.exit) is untouched. */
+static void exit_from_other_thread(int status, void *arg) {
+    (void)arg;
+    if ((pid_t)syscall(SYS_gettid) != getpid())
+        _exit(status);
 }
 
 /* ------------------------------------------------------------- events */
@@ -942,7 +955,8 @@ static napi_value Init(napi_env env, napi_value exports) {
     restore_worker_env();
     /* Start libcluster now: in a worker this takes the channel (fd 3), makes it
      * close-on-exec and says `online`, before this process can spawn anything. */
-    cluster_is_worker();
+    if (cluster_is_worker() == 1)
+        on_exit(exit_from_other_thread, NULL);
 
     napi_property_descriptor props[] = {
 #define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_enumerable, NULL}

@@ -4,8 +4,7 @@
 'use strict';
 const assert = require('node:assert');
 const path = require('node:path');
-const { test } = require('node:test');
-const { FIXTURES, addonPrimary, get } = require('./helpers');
+const { scenario, FIXTURES, addonPrimary, get } = require('./helpers');
 
 const WORKER = path.join(FIXTURES, 'worker.js');
 
@@ -15,7 +14,7 @@ async function listeningWorker(p, env = {}) {
   return { id, pid, port: ev.port };
 }
 
-test('worker.disconnect(): an open request is finished, then the worker exits 0', { timeout: 60000 }, async (t) => {
+scenario('worker.disconnect(): an open request is finished, then the worker exits 0', { timeout: 60000 }, async (t) => {
   const p = addonPrimary(t);
   await p.command('setup', { settings: { exec: WORKER } });
   const w = await listeningWorker(p);
@@ -47,7 +46,7 @@ test('worker.disconnect(): an open request is finished, then the worker exits 0'
   await p.waitFor('the worker closed its server', (j) => j.worker === 'server closed' && j.pid === w.pid);
 });
 
-test('cluster.disconnect(cb): every worker exits 0 and the callback runs', { timeout: 60000 }, async (t) => {
+scenario('cluster.disconnect(cb): every worker exits 0 and the callback runs', { timeout: 60000 }, async (t) => {
   const p = addonPrimary(t);
   await p.command('setup', { settings: { exec: WORKER } });
   const a = await listeningWorker(p);
@@ -64,7 +63,7 @@ test('cluster.disconnect(cb): every worker exits 0 and the callback runs', { tim
   }
 });
 
-test('cluster.worker.disconnect() in the worker: the primary sees a voluntary exit', { timeout: 60000 }, async (t) => {
+scenario('cluster.worker.disconnect() in the worker: the primary sees a voluntary exit', { timeout: 60000 }, async (t) => {
   const p = addonPrimary(t);
   await p.command('setup', { settings: { exec: WORKER } });
   const w = await listeningWorker(p);

@@ -6,9 +6,8 @@ const assert = require('node:assert');
 const http = require('node:http');
 const net = require('node:net');
 const path = require('node:path');
-const { test } = require('node:test');
 const cluster = require('libcluster');
-const { FIXTURES, addonPrimary, get } = require('./helpers');
+const { scenario, FIXTURES, addonPrimary, get } = require('./helpers');
 
 const WORKER = path.join(FIXTURES, 'worker.js');
 
@@ -21,7 +20,7 @@ function throwsLike(fn, ctor, code, message) {
   });
 }
 
-test('this process is the primary', () => {
+scenario('this process is the primary', () => {
   assert.strictEqual(cluster.isPrimary, true);
   assert.strictEqual(cluster.isWorker, false);
   assert.strictEqual(cluster.worker, undefined);
@@ -30,7 +29,7 @@ test('this process is the primary', () => {
   assert.strictEqual(cluster.SCHED_NONE, 1);
 });
 
-test('wrong argument types and values', () => {
+scenario('wrong argument types and values', () => {
   throwsLike(() => cluster.fork('FOO=1'), TypeError, 'ERR_INVALID_ARG_TYPE', /"env" argument must be of type object/);
   throwsLike(() => cluster.fork({ 'A=B': '1' }), TypeError, 'ERR_INVALID_ARG_VALUE', /invalid environment variable name/);
   throwsLike(() => cluster.setupPrimary('x'), TypeError, 'ERR_INVALID_ARG_TYPE', /"settings"/);
@@ -65,7 +64,7 @@ test('wrong argument types and values', () => {
   throwsLike(() => w.send(() => {}), TypeError, 'ERR_INVALID_ARG_TYPE', /"message"/);
 });
 
-test('libcluster errors carry code and negative errno', async () => {
+scenario('libcluster errors carry code and negative errno', async () => {
   // An unknown worker: ESRCH.
   const w = new cluster.Worker(9999);
   throwsLike(() => w.send({ a: 1 }), Error, 'ESRCH');
@@ -97,7 +96,7 @@ test('libcluster errors carry code and negative errno', async () => {
   assert.deepStrictEqual(cluster.workers, {});
 });
 
-test('listen in the primary: serves here; a busy port is EADDRINUSE', async (t) => {
+scenario('listen in the primary: serves here; a busy port is EADDRINUSE', async (t) => {
   const server = http.createServer((req, res) => res.end(`hello from primary ${process.pid}\n`));
   t.after(() => server.close());
   await new Promise((resolve, reject) => {
@@ -132,7 +131,7 @@ test('listen in the primary: serves here; a busy port is EADDRINUSE', async (t) 
   assert.strictEqual(server.listening, false);
 });
 
-test('in a worker: a port the primary cannot bind is EADDRINUSE on the server', { timeout: 60000 }, async (t) => {
+scenario('in a worker: a port the primary cannot bind is EADDRINUSE on the server', { timeout: 60000 }, async (t) => {
   const busy = net.createServer();
   await new Promise((r) => busy.listen(0, '127.0.0.1', r));
   t.after(() => busy.close());

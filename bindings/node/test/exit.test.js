@@ -2,12 +2,11 @@
 'use strict';
 const assert = require('node:assert');
 const path = require('node:path');
-const { test } = require('node:test');
-const { FIXTURES, addonPrimary, start } = require('./helpers');
+const { scenario, FIXTURES, addonPrimary, start, requireFile } = require('./helpers');
 
 const WORKER = path.join(FIXTURES, 'worker.js');
 
-test('exit codes: a worker exiting with 3, and on request with 7', { timeout: 60000 }, async (t) => {
+scenario('exit codes: a worker exiting with 3, and on request with 7', { timeout: 60000 }, async (t) => {
   const p = addonPrimary(t);
   await p.command('setup', { settings: { exec: WORKER } });
   const a = await p.command('fork', { env: { WORKER_MODE: 'exit', EXIT_CODE: '3' } });
@@ -31,7 +30,7 @@ test('exit codes: a worker exiting with 3, and on request with 7', { timeout: 60
   assert.deepStrictEqual((await p.command('workers')).workers, []);
 });
 
-test('signals: kill() sends SIGTERM, kill("SIGKILL"), kill(0) only checks', { timeout: 60000 }, async (t) => {
+scenario('signals: kill() sends SIGTERM, kill("SIGKILL"), kill(0) only checks', { timeout: 60000 }, async (t) => {
   const p = addonPrimary(t);
   await p.command('setup', { settings: { exec: WORKER } });
   const a = await p.command('fork', { env: { WORKER_MODE: 'idle' } });
@@ -59,7 +58,7 @@ test('signals: kill() sends SIGTERM, kill("SIGKILL"), kill(0) only checks', { ti
   assert.strictEqual(dis.ead, false);
 });
 
-test('an idle primary exits by itself once its workers are gone', { timeout: 60000 }, async (t) => {
+scenario('an idle primary exits by itself once its workers are gone', { timeout: 60000 }, async (t) => {
   const p = start(t, process.execPath, [path.join(FIXTURES, 'idle_primary.js'), WORKER], { env: { WORKER_MODE: 'exit', EXIT_CODE: '5' } });
   const exit = await p.event('exit');
   assert.strictEqual(exit.code, 5);
@@ -69,4 +68,22 @@ test('an idle primary exits by itself once its workers are gone', { timeout: 600
   const q = start(t, process.execPath, [path.join(FIXTURES, 'idle_primary.js')], {});
   await q.event('ready');
   assert.deepStrictEqual(await q.exited, { code: 0, signal: null });
+});
+
+scenario('the primary dies: its workers exit 0, also those that handle SIGTERM (no crash)', { timeout: 90000 }, async (t) => {
+  // libcluster ends such a worker from its channel thread; the addon makes that a clean exit.
+  const reaper = requireFile(path.join(FIXTURES, 'reaper.py'), 'part of the tests');
+  for (let round = 0; round < 3; round++) {
+    const p = start(t, 'python3', [reaper, '3', process.execPath, path.join(FIXTURES, 'idle_primary.js'), WORKER, '3'], {
+      env: { WORKER_MODE: 'http', WORKER_SIGTERM: 'ignore' },
+      name: 'reaper',
+    });
+    const { reaped, workers } = await p.waitFor('the orphans reaped', (j) => j.reaped);
+    assert.strictEqual(workers.length, 3);
+    assert.deepStrictEqual(
+      workers.map((pid) => [pid, reaped[pid]]),
+      workers.map((pid) => [pid, ['code', 0]]),
+      'every worker exits with code 0, none by a signal (SIGSEGV before the fix)',
+    );
+  }
 });

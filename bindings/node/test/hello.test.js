@@ -3,12 +3,11 @@
 'use strict';
 const assert = require('node:assert');
 const path = require('node:path');
-const { test } = require('node:test');
-const { ROOT, start, everyWorkerAnswers } = require('./helpers');
+const { scenario, ROOT, start, everyWorkerAnswers } = require('./helpers');
 
 const HELLO = path.join(ROOT, 'examples', 'node', 'hello.js');
 
-test('hello.js: every worker answers, and a dead worker is replaced', { timeout: 90000 }, async (t) => {
+scenario('hello.js: every worker answers, and a dead worker is replaced', { timeout: 90000 }, async (t) => {
   const p = start(t, process.execPath, [HELLO], { env: { PORT: '0', WORKERS: '2' }, name: 'hello.js' });
   const primary = await p.waitFor('Primary line', (_, raw) => /^Primary \d+ is running$/.test(raw));
   assert.strictEqual(primary, `Primary ${p.pid} is running`);

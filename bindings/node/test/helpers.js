@@ -187,8 +187,32 @@ class Proc {
 // Starts a process and registers its stop() with the test (runs even on failure).
 function start(t, cmd, args, opts) {
   const p = new Proc(cmd, args, opts);
+  (t.procs || (t.procs = [])).push(p);
   t.after(() => p.stop());
   return p;
+}
+
+// node:test's test() (bounded: 60 s unless told), plus: a failure's message ends with the
+// output of every process the test started.
+function scenario(name, options, fn) {
+  if (typeof options === 'function') {
+    fn = options;
+    options = {};
+  }
+  options = { timeout: 60000, ...options };
+  return require('node:test').test(name, options, async (t) => {
+    try {
+      await fn(t);
+    } catch (err) {
+      if (err && typeof err === 'object' && t.procs) {
+        const more = t.procs.map((p) => p.transcript()).join('\n');
+        try {
+          err.message = `${err.message}\n${more}`;
+        } catch {}
+      }
+      throw err;
+    }
+  });
 }
 
 // An addon primary driven by JSON commands on stdin (test/fixtures/primary.js).
@@ -229,6 +253,7 @@ async function everyWorkerAnswers(port, pids, { max = 60 } = {}) {
 }
 
 module.exports = {
+  scenario,
   PKG,
   ROOT,
   FIXTURES,

@@ -3,12 +3,11 @@
 const assert = require('node:assert');
 const net = require('node:net');
 const path = require('node:path');
-const { test } = require('node:test');
-const { FIXTURES, addonPrimary } = require('./helpers');
+const { scenario, FIXTURES, addonPrimary } = require('./helpers');
 
 const WORKER = path.join(FIXTURES, 'worker.js');
 
-test('worker -> primary and primary -> worker messages, on worker and cluster emitters', { timeout: 60000 }, async (t) => {
+scenario('worker -> primary and primary -> worker messages, on worker and cluster emitters', { timeout: 60000 }, async (t) => {
   const p = addonPrimary(t);
   await p.event('ready');
   await p.command('setup', { settings: { exec: WORKER } });
@@ -37,7 +36,7 @@ test('worker -> primary and primary -> worker messages, on worker and cluster em
   await p.waitFor('process message', (j) => j.worker === 'process message' && j.message.x === 1);
 });
 
-test('a socket sent with a message arrives as a net.Socket', { timeout: 60000 }, async (t) => {
+scenario('a socket sent with a message arrives as a net.Socket', { timeout: 60000 }, async (t) => {
   let gotLine;
   const line = new Promise((resolve) => (gotLine = resolve));
   const server = net.createServer((sock) => {

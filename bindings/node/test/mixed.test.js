@@ -5,12 +5,11 @@
 'use strict';
 const assert = require('node:assert');
 const path = require('node:path');
-const { test } = require('node:test');
-const { C_HELLO, RUST_FIXTURE, FIXTURES, LAUNCHER, addonPrimary, start, everyWorkerAnswers, get, requireFile } = require('./helpers');
+const { scenario, C_HELLO, RUST_FIXTURE, FIXTURES, LAUNCHER, addonPrimary, start, everyWorkerAnswers, get, requireFile } = require('./helpers');
 
 const WORKER = path.join(FIXTURES, 'worker.js');
 
-test('addon primary, C workers (target/examples/hello)', { timeout: 60000 }, async (t) => {
+scenario('addon primary, C workers (target/examples/hello)', { timeout: 60000 }, async (t) => {
   requireFile(C_HELLO, 'run `make examples` in the repository root');
   const p = addonPrimary(t);
   await p.command('setup', { settings: { exec: C_HELLO } });
@@ -34,7 +33,7 @@ test('addon primary, C workers (target/examples/hello)', { timeout: 60000 }, asy
   assert.deepStrictEqual([eb.code, eb.signal, eb.ead], [0, null, true]);
 });
 
-test('C/Rust primary (libcluster fixture), addon workers', { timeout: 60000 }, async (t) => {
+scenario('C/Rust primary (libcluster fixture), addon workers', { timeout: 60000 }, async (t) => {
   requireFile(RUST_FIXTURE, 'run `cargo build --example fixture` in the repository root');
   const p = start(t, RUST_FIXTURE, [], { name: 'rust fixture primary' });
   await p.waitFor('fixture ready', (j) => j.ready);
@@ -65,7 +64,7 @@ test('C/Rust primary (libcluster fixture), addon workers', { timeout: 60000 }, a
   assert.deepStrictEqual([e2.code, e2.signal, e2.ead], [0, 0, true]);
 });
 
-test('node:cluster primary, addon worker script (falls back to Node\'s own worker side)', { timeout: 60000 }, async (t) => {
+scenario('node:cluster primary, addon worker script (falls back to Node\'s own worker side)', { timeout: 60000 }, async (t) => {
   const p = start(t, process.execPath, [path.join(FIXTURES, 'node_primary.js'), WORKER], { name: 'node:cluster primary' });
   const l = await p.event('listening', { id: 1 });
   await everyWorkerAnswers(l.port, [l.pid]);
@@ -73,7 +72,7 @@ test('node:cluster primary, addon worker script (falls back to Node\'s own worke
   assert.deepStrictEqual(m.message, { ready: l.pid, id: 1, isWorker: true, isPrimary: false });
 });
 
-test('addon primary, unmodified node:cluster worker script (nodeIpc: true)', { timeout: 60000 }, async (t) => {
+scenario('addon primary, unmodified node:cluster worker script (nodeIpc: true)', { timeout: 60000 }, async (t) => {
   const p = addonPrimary(t);
   await p.command('setup', { settings: { exec: path.join(FIXTURES, 'node_worker.js'), nodeIpc: true } });
   const a = await p.command('fork', { env: { PORT: '0' } });

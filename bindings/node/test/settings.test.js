@@ -5,12 +5,11 @@ const assert = require('node:assert');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { test } = require('node:test');
-const { FIXTURES, addonPrimary, get } = require('./helpers');
+const { scenario, FIXTURES, addonPrimary, get } = require('./helpers');
 
 const WORKER = path.join(FIXTURES, 'worker.js');
 
-test('args, cwd, env and silent reach the worker', { timeout: 60000 }, async (t) => {
+scenario('args, cwd, env and silent reach the worker', { timeout: 60000 }, async (t) => {
   const cwd = fs.realpathSync(os.tmpdir());
   const p = addonPrimary(t);
   const setup = await p.command('setup', {
@@ -27,7 +26,7 @@ test('args, cwd, env and silent reach the worker', { timeout: 60000 }, async (t)
   assert.deepStrictEqual(report.env, { CLUSTER_TEST_SETTING: 'from settings', CLUSTER_TEST_FORK: 'from fork' }, 'no NODE_UNIQUE_ID/NODE_CHANNEL_* left over');
 });
 
-test('schedulingPolicy SCHED_NONE: workers accept on the shared socket', { timeout: 60000 }, async (t) => {
+scenario('schedulingPolicy SCHED_NONE: workers accept on the shared socket', { timeout: 60000 }, async (t) => {
   const p = addonPrimary(t);
   await p.command('setup', { settings: { exec: WORKER, schedulingPolicy: 1 } });
   const a = await p.command('fork', { env: { PORT: '0' } });
