@@ -186,6 +186,14 @@ fn primary() {
                 p.set_least_loaded(true);
                 serde_json::json!({"leastloaded": true})
             }
+            ["cloexec-stdio"] => {
+                // As Node does to its own fds 0-2: inherited stdio must still reach workers.
+                for fd in 0..3 {
+                    // SAFETY (fixture): fcntl on our own stdio fds.
+                    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+                }
+                serde_json::json!({"cloexec_stdio": true})
+            }
             ["silent"] => {
                 p.setup(cluster::primary::settings::Settings { silent: Some(true), ..Default::default() });
                 serde_json::json!({"silent": true})

@@ -108,7 +108,7 @@ static int serve(struct conn *c) {
 static int worker(void) {
     int port = env_int("PORT", 8000);
     cluster_server_options opts;
-    cluster_server_options_init(&opts);
+    cluster_server_options_init(&opts, sizeof opts);
     opts.nonblocking = 1;
     cluster_server *server = NULL;
     if (cluster_get_server(&server, "127.0.0.1", port, &opts) < 0) {

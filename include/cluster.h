@@ -560,10 +560,12 @@ int cluster_workers(int *out_ids, size_t len);
 int cluster_worker_pid(int worker_id);
 
 /*
- Sets every field of `*settings` to "unchanged" (NULL) and sets `settings->size`.
- Returns 0, or `-EINVAL` for NULL.
+ Sets every field of `*settings` to "unchanged" and `settings->size` to `size`, writing
+ only the first `size` bytes: pass `sizeof *settings` as the caller was compiled, so a
+ program built against an older (shorter) struct is never written past its end.
+ Returns 0, or `-EINVAL` for NULL or a `size` smaller than the first version's.
  */
-int cluster_settings_init(struct cluster_settings *settings);
+int cluster_settings_init(struct cluster_settings *settings, size_t size);
 
 /*
  The primary's end of worker `worker_id`'s stdin (`n` = 0, write to it), stdout (1) or
@@ -606,10 +608,12 @@ int cluster_set_max_message(size_t bytes);
 int cluster_allow_bind(const char *address, int port);
 
 /*
- Fills `*opts` with the defaults (backlog 0 = 511, dual-stack, not exclusive, blocking)
- and sets `opts->size`. Returns 0, or `-EINVAL` for NULL.
+ Fills `*opts` with the defaults (backlog 0 = 511, dual-stack, not exclusive, blocking,
+ TCP) and sets `opts->size` to `size`, writing only the first `size` bytes: pass
+ `sizeof *opts` as the caller was compiled, so an older (shorter) struct is never written
+ past its end. Returns 0, or `-EINVAL` for NULL or a `size` too small for `size` itself.
  */
-int cluster_server_options_init(struct cluster_server_options *opts);
+int cluster_server_options_init(struct cluster_server_options *opts, size_t size);
 
 /*
  Gets a server listening on `address`:`port`, as Node's `server.listen` does in a cluster.

@@ -269,3 +269,12 @@ fn a_message_over_the_cap_closes_that_channel_only() {
     p.event("disconnect", chatty);
     assert_eq!(fetch_pid(port), good_pid);
 }
+
+#[test]
+fn inherited_stdio_reaches_workers_even_if_the_host_made_it_cloexec() {
+    let mut p = Proc::fixture(&[]);
+    p.cmd("cloexec-stdio", "cloexec_stdio");
+    let (id, _) = p.fork("FIXTURE_MODE=tryfork");
+    // The worker's line comes through the stdout it inherited.
+    p.expect(move |v| v["worker"] == id && v.get("tryfork").is_some(), "the worker's stdout");
+}

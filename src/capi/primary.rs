@@ -140,17 +140,25 @@ pub extern "C" fn cluster_worker_pid(worker_id: c_int) -> c_int {
     })
 }
 
-/// Sets every field of `*settings` to "unchanged" (NULL) and sets `settings->size`.
-/// Returns 0, or `-EINVAL` for NULL.
+/// Sets every field of `*settings` to "unchanged" and `settings->size` to `size`, writing
+/// only the first `size` bytes: pass `sizeof *settings` as the caller was compiled, so a
+/// program built against an older (shorter) struct is never written past its end.
+/// Returns 0, or `-EINVAL` for NULL or a `size` smaller than the first version's.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cluster_settings_init(settings: *mut cluster_settings) -> c_int {
+pub unsafe extern "C" fn cluster_settings_init(settings: *mut cluster_settings, size: usize) -> c_int {
     ffi_guard!({
-        if settings.is_null() {
-            return ret(Err(invalid("settings is NULL")));
+        if settings.is_null() || size < std::mem::offset_of!(cluster_settings, env) {
+            return ret(Err(invalid("settings is NULL or size is too small")));
         }
-        // SAFETY: non-NULL and writable (contract).
+        let ours = cluster_settings { size, ..unchanged_settings() };
+        // SAFETY: the caller's struct has `size` writable bytes (contract); we write at most
+        // that many, and no more than our own struct has.
         unsafe {
-            *settings = unchanged_settings()
+            std::ptr::copy_nonoverlapping(
+                (&ours as *const cluster_settings).cast::<u8>(),
+                settings.cast::<u8>(),
+                size.min(std::mem::size_of::<cluster_settings>()),
+            )
         };
         0
     })

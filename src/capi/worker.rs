@@ -10,27 +10,35 @@ use crate::context::{self, Role};
 use crate::worker::Server;
 use crate::worker::server::ServerOptions;
 
-/// Fills `*opts` with the defaults (backlog 0 = 511, dual-stack, not exclusive, blocking)
-/// and sets `opts->size`. Returns 0, or `-EINVAL` for NULL.
+/// Fills `*opts` with the defaults (backlog 0 = 511, dual-stack, not exclusive, blocking,
+/// TCP) and sets `opts->size` to `size`, writing only the first `size` bytes: pass
+/// `sizeof *opts` as the caller was compiled, so an older (shorter) struct is never written
+/// past its end. Returns 0, or `-EINVAL` for NULL or a `size` too small for `size` itself.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn cluster_server_options_init(opts: *mut cluster_server_options) -> c_int {
+pub unsafe extern "C" fn cluster_server_options_init(opts: *mut cluster_server_options, size: usize) -> c_int {
     ffi_guard!({
-        if opts.is_null() {
-            return ret(Err(invalid("opts is NULL")));
+        if opts.is_null() || size < std::mem::size_of::<usize>() {
+            return ret(Err(invalid("opts is NULL or size is too small")));
         }
         let d = ServerOptions::default();
-        // SAFETY: `opts` is non-NULL and points to a writable options struct (contract).
+        let ours = cluster_server_options {
+            size,
+            backlog: d.backlog,
+            ipv6_only: d.ipv6_only as c_int,
+            exclusive: d.exclusive as c_int,
+            nonblocking: d.nonblocking as c_int,
+            udp: d.udp as c_int,
+            reuse_addr: d.reuse_addr as c_int,
+        };
+        // SAFETY: the caller's struct has `size` writable bytes (contract); we write at most
+        // that many, and no more than our own struct has.
         unsafe {
-            *opts = cluster_server_options {
-                size: std::mem::size_of::<cluster_server_options>(),
-                backlog: d.backlog,
-                ipv6_only: d.ipv6_only as c_int,
-                exclusive: d.exclusive as c_int,
-                nonblocking: d.nonblocking as c_int,
-                udp: d.udp as c_int,
-                reuse_addr: d.reuse_addr as c_int,
-            };
-        }
+            std::ptr::copy_nonoverlapping(
+                (&ours as *const cluster_server_options).cast::<u8>(),
+                opts.cast::<u8>(),
+                size.min(std::mem::size_of::<cluster_server_options>()),
+            )
+        };
         0
     })
 }

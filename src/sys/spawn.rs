@@ -153,8 +153,14 @@ unsafe fn child(
             fail(err);
         }
         for (i, &f) in stdio.iter().enumerate() {
-            if f >= 0 && libc::dup2(f, i as i32) < 0 {
-                fail(err);
+            if f >= 0 {
+                if libc::dup2(f, i as i32) < 0 {
+                    fail(err);
+                }
+            } else {
+                // Inherited stdio must survive the exec even if the host made it
+                // close-on-exec (Node does, for its own fds 0-2); libuv clears it too.
+                libc::fcntl(i as i32, libc::F_SETFD, 0);
             }
         }
         // Signals: default dispositions and an empty mask, as libuv gives its children.

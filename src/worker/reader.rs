@@ -92,7 +92,7 @@ fn channel_lost(shared: &Shared, err: Option<Error>) {
     if !shared.disconnecting.load(Ordering::Acquire) {
         // Node exits 0 when the primary goes away, and dies (exit 1) of a line it cannot
         // parse; we do the same, after saying why.
-        process::exit(if err.is_some() { 1 } else { 0 });
+        process::exit_from_library_thread(if err.is_some() { 1 } else { 0 });
     }
     shared.events.push(Event::Disconnect { id: shared.id, pid: process::getpid(), exited_after_disconnect: true });
 }

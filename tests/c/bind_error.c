@@ -35,7 +35,7 @@ static int worker_main(void) {
 
     /* Exclusive: bound in this process. */
     cluster_server_options opts;
-    cluster_server_options_init(&opts);
+    cluster_server_options_init(&opts, sizeof opts);
     opts.exclusive = 1;
     s = NULL;
     rc = cluster_get_server(&s, "127.0.0.1", port, &opts);

@@ -12,6 +12,7 @@
  * connection whose text is its verdict), checks the bad-signal cases against that live
  * worker, reads the verdict and kills it. */
 #include "ctest.h"
+#include <stddef.h>
 
 #include <limits.h>
 #include <sys/wait.h>
@@ -129,8 +130,24 @@ static void sweep_common(void) {
              cluster_last_error());
 
     /* Options and settings initialisers. */
-    CT_EXPECT_ERR(cluster_server_options_init(NULL), -EINVAL);
-    CT_EXPECT_ERR(cluster_settings_init(NULL), -EINVAL);
+    CT_EXPECT_ERR(cluster_server_options_init(NULL, 0), -EINVAL);
+    CT_EXPECT_ERR(cluster_settings_init(NULL, 0), -EINVAL);
+    {
+        /* A caller built against the first, shorter cluster_settings (exec, args, cwd) is
+         * never written past its end: the bytes after `size` keep their canary. */
+        unsigned char buf[sizeof(cluster_settings) + 16];
+        size_t v1 = offsetof(cluster_settings, env);
+        memset(buf, 0xab, sizeof buf);
+        CT_CHECK(cluster_settings_init((cluster_settings *)(void *)buf, v1) == 0, "init v1: %s", cluster_last_error());
+        for (size_t i = v1; i < sizeof buf; i++)
+            CT_CHECK(buf[i] == 0xab, "cluster_settings_init wrote byte %zu past size %zu", i, v1);
+        CT_EXPECT_ERR(cluster_settings_init((cluster_settings *)(void *)buf, 4), -EINVAL);
+        size_t o1 = offsetof(cluster_server_options, udp);
+        memset(buf, 0xab, sizeof buf);
+        CT_CHECK(cluster_server_options_init((cluster_server_options *)(void *)buf, o1) == 0, "opts init: %s", cluster_last_error());
+        for (size_t i = o1; i < sizeof buf; i++)
+            CT_CHECK(buf[i] == 0xab, "cluster_server_options_init wrote byte %zu past size %zu", i, o1);
+    }
 
     /* cluster_get_server: NULL out, bad ports, bad addresses, bad options. `*out` must be
      * NULL after every failure. */
@@ -162,12 +179,12 @@ static void sweep_common(void) {
     s = SENTINEL;
     CT_EXPECT_ERR(cluster_get_server(&s, "127.0.0.1", 0, &opts), -EINVAL);
     CT_CHECK(s == NULL, "cluster_get_server(opts.size 0) left *out set");
-    CT_CHECK(cluster_server_options_init(&opts) == 0, "cluster_server_options_init: %s", cluster_last_error());
+    CT_CHECK(cluster_server_options_init(&opts, sizeof opts) == 0, "cluster_server_options_init: %s", cluster_last_error());
     CT_CHECK(opts.size == sizeof opts, "cluster_server_options_init set size %zu, expected %zu", opts.size,
              sizeof opts);
     opts.size = (size_t)1 << 30; /* absurd: not a real struct size */
     CT_EXPECT_ERR(cluster_get_server(&s, "127.0.0.1", 0, &opts), -EINVAL);
-    CT_CHECK(cluster_server_options_init(&opts) == 0, "cluster_server_options_init: %s", cluster_last_error());
+    CT_CHECK(cluster_server_options_init(&opts, sizeof opts) == 0, "cluster_server_options_init: %s", cluster_last_error());
     opts.backlog = -1;
     s = SENTINEL;
     CT_EXPECT_ERR(cluster_get_server(&s, "127.0.0.1", 0, &opts), -EINVAL);
@@ -258,45 +275,45 @@ static void sweep_primary(void) {
     cluster_settings st;
     memset(&st, 0, sizeof st);
     CT_EXPECT_ERR(cluster_setup_primary(&st), -EINVAL);
-    CT_CHECK(cluster_settings_init(&st) == 0, "cluster_settings_init: %s", cluster_last_error());
+    CT_CHECK(cluster_settings_init(&st, sizeof st) == 0, "cluster_settings_init: %s", cluster_last_error());
     CT_CHECK(st.size == sizeof st && !st.exec && !st.args && !st.cwd, "cluster_settings_init left fields set");
     st.exec = "";
     CT_EXPECT_ERR(cluster_setup_primary(&st), -EINVAL);
-    CT_CHECK(cluster_settings_init(&st) == 0, "cluster_settings_init: %s", cluster_last_error());
+    CT_CHECK(cluster_settings_init(&st, sizeof st) == 0, "cluster_settings_init: %s", cluster_last_error());
     st.size = 0;
     st.exec = "/bin/false"; /* would break the worker round below if it were applied */
     CT_EXPECT_ERR(cluster_setup_primary(&st), -EINVAL);
-    CT_CHECK(cluster_settings_init(&st) == 0, "cluster_settings_init: %s", cluster_last_error());
+    CT_CHECK(cluster_settings_init(&st, sizeof st) == 0, "cluster_settings_init: %s", cluster_last_error());
     st.cwd = "\xff\xfe";
     CT_EXPECT_ERR(cluster_setup_primary(&st), -EINVAL);
     /* The fields added later: bad env entries, serialization, scheduling policy, stdio. */
     const char *const settings_env_bad[] = {"NOEQUALS", NULL};
     const char *const settings_env_empty_key[] = {"=x", NULL};
-    CT_CHECK(cluster_settings_init(&st) == 0, "cluster_settings_init: %s", cluster_last_error());
+    CT_CHECK(cluster_settings_init(&st, sizeof st) == 0, "cluster_settings_init: %s", cluster_last_error());
     st.env = settings_env_bad;
     CT_EXPECT_ERR(cluster_setup_primary(&st), -EINVAL);
     st.env = settings_env_empty_key;
     CT_EXPECT_ERR(cluster_setup_primary(&st), -EINVAL);
-    CT_CHECK(cluster_settings_init(&st) == 0, "cluster_settings_init: %s", cluster_last_error());
+    CT_CHECK(cluster_settings_init(&st, sizeof st) == 0, "cluster_settings_init: %s", cluster_last_error());
     st.serialization = "advanced";
     CT_EXPECT_ERR(cluster_setup_primary(&st), CLUSTER_E_UNSUPPORTED);
     st.serialization = "bogus";
     expect_negative("cluster_setup_primary(serialization \"bogus\")", cluster_setup_primary(&st));
-    CT_CHECK(cluster_settings_init(&st) == 0, "cluster_settings_init: %s", cluster_last_error());
+    CT_CHECK(cluster_settings_init(&st, sizeof st) == 0, "cluster_settings_init: %s", cluster_last_error());
     st.sched_policy = 99;
     expect_negative("cluster_setup_primary(sched_policy 99)", cluster_setup_primary(&st));
     st.sched_policy = -1;
     expect_negative("cluster_setup_primary(sched_policy -1)", cluster_setup_primary(&st));
-    CT_CHECK(cluster_settings_init(&st) == 0, "cluster_settings_init: %s", cluster_last_error());
+    CT_CHECK(cluster_settings_init(&st, sizeof st) == 0, "cluster_settings_init: %s", cluster_last_error());
     const int stdio_bad[3] = {-4, CLUSTER_STDIO_INHERIT, CLUSTER_STDIO_INHERIT};
     st.stdio = stdio_bad;
     expect_negative("cluster_setup_primary(stdio[0] = -4)", cluster_setup_primary(&st));
-    CT_CHECK(cluster_settings_init(&st) == 0, "cluster_settings_init: %s", cluster_last_error());
+    CT_CHECK(cluster_settings_init(&st, sizeof st) == 0, "cluster_settings_init: %s", cluster_last_error());
     st.size = 1; /* smaller than the size field itself */
     CT_EXPECT_ERR(cluster_setup_primary(&st), -EINVAL);
 
     /* A valid call that changes nothing. */
-    CT_CHECK(cluster_settings_init(&st) == 0 && cluster_setup_primary(&st) == 0,
+    CT_CHECK(cluster_settings_init(&st, sizeof st) == 0 && cluster_setup_primary(&st) == 0,
              "cluster_setup_primary(all NULL) failed: %s", cluster_last_error());
 
     /* The loop calls with nothing to do: no worker, no event. */
@@ -324,7 +341,7 @@ static void sweep_primary(void) {
 
     /* A UDP server cannot accept. */
     cluster_server_options uopts;
-    cluster_server_options_init(&uopts);
+    cluster_server_options_init(&uopts, sizeof uopts);
     uopts.udp = 1;
     cluster_server *us = NULL;
     CT_CHECK(cluster_get_server(&us, "127.0.0.1", 0, &uopts) == 0 && us, "UDP cluster_get_server in the primary: %s",
@@ -334,7 +351,7 @@ static void sweep_primary(void) {
 
     /* A server in the primary itself (bound here): non-blocking accept with nothing waiting. */
     cluster_server_options opts;
-    cluster_server_options_init(&opts);
+    cluster_server_options_init(&opts, sizeof opts);
     opts.nonblocking = 1;
     cluster_server *s = NULL;
     CT_CHECK(cluster_get_server(&s, "127.0.0.1", 0, &opts) == 0 && s, "cluster_get_server in the primary: %s",
@@ -383,7 +400,7 @@ static void sweep_worker(void) {
     CT_EXPECT_ERR(cluster_workers(ids, 4), CLUSTER_E_WRONG_ROLE);
     CT_EXPECT_ERR(cluster_worker_pid(1), CLUSTER_E_WRONG_ROLE);
     cluster_settings st;
-    cluster_settings_init(&st);
+    cluster_settings_init(&st, sizeof st);
     CT_EXPECT_ERR(cluster_setup_primary(&st), CLUSTER_E_WRONG_ROLE);
     CT_EXPECT_ERR(cluster_setup_primary(NULL), -EINVAL);
     CT_EXPECT_ERR(cluster_disconnect_worker(1), CLUSTER_E_WRONG_ROLE);

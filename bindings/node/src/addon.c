@@ -514,7 +514,7 @@ static napi_value SetupPrimary(napi_env env, napi_callback_info info) {
     NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
     napi_value o = argv[0];
     cluster_settings st;
-    cluster_settings_init(&st);
+    cluster_settings_init(&st, sizeof st);
     char *exec = NULL, *cwd = NULL, *serialization = NULL, **args = NULL, **envv = NULL;
     int stdio[3];
     napi_value v;
@@ -866,7 +866,7 @@ static napi_value GetServer(napi_env env, napi_callback_info info) {
         napi_throw_error(env, NULL, "libcluster addon: out of memory");
         return NULL;
     }
-    cluster_server_options_init(&j->opts);
+    cluster_server_options_init(&j->opts, sizeof j->opts);
     j->opts.nonblocking = 1;
     bool ipv6_only = false, exclusive = false;
     if ((!is_nullish(env, argv[0]) && !(j->address = dup_string(env, argv[0]))) ||

@@ -121,8 +121,8 @@ class Settings(ctypes.Structure):
     def unchanged(cls) -> "Settings":
         """Every field "unchanged", ``size`` = this declaration's size.
 
-        Not ``cluster_settings_init``: it writes the library's whole struct, which overflows
-        a caller declared before fields were appended."""
+        Filled here, like ``cluster_settings_init(&s, sizeof s)`` would (the library
+        writes only the ``size`` bytes the caller declares)."""
         return cls(size=ctypes.sizeof(cls), silent=-1, uid=-1, gid=-1, sched_policy=0,
                    max_in_flight=0, least_loaded=-1)
 
@@ -142,8 +142,8 @@ class ServerOptions(ctypes.Structure):
 
     @classmethod
     def defaults(cls) -> "ServerOptions":
-        """The defaults, ``size`` = this declaration's size (not ``cluster_server_options_init``,
-        which writes the library's whole struct)."""
+        """The defaults, ``size`` = this declaration's size (what
+        ``cluster_server_options_init(&o, sizeof o)`` gives)."""
         return cls(size=ctypes.sizeof(cls))
 
 
@@ -204,10 +204,10 @@ _PROTOTYPES = {
     "cluster_worker_count": (_int, []),
     "cluster_workers": (_int, [_P(_int), ctypes.c_size_t]),
     "cluster_worker_pid": (_int, [_int]),
-    "cluster_settings_init": (_int, [_P(Settings)]),
+    "cluster_settings_init": (_int, [_P(Settings), ctypes.c_size_t]),
     "cluster_worker_stdio": (_int, [_int, _int]),
     "cluster_setup_primary": (_int, [_P(Settings)]),
-    "cluster_server_options_init": (_int, [_P(ServerOptions)]),
+    "cluster_server_options_init": (_int, [_P(ServerOptions), ctypes.c_size_t]),
     "cluster_get_server": (_int, [_P(_vp), _cstr, _int, _P(ServerOptions)]),
     "cluster_server_fd": (_int, [_vp]),
     "cluster_server_port": (_int, [_vp]),

@@ -54,7 +54,7 @@ static int worker(void) {
 static int primary(void) {
     NP_CHECK(getenv("NODE_UNIQUE_ID") == NULL, "NODE_UNIQUE_ID set in the primary");
     cluster_settings s;
-    cluster_settings_init(&s);
+    cluster_settings_init(&s, sizeof s);
     int stdio[3] = {CLUSTER_STDIO_PIPE, CLUSTER_STDIO_INHERIT, CLUSTER_STDIO_INHERIT};
     s.stdio = stdio;
     int rc = cluster_setup_primary(&s);

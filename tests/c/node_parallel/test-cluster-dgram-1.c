@@ -24,7 +24,7 @@
 
 static int worker(void) {
     cluster_server_options opts;
-    cluster_server_options_init(&opts);
+    cluster_server_options_init(&opts, sizeof opts);
     opts.udp = 1;
     cluster_server *srv = NULL;
     int rc = cluster_get_server(&srv, "127.0.0.1", 0, &opts);

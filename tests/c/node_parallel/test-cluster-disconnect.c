@@ -22,7 +22,7 @@
 
 static int worker(void) {
     cluster_server_options opts;
-    cluster_server_options_init(&opts);
+    cluster_server_options_init(&opts, sizeof opts);
     opts.nonblocking = 1;
     cluster_server *srv[SERVERS];
     int closed[SERVERS] = {0}, disconnected = 0;

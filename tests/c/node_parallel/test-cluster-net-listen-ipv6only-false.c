@@ -20,7 +20,7 @@
 
 static int worker(void) {
     cluster_server_options opts;
-    cluster_server_options_init(&opts);
+    cluster_server_options_init(&opts, sizeof opts);
     NP_CHECK(opts.ipv6_only == 0, "ipv6_only defaults to %d", opts.ipv6_only);
     opts.nonblocking = 1;
     cluster_server *srv = NULL;

@@ -75,11 +75,11 @@ static void show_stderr(int id) {
 static int primary(void) {
     static const char *const args[] = {CUSTOM_ARG, NULL};
     cluster_settings s;
-    cluster_settings_init(&s);
+    cluster_settings_init(&s, sizeof s);
     s.args = args;
     int rc = cluster_setup_primary(&s);
     NP_CHECK(rc == 0, "cluster_setup_primary(args): %d %s", rc, cluster_last_error());
-    cluster_settings_init(&s);
+    cluster_settings_init(&s, sizeof s);
     s.silent = 1;
     rc = cluster_setup_primary(&s);
     NP_CHECK(rc == 0, "cluster_setup_primary(silent): %d %s", rc, cluster_last_error());

@@ -37,7 +37,7 @@ static int worker(void) {
 
 static int primary(void) {
     cluster_settings s;
-    cluster_settings_init(&s);
+    cluster_settings_init(&s, sizeof s);
     s.sched_policy = CLUSTER_SCHED_NONE;
     int rc = cluster_setup_primary(&s);
     NP_CHECK(rc == 0, "cluster_setup_primary: %d %s", rc, cluster_last_error());
