@@ -11,9 +11,9 @@ use crate::error::{Error, Result};
 /// Every field a `NODE_*` message may carry. Unknown fields are ignored, as Node ignores them.
 #[derive(Debug, Default, Deserialize)]
 pub struct Msg<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
     pub cmd: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
     pub act: Option<Cow<'a, str>>,
     #[serde(default)]
     pub seq: Option<i64>,
@@ -21,11 +21,11 @@ pub struct Msg<'a> {
     pub ack: Option<i64>,
     #[serde(default)]
     pub accepted: Option<bool>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
     pub key: Option<Cow<'a, str>>,
     #[serde(default)]
     pub errno: Option<i64>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_cow")]
     pub address: Option<Cow<'a, str>>,
     #[serde(default)]
     pub port: Option<i64>,
@@ -43,13 +43,42 @@ pub struct Msg<'a> {
     pub backlog: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub sockname: Option<&'a RawValue>,
-    #[serde(rename = "type", borrow, default)]
+    #[serde(rename = "type", borrow, default, deserialize_with = "opt_cow")]
     pub kind: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub msg: Option<&'a RawValue>,
     /// libcluster's extension in `queryServer`: connections the worker takes in flight.
     #[serde(rename = "libclusterInflight", default)]
     pub inflight: Option<i64>,
+}
+
+/// `Option<Cow<str>>` that borrows from the line when the string has no escapes. (serde's
+/// own `Option<Cow<str>>` always allocates — serde#1497 — and this runs for every ack on
+/// the primary's hot path.)
+fn opt_cow<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Cow<'de, str>>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or null")
+        }
+        fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> std::result::Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_string())))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> std::result::Result<Self::Value, D2::Error> {
+            d.deserialize_str(V)
+        }
+    }
+    d.deserialize_option(V)
 }
 
 impl Msg<'_> {
@@ -121,6 +150,17 @@ pub fn int_or_none(v: Option<&RawValue>) -> Result<Option<i64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn common_messages_borrow_their_strings() {
+        let Parsed::Internal(m) = parse(br#"{"cmd":"NODE_CLUSTER","act":"close","key":"k:1","address":null,"seq":3}"#).unwrap() else { panic!() };
+        assert!(matches!(m.cmd, Some(Cow::Borrowed("NODE_CLUSTER"))));
+        assert!(matches!(m.key, Some(Cow::Borrowed("k:1"))));
+        assert_eq!(m.address, None);
+        // Escapes still parse (owned).
+        let Parsed::Internal(m) = parse(br#"{"cmd":"NODE_CLUSTER","key":"a\"b"}"#).unwrap() else { panic!() };
+        assert_eq!(m.key.as_deref(), Some("a\"b"));
+    }
 
     #[test]
     fn classifies_lines() {
