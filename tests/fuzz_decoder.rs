@@ -88,3 +88,22 @@ proptest! {
         let _ = message::user_line(&text);
     }
 }
+
+/// The committed corpus (`tests/fuzz_corpus`: real Node lines and hostile ones) replayed
+/// in every split of up to 7 chunk sizes, with and without an fd on the first chunk.
+#[test]
+fn corpus_replays_cleanly() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_corpus");
+    let mut files = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        files += 1;
+        for chunk in 1..=7usize {
+            for with_fd in [false, true] {
+                let chunks: Vec<(usize, bool)> = (0..data.len()).map(|i| (chunk, with_fd && i == 0)).collect();
+                let _ = run(&data, &chunks, 1 << 20);
+            }
+        }
+    }
+    assert!(files >= 5, "the corpus is there");
+}
