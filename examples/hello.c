@@ -33,7 +33,8 @@ static int env_int(const char *name, int fallback) {
 
 static void on_exit_cb(const cluster_event *ev, void *userdata) {
     (void)userdata;
-    printf("worker %d died\n", ev->pid);
+    printf("worker %d died (%s %d)\n", ev->pid, ev->signal ? "signal" : "code",
+           ev->signal ? ev->signal : ev->exit_code);
     fflush(stdout);
     if (cluster_fork(NULL) < 0)
         fprintf(stderr, "fork failed: %s\n", cluster_last_error());
