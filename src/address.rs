@@ -165,13 +165,11 @@ impl Target {
 }
 
 fn shortest_path(abs: &Path) -> PathBuf {
-    if let Ok(cwd) = std::env::current_dir() {
-        if let Ok(rel) = abs.strip_prefix(&cwd) {
-            if rel.as_os_str().len() < abs.as_os_str().len() && !rel.as_os_str().is_empty() {
+    if let Ok(cwd) = std::env::current_dir()
+        && let Ok(rel) = abs.strip_prefix(&cwd)
+            && rel.as_os_str().len() < abs.as_os_str().len() && !rel.as_os_str().is_empty() {
                 return rel.to_path_buf();
             }
-        }
-    }
     abs.to_path_buf()
 }
 

@@ -289,11 +289,10 @@ pub extern "C" fn cluster_run() -> c_int {
             if STOP.swap(false, Ordering::AcqRel) {
                 return 0;
             }
-            if let Role::Primary(p) = &ctx.role {
-                if !p.has_workers_or(|| !ctx.events.is_empty()) {
+            if let Role::Primary(p) = &ctx.role
+                && !p.has_workers_or(|| !ctx.events.is_empty()) {
                     return 0;
                 }
-            }
             if let Err(e) = ctx.events.wait(-1) {
                 return ret(Err(e.into()));
             }

@@ -127,11 +127,10 @@ pub extern "C" fn cluster_worker_get_state(worker_id: c_int) -> c_int {
 #[unsafe(no_mangle)]
 pub extern "C" fn cluster_worker_is_connected(worker_id: c_int) -> c_int {
     ffi_guard!({
-        if worker_id == 0 {
-            if let Ok(w) = context::worker() {
+        if worker_id == 0
+            && let Ok(w) = context::worker() {
                 return w.is_connected() as c_int;
             }
-        }
         ret(info(worker_id).map(|w| w.connected as c_int))
     })
 }

@@ -19,7 +19,7 @@ fn opt_string(out: &mut Vec<u8>, s: Option<&str>) {
 }
 
 fn end(out: &mut Vec<u8>, seq: i64) {
-    let _ = write!(out, ",\"seq\":{seq}}}\n");
+    let _ = writeln!(out, ",\"seq\":{seq}}}");
 }
 
 /// `{"cmd":"NODE_CLUSTER","act":<act>,"seq":n}`
@@ -54,7 +54,7 @@ pub fn newconn(out: &mut Vec<u8>, key: &str, seq: i64) {
         b"{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":{\"cmd\":\"NODE_CLUSTER\",\"act\":\"newconn\",\"key\":",
     );
     string(out, key);
-    let _ = write!(out, ",\"seq\":{seq}}}}}\n");
+    let _ = writeln!(out, ",\"seq\":{seq}}}}}");
 }
 
 /// The fields of a `queryServer` (and of the `listening` message that mirrors it).

@@ -443,11 +443,10 @@ impl Distributor {
             }
         };
         // On failure close_channel requeues the in-flight connections.
-        if self.send_line(w, Some(OutFd::Borrowed(raw))) && room {
-            if let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&hid) {
+        if self.send_line(w, Some(OutFd::Borrowed(raw))) && room
+            && let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&hid) {
                 h.set_free(w);
             }
-        }
     }
 
     /// The worker answered our newconn.

@@ -107,11 +107,10 @@ impl Distributor {
                 self.shared.events.push(Event::Listening { id, pid, address, port, address_type, fd });
             }
             "close" => {
-                if let Some(key) = m.key.as_deref() {
-                    if let Some(&hid) = self.keys.get(key) {
+                if let Some(key) = m.key.as_deref()
+                    && let Some(&hid) = self.keys.get(key) {
                         self.remove_from_handle(hid, id);
                     }
-                }
             }
             "exitedAfterDisconnect" => {
                 if let Some(w) = self.workers.get_mut(&id) {

@@ -145,11 +145,10 @@ impl Shared {
     /// Takes a worker out of `cluster.workers` without forgetting it.
     pub fn unlist(&self, id: u32) {
         let mut table = self.table.lock();
-        if let Some(info) = table.get_mut(&id) {
-            if std::mem::replace(&mut info.listed, false) {
+        if let Some(info) = table.get_mut(&id)
+            && std::mem::replace(&mut info.listed, false) {
                 self.check_drained(&table);
             }
-        }
     }
 
     fn check_drained(&self, table: &BTreeMap<u32, WorkerInfo>) {

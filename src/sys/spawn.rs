@@ -180,25 +180,22 @@ unsafe fn child(
                 libc::_exit(1);
             }
         }
-        if let Some(dir) = cwd {
-            if libc::chdir(dir) < 0 {
+        if let Some(dir) = cwd
+            && libc::chdir(dir) < 0 {
                 fail(err);
             }
-        }
         if plan.uid.is_some() || plan.gid.is_some() {
             // As libuv: drop supplementary groups; failure (not root) is not fatal.
             libc::setgroups(0, std::ptr::null());
         }
-        if let Some(gid) = plan.gid {
-            if libc::setgid(gid) < 0 {
+        if let Some(gid) = plan.gid
+            && libc::setgid(gid) < 0 {
                 fail(err);
             }
-        }
-        if let Some(uid) = plan.uid {
-            if libc::setuid(uid) < 0 {
+        if let Some(uid) = plan.uid
+            && libc::setuid(uid) < 0 {
                 fail(err);
             }
-        }
         libc::execve(plan.path.as_ptr(), argv.as_ptr(), envp.as_ptr());
         fail(err)
     }

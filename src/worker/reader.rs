@@ -119,9 +119,9 @@ fn handle_line(shared: &Shared, line: &[u8], fd: Option<OwnedFd>) -> Result<()> 
             let inner = m.msg.map(|r| r.get()).unwrap_or("null");
             let parsed = message::parse(inner.as_bytes())?;
             // A newconn for an open server: its ACK may ride with the `accepted` reply.
-            if let Parsed::Internal(n) = &parsed {
-                if n.act() == "newconn" && n.ack.is_none() {
-                    if let (Some(seq), Some(server)) = (n.seq, n.key.as_deref().and_then(|k| shared.server(k))) {
+            if let Parsed::Internal(n) = &parsed
+                && n.act() == "newconn" && n.ack.is_none()
+                    && let (Some(seq), Some(server)) = (n.seq, n.key.as_deref().and_then(|k| shared.server(k))) {
                         let mut w = shared.writer.lock();
                         return match server.push(seq, fd) {
                             Ok(()) => {
@@ -137,8 +137,6 @@ fn handle_line(shared: &Shared, line: &[u8], fd: Option<OwnedFd>) -> Result<()> 
                             }
                         };
                     }
-                }
-            }
             {
                 let mut w = shared.writer.lock();
                 shared.pay_ack(&mut w)?;
