@@ -227,6 +227,15 @@ fn workers_run_with_the_uid_and_gid_from_the_settings() {
         eprintln!("skipped: not root");
         return;
     }
+    // The unprivileged worker must be able to reach and run the fixture binary.
+    use std::os::unix::fs::PermissionsExt;
+    let bin = common::fixture_bin();
+    let reachable = bin.ancestors().skip(1).all(|d| std::fs::metadata(d).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+        && std::fs::metadata(&bin).is_ok_and(|m| m.permissions().mode() & 0o005 == 0o005);
+    if !reachable {
+        eprintln!("skipped: {} is not reachable by uid 65534", bin.display());
+        return;
+    }
     let mut p = Proc::fixture(&[]);
     p.cmd("ids 65534 65534", "ids");
     let (id, _) = p.fork("FIXTURE_MODE=env");
