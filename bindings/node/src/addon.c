@@ -814,12 +814,38 @@ static void job_free(napi_env env, job_t *j) {
     free(j);
 }
 
+/* Queues `j` on libuv's thread pool with `cb` as its JS callback. On failure frees `j`,
+ * throws, and returns false. */
+static bool queue_job(napi_env env, job_t *j, napi_value cb, const char *name,
+                      napi_async_execute_callback execute, napi_async_complete_callback complete) {
+    napi_value n;
+    if (napi_create_reference(env, cb, 1, &j->cb) != napi_ok ||
+        napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &n) != napi_ok ||
+        napi_create_async_work(env, NULL, n, execute, complete, j, &j->work) != napi_ok ||
+        napi_queue_async_work(env, j->work) != napi_ok) {
+        job_free(env, j);
+        fail_napi(env, name);
+        return false;
+    }
+    return true;
+}
+
+/* Frees `j`, then calls its callback with `argc` arguments (inside a handle scope the
+ * caller opened). */
+static void finish_job(napi_env env, job_t *j, size_t argc, napi_value *argv) {
+    napi_value cb, recv, result;
+    napi_get_reference_value(env, j->cb, &cb);
+    napi_get_undefined(env, &recv);
+    job_free(env, j);
+    napi_call_function(env, recv, cb, argc, argv, &result);
+}
+
 /* Calls cb(code, message|null, handle|null) on the JS thread. */
 static void get_server_complete(napi_env env, napi_status status, void *data) {
     job_t *j = data;
     napi_handle_scope scope;
     napi_open_handle_scope(env, &scope);
-    napi_value handle, cb, recv, result, argv[3];
+    napi_value handle, argv[3];
     napi_get_null(env, &handle);
     if (status != napi_ok && j->rc >= 0) {
         j->rc = -ECANCELED;
@@ -845,10 +871,7 @@ static void get_server_complete(napi_env env, napi_status status, void *data) {
     argv[0] = js_int(env, j->rc);
     argv[1] = js_str_or_null(env, j->rc < 0 ? j->message : NULL);
     argv[2] = handle;
-    napi_get_reference_value(env, j->cb, &cb);
-    napi_get_undefined(env, &recv);
-    job_free(env, j);
-    napi_call_function(env, recv, cb, 3, argv, &result);
+    finish_job(env, j, 3, argv);
     napi_close_handle_scope(env, scope);
 }
 
@@ -883,15 +906,7 @@ static napi_value GetServer(napi_env env, napi_callback_info info) {
     }
     j->opts.ipv6_only = ipv6_only;
     j->opts.exclusive = exclusive;
-    napi_value name;
-    if (napi_create_reference(env, argv[5], 1, &j->cb) != napi_ok ||
-        napi_create_string_utf8(env, "libcluster:getServer", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-        napi_create_async_work(env, NULL, name, get_server_execute, get_server_complete, j, &j->work) != napi_ok ||
-        napi_queue_async_work(env, j->work) != napi_ok) {
-        job_free(env, j);
-        fail_napi(env, "queue getServer");
-        return NULL;
-    }
+    queue_job(env, j, argv[5], "libcluster:getServer", get_server_execute, get_server_complete);
     return NULL;
 }
 
@@ -909,13 +924,10 @@ static void worker_disconnect_complete(napi_env env, napi_status status, void *d
     job_t *j = data;
     napi_handle_scope scope;
     napi_open_handle_scope(env, &scope);
-    napi_value cb, recv, result, argv[2];
+    napi_value argv[2];
     argv[0] = js_int(env, j->rc);
     argv[1] = js_str_or_null(env, j->rc < 0 ? j->message : NULL);
-    napi_get_reference_value(env, j->cb, &cb);
-    napi_get_undefined(env, &recv);
-    job_free(env, j);
-    napi_call_function(env, recv, cb, 2, argv, &result);
+    finish_job(env, j, 2, argv);
     napi_close_handle_scope(env, scope);
 }
 
@@ -930,15 +942,7 @@ static napi_value WorkerDisconnect(napi_env env, napi_callback_info info) {
         napi_throw_error(env, NULL, "libcluster addon: out of memory");
         return NULL;
     }
-    napi_value name;
-    if (napi_create_reference(env, argv[0], 1, &j->cb) != napi_ok ||
-        napi_create_string_utf8(env, "libcluster:disconnect", NAPI_AUTO_LENGTH, &name) != napi_ok ||
-        napi_create_async_work(env, NULL, name, worker_disconnect_execute, worker_disconnect_complete, j, &j->work) != napi_ok ||
-        napi_queue_async_work(env, j->work) != napi_ok) {
-        job_free(env, j);
-        fail_napi(env, "queue workerDisconnect");
-        return NULL;
-    }
+    queue_job(env, j, argv[0], "libcluster:disconnect", worker_disconnect_execute, worker_disconnect_complete);
     return NULL;
 }
 
