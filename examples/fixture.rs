@@ -15,6 +15,7 @@
 //!   idle        do nothing until killed
 //!   tryfork     report what cluster_fork does in a worker
 //!   selfdisconnect  get_server, then cluster.worker.disconnect(), then exit 0
+//!   selfdestroy get_server, then cluster.worker.destroy() (exits 0)
 //! FIXTURE_ECHO=1 makes a worker answer each message with {"echo": msg, "fd_data": ...}.
 //!   fds         report open fds and their CLOEXEC flags after serving one connection
 //!   raw:KIND    before touching the library, write a hostile line on fd 3
@@ -359,6 +360,9 @@ fn worker() {
         }
     };
     say(serde_json::json!({"worker": w.id(), "pid": pid, "port": server.port()}));
+    if mode == "selfdestroy" {
+        w.destroy();
+    }
     if mode == "selfdisconnect" {
         let r = w.disconnect();
         say(serde_json::json!({"worker": w.id(), "selfdisconnect": r.is_ok(), "second": w.disconnect().err().map(|e| e.code)}));

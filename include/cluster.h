@@ -464,6 +464,15 @@ int cluster_disconnect(cluster_event_cb cb, void *userdata);
 int cluster_worker_disconnect(void);
 
 /*
+ Node's `cluster.worker.kill()` / `destroy()` (worker): if the channel is open, tells
+ the primary the exit is voluntary and waits for its ack, closes the channel, then ends
+ the process with code 0 (`exit`, so `atexit` handlers run). Servers are not closed
+ first, as in Node. Does not return in a worker. Errors: `CLUSTER_E_WRONG_ROLE` in the
+ primary.
+ */
+int cluster_worker_destroy(void);
+
+/*
  Node's `worker.state` of `worker_id` (a `cluster_worker_state` value), also after the
  worker is gone (DEAD). This is the state now, which may be ahead of the event being
  dispatched (e.g. DEAD while a DISCONNECT callback runs for a killed worker). Errors: `-ESRCH` (never forked), `CLUSTER_E_WRONG_ROLE`.

@@ -287,3 +287,14 @@ fn inherited_stdio_reaches_workers_even_if_the_host_made_it_cloexec() {
     // The worker's line comes through the stdout it inherited.
     p.expect(move |v| v["worker"] == id && v.get("tryfork").is_some(), "the worker's stdout");
 }
+
+#[test]
+fn worker_side_destroy_is_voluntary_and_exits_0() {
+    let mut p = Proc::fixture(&[]);
+    let (id, _) = p.fork("FIXTURE_MODE=selfdestroy");
+    listening_port(&mut p, id);
+    let d = p.event("disconnect", id);
+    assert_eq!(d["ead"], true, "the primary acked exitedAfterDisconnect: {d}");
+    let ex = p.event("exit", id);
+    assert_eq!((ex["code"].as_i64(), ex["ead"].as_bool()), (Some(0), Some(true)), "{ex}");
+}

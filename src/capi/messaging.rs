@@ -96,6 +96,21 @@ pub extern "C" fn cluster_worker_disconnect() -> c_int {
     ffi_guard!({ ret(context::worker().and_then(|w| w.disconnect()).map(|_| 0)) })
 }
 
+/// Node's `cluster.worker.kill()` / `destroy()` (worker): if the channel is open, tells
+/// the primary the exit is voluntary and waits for its ack, closes the channel, then ends
+/// the process with code 0 (`exit`, so `atexit` handlers run). Servers are not closed
+/// first, as in Node. Does not return in a worker. Errors: `CLUSTER_E_WRONG_ROLE` in the
+/// primary.
+#[unsafe(no_mangle)]
+pub extern "C" fn cluster_worker_destroy() -> c_int {
+    ffi_guard!({
+        match context::worker() {
+            Ok(w) => w.destroy(),
+            Err(e) => ret(Err(e)),
+        }
+    })
+}
+
 fn info(worker_id: c_int) -> crate::error::Result<crate::primary::WorkerInfo> {
     if worker_id <= 0 {
         return Err(Error::errno(libc::ESRCH, format!("no worker with id {worker_id}")));

@@ -15,7 +15,7 @@ pub fn set_parent_death_signal(sig: i32) -> io::Result<()> {
     syscall!(prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0)).map(drop)
 }
 
-/// Ends the process with `code` from a library thread, as Node's `process.exit` does when a
+/// Ends the process with `code` (from a library thread or for the program), as Node's `process.exit` does when a
 /// worker loses its primary: `exit`, so `atexit` handlers run and stdio is flushed (Node runs
 /// its 'exit' handlers; test-cluster-primary-error checks it). They run on this thread while
 /// the program's own threads may still be running; a host for which that is unsafe (the

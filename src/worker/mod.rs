@@ -181,6 +181,17 @@ impl Worker {
         acked.map(drop)
     }
 
+    /// `cluster.worker.kill()` / `destroy()` in a worker (§7.5): if still connected, tells
+    /// the primary the exit is voluntary (`exitedAfterDisconnect`, waiting for its ack) and
+    /// closes the channel; then exits with code 0. Servers are not closed first, as in Node.
+    pub fn destroy(&self) -> ! {
+        if !self.shared.disconnecting.swap(true, Ordering::AcqRel) && self.shared.connected.load(Ordering::Acquire) {
+            let _ = self.request(|out, seq| crate::ipc::wire::act(out, "exitedAfterDisconnect", seq));
+            let _ = socket::shutdown(self.sock.as_fd());
+        }
+        process::exit_from_library_thread(0)
+    }
+
     pub fn is_connected(&self) -> bool {
         self.shared.connected.load(Ordering::Acquire)
     }

@@ -254,6 +254,7 @@ static void sweep_primary(void) {
         expect_negative("cluster_send(bad id, NULL, -1)", cluster_send(bid, NULL, -1));
     }
     CT_EXPECT_ERR(cluster_worker_disconnect(), CLUSTER_E_WRONG_ROLE);
+    CT_EXPECT_ERR(cluster_worker_destroy(), CLUSTER_E_WRONG_ROLE);
 
     /* The bind allowlist: ports out of range (-2 is "any", -1 a pipe's). No valid entry is
      * added: one would restrict the worker round below. */
