@@ -296,6 +296,10 @@ fn worker() {
             std::thread::sleep(Duration::from_secs(60));
         },
         m if m.starts_with("exit:") => std::process::exit(m[5..].parse().unwrap_or(1)),
+        "printexit" => {
+            say(serde_json::json!({"worker": w.id(), "last_words": pid}));
+            std::process::exit(5);
+        }
         "env" => {
             let env: serde_json::Map<String, serde_json::Value> =
                 std::env::vars().filter(|(k, _)| k.starts_with("CLUSTER_TEST") || k.starts_with("NODE_")).map(|(k, v)| (k, v.into())).collect();

@@ -579,10 +579,11 @@ int cluster_settings_init(struct cluster_settings *settings, size_t size);
 /*
  The primary's end of worker `worker_id`'s stdin (`n` = 0, write to it), stdout (1) or
  stderr (2), when settings made it a pipe (`silent` or `CLUSTER_STDIO_PIPE`). Returns a
- new close-on-exec duplicate that the caller owns and closes.
+ new close-on-exec duplicate that the caller owns and closes. Also works after the worker
+ is gone, for the 16 most recently gone silent workers, so its last output can be read.
 
- Errors: `-EINVAL` (`n` not 0-2), `-ENOENT` (that stream is not a pipe), `-ESRCH`
- (unknown or gone worker), `CLUSTER_E_WRONG_ROLE`.
+ Errors: `-EINVAL` (`n` not 0-2), `-ENOENT` (that stream is not a pipe, or no longer
+ kept), `-ESRCH` (never forked), `CLUSTER_E_WRONG_ROLE`.
  */
 int cluster_worker_stdio(int worker_id, int n);
 

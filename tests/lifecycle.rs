@@ -298,3 +298,14 @@ fn worker_side_destroy_is_voluntary_and_exits_0() {
     let ex = p.event("exit", id);
     assert_eq!((ex["code"].as_i64(), ex["ead"].as_bool()), (Some(0), Some(true)), "{ex}");
 }
+
+#[test]
+fn a_silent_workers_output_can_be_read_after_it_is_gone() {
+    let mut p = Proc::fixture(&[]);
+    p.cmd("silent", "silent");
+    let (id, _) = p.fork("FIXTURE_MODE=printexit");
+    let ex = p.event("exit", id);
+    assert_eq!(ex["code"], 5);
+    let out = p.cmd(&format!("stdout {id}"), "stdout");
+    assert!(out["stdout"].as_str().unwrap().contains("last_words"), "{out}");
+}

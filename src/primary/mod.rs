@@ -95,6 +95,9 @@ pub(crate) struct Shared {
     pub least_loaded: std::sync::atomic::AtomicBool,
 }
 
+/// How many gone workers keep their stdio pipes open for reading.
+const RETAINED_STDIO: usize = 16;
+
 /// One entry of the bind allowlist: an address (`None`: any) and a port (`None`: any).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AllowRule {
@@ -128,12 +131,22 @@ impl Shared {
             info.state = WorkerState::Dead;
             info.dead = true;
             info.connected = false;
-            info.stdio = [None, None, None];
             info.child = None;
             let mut retired = self.retired.lock();
             retired.insert(id, info);
             while retired.len() > 4096 {
                 retired.pop_first();
+            }
+            // A silent worker's pipes stay readable after it is gone (its last output), for
+            // the most recent RETAINED_STDIO workers; older ones are closed.
+            let mut with_pipes = 0;
+            for w in retired.values_mut().rev() {
+                if w.stdio.iter().any(Option::is_some) {
+                    with_pipes += 1;
+                    if with_pipes > RETAINED_STDIO {
+                        w.stdio = [None, None, None];
+                    }
+                }
             }
         }
         // Queued under the table lock (after the worker's fds are released), so
