@@ -174,7 +174,7 @@ impl Distributor {
         };
         self.workers.insert(
             id,
-            WorkerConn { pid, channel: Some(channel), child: child.clone(), exit: None, exited_after_disconnect: None, in_flight: Vec::new(), max_in_flight: 1 },
+            WorkerConn { pid, channel: Some(channel), child: child.clone(), exited_after_disconnect: None, in_flight: Vec::new(), max_in_flight: 1 },
         );
         self.shared.table.lock().insert(
             id,
@@ -298,14 +298,10 @@ impl Distributor {
         let pid = w.pid;
         let ead = w.exited_after_disconnect.unwrap_or(false);
         let in_flight = std::mem::take(&mut w.in_flight);
-        let dead = w.exit.is_some();
         if let Some(e) = err {
             self.shared.events.push(Event::Error { id, pid, code: e.code, message: e.message });
         }
-        let handle_ids: Vec<u32> = self.handles.iter().filter(|(_, h)| h.has(id)).map(|(&hid, _)| hid).collect();
-        for hid in handle_ids {
-            self.remove_from_handle(hid, id);
-        }
+        self.leave_all_handles(id);
         for f in in_flight.into_iter().rev() {
             self.requeue(f);
         }
@@ -314,12 +310,16 @@ impl Distributor {
             info.state = WorkerState::Disconnected;
             info.exited_after_disconnect = ead;
         }
-        let ev = Event::Disconnect { id, pid, exited_after_disconnect: ead };
-        if dead {
-            self.workers.remove(&id);
-            self.shared.retire(id, ev);
-        } else {
-            self.shared.events.push(ev);
+        // The channel always closes before the exit is handled (on_pidfd drains it first),
+        // so the worker is still in the table here; its exit retires it.
+        self.shared.events.push(Event::Disconnect { id, pid, exited_after_disconnect: ead });
+    }
+
+    /// Detaches a worker from every handle it is attached to.
+    fn leave_all_handles(&mut self, id: u32) {
+        let handle_ids: Vec<u32> = self.handles.iter().filter(|(_, h)| h.has(id)).map(|(&hid, _)| hid).collect();
+        for hid in handle_ids {
+            self.remove_from_handle(hid, id);
         }
     }
 
@@ -348,10 +348,10 @@ impl Distributor {
                 self.close_channel(id, None);
             }
         }
-        let Some(w) = self.workers.get_mut(&id) else { return };
-        w.exit = Some(status);
+        let Some(w) = self.workers.remove(&id) else { return };
         let (pid, ead) = (w.pid, w.exited_after_disconnect.unwrap_or(false));
-        self.workers.remove(&id);
+        // Release its pidfd before the exit event is queued (no fd outlives the event).
+        drop(w);
         if let Some(info) = self.shared.table.lock().get_mut(&id) {
             info.exited_after_disconnect = ead;
         }
@@ -366,10 +366,7 @@ impl Distributor {
     fn disconnect(&mut self, id: u32) {
         let Some(w) = self.workers.get_mut(&id) else { return };
         w.exited_after_disconnect = Some(true);
-        let handle_ids: Vec<u32> = self.handles.iter().filter(|(_, h)| h.has(id)).map(|(&hid, _)| hid).collect();
-        for hid in handle_ids {
-            self.remove_from_handle(hid, id);
-        }
+        self.leave_all_handles(id);
         let seq = self.next_seq();
         self.out.clear();
         wire::act(&mut self.out, "disconnect", seq);

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use crate::ipc::codec::Decoder;
 use crate::ipc::writer::Writer;
-use crate::sys::pidfd::ExitStatus;
 
 /// A connection handed to a worker and not yet acked.
 #[derive(Debug)]
@@ -32,7 +31,6 @@ pub struct WorkerConn {
     pub pid: i32,
     pub channel: Option<Channel>,
     pub child: Arc<crate::sys::pidfd::Child>,
-    pub exit: Option<ExitStatus>,
     /// Node's `exitedAfterDisconnect`: unknown until the worker says it or we disconnect it.
     pub exited_after_disconnect: Option<bool>,
     /// Connections handed to the worker and not yet answered, oldest first.
