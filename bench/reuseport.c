@@ -3,7 +3,10 @@
  *
  *   WORKERS=2 PORT=8000 reuseport
  *
- * Same response as the libcluster demo ("hello from worker <pid>\n", Connection: close). */
+ * Same response as the libcluster demo ("hello from worker <pid>\n", Connection: close).
+ * BENCH_SLOW_MS=N (the slow-worker scenario): the first worker sleeps N ms before each
+ * response, like the demo's worker 1; it names itself "reuseport-slow" (/proc/PID/comm) so
+ * bench/run.py can tell it apart. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -15,9 +18,10 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
-static void serve(int port) {
+static void serve(int port, int slow_ms) {
     int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
     setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
@@ -47,6 +51,10 @@ static void serve(int port) {
             if (strstr(buf, "\r\n\r\n"))
                 break;
         }
+        if (slow_ms > 0) {
+            struct timespec ts = {slow_ms / 1000, (slow_ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
         if (write(c, resp, (size_t)rlen) < 0) { /* client gone */ }
         close(c);
     }
@@ -55,13 +63,16 @@ static void serve(int port) {
 int main(void) {
     int n = getenv("WORKERS") ? atoi(getenv("WORKERS")) : 2;
     int port = getenv("PORT") ? atoi(getenv("PORT")) : 8000;
+    int slow_ms = getenv("BENCH_SLOW_MS") ? atoi(getenv("BENCH_SLOW_MS")) : 0;
     pid_t parent = getpid();
     for (int i = 0; i < n; i++) {
         if (fork() == 0) {
             prctl(PR_SET_PDEATHSIG, SIGTERM);
             if (getppid() != parent)
                 _exit(0);
-            serve(port);
+            if (i == 0 && slow_ms > 0)
+                prctl(PR_SET_NAME, "reuseport-slow");
+            serve(port, i == 0 ? slow_ms : 0);
         }
     }
     printf("reuseport %d workers on %d\n", n, port);

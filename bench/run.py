@@ -4,39 +4,68 @@ connection of libcluster against Node 20's cluster (rr and none) and an SO_REUSE
 server, in interleaved rounds (A B C ..., A B C ...), on 127.0.0.1.
 
     python3 bench/run.py [--short] [--rounds N] [--seconds S] [--workers 2,4] [--conc 1,32]
+    python3 bench/run.py --scenario slow [--short] [--slow-ms 5] ...
 
-Prints a Markdown table; --out FILE also writes it (RESULTS.md keeps the commentary)."""
+Scenarios:
+  main  every server of MAIN_ROWS (default: 5 rounds, 2 and 4 workers, 1 and 32 conns, 5 s);
+  slow  one of 2 workers takes --slow-ms (5) ms per request (BENCH_SLOW_MS, read by
+        bench/reuseport.c's first worker and examples/hello.c's worker 1), the other none;
+        compares latency and the slow worker's share across SLOW_ROWS (default: 3 rounds,
+        8 and 32 conns, 3 s).
+--short: 1 round, 2 workers, 2 s. A server that does not start (or dies) is skipped with a
+warning; the rest of the run goes on. Prints a Markdown table; --out FILE also writes it
+(RESULTS.md keeps the commentary)."""
 import argparse, json, os, signal, socket, statistics, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "bench")
+HELLO = os.path.join(ROOT, "target", "examples-release", "hello")
 TICK = os.sysconf("SC_CLK_TCK")
+# Variables that select a row's behaviour: never inherited from the caller's environment.
+ROW_ENV = ("NODE_CLUSTER_SCHED_POLICY", "LIBCLUSTER_FAST_LANE", "LIBCLUSTER_MAX_INFLIGHT",
+           "BENCH_SLOW_MS")
+
+
+def rows():
+    """name -> (command, extra environment). Rows not in MAIN_ROWS/SLOW_ROWS run with --only."""
+    node = os.path.join(ROOT, "bench", "node_server.js")
+    addon = os.path.join(ROOT, "bench", "node_addon_server.js")
+    r = {
+        "reuseport": ([os.path.join(BIN, "reuseport")], {}),
+        # Default round-robin: between libcluster peers this is the fast lane.
+        "libcluster-rr": ([HELLO], {}),
+        # Round-robin forced onto Node's protocol (what a Node peer gets).
+        "libcluster-rr-nodepath": ([HELLO], {"LIBCLUSTER_FAST_LANE": "0"}),
+        # One SO_REUSEPORT listener per worker, created by the primary.
+        "libcluster-reuseport": ([HELLO], {"NODE_CLUSTER_SCHED_POLICY": "reuseport"}),
+        "libcluster-shared": ([HELLO], {"NODE_CLUSTER_SCHED_POLICY": "none"}),
+        "libcluster-rr-inflight4": ([HELLO], {"LIBCLUSTER_MAX_INFLIGHT": "4"}),
+        "node-rr": (["node", node], {"NODE_CLUSTER_SCHED_POLICY": "rr"}),
+        "node-none": (["node", node], {"NODE_CLUSTER_SCHED_POLICY": "none"}),
+        "node-addon-libcluster": (["node", addon], {}),
+    }
+    for name, path in COMPARE:
+        r[name] = ([path], {})
+    return r
+
+
+COMPARE = []  # extra (name, hello binary) rows from --compare
+MAIN_ROWS = ["reuseport", "libcluster-rr", "libcluster-rr-nodepath", "libcluster-reuseport",
+             "libcluster-shared", "node-rr", "node-none", "node-addon-libcluster"]
+# Rows whose servers implement BENCH_SLOW_MS (the C ones).
+SLOW_ROWS = ["reuseport", "libcluster-reuseport", "libcluster-rr", "libcluster-rr-nodepath"]
+SLOW_CAPABLE = {"reuseport", "libcluster-rr", "libcluster-rr-nodepath", "libcluster-reuseport",
+                "libcluster-shared", "libcluster-rr-inflight4"}
+
+
+def warn(msg):
+    print(f"warning: {msg}", file=sys.stderr, flush=True)
 
 
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-COMPARE = []  # extra (name, hello binary) rows from --compare
-
-
-def servers(workers):
-    hello = os.path.join(ROOT, "target", "examples-release", "hello")
-    node = os.path.join(ROOT, "bench", "node_server.js")
-    addon = os.path.join(ROOT, "bench", "node_addon_server.js")
-    extra = [(name, [path], {}) for name, path in COMPARE]
-    if os.path.exists(os.path.join(ROOT, "bindings", "node", "build", "Release")):
-        extra.append(("node-addon-libcluster", ["node", addon], {}))
-    return extra + [
-        ("reuseport", [os.path.join(BIN, "reuseport")], {}),
-        ("libcluster-rr", [hello], {}),
-        ("libcluster-shared", [hello], {"NODE_CLUSTER_SCHED_POLICY": "none"}),
-        ("libcluster-rr-inflight4", [hello], {"LIBCLUSTER_MAX_INFLIGHT": "4"}),
-        ("node-rr", ["node", node], {"NODE_CLUSTER_SCHED_POLICY": "rr"}),
-        ("node-none", ["node", node], {"NODE_CLUSTER_SCHED_POLICY": "none"}),
-    ]
 
 
 def descendants(pid):
@@ -62,13 +91,32 @@ def cpu_ticks(pid):
         return 0
 
 
+def is_slow_worker(pid):
+    """The worker BENCH_SLOW_MS slows down: reuseport.c's renamed first worker, or the
+    libcluster worker with NODE_UNIQUE_ID=1."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            if f.read().strip() == "reuseport-slow":
+                return True
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return b"NODE_UNIQUE_ID=1" in f.read().split(b"\0")
+    except OSError:
+        return False
+
+
 class Server:
     def __init__(self, name, cmd, env, workers):
-        self.name, self.port = name, free_port()
-        e = dict(os.environ, WORKERS=str(workers), PORT=str(self.port), **env)
+        self.name, self.port, self.proc = name, free_port(), None
+        e = {k: v for k, v in os.environ.items() if k not in ROW_ENV}
+        e.update(WORKERS=str(workers), PORT=str(self.port), **env)
+        if not os.path.exists(cmd[0]) and os.sep in cmd[0]:
+            raise RuntimeError(f"{name}: {cmd[0]} is missing (make bench-bins)")
         self.proc = subprocess.Popen(cmd, env=e, stdout=subprocess.DEVNULL, start_new_session=True)
         deadline = time.time() + 15
         while time.time() < deadline:
+            if self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"{name} exited with status {self.proc.returncode} before answering")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
                     s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -78,11 +126,14 @@ class Server:
                 time.sleep(0.05)
         else:
             self.stop()
-            raise RuntimeError(f"{name} did not start")
+            raise RuntimeError(f"{name} did not answer within 15 s")
         time.sleep(0.3)  # let every worker come up
 
     def pids(self):
         return descendants(self.proc.pid)
+
+    def alive(self):
+        return self.proc.poll() is None
 
     def stop(self):
         for pid in reversed(self.pids()):
@@ -90,10 +141,14 @@ class Server:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+        try:  # workers orphaned by a primary that died early: same process group
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
         self.proc.wait(timeout=10)
 
 
-def measure(srv, conc, seconds):
+def measure(srv, conc, seconds, slow=False):
     pids = srv.pids()
     before = {p: cpu_ticks(p) for p in pids}
     out = subprocess.run([os.path.join(BIN, "loadgen"), str(srv.port), str(conc), str(seconds)],
@@ -108,64 +163,138 @@ def measure(srv, conc, seconds):
     r["fair_maxmin"] = max(shares) / max(min(shares), 1) if shares else 0
     r["fair_cv"] = statistics.pstdev(shares) / statistics.mean(shares) if shares else 0
     r["workers_seen"] = len(shares)
+    r["slow_share"] = None
+    if slow:  # the slow worker's share of the responses, in %
+        slowest = [p for p in srv.pids() if p != srv.proc.pid and is_slow_worker(p)]
+        if slowest and sum(shares):
+            r["slow_share"] = sum(r["per_worker"].get(str(p), 0) for p in slowest) / sum(shares) * 100
     return r
 
 
 def fmt(vals, digits=0):
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "–"
     med = statistics.median(vals)
     if len(vals) == 1:
         return f"{med:.{digits}f}"
     return f"{med:.{digits}f} ({min(vals):.{digits}f}–{max(vals):.{digits}f})"
 
 
+def table(results, scenario):
+    """results: (workers, conc, name) -> {round: result}; ratios within each round."""
+    if scenario == "slow":
+        lines = ["| workers | conc | server | conns/s | p50 µs | p99 µs | p50 ratio to reuseport | p99 ratio | slow worker's share % | errors |",
+                 "|---|---|---|---|---|---|---|---|---|---|"]
+    else:
+        lines = ["| workers | conc | server | conns/s | ratio to reuseport | p50 µs | p99 µs | p50 ratio | CPU primary µs/conn | CPU total µs/conn | CPU ratio | fairness max/min | CV | errors |",
+                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (w, conc, name), by_round in sorted(results.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        rs = list(by_round.values())
+        ref = results.get((w, conc, "reuseport"), {})
+
+        def ratio(key):
+            return [r[key] / max(ref[n][key], 1e-9) for n, r in by_round.items() if n in ref]
+
+        col = lambda key, d=0: fmt([r[key] for r in rs], d)
+        errors = sum(r["errors"] for r in rs)
+        if scenario == "slow":
+            lines.append(f"| {w} | {conc} | {name} | {col('conns_per_s')} | {col('p50_us')} | {col('p99_us')} | "
+                         f"{fmt(ratio('p50_us'), 2)} | {fmt(ratio('p99_us'), 2)} | {col('slow_share', 1)} | {errors} |")
+        else:
+            lines.append(
+                f"| {w} | {conc} | {name} | {col('conns_per_s')} | {fmt(ratio('conns_per_s'), 2)} | "
+                f"{col('p50_us')} | {col('p99_us')} | {fmt(ratio('p50_us'), 2)} | "
+                f"{col('cpu_primary_us', 1)} | {col('cpu_total_us', 1)} | {fmt(ratio('cpu_total_us'), 2)} | "
+                f"{col('fair_maxmin', 3)} | {col('fair_cv', 3)} | {errors} |")
+    return "\n".join(lines)
+
+
 def main():
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scenario", choices=("main", "slow"), default="main")
     ap.add_argument("--short", action="store_true", help="1 round, 2 workers, 2 s")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--seconds", type=float, default=5)
-    ap.add_argument("--workers", default="2,4")
-    ap.add_argument("--conc", default="1,32")
-    ap.add_argument("--only", default="", help="comma-separated server names")
+    ap.add_argument("--rounds", type=int)
+    ap.add_argument("--seconds", type=float)
+    ap.add_argument("--workers")
+    ap.add_argument("--conc")
+    ap.add_argument("--slow-ms", type=int, default=5, help="slow scenario: the slow worker's delay")
+    ap.add_argument("--only", default="", help="comma-separated server names (any known row)")
     ap.add_argument("--out")
     ap.add_argument("--compare", action="append", default=[], metavar="NAME=HELLO",
                     help="also run another build of the demo (before/after comparisons)")
     a = ap.parse_args()
     for c in a.compare:
         name, path = c.split("=", 1)
-        COMPARE.append((name, path))
+        COMPARE.append((name, os.path.abspath(path)))
+    slow = a.scenario == "slow"
+    defaults = (3, 3, "2", "8,32") if slow else (5, 5, "2,4", "1,32")
     if a.short:
-        a.rounds, a.seconds, a.workers = 1, 2, "2"
-    results = {}  # (workers, conc, name) -> [round results]
+        defaults = (1, 2, "2", defaults[3])
+    a.rounds = a.rounds or defaults[0]
+    a.seconds = a.seconds or defaults[1]
+    a.workers = a.workers or defaults[2]
+    a.conc = a.conc or defaults[3]
+    if not 0 < a.seconds <= 60 or not 0 < a.rounds <= 20:
+        ap.error("--seconds must be in (0, 60] and --rounds in 1..20")
+
+    known = rows()
+    if a.only:
+        names = [n for n in a.only.split(",") if n]
+        for n in names:
+            if n not in known:
+                warn(f"unknown row {n!r} (known: {', '.join(known)})")
+            elif slow and n not in SLOW_CAPABLE and n not in dict(COMPARE):
+                warn(f"{n} does not implement BENCH_SLOW_MS: its workers are all fast")
+        names = [n for n in names if n in known]
+    else:
+        names = (SLOW_ROWS if slow else MAIN_ROWS) + [n for n, _ in COMPARE]
+    if "node-addon-libcluster" in names and not os.path.exists(
+            os.path.join(ROOT, "bindings", "node", "build", "Release")):
+        warn("node-addon-libcluster skipped: the addon is not built (cd bindings/node && npm install)")
+        names = [n for n in names if n != "node-addon-libcluster"]
+    extra_env = {"BENCH_SLOW_MS": str(a.slow_ms)} if slow else {}
+
+    results = {}  # (workers, conc, name) -> {round: result}
     for rnd in range(a.rounds):
         for w in map(int, a.workers.split(",")):
-            chosen = [s for s in servers(w) if not a.only or s[0] in a.only.split(",")]
-            running = [Server(n, c, e, w) for n, c, e in chosen]
+            running = []
             try:
+                for n in names:
+                    cmd, env = known[n]
+                    try:
+                        running.append(Server(n, cmd, {**env, **extra_env}, w))
+                    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+                        warn(f"round {rnd + 1} workers {w}: skipping {n}: {e}")
                 for conc in map(int, a.conc.split(",")):
                     for srv in running:  # interleaved: A B C ... within each round
-                        r = measure(srv, conc, a.seconds)
-                        results.setdefault((w, conc, srv.name), []).append(r)
+                        if not srv.alive():
+                            warn(f"{srv.name} exited (status {srv.proc.returncode}); skipping it")
+                            continue
+                        try:
+                            r = measure(srv, conc, a.seconds, slow)
+                        except (subprocess.SubprocessError, ValueError, KeyError) as e:
+                            warn(f"round {rnd + 1} workers {w} conc {conc} {srv.name}: measurement failed: {e}")
+                            continue
+                        results.setdefault((w, conc, srv.name), {})[rnd] = r
+                        share = f" slow {r['slow_share']:.1f}%" if r["slow_share"] is not None else ""
                         print(f"round {rnd + 1} workers {w} conc {conc} {srv.name}: "
-                              f"{r['conns_per_s']:.0f}/s p50 {r['p50_us']}us cpu {r['cpu_total_us']:.1f}us",
+                              f"{r['conns_per_s']:.0f}/s p50 {r['p50_us']}us p99 {r['p99_us']}us "
+                              f"cpu {r['cpu_total_us']:.1f}us errors {r['errors']}{share}",
                               file=sys.stderr, flush=True)
             finally:
                 for srv in running:
                     srv.stop()
-    lines = ["| workers | conc | server | conns/s | ratio to reuseport | p50 µs | p99 µs | p50 ratio | CPU primary µs/conn | CPU total µs/conn | CPU ratio | fairness max/min | CV | errors |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for (w, conc, name), rs in sorted(results.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        ref = results.get((w, conc, "reuseport"))
-        ratio = lambda key: [r[key] / max(b[key], 1e-9) for r, b in zip(rs, ref)] if ref else [0]
-        lines.append(
-            f"| {w} | {conc} | {name} | {fmt([r['conns_per_s'] for r in rs])} | {fmt(ratio('conns_per_s'), 2)} | "
-            f"{fmt([r['p50_us'] for r in rs])} | {fmt([r['p99_us'] for r in rs])} | {fmt(ratio('p50_us'), 2)} | "
-            f"{fmt([r['cpu_primary_us'] for r in rs], 1)} | {fmt([r['cpu_total_us'] for r in rs], 1)} | {fmt(ratio('cpu_total_us'), 2)} | "
-            f"{fmt([r['fair_maxmin'] for r in rs], 3)} | {fmt([r['fair_cv'] for r in rs], 3)} | {sum(r['errors'] for r in rs)} |")
-    table = "\n".join(lines)
-    print(table)
+    out = table(results, a.scenario)
+    if slow:
+        out = (f"Slow-worker scenario: {a.workers} workers, worker 1 sleeps {a.slow_ms} ms before "
+               f"each response, {a.rounds} round(s) × {a.seconds:g} s.\n\n" + out)
+    print(out)
     if a.out:
         with open(a.out, "w") as f:
-            f.write(table + "\n")
+            f.write(out + "\n")
+    if not results:
+        sys.exit("no server could be measured")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
  * The primary forks WORKERS workers (default: CPU count) and re-forks any that dies; every
  * worker serves "hello from worker <pid>\n" on 127.0.0.1:PORT (default 8000; 0 = random,
  * shared by all workers). Also runs as a worker under a real Node primary (extra argv is
- * ignored). */
+ * ignored). For the benchmark's slow-worker scenario, BENCH_SLOW_MS=N makes worker 1 sleep
+ * N ms before each response (unset: no delay). */
 #define _GNU_SOURCE
 #include <cluster.h>
 
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_CONNS 256
@@ -69,6 +71,8 @@ static int primary(void) {
 
 /* Set once a disconnect closed our server: finish open requests, then exit 0. */
 static int closing;
+/* BENCH_SLOW_MS in worker 1, else 0: the delay before each response. */
+static int slow_ms;
 
 /* Answers every complete request in c->buf; returns 0 to keep the connection, -1 to close. */
 static int serve(struct conn *c) {
@@ -90,6 +94,10 @@ static int serve(struct conn *c) {
                             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
                             "Connection: %s\r\n\r\n%s",
                             blen, close_it ? "close" : "keep-alive", body);
+        if (slow_ms > 0) {
+            struct timespec ts = {slow_ms / 1000, (slow_ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
         for (int off = 0; off < rlen;) {
             ssize_t n = write(c->fd, resp + off, (size_t)(rlen - off));
             if (n < 0 && errno == EINTR)
@@ -115,6 +123,8 @@ static int worker(void) {
         fprintf(stderr, "worker %d: %s\n", (int)getpid(), cluster_last_error());
         return 1;
     }
+    if (cluster_worker_id() == 1)
+        slow_ms = env_int("BENCH_SLOW_MS", 0);
     printf("Worker %d started\n", (int)getpid());
     fflush(stdout);
 
