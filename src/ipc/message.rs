@@ -50,6 +50,10 @@ pub struct Msg<'a> {
     /// libcluster's extension in `queryServer`: connections the worker takes in flight.
     #[serde(rename = "libclusterInflight", default)]
     pub inflight: Option<i64>,
+    /// libcluster's extension: in `queryServer`, the fast lane is wanted (`wire::LANE_*`
+    /// bits); in the reply, the fd that came with it is the lane.
+    #[serde(rename = "libclusterLane", default)]
+    pub lane: Option<i64>,
 }
 
 /// `Option<Cow<str>>` that borrows from the line when the string has no escapes. (serde's

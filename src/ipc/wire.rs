@@ -73,6 +73,8 @@ pub struct ServerQuery {
     /// libcluster's extension (`libclusterInflight`, ignored by Node): how many connections
     /// this worker takes in flight. Absent in Node's own messages.
     pub inflight: Option<i64>,
+    /// libcluster's extension (`libclusterLane`, `LANE_*` bits): the fast lane is wanted.
+    pub lane: Option<i64>,
 }
 
 /// `queryServer` (or `listening`, with the bound port) as Node's worker writes it.
@@ -97,6 +99,9 @@ pub fn query(out: &mut Vec<u8>, act: &str, q: &ServerQuery, port: i64, seq: i64)
     if let Some(n) = q.inflight {
         let _ = write!(out, ",\"libclusterInflight\":{n}");
     }
+    if let Some(n) = q.lane {
+        let _ = write!(out, ",\"libclusterLane\":{n}");
+    }
     end(out, seq);
 }
 
@@ -110,7 +115,14 @@ pub struct QueryReply<'a> {
     pub data: &'a str,
     /// `(address, family, port)` of the primary's socket, for TCP round-robin.
     pub sockname: Option<(&'a str, &'a str, u16)>,
+    /// libcluster's extension: the fd that comes with this reply is the worker's fast lane.
+    pub lane: bool,
 }
+
+/// `libclusterLane` bits in `queryServer` (a libcluster worker asks for the fast lane; Node
+/// ignores the field): the lane is wanted; connections should come non-blocking.
+pub const LANE_WANTED: i64 = 1;
+pub const LANE_NONBLOCKING: i64 = 2;
 
 pub fn query_reply(out: &mut Vec<u8>, r: &QueryReply<'_>, seq: i64) {
     out.extend_from_slice(b"{\"cmd\":\"NODE_CLUSTER\",\"errno\":");
@@ -130,6 +142,9 @@ pub fn query_reply(out: &mut Vec<u8>, r: &QueryReply<'_>, seq: i64) {
         string(out, family);
         let _ = write!(out, ",\"port\":{port}}}");
     }
+    if r.lane {
+        out.extend_from_slice(b",\"libclusterLane\":1");
+    }
     end(out, seq);
 }
 
@@ -146,7 +161,7 @@ mod tests {
     #[test]
     fn bytes_match_node_v20_captures() {
         assert_eq!(s(|o| act(o, "online", 0)), "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"online\",\"seq\":0}\n");
-        let q = ServerQuery { index: 0, address: Some("127.0.0.1".into()), port: 18231, address_type: "4".into(), fd: None, flags: 0, backlog: Some(0), inflight: None };
+        let q = ServerQuery { index: 0, address: Some("127.0.0.1".into()), port: 18231, address_type: "4".into(), fd: None, flags: 0, backlog: Some(0), inflight: None, lane: None };
         assert_eq!(
             s(|o| query(o, "queryServer", &q, 18231, 1)),
             "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"queryServer\",\"index\":0,\"data\":null,\"address\":\"127.0.0.1\",\"port\":18231,\"addressType\":4,\"flags\":0,\"backlog\":0,\"seq\":1}\n"
@@ -157,6 +172,7 @@ mod tests {
             ack: 1,
             data: "null",
             sockname: Some(("127.0.0.1", "IPv4", 18231)),
+            lane: false,
         };
         assert_eq!(
             s(|o| query_reply(o, &r, 0)),
@@ -171,12 +187,12 @@ mod tests {
             s(|o| close(o, "127.0.0.1:18231:4:undefined:0", 5)),
             "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"close\",\"key\":\"127.0.0.1:18231:4:undefined:0\",\"seq\":5}\n"
         );
-        let u = ServerQuery { index: 0, address: Some("127.0.0.1".into()), port: 18241, address_type: "udp4".into(), fd: Some(-1), flags: 0, backlog: None, inflight: None };
+        let u = ServerQuery { index: 0, address: Some("127.0.0.1".into()), port: 18241, address_type: "udp4".into(), fd: Some(-1), flags: 0, backlog: None, inflight: None, lane: None };
         assert_eq!(
             s(|o| query(o, "queryServer", &u, 18241, 1)),
             "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"queryServer\",\"index\":0,\"data\":null,\"address\":\"127.0.0.1\",\"port\":18241,\"addressType\":\"udp4\",\"fd\":-1,\"flags\":0,\"seq\":1}\n"
         );
-        let e = QueryReply { errno: Some(-98), key: "k", ack: 1, data: "null", sockname: None };
+        let e = QueryReply { errno: Some(-98), key: "k", ack: 1, data: "null", sockname: None, lane: false };
         assert_eq!(s(|o| query_reply(o, &e, 0)), "{\"cmd\":\"NODE_CLUSTER\",\"errno\":-98,\"key\":\"k\",\"ack\":1,\"data\":null,\"seq\":0}\n");
     }
 }

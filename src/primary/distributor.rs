@@ -5,10 +5,14 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::Instant;
 use std::sync::Arc;
 
 use super::handle::Handle;
+use super::lane::Lane;
+use super::round_robin::RoundRobinHandle;
+use super::scheduler::Action;
 use super::worker_conn::{Channel, InFlight, WorkerConn};
 use super::{Command, Shared, WorkerInfo, WorkerState};
 use crate::error::{Error, Result};
@@ -27,6 +31,13 @@ const KIND_PIDFD: u64 = 2;
 const KIND_LISTENER: u64 = 3;
 /// Reads per channel per wakeup, so one chatty worker cannot starve the others (P6).
 const READS_PER_WAKEUP: usize = 16;
+/// How often lanes with connections queued are checked for a stalled worker.
+const TICK_MS: u128 = 250;
+/// How soon a handle whose every worker is full looks again (the fast lane has no acks to
+/// wake it; its workers' queues are read from the kernel).
+const STALLED_POLL_MS: i32 = 1;
+/// How soon an accept that failed (EMFILE, ...) is tried again.
+const ACCEPT_RETRY_MS: i32 = 50;
 
 fn token(kind: u64, id: u32) -> u64 {
     (kind << 32) | id as u64
@@ -47,6 +58,39 @@ pub(super) struct Distributor {
     line: Vec<u8>,
     /// Workers whose exit we poll for (no pidfd on this system).
     by_pid: Vec<u32>,
+    /// Scratch list of handle ids for the tick (no allocation per wakeup).
+    tick_ids: Vec<u32>,
+}
+
+/// Sends a lane's batch; what did not go is held again (and the lane, if it is gone, gets
+/// nothing more). Returns whether anything was held again.
+fn send_lane(h: &mut RoundRobinHandle, w: u32, mut conns: Vec<OwnedFd>) -> bool {
+    let accepted_nb = h.accept_nonblocking.unwrap_or(true);
+    let Some(lane) = h.lanes.get(&w) else {
+        for c in conns.into_iter().rev() {
+            h.sched.undeliverable(w, c, true);
+        }
+        return true;
+    };
+    let mut sent = 0;
+    let mut lost = false;
+    while sent < conns.len() {
+        match lane.send(&conns[sent..], accepted_nb) {
+            Ok(n) => sent += n,
+            Err(e) => {
+                // EAGAIN: its socket buffer is full; EPIPE: the worker closed its server.
+                lost = e.raw_os_error() != Some(libc::EAGAIN);
+                break;
+            }
+        }
+    }
+    let rest = conns.split_off(sent);
+    drop(conns);
+    let held = !rest.is_empty();
+    for c in rest.into_iter().rev() {
+        h.sched.undeliverable(w, c, lost);
+    }
+    held
 }
 
 pub(super) fn start(shared: Arc<Shared>) -> Result<()> {
@@ -66,6 +110,7 @@ pub(super) fn start(shared: Arc<Shared>) -> Result<()> {
         rbuf: vec![0; 64 * 1024],
         line: Vec::with_capacity(512),
         by_pid: Vec::new(),
+        tick_ids: Vec::new(),
     };
     std::thread::Builder::new()
         .name("cluster-distributor".into())
@@ -80,9 +125,15 @@ pub(super) fn start(shared: Arc<Shared>) -> Result<()> {
 impl Distributor {
     fn run(&mut self) {
         let mut events = Events::with_capacity(256);
+        let mut last_tick = Instant::now();
+        let mut lane_timeout = -1;
         loop {
             // Children watched by pid (no pidfd) are polled every 50 ms.
-            let timeout = if self.by_pid.is_empty() { -1 } else { 50 };
+            let timeout = match (self.by_pid.is_empty(), lane_timeout) {
+                (true, t) => t,
+                (false, t) if t >= 0 => t.min(50),
+                (false, _) => 50,
+            };
             if let Err(e) = self.epoll.wait(&mut events, timeout) {
                 self.shared.events.push(Event::Error { id: 0, pid: 0, code: Error::from(e).code, message: "epoll_wait failed; distributor stopped".into() });
                 return;
@@ -95,7 +146,7 @@ impl Distributor {
                     KIND_PIDFD => self.on_pidfd(id),
                     KIND_LISTENER => {
                         if let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&id) {
-                            h.backlog_ready = true;
+                            h.sched.listener_ready();
                             self.pump(id);
                         }
                     }
@@ -104,6 +155,13 @@ impl Distributor {
             }
             for id in self.by_pid.clone() {
                 self.on_pidfd(id);
+            }
+            if lane_timeout >= 0 || self.handles.values().any(Handle::has_lanes) {
+                let due = last_tick.elapsed().as_millis() >= TICK_MS;
+                if due {
+                    last_tick = Instant::now();
+                }
+                lane_timeout = self.tick(due);
             }
         }
     }
@@ -376,74 +434,89 @@ impl Distributor {
     /// A connection a worker did not take goes back to the head of its handle's queue.
     pub(super) fn requeue(&mut self, f: InFlight) {
         if let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&f.handle) {
-            h.queue.push_front(f.conn);
+            h.sched.give_back(f.conn);
             self.pump(f.handle);
         }
     }
 
-    /// Hands waiting connections to free workers, accepting only as many as there are free
-    /// workers (the rest stay in the kernel backlog).
+    /// Carries out the handle's scheduling until it says nothing can move: accepts (until
+    /// `EAGAIN` or every worker is full), deals connections, batching each lane's into one
+    /// `sendmmsg` and closing our copies at once; Node peers get a `newconn` each.
     pub(super) fn pump(&mut self, hid: u32) {
-        let least_loaded = self.shared.least_loaded.load(std::sync::atomic::Ordering::Relaxed);
+        let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&hid) else { return };
+        h.sched.begin_pass();
+        let mut batch: Vec<(u32, Vec<OwnedFd>)> = Vec::new();
         loop {
             let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&hid) else { return };
-            let w = if least_loaded {
-                let workers = &self.workers;
-                h.take_least_loaded(|w| workers.get(&w).map_or(usize::MAX, |wc| wc.in_flight.len()))
-            } else {
-                h.take_free()
-            };
-            let Some(w) = w else { return };
-            let conn = if let Some(c) = h.queue.pop_front() {
-                c
-            } else if h.backlog_ready {
-                match socket::accept(h.listener.as_fd(), false) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        h.untake(w);
-                        match e.raw_os_error() {
-                            Some(libc::ECONNABORTED) | Some(libc::EPROTO) => continue,
-                            Some(libc::EAGAIN) => h.backlog_ready = false,
-                            // EMFILE and friends: retried at the next ack or readiness.
-                            _ => {}
+            match h.sched.next() {
+                None => break,
+                Some(Action::Accept) => match socket::accept(h.listener.as_fd(), h.accept_nonblocking.unwrap_or(true)) {
+                    Ok(c) => h.sched.accepted(c),
+                    Err(e) => match e.raw_os_error() {
+                        Some(libc::ECONNABORTED) | Some(libc::EPROTO) => {}
+                        Some(libc::EAGAIN) => h.sched.backlog_empty(),
+                        // EMFILE and friends: retried at the next event or tick.
+                        _ => h.sched.accept_failed(),
+                    },
+                },
+                Some(Action::Measure(w)) => {
+                    // What is batched for it is not in its queue yet: send that first.
+                    if let Some(i) = batch.iter().position(|(bw, _)| *bw == w) {
+                        let (bw, conns) = batch.swap_remove(i);
+                        send_lane(h, bw, conns);
+                    }
+                    let q = h.lanes.get(&w).map_or(0, Lane::queued);
+                    h.sched.measured(w, q);
+                }
+                Some(Action::Deliver { worker, conn }) if h.lanes.contains_key(&worker) => {
+                    match batch.iter_mut().find(|(bw, _)| *bw == worker) {
+                        Some((_, conns)) => {
+                            conns.push(conn);
+                            if conns.len() >= crate::sys::lane::BATCH {
+                                let i = batch.iter().position(|(bw, _)| *bw == worker).unwrap_or(0);
+                                let (bw, conns) = batch.swap_remove(i);
+                                send_lane(h, bw, conns);
+                            }
                         }
-                        return;
+                        None => batch.push((worker, vec![conn])),
                     }
                 }
-            } else {
-                h.untake(w);
-                return;
-            };
-            self.handoff(w, hid, conn);
+                Some(Action::Deliver { worker, conn }) => self.handoff(worker, hid, conn),
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&hid) else { return };
+        let mut retry = false;
+        for (w, conns) in batch {
+            retry |= send_lane(h, w, conns);
+        }
+        // A lane refused some: they are held again, for the others.
+        if retry {
+            self.pump(hid);
         }
     }
 
-    /// Sends one connection to worker `w` (which was free on handle `hid`). It stays free
-    /// while it has room for more in flight.
-    fn handoff(&mut self, w: u32, hid: u32, conn: std::os::fd::OwnedFd) {
+    /// Sends one connection to Node-path worker `w` in a `newconn`; it stays in flight (and
+    /// ours) until the worker answers.
+    fn handoff(&mut self, w: u32, hid: u32, conn: OwnedFd) {
         let seq = self.next_seq();
         let Some(h) = self.handles.get(&hid) else { return };
         self.out.clear();
         wire::newconn(&mut self.out, h.key(), seq);
         let raw = conn.as_raw_fd();
-        let f = InFlight { seq, handle: hid, conn };
-        let room = match self.workers.get_mut(&w) {
-            Some(wc) if wc.connected() && wc.in_flight.len() < wc.max_in_flight => {
-                wc.in_flight.push(f);
-                wc.in_flight.len() < wc.max_in_flight
-            }
+        match self.workers.get_mut(&w) {
+            Some(wc) if wc.connected() => wc.in_flight.push(InFlight { seq, handle: hid, conn }),
             _ => {
                 if let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&hid) {
-                    h.queue.push_front(f.conn);
+                    h.sched.undeliverable(w, conn, true);
                 }
                 return;
             }
-        };
+        }
         // On failure close_channel requeues the in-flight connections.
-        if self.send_line(w, Some(OutFd::Borrowed(raw))) && room
-            && let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&hid) {
-                h.set_free(w);
-            }
+        self.send_line(w, Some(OutFd::Borrowed(raw)));
     }
 
     /// The worker answered our newconn.
@@ -452,22 +525,19 @@ impl Distributor {
         let Some(pos) = w.in_flight.iter().position(|f| f.seq == ack) else { return };
         let f = w.in_flight.remove(pos);
         let hid = f.handle;
-        if accepted {
-            drop(f.conn);
-        } else if let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&hid) {
-            h.queue.push_front(f.conn);
+        let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&hid) else { return };
+        h.sched.answered(id);
+        if !accepted {
+            h.sched.give_back(f.conn);
         }
-        if let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&hid) {
-            h.set_free(id);
-            self.pump(hid);
-        }
+        self.pump(hid);
     }
 
-    /// Detaches a worker from a handle; the last one out closes it (and its queue).
+    /// Detaches a worker from a handle; the last one out closes it (and what it holds).
     pub(super) fn remove_from_handle(&mut self, hid: u32, id: u32) {
         let Some(h) = self.handles.get_mut(&hid) else { return };
         if !h.remove(id) {
-            if matches!(h, Handle::RoundRobin(rr) if !rr.queue.is_empty()) {
+            if matches!(h, Handle::RoundRobin(rr) if rr.sched.held() > 0) {
                 self.pump(hid);
             }
             return;
@@ -481,6 +551,49 @@ impl Distributor {
                 socket::unlink(&p);
             }
         }
+    }
+
+    /// Periodic work for the fast lanes: a lane whose worker has taken nothing for a while
+    /// with connections queued gives them back (a stalled worker), and handles that wait
+    /// for room are dealt again. Returns the epoll timeout until the next tick.
+    fn tick(&mut self, due: bool) -> i32 {
+        let mut timeout = -1;
+        let mut hids = std::mem::take(&mut self.tick_ids);
+        hids.clear();
+        hids.extend(self.handles.keys().copied());
+        for &hid in &hids {
+            let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&hid) else { continue };
+            if h.lanes.is_empty() {
+                continue;
+            }
+            if due && h.sched.lanes_busy() {
+                for (&w, lane) in &h.lanes {
+                    if h.sched.tick(w, lane.queued()) {
+                        for c in lane.take_back().into_iter().rev() {
+                            h.sched.give_back(c);
+                        }
+                    }
+                }
+            }
+            if h.sched.stalled() || h.sched.accept_paused() || h.sched.held() > 0 {
+                self.pump(hid);
+            }
+            let Some(Handle::RoundRobin(h)) = self.handles.get(&hid) else { continue };
+            let t = if h.sched.stalled() {
+                STALLED_POLL_MS
+            } else if h.sched.accept_paused() {
+                ACCEPT_RETRY_MS
+            } else if h.sched.lanes_busy() {
+                TICK_MS as i32
+            } else {
+                -1
+            };
+            if t >= 0 && (timeout < 0 || t < timeout) {
+                timeout = t;
+            }
+        }
+        self.tick_ids = hids;
+        timeout
     }
 
     pub(super) fn add_listener(&mut self, hid: u32) -> io::Result<()> {

@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 
-use super::round_robin::{RoundRobinHandle, WorkerId};
+use super::round_robin::RoundRobinHandle;
+use super::scheduler::WorkerId;
 use super::shared_handle::SharedHandle;
 
 #[derive(Debug)]
@@ -21,11 +22,9 @@ impl Handle {
         }
     }
 
-    pub fn add(&mut self, w: WorkerId) -> bool {
-        match self {
-            Handle::RoundRobin(h) => h.add(w),
-            Handle::Shared(h) => h.add(w),
-        }
+    /// Whether any worker takes this handle's connections on a fast lane.
+    pub fn has_lanes(&self) -> bool {
+        matches!(self, Handle::RoundRobin(h) if !h.lanes.is_empty())
     }
 
     /// Returns true when no worker is left (the caller then closes the handle).

@@ -7,6 +7,9 @@ use std::os::fd::OwnedFd;
 use super::WorkerState;
 use super::distributor::Distributor;
 use super::handle::Handle;
+use super::lane::Lane;
+use super::scheduler::Path;
+use std::sync::atomic::Ordering;
 use super::round_robin::RoundRobinHandle;
 use super::shared_handle::SharedHandle;
 use crate::address::{self, DEFAULT_BACKLOG, FLAG_IPV6ONLY, Target};
@@ -172,18 +175,31 @@ impl Distributor {
                 let errno = if e.code > -4096 { e.code } else { -libc::EINVAL };
                 let reply_seq = self.next_seq();
                 self.out.clear();
-                let r = wire::QueryReply { errno: Some(errno as i64), key: &key, ack: seq, data: "null", sockname: None };
+                let r = wire::QueryReply { errno: Some(errno as i64), key: &key, ack: seq, data: "null", sockname: None, lane: false };
                 wire::query_reply(&mut self.out, &r, reply_seq);
                 self.send_line(id, None);
                 return Ok(());
             }
         };
         let reply_seq = self.next_seq();
+        let max_in_flight = self.workers.get(&id).map_or(1, |w| w.max_in_flight);
         let h = self.handles.get_mut(&hid).expect("handle for key");
-        h.add(id);
         self.out.clear();
         match h {
             Handle::RoundRobin(rr) => {
+                // A libcluster peer that asks for the fast lane gets one (unless it is off).
+                let lane = match m.lane.filter(|f| f & wire::LANE_WANTED != 0) {
+                    Some(f) if self.shared.fast_lane.load(Ordering::Relaxed) => {
+                        Lane::new(f & wire::LANE_NONBLOCKING != 0).and_then(|l| Ok((l.worker_end()?, l))).ok()
+                    }
+                    _ => None,
+                };
+                let path = match &lane {
+                    Some(_) => Path::Lane { window: self.shared.lane_window.load(Ordering::Relaxed) },
+                    None => Path::Node { max: max_in_flight },
+                };
+                let (end, lane) = lane.unzip();
+                rr.add(id, path, lane);
                 let sockname = address::sockname_parts(&rr.bound);
                 let r = wire::QueryReply {
                     errno: None,
@@ -191,16 +207,30 @@ impl Distributor {
                     ack: seq,
                     data: &rr.data,
                     sockname: sockname.as_ref().map(|(a, f, p)| (a.as_str(), *f, *p)),
+                    lane: end.is_some(),
                 };
-                wire::query_reply(&mut self.out, &r, reply_seq);
-                if self.send_line(id, None) {
+                let sent = match end {
+                    // The lane's end travels with the reply, as a shared handle's socket does.
+                    Some(end) => {
+                        let mut inner = Vec::with_capacity(256);
+                        wire::query_reply(&mut inner, &r, reply_seq);
+                        wire::handle_envelope(&mut self.out, HandleType::NetNative, &inner);
+                        self.send_line(id, Some(OutFd::Owned(end)))
+                    }
+                    None => {
+                        wire::query_reply(&mut self.out, &r, reply_seq);
+                        self.send_line(id, None)
+                    }
+                };
+                if sent {
                     self.pump(hid);
                 }
             }
             Handle::Shared(sh) => {
+                sh.add(id);
                 // The reply travels inside a NODE_HANDLE with the bound socket (§6.5).
                 let mut inner = Vec::with_capacity(128);
-                let r = wire::QueryReply { errno: Some(0), key: &key, ack: seq, data: &sh.data, sockname: None };
+                let r = wire::QueryReply { errno: Some(0), key: &key, ack: seq, data: &sh.data, sockname: None, lane: false };
                 wire::query_reply(&mut inner, &r, reply_seq);
                 let ty = if sh.udp { HandleType::DgramNative } else { HandleType::NetNative };
                 wire::handle_envelope(&mut self.out, ty, &inner);
@@ -229,7 +259,8 @@ impl Distributor {
             Handle::Shared(SharedHandle::new(key.to_string(), sock, bound, data, false))
         } else {
             let (listener, bound) = target.bind(ipv6_only, Some(backlog))?;
-            Handle::RoundRobin(RoundRobinHandle::new(key.to_string(), listener, bound, data))
+            let least_loaded = self.shared.least_loaded.load(Ordering::Relaxed);
+            Handle::RoundRobin(RoundRobinHandle::new(key.to_string(), listener, bound, data, least_loaded))
         };
         let hid = self.next_handle;
         self.next_handle += 1;

@@ -16,8 +16,10 @@
 
 mod distributor;
 mod handle;
+mod lane;
 mod messages;
 pub mod round_robin;
+pub mod scheduler;
 pub mod shared_handle;
 pub mod settings;
 mod worker_conn;
@@ -93,6 +95,10 @@ pub(crate) struct Shared {
     /// Hand a connection to the worker with the fewest unanswered ones, instead of the
     /// longest idle.
     pub least_loaded: std::sync::atomic::AtomicBool,
+    /// Grant the fast lane to libcluster workers that ask (`LIBCLUSTER_FAST_LANE=0`: no).
+    pub fast_lane: std::sync::atomic::AtomicBool,
+    /// Most connections waiting in one fast-lane worker's queue.
+    pub lane_window: std::sync::atomic::AtomicUsize,
 }
 
 /// How many gone workers keep their stdio pipes open for reading.
@@ -193,6 +199,10 @@ impl Primary {
                     std::env::var("LIBCLUSTER_MAX_INFLIGHT").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1),
                 ),
                 least_loaded: std::sync::atomic::AtomicBool::new(false),
+                fast_lane: std::sync::atomic::AtomicBool::new(std::env::var("LIBCLUSTER_FAST_LANE").map_or(true, |v| v != "0")),
+                lane_window: std::sync::atomic::AtomicUsize::new(
+                    std::env::var("LIBCLUSTER_LANE_WINDOW").ok().and_then(|v| v.parse().ok()).unwrap_or(16).clamp(1, 1024),
+                ),
                 sched_none: std::sync::atomic::AtomicBool::new(
                     std::env::var("NODE_CLUSTER_SCHED_POLICY").is_ok_and(|v| v == "none"),
                 ),

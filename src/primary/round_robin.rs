@@ -1,20 +1,20 @@
-//! Node's `RoundRobinHandle` (§6.4): the primary binds and listens once; accepted
-//! connections go to the worker that has been idle longest, one in flight per worker.
+//! Node's `RoundRobinHandle` (§6.4): the primary binds and listens once and deals accepted
+//! connections to workers. The decisions are the `Scheduler`'s; this holds what they act
+//! on: the listener, and each fast-lane worker's lane.
 //!
 //! Unlike Node, connections are not accepted ahead of demand: the listener is edge-triggered
-//! and we accept only when a worker is free, so waiting connections stay in the kernel's
-//! backlog (back-pressure) and `queue` holds only connections handed back by a refusal or a
-//! dead worker.
+//! and we accept only while a worker has room, so waiting connections stay in the kernel's
+//! backlog (back-pressure); the scheduler holds only connections handed back.
 
 #![forbid(unsafe_code)]
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
+use super::lane::Lane;
+use super::scheduler::{Path, Scheduler, WorkerId};
 use crate::sys::socket::Addr;
-
-pub type WorkerId = u32;
 
 #[derive(Debug)]
 pub struct RoundRobinHandle {
@@ -23,75 +23,44 @@ pub struct RoundRobinHandle {
     pub bound: Addr,
     /// The handle's `data` (raw JSON), from the first worker's query.
     pub data: String,
-    all: Vec<WorkerId>,
-    free: VecDeque<WorkerId>,
-    /// Connections waiting for a free worker (returned ones first).
-    pub queue: VecDeque<OwnedFd>,
-    /// The listener may have connections waiting (edge-triggered readiness not yet drained).
-    pub backlog_ready: bool,
+    pub sched: Scheduler<OwnedFd>,
+    /// Fast-lane workers' lanes.
+    pub lanes: HashMap<WorkerId, Lane>,
+    /// Accept connections non-blocking (what the first fast-lane worker asked).
+    pub accept_nonblocking: Option<bool>,
 }
 
 impl RoundRobinHandle {
-    pub fn new(key: String, listener: OwnedFd, bound: Addr, data: String) -> RoundRobinHandle {
-        RoundRobinHandle {
-            key,
-            listener,
-            bound,
-            data,
-            all: Vec::new(),
-            free: VecDeque::new(),
-            queue: VecDeque::new(),
-            backlog_ready: true,
-        }
+    pub fn new(key: String, listener: OwnedFd, bound: Addr, data: String, least_loaded: bool) -> RoundRobinHandle {
+        RoundRobinHandle { key, listener, bound, data, sched: Scheduler::new(least_loaded), lanes: HashMap::new(), accept_nonblocking: None }
     }
 
-    /// Attaches a worker (idle). Returns false if it was attached already.
-    pub fn add(&mut self, w: WorkerId) -> bool {
-        if self.all.contains(&w) {
+    /// Attaches a worker, on its lane when it has one. False if attached already.
+    pub fn add(&mut self, w: WorkerId, path: Path, lane: Option<Lane>) -> bool {
+        if !self.sched.add(w, path) {
             return false;
         }
-        self.all.push(w);
-        self.free.push_back(w);
+        if let Some(l) = lane {
+            self.accept_nonblocking.get_or_insert(l.nonblocking);
+            self.lanes.insert(w, l);
+        }
         true
     }
 
-    /// Detaches a worker. Returns true when no worker is left (the caller closes the handle).
+    /// Detaches a worker; what its lane still held goes back to the scheduler. Returns true
+    /// when no worker is left (the caller closes the handle).
     pub fn remove(&mut self, w: WorkerId) -> bool {
-        self.all.retain(|&x| x != w);
-        self.free.retain(|&x| x != w);
-        self.all.is_empty()
+        self.sched.remove(w);
+        if let Some(l) = self.lanes.remove(&w) {
+            for c in l.close().into_iter().rev() {
+                self.sched.give_back(c);
+            }
+        }
+        self.sched.is_empty()
     }
 
     pub fn has(&self, w: WorkerId) -> bool {
-        self.all.contains(&w)
-    }
-
-    pub fn workers(&self) -> &[WorkerId] {
-        &self.all
-    }
-
-    /// The worker is done with its connection: it becomes the most recently idle.
-    pub fn set_free(&mut self, w: WorkerId) {
-        if self.all.contains(&w) && !self.free.contains(&w) {
-            self.free.push_back(w);
-        }
-    }
-
-    /// Takes the longest-idle worker, if any.
-    pub fn take_free(&mut self) -> Option<WorkerId> {
-        self.free.pop_front()
-    }
-
-    /// Takes the free worker with the lowest `load` (the longest idle among equals): the
-    /// least-loaded policy.
-    pub fn take_least_loaded(&mut self, load: impl Fn(WorkerId) -> usize) -> Option<WorkerId> {
-        let best = (0..self.free.len()).min_by_key(|&i| load(self.free[i]))?;
-        self.free.remove(best)
-    }
-
-    /// Puts a worker back at the head (no connection was available for it after all).
-    pub fn untake(&mut self, w: WorkerId) {
-        self.free.push_front(w);
+        self.sched.has(w)
     }
 
     /// The Unix socket path to unlink when the handle closes.
@@ -100,40 +69,5 @@ impl RoundRobinHandle {
             Addr::Unix(p) => Some(p.clone()),
             Addr::Inet(_) => None,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn handle() -> RoundRobinHandle {
-        let fd: OwnedFd = std::fs::File::open("/dev/null").unwrap().into();
-        RoundRobinHandle::new("k".into(), fd, Addr::Unix("x".into()), "null".into())
-    }
-
-    #[test]
-    fn longest_idle_first_and_removal() {
-        let mut h = handle();
-        assert!(h.add(1) && h.add(2) && h.add(3));
-        assert!(!h.add(2));
-        assert_eq!(h.take_free(), Some(1));
-        assert_eq!(h.take_free(), Some(2));
-        h.set_free(1);
-        assert_eq!(h.take_free(), Some(3));
-        assert_eq!(h.take_free(), Some(1));
-        assert_eq!(h.take_free(), None);
-        h.set_free(2);
-        h.set_free(1);
-        h.set_free(3);
-        let load = |w: WorkerId| if w == 2 { 3 } else { 1 };
-        assert_eq!(h.take_least_loaded(load), Some(1));
-        assert_eq!(h.take_least_loaded(load), Some(3));
-        assert_eq!(h.take_least_loaded(load), Some(2));
-        h.set_free(2);
-        assert!(!h.remove(2));
-        assert_eq!(h.take_free(), None);
-        assert!(!h.remove(1));
-        assert!(h.remove(3));
     }
 }

@@ -7,7 +7,7 @@
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
-use super::round_robin::WorkerId;
+use super::scheduler::WorkerId;
 use crate::sys::socket::Addr;
 
 #[derive(Debug)]

@@ -40,6 +40,8 @@ pub(crate) struct Reply {
     pub key: String,
     pub sockname_port: Option<i64>,
     pub fd: Option<OwnedFd>,
+    /// The fd is the server's fast lane (libcluster primary), not a shared socket.
+    pub lane: bool,
 }
 
 pub(crate) struct Shared {

@@ -172,7 +172,8 @@ fn handle_cluster(shared: &Shared, m: &Msg<'_>, fd: Option<OwnedFd>) -> Result<(
             if ok && fd.is_none() && !key.is_empty() && shared.server(&key).is_none() {
                 shared.servers.lock().push(super::server::round_robin_state(key.clone())?);
             }
-            *slot = Some(Reply { errno: m.errno, key, sockname_port, fd });
+            let lane = fd.is_some() && m.lane == Some(1);
+            *slot = Some(Reply { errno: m.errno, key, sockname_port, fd, lane });
             shared.replied.notify_all();
         }
         return Ok(());

@@ -32,6 +32,9 @@ pub(crate) enum Source {
     Listener { sock: OwnedFd, poll: Epoll },
     /// A bound datagram socket (UDP is always shared): the user reads it directly.
     Datagram { sock: OwnedFd },
+    /// The fast lane from a libcluster primary: each message on this `SOCK_SEQPACKET`
+    /// socket is one connection; the program's thread receives it in `accept`.
+    Lane { sock: OwnedFd },
 }
 
 /// The part of a server the channel reader also sees.
@@ -80,6 +83,15 @@ impl ServerState {
                     return;
                 }
                 q.drain(..).collect()
+            }
+            Source::Lane { sock } => {
+                if self.closed.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+                // Whatever is still queued goes back to the primary (it receives it from
+                // its copy when it hears `close`), and a waiting `accept` wakes.
+                let _ = crate::sys::lane::shut_read(sock.as_fd());
+                Vec::new()
             }
             _ => {
                 if self.closed.swap(true, Ordering::AcqRel) {
@@ -165,6 +177,7 @@ impl Server {
             flags,
             backlog: if opts.udp { None } else { Some(opts.backlog.max(0) as i64) },
             inflight: (!opts.udp).then_some(super::INFLIGHT),
+            lane: (!opts.udp).then_some(wire::LANE_WANTED | if opts.nonblocking { wire::LANE_NONBLOCKING } else { 0 }),
         };
         let reply = match worker.request(|out, seq| wire::query(out, "queryServer", &q, q.port, seq)) {
             Ok(r) => r,
@@ -185,6 +198,13 @@ impl Server {
         }
         let shared = &worker.shared;
         let (state, port) = match reply.fd {
+            Some(sock) if reply.lane => {
+                if !matches!(socket::kind(sock.as_fd()), Ok((libc::AF_UNIX, libc::SOCK_SEQPACKET))) {
+                    worker.release_index(&tuple, index);
+                    return Err(Error::protocol("the primary's fast lane is not a Unix seqpacket socket"));
+                }
+                (ServerState::new(reply.key.clone(), Source::Lane { sock })?, reply.sockname_port.unwrap_or(q.port) as i32)
+            }
             Some(sock) if opts.udp => {
                 let port = local_port(&sock).unwrap_or(q.port as i32);
                 (ServerState::new(reply.key.clone(), Source::Datagram { sock })?, port)
@@ -216,7 +236,7 @@ impl Server {
         match &self.state.source {
             Source::RoundRobin(_) => self.state.wake.raw(),
             Source::Listener { poll, .. } => poll.raw(),
-            Source::Datagram { sock } => sock.as_raw_fd(),
+            Source::Datagram { sock } | Source::Lane { sock } => sock.as_raw_fd(),
         }
     }
 
@@ -276,6 +296,22 @@ impl Server {
                         return Err(Error::errno(libc::EAGAIN, "no connection is waiting"));
                     }
                     Err(e) => return Err(Error::io("accept", e)),
+                }
+            },
+            Source::Lane { sock } => loop {
+                if self.state.is_closed() {
+                    return Err(closed());
+                }
+                // Connections come with the flags the program asked for: nothing to set.
+                match crate::sys::lane::recv(sock.as_fd(), true) {
+                    Ok(Some(c)) => return Ok(c),
+                    // The primary closed the lane (it took this worker out of the server).
+                    Ok(None) => return Err(closed()),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock && !self.nonblocking => wait(sock.as_fd())?,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        return Err(Error::errno(libc::EAGAIN, "no connection is waiting"));
+                    }
+                    Err(e) => return Err(Error::io("receive a connection", e)),
                 }
             },
             Source::Datagram { .. } => Err(Error::errno(libc::EOPNOTSUPP, "a UDP socket has no connections to accept; read it with recvfrom")),

@@ -1,0 +1,429 @@
+//! The scheduling of a `RoundRobinHandle` as a state machine with no I/O: it is told what
+//! happened (a connection accepted, the backlog empty, a worker's queue measured, a
+//! connection answered or refused, a worker gone) and says what to do next (accept, deliver
+//! connection c to worker w, measure a worker's queue). The distributor carries it out.
+//!
+//! Two kinds of worker share it:
+//! - a Node peer (`Path::Node`): Node's rule, `max` connections in flight, each answered;
+//! - a libcluster peer on the fast lane (`Path::Lane`): connections wait in a kernel queue
+//!   of at most `window`; the queue's length is read from the kernel (`measured`) instead
+//!   of waiting for answers, so between measurements `load` is an upper bound.
+//!
+//! Connections are dealt round-robin among workers with room (or to the least loaded one),
+//! and accepted only while some worker has room: the rest wait in the kernel's backlog.
+
+#![forbid(unsafe_code)]
+
+use std::collections::VecDeque;
+
+pub type WorkerId = u32;
+
+/// How a worker receives its connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// Node's `newconn`: at most `max` unanswered.
+    Node { max: usize },
+    /// The fast lane: at most `window` waiting in the worker's queue.
+    Lane { window: usize },
+}
+
+/// What the distributor should do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action<C> {
+    /// Accept one connection and report `accepted` or `backlog_empty`.
+    Accept,
+    /// Hand `conn` to `worker` (then `undeliverable` if that failed).
+    Deliver { worker: WorkerId, conn: C },
+    /// Read the length of `worker`'s lane queue and report it with `measured`.
+    Measure(WorkerId),
+}
+
+#[derive(Debug)]
+struct Slot {
+    id: WorkerId,
+    path: Path,
+    /// Node: connections unanswered. Lane: connections possibly still queued.
+    load: usize,
+    /// Lane: `load` was read from the kernel in this pass.
+    fresh: bool,
+    /// Lane: connections delivered, ever; with the queue length this tells progress.
+    sent: u64,
+    received_at_tick: u64,
+    idle_ticks: u32,
+    /// Lane: its queue was taken back after it stalled; one at a time until it moves.
+    suspect: bool,
+}
+
+impl Slot {
+    fn capacity(&self) -> usize {
+        match self.path {
+            Path::Node { max } => max,
+            Path::Lane { .. } if self.suspect => 1,
+            Path::Lane { window } => window,
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.load < self.capacity()
+    }
+}
+
+/// Ticks without progress (with connections queued) before a lane counts as stalled.
+pub const STALL_TICKS: u32 = 4;
+
+#[derive(Debug)]
+pub struct Scheduler<C> {
+    slots: Vec<Slot>,
+    /// Where the next round-robin search starts.
+    cursor: usize,
+    /// Connections the primary holds for a worker (handed back ones first).
+    queue: VecDeque<C>,
+    /// The listener may have connections waiting.
+    backlog_ready: bool,
+    /// Accepting failed (EMFILE and the like): not again in this pass.
+    accept_paused: bool,
+    least_loaded: bool,
+}
+
+impl<C> Default for Scheduler<C> {
+    fn default() -> Self {
+        Scheduler::new(false)
+    }
+}
+
+impl<C> Scheduler<C> {
+    pub fn new(least_loaded: bool) -> Scheduler<C> {
+        Scheduler { slots: Vec::new(), cursor: 0, queue: VecDeque::new(), backlog_ready: true, accept_paused: false, least_loaded }
+    }
+
+    /// Attaches a worker (idle). False if it was attached already.
+    pub fn add(&mut self, id: WorkerId, path: Path) -> bool {
+        if self.has(id) {
+            return false;
+        }
+        self.slots.push(Slot { id, path, load: 0, fresh: false, sent: 0, received_at_tick: 0, idle_ticks: 0, suspect: false });
+        true
+    }
+
+    /// Detaches a worker. Its connections in flight are the caller's to `give_back`.
+    pub fn remove(&mut self, id: WorkerId) {
+        if let Some(i) = self.slots.iter().position(|s| s.id == id) {
+            self.slots.remove(i);
+            if self.cursor > i {
+                self.cursor -= 1;
+            }
+        }
+    }
+
+    pub fn has(&self, id: WorkerId) -> bool {
+        self.slots.iter().any(|s| s.id == id)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub fn workers(&self) -> impl Iterator<Item = (WorkerId, Path)> + '_ {
+        self.slots.iter().map(|s| (s.id, s.path))
+    }
+
+    /// Connections the primary holds (not in any worker's queue).
+    pub fn held(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Takes every held connection (the handle is closing).
+    pub fn take_held(&mut self) -> Vec<C> {
+        self.queue.drain(..).collect()
+    }
+
+    /// A new pass begins (an event woke the distributor): lane measurements are stale,
+    /// accepting may be tried again.
+    pub fn begin_pass(&mut self) {
+        self.accept_paused = false;
+        for s in &mut self.slots {
+            s.fresh = false;
+        }
+    }
+
+    /// The listener became readable.
+    pub fn listener_ready(&mut self) {
+        self.backlog_ready = true;
+    }
+
+    pub fn accepted(&mut self, conn: C) {
+        self.queue.push_back(conn);
+    }
+
+    /// Accept found nothing (`EAGAIN`): wait for the listener's next readiness.
+    pub fn backlog_empty(&mut self) {
+        self.backlog_ready = false;
+    }
+
+    /// Accept failed otherwise (no fds left): retried in the next pass.
+    pub fn accept_failed(&mut self) {
+        self.accept_paused = true;
+    }
+
+    /// A connection comes back to the primary (refused, returned from a queue, or its
+    /// worker gone): it goes first.
+    pub fn give_back(&mut self, conn: C) {
+        self.queue.push_front(conn);
+    }
+
+    /// A Node worker answered a connection (accepted or not: `give_back` a refused one).
+    pub fn answered(&mut self, id: WorkerId) {
+        if let Some(s) = self.slot(id) {
+            s.load = s.load.saturating_sub(1);
+        }
+    }
+
+    /// Delivering to `id` failed: the connection is held again, and `id` gets nothing more
+    /// in this pass (`lost`: its lane or channel is gone, it gets nothing more at all).
+    pub fn undeliverable(&mut self, id: WorkerId, conn: C, lost: bool) {
+        self.give_back(conn);
+        if let Some(s) = self.slot(id) {
+            s.load = s.load.saturating_sub(1);
+            s.sent = s.sent.saturating_sub(1);
+            if lost {
+                s.path = Path::Node { max: 0 };
+            } else {
+                s.load = s.capacity();
+                s.fresh = true;
+            }
+        }
+    }
+
+    /// The kernel says `queued` connections wait in `id`'s lane.
+    pub fn measured(&mut self, id: WorkerId, queued: usize) {
+        if let Some(s) = self.slot(id) {
+            s.load = queued;
+            s.fresh = true;
+            if s.sent.saturating_sub(queued as u64) > s.received_at_tick {
+                s.suspect = false;
+            }
+        }
+    }
+
+    /// A periodic check of lane `id` (its queue just measured as `queued`). True when it
+    /// has not taken a connection for `STALL_TICKS` ticks while some waited: the caller
+    /// takes its queue back (`give_back` each) and it gets one at a time until it moves.
+    pub fn tick(&mut self, id: WorkerId, queued: usize) -> bool {
+        let Some(s) = self.slot(id) else { return false };
+        let received = s.sent.saturating_sub(queued as u64);
+        if queued == 0 || received > s.received_at_tick {
+            s.idle_ticks = 0;
+            if received > s.received_at_tick {
+                s.suspect = false;
+            }
+        } else {
+            s.idle_ticks += 1;
+        }
+        s.received_at_tick = received;
+        s.load = queued;
+        if s.idle_ticks >= STALL_TICKS {
+            s.idle_ticks = 0;
+            s.suspect = true;
+            // What is taken back no longer counts as sent.
+            s.sent = received;
+            s.load = 0;
+            return true;
+        }
+        false
+    }
+
+    /// Whether any lane may have connections queued (the distributor then ticks).
+    pub fn lanes_busy(&self) -> bool {
+        self.slots.iter().any(|s| matches!(s.path, Path::Lane { .. }) && s.load > 0)
+    }
+
+    /// Whether connections wait (held, or in the backlog) and every worker is full.
+    pub fn stalled(&self) -> bool {
+        (!self.queue.is_empty() || self.backlog_ready) && !self.slots.is_empty() && !self.slots.iter().any(Slot::has_room)
+    }
+
+    /// Whether an accept failed in this pass (the caller retries on a timer).
+    pub fn accept_paused(&self) -> bool {
+        self.accept_paused && self.backlog_ready
+    }
+
+    /// What to do next; `None` when nothing can move until another event.
+    pub fn next(&mut self) -> Option<Action<C>> {
+        if self.queue.is_empty() && (!self.backlog_ready || self.accept_paused) {
+            return None;
+        }
+        let i = match self.pick() {
+            Ok(i) => i,
+            Err(measure) => return measure.map(Action::Measure),
+        };
+        let Some(conn) = self.queue.pop_front() else { return Some(Action::Accept) };
+        self.cursor = (i + 1) % self.slots.len();
+        let s = &mut self.slots[i];
+        s.load += 1;
+        if matches!(s.path, Path::Lane { .. }) {
+            s.sent += 1;
+        }
+        Some(Action::Deliver { worker: s.id, conn })
+    }
+
+    /// The worker to deal to, or else a lane to measure (full by estimate only).
+    fn pick(&self) -> Result<usize, Option<WorkerId>> {
+        let n = self.slots.len();
+        let found = if self.least_loaded {
+            (0..n).map(|k| (self.cursor + k) % n).filter(|&i| self.slots[i].has_room()).min_by_key(|&i| self.slots[i].load)
+        } else {
+            (0..n).map(|k| (self.cursor + k) % n).find(|&i| self.slots[i].has_room())
+        };
+        found.ok_or_else(|| {
+            self.slots.iter().find(|s| matches!(s.path, Path::Lane { .. }) && !s.fresh && !s.has_room()).map(|s| s.id)
+        })
+    }
+
+    fn slot(&mut self, id: WorkerId) -> Option<&mut Slot> {
+        self.slots.iter_mut().find(|s| s.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deal(s: &mut Scheduler<u32>, next_conn: &mut u32, backlog: &mut usize) -> Vec<(WorkerId, u32)> {
+        s.begin_pass();
+        let mut out = Vec::new();
+        while let Some(a) = s.next() {
+            match a {
+                Action::Accept if *backlog > 0 => {
+                    *backlog -= 1;
+                    *next_conn += 1;
+                    s.accepted(*next_conn);
+                }
+                Action::Accept => s.backlog_empty(),
+                Action::Deliver { worker, conn } => out.push((worker, conn)),
+                Action::Measure(w) => s.measured(w, 0),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn node_path_one_in_flight_round_robin() {
+        let mut s = Scheduler::new(false);
+        s.add(1, Path::Node { max: 1 });
+        s.add(2, Path::Node { max: 1 });
+        assert!(!s.add(2, Path::Node { max: 1 }));
+        let (mut c, mut backlog) = (0, 5);
+        assert_eq!(deal(&mut s, &mut c, &mut backlog), vec![(1, 1), (2, 2)]);
+        assert_eq!(backlog, 3, "accepts only as many as there are free workers");
+        // Worker 2 refuses: its connection goes first, to the next with room.
+        s.answered(2);
+        s.give_back(2);
+        s.listener_ready();
+        assert_eq!(deal(&mut s, &mut c, &mut backlog), vec![(2, 2)]);
+        s.answered(1);
+        s.listener_ready();
+        assert_eq!(deal(&mut s, &mut c, &mut backlog), vec![(1, 3)]);
+        assert!(s.stalled());
+    }
+
+    #[test]
+    fn lane_deals_round_robin_into_windows_and_measures_when_full() {
+        let mut s = Scheduler::new(false);
+        s.add(1, Path::Lane { window: 2 });
+        s.add(2, Path::Lane { window: 2 });
+        let (mut c, mut backlog) = (0, 10);
+        s.begin_pass();
+        let mut got = Vec::new();
+        let mut measures = Vec::new();
+        while let Some(a) = s.next() {
+            match a {
+                Action::Accept => {
+                    backlog -= 1;
+                    c += 1;
+                    s.accepted(c);
+                }
+                Action::Deliver { worker, conn } => got.push((worker, conn)),
+                // Worker 1 took one of its two; worker 2 none.
+                Action::Measure(w) => {
+                    measures.push(w);
+                    s.measured(w, if w == 1 { 1 } else { 2 });
+                }
+            }
+        }
+        assert_eq!(got, vec![(1, 1), (2, 2), (1, 3), (2, 4), (1, 5)]);
+        assert_eq!(measures, vec![1, 2], "measured once per pass");
+        assert!(s.stalled() && backlog == 5);
+    }
+
+    #[test]
+    fn lost_worker_gets_nothing_and_its_connection_goes_elsewhere() {
+        let mut s = Scheduler::new(false);
+        s.add(1, Path::Lane { window: 4 });
+        s.add(2, Path::Node { max: 1 });
+        s.begin_pass();
+        s.accepted(7);
+        let Some(Action::Deliver { worker: 1, conn: 7 }) = s.next() else { panic!() };
+        s.undeliverable(1, 7, true);
+        assert_eq!(s.next(), Some(Action::Deliver { worker: 2, conn: 7 }));
+        s.accepted(8);
+        s.backlog_empty();
+        assert_eq!(s.next(), None);
+        assert_eq!(s.held(), 1);
+        s.remove(1);
+        s.remove(2);
+        assert!(s.is_empty());
+        assert_eq!(s.take_held(), vec![8]);
+    }
+
+    #[test]
+    fn stalled_lane_is_taken_back_then_gets_one_at_a_time() {
+        let mut s = Scheduler::new(false);
+        s.add(1, Path::Lane { window: 8 });
+        let (mut c, mut backlog) = (0, 3);
+        assert_eq!(deal(&mut s, &mut c, &mut backlog).len(), 3);
+        // Nothing received for STALL_TICKS ticks: stalled.
+        assert!(!s.tick(1, 3));
+        for _ in 1..STALL_TICKS - 1 {
+            assert!(!s.tick(1, 3));
+        }
+        assert!(s.tick(1, 3));
+        for conn in [3, 2, 1] {
+            s.give_back(conn);
+        }
+        s.begin_pass();
+        assert_eq!(s.next(), Some(Action::Deliver { worker: 1, conn: 1 }), "suspect: one at a time");
+        assert_eq!(s.next(), Some(Action::Measure(1)));
+        s.measured(1, 1);
+        assert_eq!(s.next(), None, "it has not taken it yet");
+        // It takes that one: back to its full window.
+        s.begin_pass();
+        s.measured(1, 0);
+        let mut got = Vec::new();
+        while let Some(a) = s.next() {
+            if let Action::Deliver { worker, conn } = a {
+                got.push((worker, conn));
+            }
+        }
+        assert_eq!(got, vec![(1, 2), (1, 3)]);
+    }
+
+    #[test]
+    fn least_loaded_prefers_the_emptiest() {
+        let mut s = Scheduler::new(true);
+        s.add(1, Path::Node { max: 4 });
+        s.add(2, Path::Node { max: 4 });
+        s.begin_pass();
+        for c in 0..4 {
+            s.accepted(c);
+        }
+        s.backlog_empty();
+        let mut got = Vec::new();
+        while let Some(Action::Deliver { worker, .. }) = s.next() {
+            got.push(worker);
+            if (2..=3).contains(&got.len()) {
+                s.answered(1);
+            }
+        }
+        assert_eq!(got, vec![1, 2, 1, 1]);
+    }
+}

@@ -1,0 +1,141 @@
+//! The fast lane's syscalls: a `SOCK_SEQPACKET` pair whose messages are one byte and one
+//! connection fd each, so the receiver's queue length in bytes is its number of connections.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use super::retry;
+
+/// The byte each connection travels with.
+const TAG: u8 = b'c';
+/// Most connections one `sendmmsg` carries.
+pub const BATCH: usize = 32;
+
+/// A close-on-exec `AF_UNIX` `SOCK_SEQPACKET` pair: `(primary's sending end, worker's end)`.
+pub fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    syscall!(socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()))?;
+    // SAFETY: socketpair filled both slots with new fds owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct Cmsg([u8; 24]);
+
+/// Sends each fd of `conns` as its own message, in one `sendmmsg` (never waits, never
+/// SIGPIPE). Returns how many were sent (the rest are still the caller's); an error only if
+/// none was.
+pub fn send(sock: BorrowedFd<'_>, conns: &[OwnedFd]) -> io::Result<usize> {
+    let n = conns.len().min(BATCH);
+    if n == 0 {
+        return Ok(0);
+    }
+    let tag = [TAG];
+    let mut iovs = [libc::iovec { iov_base: tag.as_ptr() as *mut _, iov_len: 1 }; BATCH];
+    let mut cbufs = [Cmsg([0; 24]); BATCH];
+    // SAFETY: an all-zero mmsghdr is valid; the fields we use are filled below.
+    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: CMSG_SPACE/CMSG_LEN are pure size computations.
+    let (space, len) = unsafe {
+        (libc::CMSG_SPACE(size_of::<RawFd>() as u32) as usize, libc::CMSG_LEN(size_of::<RawFd>() as u32) as usize)
+    };
+    debug_assert!(space <= 24);
+    for i in 0..n {
+        let h = &mut msgs[i].msg_hdr;
+        h.msg_iov = &mut iovs[i];
+        h.msg_iovlen = 1;
+        h.msg_control = cbufs[i].0.as_mut_ptr().cast();
+        h.msg_controllen = space as _;
+        // SAFETY: msg_control points at `space` writable, aligned bytes, so the first header
+        // exists and its data area holds one fd.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(h);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = len as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), conns[i].as_raw_fd());
+        }
+    }
+    let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
+    retry(|| syscall!(sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), n as u32, flags))).map(|n| n as usize)
+}
+
+/// Receives one connection: `Ok(None)` at end of stream (the lane was shut down and is
+/// empty). `nonblocking`: `WouldBlock` instead of waiting. The fd is close-on-exec.
+pub fn recv(sock: BorrowedFd<'_>, nonblocking: bool) -> io::Result<Option<OwnedFd>> {
+    let mut flags = libc::MSG_CMSG_CLOEXEC;
+    if nonblocking {
+        flags |= libc::MSG_DONTWAIT;
+    }
+    loop {
+        let mut byte = [0u8; 1];
+        let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+        let mut cbuf = Cmsg([0; 24]);
+        // SAFETY: an all-zero msghdr is valid; we fill the fields we use below.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.0.as_mut_ptr().cast();
+        msg.msg_controllen = cbuf.0.len() as _;
+        let n = retry(|| syscall!(recvmsg(sock.as_raw_fd(), &mut msg, flags)))?;
+        let mut fd = None;
+        // SAFETY: the kernel wrote `msg_controllen` bytes of well-formed control messages;
+        // the buffer has room for one fd only, and an SCM_RIGHTS payload's fds are ours.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            if !c.is_null() && (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                fd = Some(OwnedFd::from_raw_fd(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<RawFd>())));
+            }
+        }
+        match fd {
+            // One fd with its byte, untruncated: a connection.
+            Some(fd) if n == 1 && msg.msg_flags & libc::MSG_CTRUNC == 0 => return Ok(Some(fd)),
+            None if n == 0 => return Ok(None),
+            // Anything else is not from our primary: drop it and go on.
+            _ => {}
+        }
+    }
+}
+
+/// Connections waiting in the receive queue of `sock` (its bytes, `FIONREAD`).
+pub fn queued(sock: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    syscall!(ioctl(sock.as_raw_fd(), libc::FIONREAD, &mut n))?;
+    Ok(n.max(0) as usize)
+}
+
+/// `shutdown(SHUT_RD)` on the worker's end: the sender gets `EPIPE`, a waiting receiver
+/// wakes, and what is queued can still be received (by the primary's copy).
+pub fn shut_read(sock: BorrowedFd<'_>) -> io::Result<()> {
+    syscall!(shutdown(sock.as_raw_fd(), libc::SHUT_RD)).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    /// What the fast lane relies on (house style P8: fail loudly if the kernel changes):
+    /// the queue length is exact, two holders of one end each receive a message once, and
+    /// after `SHUT_RD` the queued messages are still there while sends fail.
+    #[test]
+    fn queue_depth_exactly_once_and_shutdown() {
+        let (a, b) = pair().unwrap();
+        let kept = b.try_clone().unwrap();
+        let f: Vec<OwnedFd> = (0..5).map(|_| std::fs::File::open("/dev/null").unwrap().into()).collect();
+        assert_eq!(send(a.as_fd(), &f).unwrap(), 5);
+        assert_eq!(queued(kept.as_fd()).unwrap(), 5);
+        let got = recv(b.as_fd(), true).unwrap().unwrap();
+        assert!(crate::sys::fd::is_cloexec(got.as_raw_fd()).unwrap());
+        assert_eq!(queued(kept.as_fd()).unwrap(), 4);
+        shut_read(b.as_fd()).unwrap();
+        assert_eq!(send(a.as_fd(), &f[..1]).unwrap_err().raw_os_error(), Some(libc::EPIPE));
+        let mut back = 0;
+        while let Some(_fd) = recv(kept.as_fd(), true).unwrap() {
+            back += 1;
+        }
+        assert_eq!(back, 4);
+        assert!(recv(b.as_fd(), false).unwrap().is_none(), "shut down and empty: end of stream");
+    }
+}
