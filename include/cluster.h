@@ -72,11 +72,43 @@
 #define CLUSTER_SCHED_RR 2
 
 /*
+ libcluster's policy: the primary makes one `SO_REUSEPORT` listener per worker for each
+ TCP server (the kernel deals connections, no primary on the path), hands it to the
+ worker as a shared handle (Node workers take it too), and serves what reaches a listener
+ whose worker left. Unix paths and UDP keep round-robin and shared handles.
+ */
+#define CLUSTER_SCHED_REUSEPORT 3
+
+/*
  Node's `addressType` `"udp4"`/`"udp6"` as numbers.
  */
 #define ADDRESS_UDP4 104
 
 #define ADDRESS_UDP6 106
+
+/*
+ `libclusterLane` bits in `queryServer` (a libcluster worker asks for the fast lane; Node
+ ignores the field): the lane is wanted; connections should come non-blocking.
+ */
+#define LANE_WANTED 1
+
+#define LANE_NONBLOCKING 2
+
+/*
+ Connections at least this deep in one worker's accept queue, with another's empty,
+ are moved.
+ */
+#define REBALANCE_MIN 2
+
+/*
+ Ticks without progress (with connections queued) before a lane counts as stalled.
+ */
+#define STALL_TICKS 4
+
+/*
+ Most connections one `sendmmsg` carries.
+ */
+#define BATCH 32
 
 /*
  Connections a libcluster primary may hand this worker before it has accepted the first
@@ -258,9 +290,10 @@ typedef struct cluster_settings {
    */
   const char *serialization;
   /*
-   `CLUSTER_SCHED_RR` or `CLUSTER_SCHED_NONE` (Node's `cluster.schedulingPolicy`); 0:
-   unchanged. Fixed once the first worker is forked. The default comes from
-   `NODE_CLUSTER_SCHED_POLICY` (`rr` or `none`), else round-robin.
+   `CLUSTER_SCHED_RR` or `CLUSTER_SCHED_NONE` (Node's `cluster.schedulingPolicy`), or
+   `CLUSTER_SCHED_REUSEPORT`; 0: unchanged. Fixed once the first worker is forked. The
+   default comes from `NODE_CLUSTER_SCHED_POLICY` (`rr`, `none` or `reuseport`), else
+   round-robin.
    */
   int sched_policy;
   /*

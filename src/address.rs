@@ -137,7 +137,11 @@ impl Target {
     /// Binds (and listens, when `backlog` is set) as Node's primary does (§6.3). Pipes bind
     /// to the shorter of the absolute path and the path relative to our cwd (§6.2).
     pub fn bind(&self, ipv6_only: bool, backlog: Option<i32>) -> Result<(OwnedFd, Addr)> {
-        let opts = ListenOpts { backlog, ipv6_only };
+        self.bind_with(ListenOpts { backlog, ipv6_only, reuse_port: false })
+    }
+
+    /// As `bind`, with every listen option (`SO_REUSEPORT` for the reuseport policy).
+    pub fn bind_with(&self, opts: ListenOpts) -> Result<(OwnedFd, Addr)> {
         let (fd, asked) = match self {
             Target::Any { port } => {
                 let any6 = Addr::Inet(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), *port));

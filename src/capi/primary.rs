@@ -4,11 +4,12 @@ use std::ffi::{CStr, OsString, c_char, c_int};
 use std::os::unix::ffi::OsStringExt;
 
 use super::types::{
-    CLUSTER_SCHED_NONE, CLUSTER_SCHED_RR, CLUSTER_STDIO_IGNORE, CLUSTER_STDIO_INHERIT, CLUSTER_STDIO_PIPE, cluster_settings,
+    CLUSTER_SCHED_NONE, CLUSTER_SCHED_REUSEPORT, CLUSTER_SCHED_RR, CLUSTER_STDIO_IGNORE, CLUSTER_STDIO_INHERIT, CLUSTER_STDIO_PIPE, cluster_settings,
 };
 use crate::primary::settings::Stdio;
 use super::{invalid, ret};
 use crate::primary::settings::Settings;
+use crate::primary::SchedPolicy;
 use crate::context;
 use crate::error::Error;
 
@@ -326,9 +327,10 @@ pub unsafe extern "C" fn cluster_setup_primary(settings: *const cluster_settings
             let p = context::primary()?;
             match s.sched_policy {
                 0 => {}
-                CLUSTER_SCHED_RR => p.set_sched_none(false)?,
-                CLUSTER_SCHED_NONE => p.set_sched_none(true)?,
-                _ => return Err(invalid("sched_policy must be 0, CLUSTER_SCHED_RR or CLUSTER_SCHED_NONE")),
+                CLUSTER_SCHED_RR => p.set_sched_policy(SchedPolicy::RoundRobin)?,
+                CLUSTER_SCHED_NONE => p.set_sched_policy(SchedPolicy::None)?,
+                CLUSTER_SCHED_REUSEPORT => p.set_sched_policy(SchedPolicy::ReusePort)?,
+                _ => return Err(invalid("sched_policy must be 0, CLUSTER_SCHED_RR, CLUSTER_SCHED_NONE or CLUSTER_SCHED_REUSEPORT")),
             }
             match s.max_in_flight {
                 0 => {}

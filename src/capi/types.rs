@@ -141,9 +141,10 @@ pub struct cluster_settings {
     pub gid: c_int,
     /// `"json"` (the default) or `"advanced"` (rejected: `CLUSTER_E_UNSUPPORTED`).
     pub serialization: *const c_char,
-    /// `CLUSTER_SCHED_RR` or `CLUSTER_SCHED_NONE` (Node's `cluster.schedulingPolicy`); 0:
-    /// unchanged. Fixed once the first worker is forked. The default comes from
-    /// `NODE_CLUSTER_SCHED_POLICY` (`rr` or `none`), else round-robin.
+    /// `CLUSTER_SCHED_RR` or `CLUSTER_SCHED_NONE` (Node's `cluster.schedulingPolicy`), or
+    /// `CLUSTER_SCHED_REUSEPORT`; 0: unchanged. Fixed once the first worker is forked. The
+    /// default comes from `NODE_CLUSTER_SCHED_POLICY` (`rr`, `none` or `reuseport`), else
+    /// round-robin.
     pub sched_policy: c_int,
     /// Round-robin only, libcluster workers only: how many connections a worker may have
     /// handed to it before it has accepted the first (Node: 1, the default; Node workers
@@ -162,6 +163,11 @@ pub const CLUSTER_STDIO_IGNORE: c_int = -3;
 /// Node's scheduling policies (`cluster.SCHED_NONE`, `cluster.SCHED_RR`).
 pub const CLUSTER_SCHED_NONE: c_int = 1;
 pub const CLUSTER_SCHED_RR: c_int = 2;
+/// libcluster's policy: the primary makes one `SO_REUSEPORT` listener per worker for each
+/// TCP server (the kernel deals connections, no primary on the path), hands it to the
+/// worker as a shared handle (Node workers take it too), and serves what reaches a listener
+/// whose worker left. Unix paths and UDP keep round-robin and shared handles.
+pub const CLUSTER_SCHED_REUSEPORT: c_int = 3;
 
 /// Node's `worker.state`.
 #[repr(C)]

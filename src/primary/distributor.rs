@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::handle::Handle;
 use super::lane::Lane;
 use super::round_robin::RoundRobinHandle;
-use super::scheduler::Action;
+use super::scheduler::{Action, Scheduler};
 use super::worker_conn::{Channel, InFlight, WorkerConn};
 use super::{Command, Shared, WorkerInfo, WorkerState};
 use crate::error::{Error, Result};
@@ -38,6 +38,9 @@ const TICK_MS: u128 = 250;
 const STALLED_POLL_MS: i32 = 1;
 /// How soon an accept that failed (EMFILE, ...) is tried again.
 const ACCEPT_RETRY_MS: i32 = 50;
+/// How often reuseport accept queues are compared, while some are deep and while idle.
+const REBALANCE_BUSY_MS: i32 = 2;
+const REBALANCE_IDLE_MS: i32 = 50;
 
 fn token(kind: u64, id: u32) -> u64 {
     (kind << 32) | id as u64
@@ -145,8 +148,8 @@ impl Distributor {
                     KIND_CHANNEL => self.on_channel(id, ready.events),
                     KIND_PIDFD => self.on_pidfd(id),
                     KIND_LISTENER => {
-                        if let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&id) {
-                            h.sched.listener_ready();
+                        if let Some(sched) = self.handles.get_mut(&id).and_then(Handle::sched) {
+                            sched.listener_ready();
                             self.pump(id);
                         }
                     }
@@ -156,7 +159,7 @@ impl Distributor {
             for id in self.by_pid.clone() {
                 self.on_pidfd(id);
             }
-            if lane_timeout >= 0 || self.handles.values().any(Handle::has_lanes) {
+            if lane_timeout >= 0 || self.handles.values().any(Handle::ticks) {
                 let due = last_tick.elapsed().as_millis() >= TICK_MS;
                 if due {
                     last_tick = Instant::now();
@@ -433,8 +436,8 @@ impl Distributor {
 
     /// A connection a worker did not take goes back to the head of its handle's queue.
     pub(super) fn requeue(&mut self, f: InFlight) {
-        if let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&f.handle) {
-            h.sched.give_back(f.conn);
+        if let Some(sched) = self.handles.get_mut(&f.handle).and_then(Handle::sched) {
+            sched.give_back(f.conn);
             self.pump(f.handle);
         }
     }
@@ -443,23 +446,16 @@ impl Distributor {
     /// `EAGAIN` or every worker is full), deals connections, batching each lane's into one
     /// `sendmmsg` and closing our copies at once; Node peers get a `newconn` each.
     pub(super) fn pump(&mut self, hid: u32) {
-        let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&hid) else { return };
-        h.sched.begin_pass();
+        let Some(sched) = self.handles.get_mut(&hid).and_then(Handle::sched) else { return };
+        sched.begin_pass();
         let mut batch: Vec<(u32, Vec<OwnedFd>)> = Vec::new();
         loop {
-            let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&hid) else { return };
-            match h.sched.next() {
+            let Some(h) = self.handles.get_mut(&hid) else { return };
+            let accepted = match h.sched().and_then(Scheduler::next) {
                 None => break,
-                Some(Action::Accept) => match socket::accept(h.listener.as_fd(), h.accept_nonblocking.unwrap_or(true)) {
-                    Ok(c) => h.sched.accepted(c),
-                    Err(e) => match e.raw_os_error() {
-                        Some(libc::ECONNABORTED) | Some(libc::EPROTO) => {}
-                        Some(libc::EAGAIN) => h.sched.backlog_empty(),
-                        // EMFILE and friends: retried at the next event or tick.
-                        _ => h.sched.accept_failed(),
-                    },
-                },
+                Some(Action::Accept) => h.accept(),
                 Some(Action::Measure(w)) => {
+                    let Handle::RoundRobin(h) = h else { continue };
                     // What is batched for it is not in its queue yet: send that first.
                     if let Some(i) = batch.iter().position(|(bw, _)| *bw == w) {
                         let (bw, conns) = batch.swap_remove(i);
@@ -467,21 +463,36 @@ impl Distributor {
                     }
                     let q = h.lanes.get(&w).map_or(0, Lane::queued);
                     h.sched.measured(w, q);
+                    continue;
                 }
-                Some(Action::Deliver { worker, conn }) if h.lanes.contains_key(&worker) => {
-                    match batch.iter_mut().find(|(bw, _)| *bw == worker) {
-                        Some((_, conns)) => {
-                            conns.push(conn);
-                            if conns.len() >= crate::sys::lane::BATCH {
-                                let i = batch.iter().position(|(bw, _)| *bw == worker).unwrap_or(0);
-                                let (bw, conns) = batch.swap_remove(i);
-                                send_lane(h, bw, conns);
+                Some(Action::Deliver { worker, conn }) => {
+                    match h {
+                        Handle::RoundRobin(h) if h.lanes.contains_key(&worker) => {
+                            match batch.iter().position(|(bw, _)| *bw == worker) {
+                                Some(i) => {
+                                    batch[i].1.push(conn);
+                                    if batch[i].1.len() >= crate::sys::lane::BATCH {
+                                        let (bw, conns) = batch.swap_remove(i);
+                                        send_lane(h, bw, conns);
+                                    }
+                                }
+                                None => batch.push((worker, vec![conn])),
                             }
                         }
-                        None => batch.push((worker, vec![conn])),
+                        _ => self.handoff(worker, hid, conn),
                     }
+                    continue;
                 }
-                Some(Action::Deliver { worker, conn }) => self.handoff(worker, hid, conn),
+            };
+            let Some(sched) = self.handles.get_mut(&hid).and_then(Handle::sched) else { return };
+            match accepted {
+                Ok(c) => sched.accepted(c),
+                Err(e) => match e.raw_os_error() {
+                    Some(libc::ECONNABORTED) | Some(libc::EPROTO) => {}
+                    Some(libc::EAGAIN) => sched.backlog_empty(),
+                    // EMFILE and friends: retried at the next event or tick.
+                    _ => sched.accept_failed(),
+                },
             }
         }
         if batch.is_empty() {
@@ -509,8 +520,8 @@ impl Distributor {
         match self.workers.get_mut(&w) {
             Some(wc) if wc.connected() => wc.in_flight.push(InFlight { seq, handle: hid, conn }),
             _ => {
-                if let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&hid) {
-                    h.sched.undeliverable(w, conn, true);
+                if let Some(sched) = self.handles.get_mut(&hid).and_then(Handle::sched) {
+                    sched.undeliverable(w, conn, true);
                 }
                 return;
             }
@@ -525,10 +536,10 @@ impl Distributor {
         let Some(pos) = w.in_flight.iter().position(|f| f.seq == ack) else { return };
         let f = w.in_flight.remove(pos);
         let hid = f.handle;
-        let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&hid) else { return };
-        h.sched.answered(id);
+        let Some(sched) = self.handles.get_mut(&hid).and_then(Handle::sched) else { return };
+        sched.answered(id);
         if !accepted {
-            h.sched.give_back(f.conn);
+            sched.give_back(f.conn);
         }
         self.pump(hid);
     }
@@ -536,15 +547,34 @@ impl Distributor {
     /// Detaches a worker from a handle; the last one out closes it (and what it holds).
     pub(super) fn remove_from_handle(&mut self, hid: u32, id: u32) {
         let Some(h) = self.handles.get_mut(&hid) else { return };
-        if !h.remove(id) {
-            if matches!(h, Handle::RoundRobin(rr) if rr.sched.held() > 0) {
-                self.pump(hid);
+        let last = match h {
+            // Its listener stays in the group as an orphan: the primary serves what reaches it.
+            Handle::ReusePort(rp) => {
+                let (last, orphan) = rp.remove(id);
+                if let Some(l) = orphan.filter(|_| !last) {
+                    let _ = self.epoll.add(l.as_fd(), READABLE | EDGE, token(KIND_LISTENER, hid));
+                    rp.sched.listener_ready();
+                }
+                last
             }
+            h => h.remove(id),
+        };
+        if !last {
+            // What it had not taken (or a new orphan's backlog) goes to the others.
+            self.pump(hid);
             return;
         }
         if let Some(h) = self.handles.remove(&hid) {
-            if let Handle::RoundRobin(rr) = &h {
-                let _ = self.epoll.delete(rr.listener.as_fd());
+            match &h {
+                Handle::RoundRobin(rr) => {
+                    let _ = self.epoll.delete(rr.listener.as_fd());
+                }
+                Handle::ReusePort(rp) => {
+                    for l in &rp.orphans {
+                        let _ = self.epoll.delete(l.as_fd());
+                    }
+                }
+                Handle::Shared(_) => {}
             }
             self.keys.remove(h.key());
             if let Some(p) = h.unix_path() {
@@ -560,33 +590,35 @@ impl Distributor {
         let mut timeout = -1;
         let mut hids = std::mem::take(&mut self.tick_ids);
         hids.clear();
-        hids.extend(self.handles.keys().copied());
+        hids.extend(self.handles.iter().filter(|(_, h)| h.ticks()).map(|(&id, _)| id));
         for &hid in &hids {
-            let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&hid) else { continue };
-            if h.lanes.is_empty() {
-                continue;
-            }
-            if due && h.sched.lanes_busy() {
-                for (&w, lane) in &h.lanes {
-                    if h.sched.tick(w, lane.queued()) {
-                        for c in lane.take_back().into_iter().rev() {
-                            h.sched.give_back(c);
+            let t = match self.handles.get_mut(&hid) {
+                Some(Handle::RoundRobin(h)) => {
+                    if due && h.sched.lanes_busy() {
+                        for (&w, lane) in &h.lanes {
+                            if h.sched.tick(w, lane.queued()) {
+                                for c in lane.take_back().into_iter().rev() {
+                                    h.sched.give_back(c);
+                                }
+                            }
                         }
                     }
+                    if h.sched.stalled() || h.sched.accept_paused() || h.sched.held() > 0 {
+                        self.pump(hid);
+                    }
+                    let Some(Handle::RoundRobin(h)) = self.handles.get(&hid) else { continue };
+                    if h.sched.stalled() {
+                        STALLED_POLL_MS
+                    } else if h.sched.accept_paused() {
+                        ACCEPT_RETRY_MS
+                    } else if h.sched.lanes_busy() {
+                        TICK_MS as i32
+                    } else {
+                        -1
+                    }
                 }
-            }
-            if h.sched.stalled() || h.sched.accept_paused() || h.sched.held() > 0 {
-                self.pump(hid);
-            }
-            let Some(Handle::RoundRobin(h)) = self.handles.get(&hid) else { continue };
-            let t = if h.sched.stalled() {
-                STALLED_POLL_MS
-            } else if h.sched.accept_paused() {
-                ACCEPT_RETRY_MS
-            } else if h.sched.lanes_busy() {
-                TICK_MS as i32
-            } else {
-                -1
+                Some(Handle::ReusePort(_)) => self.rebalance(hid),
+                _ => -1,
             };
             if t >= 0 && (timeout < 0 || t < timeout) {
                 timeout = t;
@@ -596,10 +628,37 @@ impl Distributor {
         timeout
     }
 
+    /// Reuseport: moves half of the deepest accept queue to a worker whose queue is empty
+    /// (Node's `newconn`). Returns how soon to look again: soon while queues are deep.
+    fn rebalance(&mut self, hid: u32) -> i32 {
+        let Some(Handle::ReusePort(h)) = self.handles.get_mut(&hid) else { return -1 };
+        let busy = h.listeners.values().any(|l| socket::accept_queue(l.as_fd()).unwrap_or(0) > 0);
+        let Some((from, to, n)) = h.rebalance(|l| socket::accept_queue(l.as_fd()).unwrap_or(0)) else {
+            return if busy { REBALANCE_BUSY_MS } else { REBALANCE_IDLE_MS };
+        };
+        let mut moved = Vec::with_capacity(n);
+        if let Some(l) = h.listeners.get(&from) {
+            while moved.len() < n {
+                match socket::accept(l.as_fd(), true) {
+                    Ok(c) => moved.push(c),
+                    Err(_) => break,
+                }
+            }
+        }
+        for c in moved {
+            if let Some(sched) = self.handles.get_mut(&hid).and_then(Handle::sched) {
+                sched.assigned(to);
+            }
+            self.handoff(to, hid, c);
+        }
+        REBALANCE_BUSY_MS
+    }
+
     pub(super) fn add_listener(&mut self, hid: u32) -> io::Result<()> {
         match &self.handles[&hid] {
             Handle::RoundRobin(h) => self.epoll.add(h.listener.as_fd(), READABLE | EDGE, token(KIND_LISTENER, hid)),
-            Handle::Shared(_) => Ok(()),
+            // Reuseport: its first listener waits for the first worker, which takes it at once.
+            Handle::Shared(_) | Handle::ReusePort(_) => Ok(()),
         }
     }
 }

@@ -1,17 +1,23 @@
-//! A server the primary holds for one key: round-robin or shared, behind one interface.
+//! A server the primary holds for one key: round-robin, shared or reuseport, behind one
+//! interface.
 
 #![forbid(unsafe_code)]
 
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 
+use super::reuseport::ReusePortHandle;
 use super::round_robin::RoundRobinHandle;
-use super::scheduler::WorkerId;
+use super::scheduler::{Scheduler, WorkerId};
 use super::shared_handle::SharedHandle;
+use crate::sys::socket;
 
 #[derive(Debug)]
 pub enum Handle {
     RoundRobin(RoundRobinHandle),
     Shared(SharedHandle),
+    ReusePort(ReusePortHandle),
 }
 
 impl Handle {
@@ -19,19 +25,17 @@ impl Handle {
         match self {
             Handle::RoundRobin(h) => &h.key,
             Handle::Shared(h) => &h.key,
+            Handle::ReusePort(h) => &h.key,
         }
     }
 
-    /// Whether any worker takes this handle's connections on a fast lane.
-    pub fn has_lanes(&self) -> bool {
-        matches!(self, Handle::RoundRobin(h) if !h.lanes.is_empty())
-    }
-
-    /// Returns true when no worker is left (the caller then closes the handle).
+    /// Detaches a worker. Returns true when no worker is left (the caller then closes the
+    /// handle).
     pub fn remove(&mut self, w: WorkerId) -> bool {
         match self {
             Handle::RoundRobin(h) => h.remove(w),
             Handle::Shared(h) => h.remove(w),
+            Handle::ReusePort(h) => h.remove(w).0,
         }
     }
 
@@ -39,6 +43,7 @@ impl Handle {
         match self {
             Handle::RoundRobin(h) => h.has(w),
             Handle::Shared(h) => h.has(w),
+            Handle::ReusePort(h) => h.has(w),
         }
     }
 
@@ -46,6 +51,34 @@ impl Handle {
         match self {
             Handle::RoundRobin(h) => h.unix_path(),
             Handle::Shared(h) => h.unix_path(),
+            Handle::ReusePort(h) => h.unix_path(),
+        }
+    }
+
+    /// Whether the distributor has periodic work for this handle (lanes or rebalancing).
+    pub fn ticks(&self) -> bool {
+        match self {
+            Handle::RoundRobin(h) => !h.lanes.is_empty(),
+            Handle::ReusePort(h) => h.listeners.len() > 1,
+            Handle::Shared(_) => false,
+        }
+    }
+
+    /// The scheduler of a handle whose connections pass through the primary.
+    pub fn sched(&mut self) -> Option<&mut Scheduler<OwnedFd>> {
+        match self {
+            Handle::RoundRobin(h) => Some(&mut h.sched),
+            Handle::ReusePort(h) => Some(&mut h.sched),
+            Handle::Shared(_) => None,
+        }
+    }
+
+    /// Accepts one connection for the primary to deal (`WouldBlock`: none waits).
+    pub fn accept(&self) -> io::Result<OwnedFd> {
+        match self {
+            Handle::RoundRobin(h) => socket::accept(h.listener.as_fd(), h.accept_nonblocking.unwrap_or(true)),
+            Handle::ReusePort(h) => h.accept(),
+            Handle::Shared(_) => Err(io::Error::from_raw_os_error(libc::EAGAIN)),
         }
     }
 }

@@ -8,6 +8,9 @@ use super::WorkerState;
 use super::distributor::Distributor;
 use super::handle::Handle;
 use super::lane::Lane;
+use super::reuseport::ReusePortHandle;
+use crate::sys::socket::ListenOpts;
+use std::os::fd::AsFd;
 use super::scheduler::Path;
 use std::sync::atomic::Ordering;
 use super::round_robin::RoundRobinHandle;
@@ -226,6 +229,33 @@ impl Distributor {
                     self.pump(hid);
                 }
             }
+            Handle::ReusePort(rp) => {
+                // Its own listener in the group, as a shared handle (§6.5).
+                let listener = match rp.add(id, max_in_flight) {
+                    Ok((l, was_orphan)) => {
+                        if was_orphan {
+                            let _ = self.epoll.delete(l.as_fd());
+                        }
+                        l.try_clone()
+                    }
+                    Err(e) => Err(e),
+                };
+                let mut inner = Vec::with_capacity(128);
+                match listener {
+                    Ok(l) => {
+                        let r = wire::QueryReply { errno: Some(0), key: &key, ack: seq, data: &rp.data, sockname: None, lane: false };
+                        wire::query_reply(&mut inner, &r, reply_seq);
+                        wire::handle_envelope(&mut self.out, HandleType::NetNative, &inner);
+                        self.send_line(id, Some(OutFd::Owned(l)));
+                    }
+                    Err(e) => {
+                        let errno = -e.raw_os_error().unwrap_or(libc::EINVAL) as i64;
+                        let r = wire::QueryReply { errno: Some(errno), key: &key, ack: seq, data: "null", sockname: None, lane: false };
+                        wire::query_reply(&mut self.out, &r, reply_seq);
+                        self.send_line(id, None);
+                    }
+                }
+            }
             Handle::Shared(sh) => {
                 sh.add(id);
                 // The reply travels inside a NODE_HANDLE with the bound socket (§6.5).
@@ -251,12 +281,17 @@ impl Distributor {
         let ipv6_only = flags & FLAG_IPV6ONLY != 0;
         let udp = address_type.starts_with("udp");
         let shared = udp || self.shared.sched_none.load(std::sync::atomic::Ordering::Relaxed);
+        let policy_reuseport = self.shared.reuseport.load(Ordering::Relaxed) && !matches!(target, Target::Pipe(_));
         let handle = if udp {
             let (sock, bound) = target.bind_datagram(ipv6_only, flags & 4 != 0)?;
             Handle::Shared(SharedHandle::new(key.to_string(), sock, bound, data, true))
         } else if shared {
             let (sock, bound) = target.bind(ipv6_only, None)?;
             Handle::Shared(SharedHandle::new(key.to_string(), sock, bound, data, false))
+        } else if policy_reuseport {
+            let opts = ListenOpts { backlog: Some(backlog), ipv6_only, reuse_port: true };
+            let (first, bound) = target.bind_with(opts)?;
+            Handle::ReusePort(ReusePortHandle::new(key.to_string(), first, bound, data, opts))
         } else {
             let (listener, bound) = target.bind(ipv6_only, Some(backlog))?;
             let least_loaded = self.shared.least_loaded.load(Ordering::Relaxed);

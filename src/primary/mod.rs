@@ -18,6 +18,7 @@ mod distributor;
 mod handle;
 mod lane;
 mod messages;
+pub mod reuseport;
 pub mod round_robin;
 pub mod scheduler;
 pub mod shared_handle;
@@ -41,6 +42,18 @@ use crate::sys::spawn::SpawnPlan;
 use crate::sys::{pidfd, process};
 
 use settings::Settings;
+
+/// How TCP connections reach workers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SchedPolicy {
+    /// Node's SCHED_RR: the primary accepts and deals (over the fast lane to libcluster
+    /// workers).
+    RoundRobin,
+    /// Node's SCHED_NONE: every worker accepts on the one shared socket.
+    None,
+    /// libcluster's: one SO_REUSEPORT listener per worker, made and watched by the primary.
+    ReusePort,
+}
 
 /// Node's worker states (`worker.state`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +101,8 @@ pub(crate) struct Shared {
     pub retired: Mutex<BTreeMap<u32, WorkerInfo>>,
     /// SCHED_NONE (shared handles for TCP too) instead of round-robin; fixed at first fork.
     pub sched_none: std::sync::atomic::AtomicBool,
+    /// The reuseport policy (one SO_REUSEPORT listener per worker) for TCP servers.
+    pub reuseport: std::sync::atomic::AtomicBool,
     /// Addresses workers may ask us to bind; empty: any.
     pub allow: Mutex<Vec<AllowRule>>,
     /// Most connections in flight per libcluster worker (Node workers always get 1).
@@ -206,6 +221,9 @@ impl Primary {
                 sched_none: std::sync::atomic::AtomicBool::new(
                     std::env::var("NODE_CLUSTER_SCHED_POLICY").is_ok_and(|v| v == "none"),
                 ),
+                reuseport: std::sync::atomic::AtomicBool::new(
+                    std::env::var("NODE_CLUSTER_SCHED_POLICY").is_ok_and(|v| v == "reuseport"),
+                ),
             }),
             next_id: AtomicU32::new(1),
             started: Mutex::new(false),
@@ -265,17 +283,29 @@ impl Primary {
         self.shared.least_loaded.store(on, Ordering::Relaxed);
     }
 
-    /// Sets Node's scheduling policy (`none`: shared handles). Fixed once a worker exists.
-    pub fn set_sched_none(&self, none: bool) -> Result<()> {
+    /// Sets the scheduling policy. Fixed once a worker exists.
+    pub fn set_sched_policy(&self, policy: SchedPolicy) -> Result<()> {
         if self.next_id.load(Ordering::Relaxed) > 1 {
             return Err(Error::errno(libc::EBUSY, "the scheduling policy is fixed once the first worker is forked"));
         }
-        self.shared.sched_none.store(none, Ordering::Relaxed);
+        self.shared.sched_none.store(policy == SchedPolicy::None, Ordering::Relaxed);
+        self.shared.reuseport.store(policy == SchedPolicy::ReusePort, Ordering::Relaxed);
         Ok(())
     }
 
-    pub fn sched_none(&self) -> bool {
-        self.shared.sched_none.load(Ordering::Relaxed)
+    /// Node's two policies: `none` (shared handles) or round-robin.
+    pub fn set_sched_none(&self, none: bool) -> Result<()> {
+        self.set_sched_policy(if none { SchedPolicy::None } else { SchedPolicy::RoundRobin })
+    }
+
+    pub fn sched_policy(&self) -> SchedPolicy {
+        if self.shared.sched_none.load(Ordering::Relaxed) {
+            SchedPolicy::None
+        } else if self.shared.reuseport.load(Ordering::Relaxed) {
+            SchedPolicy::ReusePort
+        } else {
+            SchedPolicy::RoundRobin
+        }
     }
 
     /// Sends `sig` to worker `id` (through its pidfd, so never to a recycled pid).

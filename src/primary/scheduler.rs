@@ -171,6 +171,18 @@ impl<C> Scheduler<C> {
         self.queue.push_front(conn);
     }
 
+    /// A connection was handed to `id` outside the dealing (moved to it on purpose).
+    pub fn assigned(&mut self, id: WorkerId) {
+        if let Some(s) = self.slot(id) {
+            s.load += 1;
+        }
+    }
+
+    /// Connections handed to `id` and not yet answered (or possibly queued, for a lane).
+    pub fn load(&self, id: WorkerId) -> usize {
+        self.slots.iter().find(|s| s.id == id).map_or(0, |s| s.load)
+    }
+
     /// A Node worker answered a connection (accepted or not: `give_back` a refused one).
     pub fn answered(&mut self, id: WorkerId) {
         if let Some(s) = self.slot(id) {

@@ -22,6 +22,8 @@ pub struct ListenOpts {
     pub backlog: Option<i32>,
     /// Set `IPV6_V6ONLY` (Node's `flags & 1`).
     pub ipv6_only: bool,
+    /// Join a `SO_REUSEPORT` group (one listener per worker: the reuseport policy).
+    pub reuse_port: bool,
 }
 
 fn sockaddr(addr: &Addr) -> io::Result<(libc::sockaddr_storage, libc::socklen_t)> {
@@ -112,6 +114,9 @@ pub fn bind_stream(addr: &Addr, opts: ListenOpts) -> io::Result<OwnedFd> {
     let b = std::os::fd::AsFd::as_fd(&fd);
     if family != libc::AF_UNIX {
         setsockopt_int(b, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+        if opts.reuse_port {
+            setsockopt_int(b, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+        }
     }
     if family == libc::AF_INET6 {
         setsockopt_int(b, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, opts.ipv6_only as i32)?;
@@ -204,4 +209,14 @@ pub fn describe(fd: BorrowedFd<'_>) -> io::Result<(i32, i32, bool)> {
     let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
     syscall!(getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ACCEPTCONN, (&mut v as *mut i32).cast(), &mut len))?;
     Ok((domain, ty, v != 0))
+}
+
+/// Connections waiting in a TCP listener's accept queue (`TCP_INFO`'s `tcpi_unacked`, which
+/// a listening socket reports as its accept-queue length).
+pub fn accept_queue(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    // SAFETY: an all-zero tcp_info is valid for getsockopt to fill.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    syscall!(getsockopt(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_INFO, (&mut info as *mut libc::tcp_info).cast(), &mut len))?;
+    Ok(info.tcpi_unacked as usize)
 }

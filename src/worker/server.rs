@@ -25,8 +25,8 @@ use crate::sys::socket::{self, Addr};
 /// What the server accepts from.
 #[derive(Debug)]
 pub(crate) enum Source {
-    /// Connections the channel reader received (`newconn`) and `accept` has not taken yet.
-    RoundRobin(Mutex<VecDeque<(i64, OwnedFd)>>),
+    /// Connections the channel reader received (`newconn`), in `ServerState::queue`.
+    RoundRobin,
     /// A listening socket we accept on: shared by the primary, or bound here. `poll` is an
     /// epoll fd watching it and `wake`, so one fd reports both.
     Listener { sock: OwnedFd, poll: Epoll },
@@ -42,6 +42,9 @@ pub(crate) enum Source {
 pub(crate) struct ServerState {
     pub key: String,
     pub source: Source,
+    /// Connections from `newconn` that `accept` has not taken yet: every connection of a
+    /// round-robin server on Node's path, and those a reuseport primary moved to a listener.
+    queue: Mutex<VecDeque<(i64, OwnedFd)>>,
     wake: EventFd,
     closed: AtomicBool,
 }
@@ -53,7 +56,7 @@ impl ServerState {
             poll.add(sock.as_fd(), READABLE, 0).map_err(|e| Error::io("epoll_ctl", e))?;
             poll.add(wake.as_fd(), READABLE, 1).map_err(|e| Error::io("epoll_ctl", e))?;
         }
-        Ok(Arc::new(ServerState { key, source, wake, closed: AtomicBool::new(false) }))
+        Ok(Arc::new(ServerState { key, source, queue: Mutex::new(VecDeque::new()), wake, closed: AtomicBool::new(false) }))
     }
 
     pub fn is_closed(&self) -> bool {
@@ -62,23 +65,38 @@ impl ServerState {
 
     /// Queues a `newconn`; false once the server is closed (the caller refuses it).
     pub fn push(&self, seq: i64, conn: OwnedFd) -> std::result::Result<(), OwnedFd> {
-        let Source::RoundRobin(q) = &self.source else { return Err(conn) };
-        let mut q = q.lock();
-        if self.is_closed() {
+        if !matches!(self.source, Source::RoundRobin | Source::Listener { .. }) {
             return Err(conn);
         }
-        q.push_back((seq, conn));
+        {
+            let mut q = self.queue.lock();
+            if self.is_closed() {
+                return Err(conn);
+            }
+            q.push_back((seq, conn));
+        }
+        // Signalled with the lock released, so the woken thread does not spin on it.
         self.wake.signal();
         Ok(())
+    }
+
+    /// The next connection from `newconn`, if any (the wake-up is reset once none is left).
+    fn take_queued(&self) -> Option<(i64, OwnedFd)> {
+        let mut q = self.queue.lock();
+        let c = q.pop_front();
+        if q.is_empty() && !self.is_closed() {
+            self.wake.reset();
+        }
+        c
     }
 
     /// Stops the server once: refuses connections not yet accepted (the primary hands them
     /// to another worker), sends `close{key}` when it is registered with a primary, and
     /// wakes anyone polling or blocked in `accept`.
     pub fn close(&self, channel: Option<&Shared>) {
-        let refused = match &self.source {
-            Source::RoundRobin(q) => {
-                let mut q = q.lock();
+        let refused: Vec<(i64, OwnedFd)> = match &self.source {
+            Source::RoundRobin | Source::Listener { .. } => {
+                let mut q = self.queue.lock();
                 if self.closed.swap(true, Ordering::AcqRel) {
                     return;
                 }
@@ -222,7 +240,7 @@ impl Server {
                 (state, reply.sockname_port.unwrap_or(q.port) as i32)
             }
         };
-        if !matches!(state.source, Source::RoundRobin(_)) {
+        if !matches!(state.source, Source::RoundRobin) {
             shared.servers.lock().push(state.clone());
         }
         let server = Server { state, cluster: Some((worker, tuple, index)), unlink: None, port, nonblocking: opts.nonblocking };
@@ -234,7 +252,7 @@ impl Server {
     /// UDP, the datagram socket itself.
     pub fn fd(&self) -> RawFd {
         match &self.state.source {
-            Source::RoundRobin(_) => self.state.wake.raw(),
+            Source::RoundRobin => self.state.wake.raw(),
             Source::Listener { poll, .. } => poll.raw(),
             Source::Datagram { sock } | Source::Lane { sock } => sock.as_raw_fd(),
         }
@@ -257,23 +275,9 @@ impl Server {
             fd::poll_readable(fd, -1).map(drop).map_err(|e| Error::io("poll", e))
         };
         match &self.state.source {
-            Source::RoundRobin(q) => loop {
-                let conn = {
-                    let mut q = q.lock();
-                    let c = q.pop_front();
-                    if q.is_empty() && !self.state.is_closed() {
-                        self.state.wake.reset();
-                    }
-                    c
-                };
-                if let Some((seq, conn)) = conn {
-                    fd::set_nonblocking(conn.as_fd(), self.nonblocking).map_err(|e| Error::io("fcntl", e))?;
-                    if let Some((w, ..)) = &self.cluster {
-                        // The primary may close its copy now. If the channel is gone, so is
-                        // the primary; the connection is ours either way.
-                        let _ = w.shared.send_with(|out, s| wire::accepted(out, seq, true, s));
-                    }
-                    return Ok(conn);
+            Source::RoundRobin => loop {
+                if let Some(conn) = self.state.take_queued() {
+                    return self.accepted(conn);
                 }
                 if self.state.is_closed() {
                     return Err(closed());
@@ -286,6 +290,10 @@ impl Server {
             Source::Listener { sock, poll } => loop {
                 if self.state.is_closed() {
                     return Err(closed());
+                }
+                // Connections the primary moved here (reuseport) come first.
+                if let Some(conn) = self.state.take_queued() {
+                    return self.accepted(conn);
                 }
                 match socket::accept(sock.as_fd(), self.nonblocking) {
                     Ok(c) => return Ok(c),
@@ -318,6 +326,17 @@ impl Server {
         }
     }
 
+    /// A connection from `newconn` is the program's: flags as asked, and the primary told.
+    fn accepted(&self, (seq, conn): (i64, OwnedFd)) -> Result<OwnedFd> {
+        fd::set_nonblocking(conn.as_fd(), self.nonblocking).map_err(|e| Error::io("fcntl", e))?;
+        if let Some((w, ..)) = &self.cluster {
+            // The primary may close its copy now. If the channel is gone, so is the primary;
+            // the connection is ours either way.
+            let _ = w.shared.send_with(|out, s| wire::accepted(out, seq, true, s));
+        }
+        Ok(conn)
+    }
+
     /// Stops taking connections, tells the primary (`close`), releases the socket.
     pub fn close(&mut self) {
         let channel = self.cluster.as_ref().map(|(w, ..)| w.shared.as_ref());
@@ -348,5 +367,5 @@ impl Drop for Server {
 /// A round-robin server's state, created by the channel reader when the primary's reply
 /// arrives (so a `newconn` right behind it finds it).
 pub(crate) fn round_robin_state(key: String) -> Result<Arc<ServerState>> {
-    ServerState::new(key, Source::RoundRobin(Mutex::new(VecDeque::new())))
+    ServerState::new(key, Source::RoundRobin)
 }
