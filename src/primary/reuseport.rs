@@ -103,3 +103,38 @@ impl ReusePortHandle {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn orphans_are_taken_over_and_deep_queues_move_to_an_idle_worker() {
+        let opts = ListenOpts { backlog: Some(16), ipv6_only: false, reuse_port: true };
+        let target = crate::address::Target::from_user(Some("127.0.0.1"), 0).unwrap();
+        let (first, bound) = target.bind_with(opts).unwrap();
+        let first_raw = first.as_raw_fd();
+        let mut h = ReusePortHandle::new("k".into(), first, bound, "null".into(), opts);
+        let (l1, orphan) = h.add(1, 1).unwrap();
+        assert!(orphan && l1.as_raw_fd() == first_raw, "the first worker takes the first listener");
+        let (_, orphan) = h.add(2, 1).unwrap();
+        assert!(!orphan);
+        let raw = |w: WorkerId, h: &ReusePortHandle| h.listeners[&w].as_raw_fd();
+        let (r1, r2) = (raw(1, &h), raw(2, &h));
+        let depth = |d1: usize, d2: usize| move |l: &OwnedFd| if l.as_raw_fd() == r1 { d1 } else if l.as_raw_fd() == r2 { d2 } else { 0 };
+        assert_eq!(h.rebalance(depth(6, 0)), Some((1, 2, 3)));
+        assert_eq!(h.rebalance(depth(1, 0)), None, "too shallow to move");
+        assert_eq!(h.rebalance(depth(4, 1)), None, "nobody idle");
+        h.sched.assigned(2);
+        assert_eq!(h.rebalance(depth(6, 0)), None, "what was moved is not yet answered");
+        // Worker 1 leaves: its listener waits as an orphan, then worker 3 takes it over.
+        let (last, orphan) = h.remove(1);
+        assert!(!last && orphan.map(|l| l.as_raw_fd()) == Some(r1));
+        let (l3, orphan) = h.add(3, 1).unwrap();
+        assert!(orphan && l3.as_raw_fd() == r1);
+        assert!(h.orphans.is_empty());
+        assert!(!h.remove(2).0);
+        assert!(h.remove(3).0, "the last one out");
+    }
+}

@@ -278,17 +278,28 @@ impl<C> Scheduler<C> {
         Some(Action::Deliver { worker: s.id, conn })
     }
 
-    /// The worker to deal to, or else a lane to measure (full by estimate only).
+    /// The worker to deal to, or else a lane to measure first: one that looks full only by
+    /// its stale estimate is measured when its turn comes, so round-robin order holds.
     fn pick(&self) -> Result<usize, Option<WorkerId>> {
         let n = self.slots.len();
-        let found = if self.least_loaded {
-            (0..n).map(|k| (self.cursor + k) % n).filter(|&i| self.slots[i].has_room()).min_by_key(|&i| self.slots[i].load)
-        } else {
-            (0..n).map(|k| (self.cursor + k) % n).find(|&i| self.slots[i].has_room())
-        };
-        found.ok_or_else(|| {
-            self.slots.iter().find(|s| matches!(s.path, Path::Lane { .. }) && !s.fresh && !s.has_room()).map(|s| s.id)
-        })
+        let stale_full = |s: &Slot| matches!(s.path, Path::Lane { .. }) && !s.fresh && !s.has_room();
+        let order = (0..n).map(|k| (self.cursor + k) % n);
+        if self.least_loaded {
+            if let Some(s) = self.slots.iter().find(|s| stale_full(s)) {
+                return Err(Some(s.id));
+            }
+            return order.filter(|&i| self.slots[i].has_room()).min_by_key(|&i| self.slots[i].load).ok_or(None);
+        }
+        for i in order {
+            let s = &self.slots[i];
+            if s.has_room() {
+                return Ok(i);
+            }
+            if stale_full(s) {
+                return Err(Some(s.id));
+            }
+        }
+        Err(None)
     }
 
     fn slot(&mut self, id: WorkerId) -> Option<&mut Slot> {
@@ -363,8 +374,32 @@ mod tests {
             }
         }
         assert_eq!(got, vec![(1, 1), (2, 2), (1, 3), (2, 4), (1, 5)]);
-        assert_eq!(measures, vec![1, 2], "measured once per pass");
+        assert_eq!(measures, vec![1, 2], "measured once per pass, in turn");
         assert!(s.stalled() && backlog == 5);
+    }
+
+    /// The fairness bug the benchmark found: a lane full by its stale estimate was skipped
+    /// (never measured while another had room), so one worker got nearly everything.
+    #[test]
+    fn a_lane_full_by_estimate_is_measured_in_turn_not_skipped() {
+        let mut s = Scheduler::new(false);
+        s.add(1, Path::Lane { window: 2 });
+        s.add(2, Path::Lane { window: 2 });
+        let mut got = Vec::new();
+        for conn in 0..12 {
+            s.begin_pass();
+            s.accepted(conn);
+            s.backlog_empty();
+            while let Some(a) = s.next() {
+                match a {
+                    Action::Deliver { worker, .. } => got.push(worker),
+                    // Each worker takes its connections at once.
+                    Action::Measure(w) => s.measured(w, 0),
+                    Action::Accept => s.backlog_empty(),
+                }
+            }
+        }
+        assert_eq!(got, [1, 2].repeat(6));
     }
 
     #[test]
