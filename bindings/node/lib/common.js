@@ -13,6 +13,8 @@ function createCluster(isWorker) {
   cluster.isMaster = !isWorker;
   cluster.SCHED_NONE = 1;
   cluster.SCHED_RR = 2;
+  // libcluster's: one SO_REUSEPORT listener per worker, made by the primary.
+  cluster.SCHED_REUSEPORT = 3;
   cluster.listen = listen;
   return cluster;
 }

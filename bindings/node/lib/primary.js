@@ -16,7 +16,7 @@ const launcher = path.join(__dirname, '..', 'bin', 'libcluster-node');
 const cluster = createCluster(false);
 cluster.workers = {};
 cluster.settings = {};
-cluster.schedulingPolicy = process.env.NODE_CLUSTER_SCHED_POLICY === 'none' ? cluster.SCHED_NONE : cluster.SCHED_RR;
+cluster.schedulingPolicy = { none: cluster.SCHED_NONE, reuseport: cluster.SCHED_REUSEPORT }[process.env.NODE_CLUSTER_SCHED_POLICY] || cluster.SCHED_RR;
 
 // Every worker not yet both exited and disconnected, by id (also after it left
 // cluster.workers): events about it still need its object.
@@ -198,8 +198,8 @@ function validateSettings(s) {
       throw E.rangeError('ERR_INVALID_ARG_VALUE', `settings.serialization must be 'json' or 'advanced'. Received '${s.serialization}'`);
     }
   }
-  if (s.schedulingPolicy !== undefined && s.schedulingPolicy !== cluster.SCHED_NONE && s.schedulingPolicy !== cluster.SCHED_RR) {
-    throw E.rangeError('ERR_INVALID_ARG_VALUE', `settings.schedulingPolicy must be cluster.SCHED_NONE or cluster.SCHED_RR. Received ${s.schedulingPolicy}`);
+  if (s.schedulingPolicy !== undefined && ![cluster.SCHED_NONE, cluster.SCHED_RR, cluster.SCHED_REUSEPORT].includes(s.schedulingPolicy)) {
+    throw E.rangeError('ERR_INVALID_ARG_VALUE', `settings.schedulingPolicy must be cluster.SCHED_NONE, cluster.SCHED_RR or cluster.SCHED_REUSEPORT. Received ${s.schedulingPolicy}`);
   }
   if (s.nodeIpc !== undefined) E.validateBoolean(s.nodeIpc, 'settings.nodeIpc');
 }

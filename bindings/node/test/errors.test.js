@@ -42,7 +42,7 @@ scenario('wrong argument types and values', () => {
   throwsLike(() => cluster.setupPrimary({ uid: -5 }), RangeError, 'ERR_OUT_OF_RANGE', /settings.uid/);
   throwsLike(() => cluster.setupPrimary({ gid: 1.5 }), RangeError, 'ERR_OUT_OF_RANGE', /settings.gid/);
   throwsLike(() => cluster.setupPrimary({ serialization: 'xml' }), RangeError, 'ERR_INVALID_ARG_VALUE', /serialization/);
-  throwsLike(() => cluster.setupPrimary({ schedulingPolicy: 3 }), RangeError, 'ERR_INVALID_ARG_VALUE', /schedulingPolicy/);
+  throwsLike(() => cluster.setupPrimary({ schedulingPolicy: 4 }), RangeError, 'ERR_INVALID_ARG_VALUE', /schedulingPolicy/);
   throwsLike(() => cluster.disconnect('now'), TypeError, 'ERR_INVALID_ARG_TYPE', /"callback"/);
 
   const server = http.createServer();

@@ -39,3 +39,27 @@ scenario('schedulingPolicy SCHED_NONE: workers accept on the shared socket', { t
     assert.match(res.body, new RegExp(`^hello from worker (${a.pid}|${b.pid})\\n$`));
   }
 });
+
+scenario('schedulingPolicy SCHED_REUSEPORT: each worker its own listener; a dead one\'s is served', { timeout: 60000 }, async (t) => {
+  const p = addonPrimary(t);
+  await p.command('setup', { settings: { exec: WORKER, schedulingPolicy: 3 } });
+  const a = await p.command('fork', { env: { PORT: '0' } });
+  const b = await p.command('fork', { env: { PORT: '0' } });
+  const la = await p.event('listening', { id: a.id });
+  const lb = await p.event('listening', { id: b.id });
+  assert.strictEqual(la.port, lb.port);
+  const seen = new Set();
+  for (let i = 0; i < 40 && seen.size < 2; i++) {
+    const res = await get(la.port);
+    assert.match(res.body, new RegExp(`^hello from worker (${a.pid}|${b.pid})\\n$`));
+    seen.add(res.body);
+  }
+  assert.strictEqual(seen.size, 2, 'the kernel deals to both listeners');
+  // Worker a dies: connections the kernel hashes to its listener are served by b.
+  await p.command('kill', { id: a.id, signal: 'SIGKILL' });
+  await p.event('exit', { id: a.id });
+  for (let i = 0; i < 20; i++) {
+    const res = await get(la.port);
+    assert.strictEqual(res.body, `hello from worker ${b.pid}\n`);
+  }
+});

@@ -34,6 +34,7 @@ from . import _core
 from ._asyncio import AsyncServer, add_reader, remove_reader, start_server
 from ._core import (
     SCHED_NONE,
+    SCHED_REUSEPORT,
     allow_bind,
     set_max_message,
     SCHED_RR,
@@ -94,6 +95,7 @@ __all__ = [
     "PanicError",
     "ProtocolError",
     "SCHED_NONE",
+    "SCHED_REUSEPORT",
     "SCHED_RR",
     "Server",
     "ThisWorker",

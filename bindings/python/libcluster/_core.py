@@ -20,6 +20,7 @@ SocketLike = Union[socket.socket, int, Any]  # a socket, an fd, or anything with
 
 SCHED_NONE: int = _ffi.SCHED_NONE
 SCHED_RR: int = _ffi.SCHED_RR
+SCHED_REUSEPORT: int = _ffi.SCHED_REUSEPORT
 
 
 # --------------------------------------------------------------------------- events
@@ -372,7 +373,7 @@ def setup_primary(
     - ``silent``: pipe the worker's stdio to the primary (``worker.stdout`` ...);
       ``stdio``: three entries of 'inherit', 'pipe', 'ignore', an fd or a file object.
     - ``uid``/``gid``; ``serialization``: only 'json' is supported;
-      ``scheduling_policy``: 'rr'/``SCHED_RR`` or 'none'/``SCHED_NONE`` (before the first fork).
+      ``scheduling_policy``: 'rr'/``SCHED_RR``, 'none'/``SCHED_NONE`` or 'reuseport'/``SCHED_REUSEPORT`` (before the first fork).
     - libcluster extensions (round-robin, libcluster workers only): ``max_in_flight``,
       connections a worker may be handed before it accepted the first (Node: 1);
       ``least_loaded``: hand each connection to the worker with the fewest pending.
@@ -430,9 +431,9 @@ def setup_primary(
         given["serialization"] = serialization
     if scheduling_policy is not None:
         if isinstance(scheduling_policy, str):
-            policies = {"rr": SCHED_RR, "none": SCHED_NONE}
+            policies = {"rr": SCHED_RR, "none": SCHED_NONE, "reuseport": SCHED_REUSEPORT}
             if scheduling_policy.lower() not in policies:
-                raise ValueError("scheduling_policy must be 'rr', 'none', SCHED_RR or SCHED_NONE")
+                raise ValueError("scheduling_policy must be 'rr', 'none', 'reuseport', SCHED_RR, SCHED_NONE or SCHED_REUSEPORT")
             s.sched_policy = policies[scheduling_policy.lower()]
         else:
             s.sched_policy = int(scheduling_policy)

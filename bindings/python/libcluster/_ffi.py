@@ -57,6 +57,7 @@ STDIO_IGNORE = -3
 
 SCHED_NONE = 1
 SCHED_RR = 2
+SCHED_REUSEPORT = 3
 
 # cluster_worker_state
 WORKER_STATES = ("none", "online", "listening", "disconnected", "dead")

@@ -92,3 +92,28 @@ def test_run_in_a_worker_returns_once_disconnected(driver):
     p.wait(lambda o: o.get("worker_event") == "done" and o["pid"] == ready["pid"])
     e = exit_of(p, 1)
     assert (e["code"], e["signal"], e["ead"]) == (0, None, True)
+
+
+def test_reuseport_policy_serves_and_loses_nothing_when_a_worker_dies(driver):
+    p = driver(NODE_CLUSTER_SCHED_POLICY="reuseport")
+    p.cmd("fork {}")
+    p.cmd("fork {}")
+    ls = p.wait_all(lambda o: o.get("event") == "listening", 2)
+    p.wait_all(lambda o: o.get("event") == "message" and "ready" in o["message"], 2)
+    port = ls[0]["port"]
+    assert ls[1]["port"] == port
+    pids = {l["pid"] for l in ls}
+    seen = set()
+    for i in range(40):
+        status, body = http_get(port, f"/{i}")
+        assert status == 200
+        seen.add(int(body.split()[2]))
+        if seen == pids:
+            break
+    assert seen == pids, "the kernel deals to each worker's own listener"
+    # Worker 1 dies: what the kernel hashes to its listener is served by worker 2.
+    p.cmd("kill 1 SIGKILL")
+    exit_of(p, 1)
+    survivor = next(l["pid"] for l in ls if l["id"] == 2)
+    for i in range(20):
+        assert http_get(port, f"/after{i}") == (200, f"py worker {survivor} /after{i}\n")
