@@ -45,6 +45,9 @@ pub(crate) struct ServerState {
     /// Connections from `newconn` that `accept` has not taken yet: every connection of a
     /// round-robin server on Node's path, and those a reuseport primary moved to a listener.
     queue: Mutex<VecDeque<(i64, OwnedFd)>>,
+    /// `wake` may be set for the queue (a listener's `accept` then resets it; otherwise it
+    /// need not, and makes no syscall for it).
+    woken: AtomicBool,
     wake: EventFd,
     closed: AtomicBool,
 }
@@ -56,7 +59,7 @@ impl ServerState {
             poll.add(sock.as_fd(), READABLE, 0).map_err(|e| Error::io("epoll_ctl", e))?;
             poll.add(wake.as_fd(), READABLE, 1).map_err(|e| Error::io("epoll_ctl", e))?;
         }
-        Ok(Arc::new(ServerState { key, source, queue: Mutex::new(VecDeque::new()), wake, closed: AtomicBool::new(false) }))
+        Ok(Arc::new(ServerState { key, source, queue: Mutex::new(VecDeque::new()), woken: AtomicBool::new(false), wake, closed: AtomicBool::new(false) }))
     }
 
     pub fn is_closed(&self) -> bool {
@@ -76,15 +79,20 @@ impl ServerState {
             q.push_back((seq, conn));
         }
         // Signalled with the lock released, so the woken thread does not spin on it.
+        self.woken.store(true, Ordering::Release);
         self.wake.signal();
         Ok(())
     }
 
     /// The next connection from `newconn`, if any (the wake-up is reset once none is left).
     fn take_queued(&self) -> Option<(i64, OwnedFd)> {
+        if !self.woken.load(Ordering::Acquire) {
+            return None;
+        }
         let mut q = self.queue.lock();
         let c = q.pop_front();
         if q.is_empty() && !self.is_closed() {
+            self.woken.store(false, Ordering::Release);
             self.wake.reset();
         }
         c
