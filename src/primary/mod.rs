@@ -11,6 +11,9 @@
 //!   connection to another worker (Node v20 leaks it; we don't);
 //! - one handle in flight per channel; everything else queues behind it (`ipc::writer`);
 //! - workers are reaped through their pidfds only, never `waitpid(-1)`; no signal handler.
+//!
+//! This file is the user-facing façade, [`Primary`]; the worker table shared with the
+//! distributor thread is in `table`, and the worker's command line in `spawn_plan`.
 
 #![forbid(unsafe_code)]
 
@@ -23,12 +26,12 @@ pub mod round_robin;
 pub mod scheduler;
 pub mod shared_handle;
 pub mod settings;
+mod spawn_plan;
+mod table;
 mod worker_conn;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::ffi::{CString, OsString};
-use std::os::fd::OwnedFd;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::ffi::OsString;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
@@ -38,10 +41,12 @@ use parking_lot::Mutex;
 use crate::error::{Error, Result};
 use crate::event::EventQueue;
 use crate::sys::eventfd::EventFd;
-use crate::sys::spawn::SpawnPlan;
-use crate::sys::{pidfd, process};
 
 use settings::Settings;
+use spawn_plan::build_plan;
+
+pub use table::{AllowRule, WorkerInfo, WorkerState};
+pub(crate) use table::{Command, Shared};
 
 /// How TCP connections reach workers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,143 +58,6 @@ pub enum SchedPolicy {
     None,
     /// libcluster's: one SO_REUSEPORT listener per worker, made and watched by the primary.
     ReusePort,
-}
-
-/// Node's worker states (`worker.state`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WorkerState {
-    None,
-    Online,
-    Listening,
-    Disconnected,
-    Dead,
-}
-
-/// What the user's thread may know of a worker (`cluster.workers[id]`).
-#[derive(Clone, Debug)]
-pub struct WorkerInfo {
-    pub id: u32,
-    pub pid: i32,
-    /// `None` once the worker is gone (its pidfd is closed then).
-    pub child: Option<Arc<pidfd::Child>>,
-    pub state: WorkerState,
-    pub connected: bool,
-    pub dead: bool,
-    pub exited_after_disconnect: bool,
-    /// In `cluster.workers` (a primary-side disconnect takes a worker out at once, §6.6).
-    pub listed: bool,
-    /// The primary's ends of the worker's stdio pipes (`silent` / `stdio: pipe`).
-    pub stdio: [Option<Arc<OwnedFd>>; 3],
-}
-
-pub(crate) enum Command {
-    Spawn { id: u32, plan: SpawnPlan, reply: mpsc::SyncSender<Result<i32>> },
-    /// A complete line for worker `id`, with the fd it carries.
-    Send { id: u32, line: Vec<u8>, fd: Option<OwnedFd> },
-    /// Node's primary-side `worker.disconnect()`.
-    Disconnect { id: u32 },
-}
-
-/// State shared between the user's threads and the distributor thread.
-pub(crate) struct Shared {
-    pub events: Arc<EventQueue>,
-    pub commands: Mutex<VecDeque<Command>>,
-    pub wake: EventFd,
-    /// Every worker not yet both disconnected and dead; `listed` ones form `cluster.workers`.
-    pub table: Mutex<BTreeMap<u32, WorkerInfo>>,
-    /// Workers that are gone, for late queries (state, exitedAfterDisconnect). Bounded.
-    pub retired: Mutex<BTreeMap<u32, WorkerInfo>>,
-    /// SCHED_NONE (shared handles for TCP too) instead of round-robin; fixed at first fork.
-    pub sched_none: std::sync::atomic::AtomicBool,
-    /// The reuseport policy (one SO_REUSEPORT listener per worker) for TCP servers.
-    pub reuseport: std::sync::atomic::AtomicBool,
-    /// Addresses workers may ask us to bind; empty: any.
-    pub allow: Mutex<Vec<AllowRule>>,
-    /// Most connections in flight per libcluster worker (Node workers always get 1).
-    pub max_in_flight: std::sync::atomic::AtomicUsize,
-    /// Hand a connection to the worker with the fewest unanswered ones, instead of the
-    /// longest idle.
-    pub least_loaded: std::sync::atomic::AtomicBool,
-    /// Grant the fast lane to libcluster workers that ask (`LIBCLUSTER_FAST_LANE=0`: no).
-    pub fast_lane: std::sync::atomic::AtomicBool,
-    /// Most connections waiting in one fast-lane worker's queue.
-    pub lane_window: std::sync::atomic::AtomicUsize,
-}
-
-/// How many gone workers keep their stdio pipes open for reading.
-const RETAINED_STDIO: usize = 16;
-
-/// One entry of the bind allowlist: an address (`None`: any) and a port (`None`: any).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AllowRule {
-    pub address: Option<String>,
-    pub port: Option<i64>,
-}
-
-impl Shared {
-    /// Whether a worker may ask for `address`:`port` (`address` as the query gives it:
-    /// `None` for every interface, a path for a pipe).
-    pub fn allowed(&self, address: Option<&str>, port: Option<i64>) -> bool {
-        let rules = self.allow.lock();
-        rules.is_empty()
-            || rules.iter().any(|r| {
-                let addr_ok = match (&r.address, address) {
-                    (None, _) => true,
-                    (Some(a), Some(b)) => a == b,
-                    (Some(a), None) => a == "null",
-                };
-                addr_ok && r.port.is_none_or(|p| Some(p) == port)
-            })
-    }
-}
-
-impl Shared {
-    /// Moves a worker from the table to the retired list and queues its last event (exit or
-    /// disconnect); queues `Drained` when `cluster.workers` becomes empty.
-    pub fn retire(&self, id: u32, last_event: crate::event::Event) {
-        let mut table = self.table.lock();
-        if let Some(mut info) = table.remove(&id) {
-            info.state = WorkerState::Dead;
-            info.dead = true;
-            info.connected = false;
-            info.child = None;
-            let mut retired = self.retired.lock();
-            retired.insert(id, info);
-            while retired.len() > 4096 {
-                retired.pop_first();
-            }
-            // A silent worker's pipes stay readable after it is gone (its last output), for
-            // the most recent RETAINED_STDIO workers; older ones are closed.
-            let mut with_pipes = 0;
-            for w in retired.values_mut().rev() {
-                if w.stdio.iter().any(Option::is_some) {
-                    with_pipes += 1;
-                    if with_pipes > RETAINED_STDIO {
-                        w.stdio = [None, None, None];
-                    }
-                }
-            }
-        }
-        // Queued under the table lock (after the worker's fds are released), so
-        // `cluster_run` never sees an empty table with the last event not yet queued.
-        self.events.push(last_event);
-        self.check_drained(&table);
-    }
-
-    /// Takes a worker out of `cluster.workers` without forgetting it.
-    pub fn unlist(&self, id: u32) {
-        let mut table = self.table.lock();
-        if let Some(info) = table.get_mut(&id)
-            && std::mem::replace(&mut info.listed, false) {
-                self.check_drained(&table);
-            }
-    }
-
-    fn check_drained(&self, table: &BTreeMap<u32, WorkerInfo>) {
-        if !table.values().any(|w| w.listed) {
-            self.events.push(crate::event::Event::Drained);
-        }
-    }
 }
 
 pub struct Primary {
@@ -419,52 +287,4 @@ impl Primary {
         }
         n
     }
-}
-
-/// Builds the worker's command line before anything forks (house style P2): this program's
-/// executable and argv, our environment plus `extra_env`, then `NODE_UNIQUE_ID`,
-/// `NODE_CHANNEL_FD=3` and `NODE_CHANNEL_SERIALIZATION_MODE=json`, in Node's order (§2.1).
-fn build_plan(id: u32, settings: &Settings, extra_env: &[(OsString, OsString)]) -> Result<SpawnPlan> {
-    let (mut exe, mut args) = process::current_command().map_err(|e| Error::io("read /proc/self", e))?;
-    if let Some(prog) = &settings.exec {
-        exe = settings::resolve_program(prog)
-            .ok_or_else(|| Error::errno(libc::ENOENT, format!("exec {:?} was not found", prog)))?;
-        args = vec![prog.clone()];
-    }
-    if let Some(extra) = &settings.args {
-        args.truncate(1);
-        args.extend(extra.iter().cloned());
-    }
-    let cstr = |s: &[u8]| {
-        CString::new(s).map_err(|_| Error::errno(libc::EINVAL, "argument or environment entry contains NUL"))
-    };
-    let internal = ["NODE_UNIQUE_ID", "NODE_CHANNEL_FD", "NODE_CHANNEL_SERIALIZATION_MODE"];
-    let mut env: Vec<(OsString, OsString)> =
-        std::env::vars_os().filter(|(k, _)| !internal.iter().any(|i| k == i)).collect();
-    for (k, v) in settings.env.iter().flatten().chain(extra_env) {
-        env.retain(|(ek, _)| ek != k);
-        env.push((k.clone(), v.clone()));
-    }
-    env.push(("NODE_UNIQUE_ID".into(), id.to_string().into()));
-    env.push(("NODE_CHANNEL_FD".into(), "3".into()));
-    env.push(("NODE_CHANNEL_SERIALIZATION_MODE".into(), "json".into()));
-    let envp = env
-        .into_iter()
-        .map(|(k, v)| {
-            let mut kv = k.into_vec();
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            cstr(&kv)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(SpawnPlan {
-        path: cstr(exe.as_os_str().as_bytes())?,
-        argv: args.iter().map(|a| cstr(a.as_bytes())).collect::<Result<Vec<_>>>()?,
-        envp,
-        cwd: settings.cwd.as_ref().map(|c| cstr(c.as_os_str().as_bytes())).transpose()?,
-        uid: settings.uid,
-        gid: settings.gid,
-        stdio: settings.stdio(),
-        parent_death_signal: libc::SIGTERM,
-    })
 }
