@@ -20,6 +20,8 @@ import argparse, json, os, signal, socket, statistics, subprocess, sys, time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "bench")
 HELLO = os.path.join(ROOT, "target", "examples-release", "hello")
+# bench/cluster_server.c: the libcluster twin of reuseport.c (same worker shape).
+CLUSTER = os.path.join(ROOT, "target", "bench", "cluster_server")
 TICK = os.sysconf("SC_CLK_TCK")
 # Variables that select a row's behaviour: never inherited from the caller's environment.
 ROW_ENV = ("NODE_CLUSTER_SCHED_POLICY", "LIBCLUSTER_FAST_LANE", "LIBCLUSTER_MAX_INFLIGHT",
@@ -32,14 +34,19 @@ def rows():
     addon = os.path.join(ROOT, "bench", "node_addon_server.js")
     r = {
         "reuseport": ([os.path.join(BIN, "reuseport")], {}),
+        # The libcluster rows run bench/cluster_server.c, whose workers have reuseport.c's
+        # shape (blocking accept, read, write, close), so a ratio compares how connections
+        # reach workers, not two server designs.
         # Default round-robin: between libcluster peers this is the fast lane.
-        "libcluster-rr": ([HELLO], {}),
+        "libcluster-rr": ([CLUSTER], {}),
         # Round-robin forced onto Node's protocol (what a Node peer gets).
-        "libcluster-rr-nodepath": ([HELLO], {"LIBCLUSTER_FAST_LANE": "0"}),
+        "libcluster-rr-nodepath": ([CLUSTER], {"LIBCLUSTER_FAST_LANE": "0"}),
         # One SO_REUSEPORT listener per worker, created by the primary.
-        "libcluster-reuseport": ([HELLO], {"NODE_CLUSTER_SCHED_POLICY": "reuseport"}),
-        "libcluster-shared": ([HELLO], {"NODE_CLUSTER_SCHED_POLICY": "none"}),
-        "libcluster-rr-inflight4": ([HELLO], {"LIBCLUSTER_MAX_INFLIGHT": "4"}),
+        "libcluster-reuseport": ([CLUSTER], {"NODE_CLUSTER_SCHED_POLICY": "reuseport"}),
+        "libcluster-shared": ([CLUSTER], {"NODE_CLUSTER_SCHED_POLICY": "none"}),
+        "libcluster-rr-inflight4": ([CLUSTER], {"LIBCLUSTER_FAST_LANE": "0", "LIBCLUSTER_MAX_INFLIGHT": "4"}),
+        # The demo (examples/hello.c, a poll loop with non-blocking connections), round-robin.
+        "demo-rr": ([HELLO], {}),
         "node-rr": (["node", node], {"NODE_CLUSTER_SCHED_POLICY": "rr"}),
         "node-none": (["node", node], {"NODE_CLUSTER_SCHED_POLICY": "none"}),
         "node-addon-libcluster": (["node", addon], {}),
@@ -51,11 +58,11 @@ def rows():
 
 COMPARE = []  # extra (name, hello binary) rows from --compare
 MAIN_ROWS = ["reuseport", "libcluster-rr", "libcluster-rr-nodepath", "libcluster-reuseport",
-             "libcluster-shared", "node-rr", "node-none", "node-addon-libcluster"]
+             "libcluster-shared", "demo-rr", "node-rr", "node-none", "node-addon-libcluster"]
 # Rows whose servers implement BENCH_SLOW_MS (the C ones).
 SLOW_ROWS = ["reuseport", "libcluster-reuseport", "libcluster-rr", "libcluster-rr-nodepath"]
 SLOW_CAPABLE = {"reuseport", "libcluster-rr", "libcluster-rr-nodepath", "libcluster-reuseport",
-                "libcluster-shared", "libcluster-rr-inflight4"}
+                "libcluster-shared", "libcluster-rr-inflight4", "demo-rr"}
 
 
 def warn(msg):

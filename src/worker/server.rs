@@ -318,8 +318,9 @@ impl Server {
                 if self.state.is_closed() {
                     return Err(closed());
                 }
-                // Connections come with the flags the program asked for: nothing to set.
-                match crate::sys::lane::recv(sock.as_fd(), true) {
+                // Connections come with the flags the program asked for: nothing to set. A
+                // blocking receive is woken by `close` (it shuts the lane: end of stream).
+                match crate::sys::lane::recv(sock.as_fd(), self.nonblocking) {
                     Ok(Some(c)) => return Ok(c),
                     // The primary closed the lane (it took this worker out of the server).
                     Ok(None) => return Err(closed()),
