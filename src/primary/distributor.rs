@@ -63,37 +63,52 @@ pub(super) struct Distributor {
     by_pid: Vec<u32>,
     /// Scratch list of handle ids for the tick (no allocation per wakeup).
     tick_ids: Vec<u32>,
+    /// Scratch batch of connections for lanes (no allocation per connection).
+    lane_batch: Vec<(u32, OwnedFd)>,
 }
 
-/// Sends a lane's batch; what did not go is held again (and the lane, if it is gone, gets
-/// nothing more). Returns whether anything was held again.
-fn send_lane(h: &mut RoundRobinHandle, w: u32, mut conns: Vec<OwnedFd>) -> bool {
+/// Sends what `batch` holds for lane worker `w` (up to `lane::BATCH`) in one `sendmmsg` and
+/// closes our copies of what went; what did not go is held again (and the lane, if it is
+/// gone, gets nothing more). Returns whether anything was held again.
+fn send_lane(h: &mut RoundRobinHandle, w: u32, batch: &mut Vec<(u32, OwnedFd)>) -> bool {
     let accepted_nb = h.accept_nonblocking.unwrap_or(true);
-    let Some(lane) = h.lanes.get(&w) else {
-        for c in conns.into_iter().rev() {
-            h.sched.undeliverable(w, c, true);
+    let mut raw = [0; crate::sys::lane::BATCH];
+    let mut n = 0;
+    for (bw, c) in batch.iter() {
+        if *bw == w && n < raw.len() {
+            if let Some(lane) = h.lanes.get(&w) {
+                lane.prepare(c, accepted_nb);
+            }
+            raw[n] = c.as_raw_fd();
+            n += 1;
         }
-        return true;
-    };
-    let mut sent = 0;
-    let mut lost = false;
-    while sent < conns.len() {
-        match lane.send(&conns[sent..], accepted_nb) {
-            Ok(n) => sent += n,
-            Err(e) => {
-                // EAGAIN: its socket buffer is full; EPIPE: the worker closed its server.
-                lost = e.raw_os_error() != Some(libc::EAGAIN);
-                break;
+    }
+    let (mut sent, mut lost) = (0, h.lanes.get(&w).is_none());
+    if let Some(lane) = h.lanes.get(&w) {
+        while sent < n {
+            match lane.send(&raw[sent..n]) {
+                Ok(k) => sent += k,
+                Err(e) => {
+                    // EAGAIN: its socket buffer is full; EPIPE: the worker closed its server.
+                    lost = e.raw_os_error() != Some(libc::EAGAIN);
+                    break;
+                }
             }
         }
     }
-    let rest = conns.split_off(sent);
-    drop(conns);
-    let held = !rest.is_empty();
-    for c in rest.into_iter().rev() {
-        h.sched.undeliverable(w, c, lost);
+    let (mut k, mut i) = (0, 0);
+    while i < batch.len() && k < n {
+        if batch[i].0 != w {
+            i += 1;
+            continue;
+        }
+        let (_, c) = batch.remove(i);
+        if k >= sent {
+            h.sched.undeliverable(w, c, lost);
+        }
+        k += 1;
     }
-    held
+    n > sent
 }
 
 pub(super) fn start(shared: Arc<Shared>) -> Result<()> {
@@ -114,6 +129,7 @@ pub(super) fn start(shared: Arc<Shared>) -> Result<()> {
         line: Vec::with_capacity(512),
         by_pid: Vec::new(),
         tick_ids: Vec::new(),
+        lane_batch: Vec::with_capacity(64),
     };
     std::thread::Builder::new()
         .name("cluster-distributor".into())
@@ -448,19 +464,17 @@ impl Distributor {
     pub(super) fn pump(&mut self, hid: u32) {
         let Some(sched) = self.handles.get_mut(&hid).and_then(Handle::sched) else { return };
         sched.begin_pass();
-        let mut batch: Vec<(u32, Vec<OwnedFd>)> = Vec::new();
+        // Connections for lanes, sent per worker in one sendmmsg (the buffer is reused).
+        let mut batch = std::mem::take(&mut self.lane_batch);
         loop {
-            let Some(h) = self.handles.get_mut(&hid) else { return };
+            let Some(h) = self.handles.get_mut(&hid) else { break };
             let accepted = match h.sched().and_then(Scheduler::next) {
                 None => break,
                 Some(Action::Accept) => h.accept(),
                 Some(Action::Measure(w)) => {
                     let Handle::RoundRobin(h) = h else { continue };
                     // What is batched for it is not in its queue yet: send that first.
-                    if let Some(i) = batch.iter().position(|(bw, _)| *bw == w) {
-                        let (bw, conns) = batch.swap_remove(i);
-                        send_lane(h, bw, conns);
-                    }
+                    send_lane(h, w, &mut batch);
                     let q = h.lanes.get(&w).map_or(0, Lane::queued);
                     h.sched.measured(w, q);
                     continue;
@@ -468,15 +482,9 @@ impl Distributor {
                 Some(Action::Deliver { worker, conn }) => {
                     match h {
                         Handle::RoundRobin(h) if h.lanes.contains_key(&worker) => {
-                            match batch.iter().position(|(bw, _)| *bw == worker) {
-                                Some(i) => {
-                                    batch[i].1.push(conn);
-                                    if batch[i].1.len() >= crate::sys::lane::BATCH {
-                                        let (bw, conns) = batch.swap_remove(i);
-                                        send_lane(h, bw, conns);
-                                    }
-                                }
-                                None => batch.push((worker, vec![conn])),
+                            batch.push((worker, conn));
+                            if batch.iter().filter(|(bw, _)| *bw == worker).count() >= crate::sys::lane::BATCH {
+                                send_lane(h, worker, &mut batch);
                             }
                         }
                         _ => self.handoff(worker, hid, conn),
@@ -484,7 +492,7 @@ impl Distributor {
                     continue;
                 }
             };
-            let Some(sched) = self.handles.get_mut(&hid).and_then(Handle::sched) else { return };
+            let Some(sched) = self.handles.get_mut(&hid).and_then(Handle::sched) else { break };
             match accepted {
                 Ok(c) => sched.accepted(c),
                 Err(e) => match e.raw_os_error() {
@@ -495,14 +503,15 @@ impl Distributor {
                 },
             }
         }
-        if batch.is_empty() {
-            return;
-        }
-        let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&hid) else { return };
         let mut retry = false;
-        for (w, conns) in batch {
-            retry |= send_lane(h, w, conns);
+        if let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&hid) {
+            while let Some(&(w, _)) = batch.first() {
+                retry |= send_lane(h, w, &mut batch);
+            }
         }
+        // (A handle that closed meanwhile closed its lanes: what is left here is dropped.)
+        batch.clear();
+        self.lane_batch = batch;
         // A lane refused some: they are held again, for the others.
         if retry {
             self.pump(hid);

@@ -5,7 +5,7 @@
 #![forbid(unsafe_code)]
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 
 use crate::sys::{fd, lane};
 
@@ -30,14 +30,16 @@ impl Lane {
         self.kept.try_clone()
     }
 
-    /// Sends connections (their flags first made what the program asked); returns how many
-    /// went. The caller closes its copies of those at once.
-    pub fn send(&self, conns: &[OwnedFd], accepted_nonblocking: bool) -> io::Result<usize> {
+    /// Makes a connection's flags what the program asked for, if it was accepted otherwise.
+    pub fn prepare(&self, conn: &OwnedFd, accepted_nonblocking: bool) {
         if accepted_nonblocking != self.nonblocking {
-            for c in conns {
-                fd::set_nonblocking(c.as_fd(), self.nonblocking)?;
-            }
+            let _ = fd::set_nonblocking(conn.as_fd(), self.nonblocking);
         }
+    }
+
+    /// Sends connections (open fds the caller keeps for the call); returns how many went.
+    /// The caller closes its copies of those at once.
+    pub fn send(&self, conns: &[RawFd]) -> io::Result<usize> {
         lane::send(self.send.as_fd(), conns)
     }
 

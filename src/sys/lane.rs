@@ -23,10 +23,10 @@ pub fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
 #[derive(Clone, Copy)]
 struct Cmsg([u8; 24]);
 
-/// Sends each fd of `conns` as its own message, in one `sendmmsg` (never waits, never
+/// Sends each fd of `conns` (the caller's, kept open for the call) as its own message, in one `sendmmsg` (never waits, never
 /// SIGPIPE). Returns how many were sent (the rest are still the caller's); an error only if
 /// none was.
-pub fn send(sock: BorrowedFd<'_>, conns: &[OwnedFd]) -> io::Result<usize> {
+pub fn send(sock: BorrowedFd<'_>, conns: &[RawFd]) -> io::Result<usize> {
     let n = conns.len().min(BATCH);
     if n == 0 {
         return Ok(0);
@@ -54,7 +54,7 @@ pub fn send(sock: BorrowedFd<'_>, conns: &[OwnedFd]) -> io::Result<usize> {
             (*c).cmsg_level = libc::SOL_SOCKET;
             (*c).cmsg_type = libc::SCM_RIGHTS;
             (*c).cmsg_len = len as _;
-            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), conns[i].as_raw_fd());
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), conns[i]);
         }
     }
     let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
@@ -124,13 +124,14 @@ mod tests {
         let (a, b) = pair().unwrap();
         let kept = b.try_clone().unwrap();
         let f: Vec<OwnedFd> = (0..5).map(|_| std::fs::File::open("/dev/null").unwrap().into()).collect();
-        assert_eq!(send(a.as_fd(), &f).unwrap(), 5);
+        let raw: Vec<RawFd> = f.iter().map(|x| x.as_raw_fd()).collect();
+        assert_eq!(send(a.as_fd(), &raw).unwrap(), 5);
         assert_eq!(queued(kept.as_fd()).unwrap(), 5);
         let got = recv(b.as_fd(), true).unwrap().unwrap();
         assert!(crate::sys::fd::is_cloexec(got.as_raw_fd()).unwrap());
         assert_eq!(queued(kept.as_fd()).unwrap(), 4);
         shut_read(b.as_fd()).unwrap();
-        assert_eq!(send(a.as_fd(), &f[..1]).unwrap_err().raw_os_error(), Some(libc::EPIPE));
+        assert_eq!(send(a.as_fd(), &raw[..1]).unwrap_err().raw_os_error(), Some(libc::EPIPE));
         let mut back = 0;
         while let Some(_fd) = recv(kept.as_fd(), true).unwrap() {
             back += 1;
