@@ -10,6 +10,7 @@ use std::time::Instant;
 use std::sync::Arc;
 
 use super::handle::Handle;
+use super::id_map::IdMap;
 use super::lane::Lane;
 use super::round_robin::RoundRobinHandle;
 use super::scheduler::{Action, Scheduler};
@@ -49,8 +50,8 @@ fn token(kind: u64, id: u32) -> u64 {
 pub(super) struct Distributor {
     pub(super) shared: Arc<Shared>,
     pub(super) epoll: Epoll,
-    pub(super) workers: HashMap<u32, WorkerConn>,
-    pub(super) handles: HashMap<u32, Handle>,
+    pub(super) workers: IdMap<WorkerConn>,
+    pub(super) handles: IdMap<Handle>,
     pub(super) keys: HashMap<String, u32>,
     pub(super) next_handle: u32,
     /// Node's per-process cluster message counter, shared across workers (§5.1).
@@ -83,7 +84,7 @@ fn send_lane(h: &mut RoundRobinHandle, w: u32, batch: &mut Vec<(u32, OwnedFd)>) 
             n += 1;
         }
     }
-    let (mut sent, mut lost) = (0, h.lanes.get(&w).is_none());
+    let (mut sent, mut lost) = (0, !h.lanes.contains_key(&w));
     if let Some(lane) = h.lanes.get(&w) {
         while sent < n {
             match lane.send(&raw[sent..n]) {
@@ -119,8 +120,8 @@ pub(super) fn start(shared: Arc<Shared>) -> Result<()> {
     let mut d = Distributor {
         shared,
         epoll,
-        workers: HashMap::new(),
-        handles: HashMap::new(),
+        workers: IdMap::default(),
+        handles: IdMap::default(),
         keys: HashMap::new(),
         next_handle: 1,
         seq: 0,
@@ -466,9 +467,8 @@ impl Distributor {
         sched.begin_pass();
         // Connections for lanes, sent per worker in one sendmmsg (the buffer is reused).
         let mut batch = std::mem::take(&mut self.lane_batch);
-        loop {
-            let Some(h) = self.handles.get_mut(&hid) else { break };
-            let accepted = match h.sched().and_then(Scheduler::next) {
+        while let Some(h) = self.handles.get_mut(&hid) {
+            let accepted = match h.sched().and_then(Scheduler::next_action) {
                 None => break,
                 Some(Action::Accept) => h.accept(),
                 Some(Action::Measure(w)) => {

@@ -19,6 +19,7 @@
 
 mod distributor;
 mod handle;
+mod id_map;
 mod lane;
 mod messages;
 pub mod reuseport;

@@ -8,10 +8,10 @@
 
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
+use super::id_map::IdMap;
 use super::lane::Lane;
 use super::scheduler::{Path, Scheduler, WorkerId};
 use crate::sys::socket::Addr;
@@ -25,14 +25,14 @@ pub struct RoundRobinHandle {
     pub data: String,
     pub sched: Scheduler<OwnedFd>,
     /// Fast-lane workers' lanes.
-    pub lanes: HashMap<WorkerId, Lane>,
+    pub lanes: IdMap<Lane>,
     /// Accept connections non-blocking (what the first fast-lane worker asked).
     pub accept_nonblocking: Option<bool>,
 }
 
 impl RoundRobinHandle {
     pub fn new(key: String, listener: OwnedFd, bound: Addr, data: String, least_loaded: bool) -> RoundRobinHandle {
-        RoundRobinHandle { key, listener, bound, data, sched: Scheduler::new(least_loaded), lanes: HashMap::new(), accept_nonblocking: None }
+        RoundRobinHandle { key, listener, bound, data, sched: Scheduler::new(least_loaded), lanes: IdMap::default(), accept_nonblocking: None }
     }
 
     /// Attaches a worker, on its lane when it has one. False if attached already.

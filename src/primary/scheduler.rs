@@ -260,7 +260,7 @@ impl<C> Scheduler<C> {
     }
 
     /// What to do next; `None` when nothing can move until another event.
-    pub fn next(&mut self) -> Option<Action<C>> {
+    pub fn next_action(&mut self) -> Option<Action<C>> {
         if self.queue.is_empty() && (!self.backlog_ready || self.accept_paused) {
             return None;
         }
@@ -314,7 +314,7 @@ mod tests {
     fn deal(s: &mut Scheduler<u32>, next_conn: &mut u32, backlog: &mut usize) -> Vec<(WorkerId, u32)> {
         s.begin_pass();
         let mut out = Vec::new();
-        while let Some(a) = s.next() {
+        while let Some(a) = s.next_action() {
             match a {
                 Action::Accept if *backlog > 0 => {
                     *backlog -= 1;
@@ -358,7 +358,7 @@ mod tests {
         s.begin_pass();
         let mut got = Vec::new();
         let mut measures = Vec::new();
-        while let Some(a) = s.next() {
+        while let Some(a) = s.next_action() {
             match a {
                 Action::Accept => {
                     backlog -= 1;
@@ -390,7 +390,7 @@ mod tests {
             s.begin_pass();
             s.accepted(conn);
             s.backlog_empty();
-            while let Some(a) = s.next() {
+            while let Some(a) = s.next_action() {
                 match a {
                     Action::Deliver { worker, .. } => got.push(worker),
                     // Each worker takes its connections at once.
@@ -409,12 +409,12 @@ mod tests {
         s.add(2, Path::Node { max: 1 });
         s.begin_pass();
         s.accepted(7);
-        let Some(Action::Deliver { worker: 1, conn: 7 }) = s.next() else { panic!() };
+        let Some(Action::Deliver { worker: 1, conn: 7 }) = s.next_action() else { panic!() };
         s.undeliverable(1, 7, true);
-        assert_eq!(s.next(), Some(Action::Deliver { worker: 2, conn: 7 }));
+        assert_eq!(s.next_action(), Some(Action::Deliver { worker: 2, conn: 7 }));
         s.accepted(8);
         s.backlog_empty();
-        assert_eq!(s.next(), None);
+        assert_eq!(s.next_action(), None);
         assert_eq!(s.held(), 1);
         s.remove(1);
         s.remove(2);
@@ -438,15 +438,15 @@ mod tests {
             s.give_back(conn);
         }
         s.begin_pass();
-        assert_eq!(s.next(), Some(Action::Deliver { worker: 1, conn: 1 }), "suspect: one at a time");
-        assert_eq!(s.next(), Some(Action::Measure(1)));
+        assert_eq!(s.next_action(), Some(Action::Deliver { worker: 1, conn: 1 }), "suspect: one at a time");
+        assert_eq!(s.next_action(), Some(Action::Measure(1)));
         s.measured(1, 1);
-        assert_eq!(s.next(), None, "it has not taken it yet");
+        assert_eq!(s.next_action(), None, "it has not taken it yet");
         // It takes that one: back to its full window.
         s.begin_pass();
         s.measured(1, 0);
         let mut got = Vec::new();
-        while let Some(a) = s.next() {
+        while let Some(a) = s.next_action() {
             if let Action::Deliver { worker, conn } = a {
                 got.push((worker, conn));
             }
@@ -465,7 +465,7 @@ mod tests {
         }
         s.backlog_empty();
         let mut got = Vec::new();
-        while let Some(Action::Deliver { worker, .. }) = s.next() {
+        while let Some(Action::Deliver { worker, .. }) = s.next_action() {
             got.push(worker);
             if (2..=3).contains(&got.len()) {
                 s.answered(1);
