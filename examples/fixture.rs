@@ -16,6 +16,19 @@
 //!   tryfork     report what cluster_fork does in a worker
 //!   selfdisconnect  get_server, then cluster.worker.disconnect(), then exit 0
 //!   selfdestroy get_server, then cluster.worker.destroy() (exits 0)
+//!   line        get_server; for each connection read one line, answer
+//!               "pid=<pid> nb=<0|1> line=<line>\n" (nb: the connection came O_NONBLOCK),
+//!               shut down writing and read until the client closes (no reset).
+//!               FIXTURE_NONBLOCK=1: a non-blocking server (poll its fd, then accept)
+//!   drip:MS     get_server; every MS ms accept at most one connection and answer as
+//!               `line` does (MS=0: never). User messages from the primary steer it:
+//!               {"hold":1} stops accepting ({"holding":..} is printed),
+//!               {"close":1} closes the server ({"closed":..}) and idles.
+//!               Once the server is closed under it (a disconnect), prints
+//!               {"server_closed":..} and idles (does not exit).
+//! Every get_server mode prints {"worker","pid","port","fd_kind"} once it has its server:
+//!   fd_kind is what the server fd is: "seqpacket" (the fast lane), "stream", "dgram",
+//!   "eventfd", "epoll" or the /proc/self/fd link.
 //! FIXTURE_ECHO=1 makes a worker answer each message with {"echo": msg, "fd_data": ...}.
 //!   fds         report open fds and their CLOEXEC flags after serving one connection
 //!   raw:KIND    before touching the library, write a hostile line on fd 3
@@ -268,8 +281,13 @@ fn worker() {
     let pid = std::process::id();
     // Worker-side events: report them; with FIXTURE_ECHO=1 answer every message.
     let echo = std::env::var("FIXTURE_ECHO").is_ok_and(|v| v == "1");
+    // User messages also go to the program's thread (modes that take orders: drip).
+    let (orders_tx, orders) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || loop {
         while let Some(ev) = ctx.events.pop() {
+            if let Event::Message { json, .. } = &ev {
+                let _ = orders_tx.send(json.clone());
+            }
             if let (true, Event::Message { json, fd, .. }) = (echo, &ev) {
                 let fd_data = fd.as_ref().map(read_line_from);
                 let reply = serde_json::json!({"echo": serde_json::from_str::<serde_json::Value>(json).unwrap_or_default(), "fd_data": fd_data});
@@ -354,7 +372,9 @@ fn worker() {
             std::process::exit(2);
         }
     };
-    let server = match Server::query(w, &target, ServerOptions::default()) {
+    let nonblocking = mode == "line" && std::env::var("FIXTURE_NONBLOCK").is_ok_and(|v| v == "1");
+    let opts = ServerOptions { nonblocking, ..Default::default() };
+    let server = match Server::query(w, &target, opts) {
         Ok(s) => s,
         Err(e) => {
             say(serde_json::json!({"worker": w.id(), "pid": pid, "error": e.code, "message": e.message}));
@@ -363,7 +383,13 @@ fn worker() {
             }
         }
     };
-    say(serde_json::json!({"worker": w.id(), "pid": pid, "port": server.port()}));
+    say(serde_json::json!({"worker": w.id(), "pid": pid, "port": server.port(), "fd_kind": fd_kind(server.fd())}));
+    if mode == "line" {
+        line_worker(&server, nonblocking);
+    }
+    if let Some(ms) = mode.strip_prefix("drip:") {
+        drip_worker(w.id(), server, ms.parse().unwrap_or(0), orders);
+    }
     if mode == "selfdestroy" {
         w.destroy();
     }
@@ -393,6 +419,117 @@ fn worker() {
         drop(s);
         if mode == "fds" {
             say(serde_json::json!({"worker": w.id(), "pid": pid, "fds": fd_report()}));
+        }
+    }
+}
+
+/// What kind of fd `fd` is: a socket's type, else what /proc says it is.
+fn fd_kind(fd: std::os::fd::RawFd) -> String {
+    let mut ty: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: (fixture) getsockopt writes at most `len` bytes into `ty`.
+    let r = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_TYPE, (&raw mut ty).cast(), &mut len) };
+    if r == 0 {
+        return match ty {
+            libc::SOCK_SEQPACKET => "seqpacket".into(),
+            libc::SOCK_STREAM => "stream".into(),
+            libc::SOCK_DGRAM => "dgram".into(),
+            other => format!("socket type {other}"),
+        };
+    }
+    let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).map(|p| p.display().to_string()).unwrap_or_default();
+    match link.as_str() {
+        "anon_inode:[eventfd]" => "eventfd".into(),
+        "anon_inode:[eventpoll]" => "epoll".into(),
+        _ => link,
+    }
+}
+
+/// `line` mode's answer to one connection: read a line, answer with our pid, whether the
+/// connection came non-blocking and the line; then shut down writing and read until the
+/// client closes, so unread input never turns the close into a reset.
+fn answer_line(conn: std::os::fd::OwnedFd) {
+    let fd = conn.as_raw_fd();
+    // SAFETY: (fixture) fcntl on a connection we own.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    let nb = flags >= 0 && flags & libc::O_NONBLOCK != 0;
+    if nb {
+        // SAFETY: (fixture) as above.
+        unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) };
+    }
+    let s = std::net::TcpStream::from(conn);
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut r = std::io::BufReader::new(&s);
+    let mut line = String::new();
+    let _ = r.read_line(&mut line);
+    let _ = (&s).write_all(format!("pid={} nb={} line={}\n", std::process::id(), nb as u8, line.trim_end()).as_bytes());
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut r, &mut rest);
+}
+
+fn line_worker(server: &Server, nonblocking: bool) -> ! {
+    loop {
+        if nonblocking {
+            // Readable when a connection waits (or the server closed).
+            let mut pfd = libc::pollfd { fd: server.fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: (fixture) one valid pollfd.
+            unsafe { libc::poll(&mut pfd, 1, 1000) };
+        }
+        match server.accept() {
+            Ok(c) => answer_line(c),
+            Err(e) if nonblocking && e.code == -libc::EAGAIN => continue,
+            Err(e) => {
+                say(serde_json::json!({"worker_pid": std::process::id(), "accept_error": e.code}));
+                std::process::exit(if e.code == -libc::EBADF { 0 } else { 3 });
+            }
+        }
+    }
+}
+
+/// `drip:MS`: holds connections in its queue, taking one every MS ms (0: none), and obeys
+/// the primary's `hold` and `close` messages.
+fn drip_worker(id: u32, mut server: Server, period_ms: u64, orders: std::sync::mpsc::Receiver<String>) -> ! {
+    let pid = std::process::id();
+    let mut holding = period_ms == 0;
+    let wait = Duration::from_millis(if period_ms == 0 { 50 } else { period_ms });
+    let idle = || -> ! {
+        loop {
+            std::thread::sleep(Duration::from_secs(60));
+        }
+    };
+    loop {
+        if let Ok(order) = orders.recv_timeout(wait) {
+            let v: serde_json::Value = serde_json::from_str(&order).unwrap_or_default();
+            if v.get("close").is_some() {
+                server.close();
+                say(serde_json::json!({"worker": id, "closed": pid}));
+                idle();
+            }
+            if v.get("hold").is_some() {
+                holding = true;
+                say(serde_json::json!({"worker": id, "holding": pid}));
+            }
+            continue;
+        }
+        if server.is_closed() {
+            say(serde_json::json!({"worker": id, "server_closed": pid}));
+            idle();
+        }
+        if holding {
+            continue;
+        }
+        let mut pfd = libc::pollfd { fd: server.fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: (fixture) one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, 0) } <= 0 {
+            continue;
+        }
+        match server.accept() {
+            Ok(c) => answer_line(c),
+            Err(e) => {
+                say(serde_json::json!({"worker": id, "server_closed": pid, "accept_error": e.code}));
+                idle();
+            }
         }
     }
 }
