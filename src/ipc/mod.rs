@@ -5,7 +5,9 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod inbound;
 pub mod message;
+pub mod outbound;
 pub mod wire;
 pub mod writer;
 

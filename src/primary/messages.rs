@@ -18,66 +18,49 @@ use super::shared_handle::SharedHandle;
 use crate::address::{self, DEFAULT_BACKLOG, FLAG_IPV6ONLY, Target};
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::ipc::message::{self, Msg, Parsed};
+use crate::ipc::inbound::{self, Inbound, Received};
+use crate::ipc::message::{self, Msg};
 use crate::ipc::wire::{self, HandleType};
 use crate::ipc::writer::OutFd;
 use std::os::fd::AsRawFd;
 
 impl Distributor {
-    /// Handles one line from worker `id`. An error closes that worker's channel.
+    /// Handles one line from worker `id`, by the channel rules in `ipc::inbound`. An error
+    /// closes that worker's channel (after the ACK a handle is owed, if any).
     pub(super) fn handle_line(&mut self, id: u32, line: &[u8], fd: Option<OwnedFd>) -> Result<()> {
-        let m = match message::parse(line)? {
-            Parsed::User => {
-                if fd.is_some() {
-                    return Err(Error::protocol("an fd arrived with a message that is not NODE_HANDLE"));
-                }
-                let json = String::from_utf8_lossy(line).trim_end().to_string();
+        let Received { reply, inbound } = inbound::classify(line, fd)?;
+        if let Some(c) = reply {
+            self.send_control(id, c.line());
+        }
+        match inbound? {
+            Inbound::User { json } => {
                 let pid = self.pid(id);
                 self.shared.events.push(Event::Message { id, pid, json, fd: None });
-                return Ok(());
-            }
-            Parsed::Internal(m) => m,
-        };
-        match m.cmd() {
-            "NODE_HANDLE" => {
-                let Some(fd) = fd else {
-                    self.send_control(id, wire::HANDLE_NACK);
-                    return Ok(());
-                };
-                self.send_control(id, wire::HANDLE_ACK);
-                let inner = m.msg.map(|r| r.get()).unwrap_or("null");
-                match message::parse(inner.as_bytes())? {
-                    Parsed::Internal(inner) => self.handle_cluster(id, &inner, Some(fd)),
-                    Parsed::User => {
-                        let pid = self.pid(id);
-                        self.shared.events.push(Event::Message { id, pid, json: inner.to_string(), fd: Some(fd) });
-                        Ok(())
-                    }
-                }
-            }
-            _ if fd.is_some() => Err(Error::protocol("an fd arrived with a message that is not NODE_HANDLE")),
-            "NODE_HANDLE_ACK" => {
-                let Some(ch) = self.workers.get_mut(&id).and_then(|w| w.channel.as_mut()) else { return Ok(()) };
-                let r = ch.writer.handle_replied();
-                self.after_write(id, r);
                 Ok(())
             }
-            "NODE_HANDLE_NACK" => {
-                let Some(ch) = self.workers.get_mut(&id).and_then(|w| w.channel.as_mut()) else { return Ok(()) };
-                let r = ch.writer.handle_replied();
-                // The worker did not get the connection: give it to someone else, and keep this
-                // worker out of rotation (it is not marked free again).
-                let f = self.workers.get_mut(&id).and_then(|w| w.in_flight.pop());
-                if let Some(f) = f {
-                    self.requeue(f);
-                }
+            Inbound::UserWithHandle { json, fd } => {
                 let pid = self.pid(id);
-                self.shared.events.push(Event::Error { id, pid, code: crate::error::code::PROTOCOL, message: "worker refused a handle (NODE_HANDLE_NACK)".into() });
+                self.shared.events.push(Event::Message { id, pid, json, fd: Some(fd) });
+                Ok(())
+            }
+            Inbound::Cluster { msg, fd } => self.handle_cluster(id, &msg, fd),
+            Inbound::HandleReplied { nacked } => {
+                let Some(ch) = self.workers.get_mut(&id).and_then(|w| w.channel.as_mut()) else { return Ok(()) };
+                let r = ch.writer.handle_replied();
+                if nacked {
+                    // The worker did not get the connection: give it to someone else, and keep
+                    // this worker out of rotation (it is not marked free again).
+                    let f = self.workers.get_mut(&id).and_then(|w| w.in_flight.pop());
+                    if let Some(f) = f {
+                        self.requeue(f);
+                    }
+                    let pid = self.pid(id);
+                    self.shared.events.push(Event::Error { id, pid, code: crate::error::code::PROTOCOL, message: "worker refused a handle (NODE_HANDLE_NACK)".into() });
+                }
                 self.after_write(id, r);
                 Ok(())
             }
-            "NODE_CLUSTER" => self.handle_cluster(id, &m, None),
-            _ => Ok(()),
+            Inbound::Ignored => Ok(()),
         }
     }
 

@@ -245,16 +245,7 @@ impl Primary {
     /// (duplicated: the caller keeps theirs). Queued in order behind a handle in flight.
     pub fn send(&self, id: u32, json: &str, fd: Option<std::os::fd::BorrowedFd<'_>>) -> Result<()> {
         self.connected_worker(id)?;
-        let line = crate::ipc::message::user_line(json)?;
-        let (line, fd) = match fd {
-            None => (line, None),
-            Some(fd) => {
-                let (dup, ty) = crate::handle::prepare(fd)?;
-                let mut env = Vec::with_capacity(line.len() + 64);
-                crate::ipc::wire::handle_envelope(&mut env, ty, &line);
-                (env, Some(dup))
-            }
-        };
+        let (line, fd) = crate::ipc::outbound::user_message(json, fd)?;
         self.command(Command::Send { id, line, fd });
         Ok(())
     }

@@ -156,17 +156,8 @@ impl Worker {
         if !self.shared.connected.load(Ordering::Acquire) {
             return Err(Error::new(code::CLOSED, "IPC channel is closed"));
         }
-        let line = crate::ipc::message::user_line(json)?;
-        let mut w = self.shared.writer.lock();
-        match fd {
-            None => w.send(&line, None),
-            Some(fd) => {
-                let (dup, ty) = crate::handle::prepare(fd)?;
-                let mut env = Vec::with_capacity(line.len() + 64);
-                crate::ipc::wire::handle_envelope(&mut env, ty, &line);
-                w.send(&env, Some(crate::ipc::writer::OutFd::Owned(dup)))
-            }
-        }
+        let (line, fd) = crate::ipc::outbound::user_message(json, fd)?;
+        self.shared.writer.lock().send(&line, fd.map(crate::ipc::writer::OutFd::Owned))
     }
 
     /// `cluster.worker.disconnect()` (§7.5): closes every server (each sends `close`), sends

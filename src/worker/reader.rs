@@ -7,11 +7,13 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::server::ServerState;
 use super::{Reply, Shared};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::ipc::codec::Decoder;
-use crate::ipc::message::{self, Msg, Parsed};
+use crate::ipc::inbound::{self, Control, Inbound, Received};
+use crate::ipc::message::{self, Msg};
 use crate::ipc::wire;
 use crate::sys::{process, scm};
 
@@ -97,63 +99,63 @@ fn channel_lost(shared: &Shared, err: Option<Error>) {
     shared.events.push(Event::Disconnect { id: shared.id, pid: process::getpid(), exited_after_disconnect: true });
 }
 
+/// Handles one line by the channel rules in `ipc::inbound`. An error ends the channel (a
+/// malformed message inside a `NODE_HANDLE` before its ACK is written).
 fn handle_line(shared: &Shared, line: &[u8], fd: Option<OwnedFd>) -> Result<()> {
-    let m = match message::parse(line)? {
-        Parsed::User => {
-            if fd.is_some() {
-                return Err(Error::protocol("an fd arrived with a message that is not NODE_HANDLE"));
-            }
-            let json = String::from_utf8_lossy(line).trim_end().to_string();
-            shared.events.push(Event::Message { id: 0, pid: 0, json, fd: None });
-            return Ok(());
-        }
-        Parsed::Internal(m) => m,
+    let Received { reply, inbound } = inbound::classify(line, fd)?;
+    let inbound = match inbound? {
+        // A newconn for an open server: its ACK may ride with the `accepted` reply.
+        Inbound::Cluster { msg, fd: Some(fd) } if reply == Some(Control::Ack) => match open_newconn(shared, &msg) {
+            Some((seq, server)) => return queue_newconn(shared, seq, &server, fd),
+            None => Inbound::Cluster { msg, fd: Some(fd) },
+        },
+        other => other,
     };
-    match m.cmd() {
-        "NODE_HANDLE" => {
-            let Some(fd) = fd else {
-                let mut w = shared.writer.lock();
-                shared.pay_ack(&mut w)?;
-                return w.send_control(wire::HANDLE_NACK);
-            };
-            let inner = m.msg.map(|r| r.get()).unwrap_or("null");
-            let parsed = message::parse(inner.as_bytes())?;
-            // A newconn for an open server: its ACK may ride with the `accepted` reply.
-            if let Parsed::Internal(n) = &parsed
-                && n.act() == "newconn" && n.ack.is_none()
-                    && let (Some(seq), Some(server)) = (n.seq, n.key.as_deref().and_then(|k| shared.server(k))) {
-                        let mut w = shared.writer.lock();
-                        return match server.push(seq, fd) {
-                            Ok(()) => {
-                                shared.ack_owed.fetch_add(1, Ordering::AcqRel);
-                                Ok(())
-                            }
-                            Err(fd) => {
-                                drop(fd);
-                                let mut line = Vec::with_capacity(64);
-                                wire::accepted(&mut line, seq, false, shared.next_seq());
-                                let owed = shared.ack_owed.swap(0, Ordering::AcqRel);
-                                w.send_control_then(wire::HANDLE_ACK, owed + 1, &line)
-                            }
-                        };
-                    }
-            {
-                let mut w = shared.writer.lock();
-                shared.pay_ack(&mut w)?;
-                w.send_control(wire::HANDLE_ACK)?;
-            }
-            match parsed {
-                Parsed::Internal(inner) => handle_cluster(shared, &inner, Some(fd)),
-                Parsed::User => {
-                    shared.events.push(Event::Message { id: 0, pid: 0, json: inner.to_string(), fd: Some(fd) });
-                    Ok(())
-                }
-            }
+    if let Some(c) = reply {
+        let mut w = shared.writer.lock();
+        shared.pay_ack(&mut w)?;
+        w.send_control(c.line())?;
+    }
+    match inbound {
+        Inbound::User { json } => {
+            shared.events.push(Event::Message { id: 0, pid: 0, json, fd: None });
+            Ok(())
         }
-        _ if fd.is_some() => Err(Error::protocol("an fd arrived with a message that is not NODE_HANDLE")),
-        "NODE_HANDLE_ACK" | "NODE_HANDLE_NACK" => shared.writer.lock().handle_replied(),
-        "NODE_CLUSTER" => handle_cluster(shared, &m, None),
-        _ => Ok(()),
+        Inbound::UserWithHandle { json, fd } => {
+            shared.events.push(Event::Message { id: 0, pid: 0, json, fd: Some(fd) });
+            Ok(())
+        }
+        Inbound::Cluster { msg, fd } => handle_cluster(shared, &msg, fd),
+        Inbound::HandleReplied { .. } => shared.writer.lock().handle_replied(),
+        Inbound::Ignored => Ok(()),
+    }
+}
+
+/// The seq and server of a `newconn` (not a reply) for a server that is open here.
+fn open_newconn(shared: &Shared, n: &Msg<'_>) -> Option<(i64, Arc<ServerState>)> {
+    if n.act() != "newconn" || n.ack.is_some() {
+        return None;
+    }
+    Some((n.seq?, n.key.as_deref().and_then(|k| shared.server(k))?))
+}
+
+/// Queues a `newconn`'s connection on its server and owes its ACK (written with the
+/// `accepted` reply, or alone after `ACK_DELAY_MS`); a server that refuses it gets the ACK
+/// and `accepted: false` in one write.
+fn queue_newconn(shared: &Shared, seq: i64, server: &ServerState, fd: OwnedFd) -> Result<()> {
+    let mut w = shared.writer.lock();
+    match server.push(seq, fd) {
+        Ok(()) => {
+            shared.ack_owed.fetch_add(1, Ordering::AcqRel);
+            Ok(())
+        }
+        Err(fd) => {
+            drop(fd);
+            let mut line = Vec::with_capacity(64);
+            wire::accepted(&mut line, seq, false, shared.next_seq());
+            let owed = shared.ack_owed.swap(0, Ordering::AcqRel);
+            w.send_control_then(wire::HANDLE_ACK, owed + 1, &line)
+        }
     }
 }
 
