@@ -79,6 +79,9 @@ pub struct Scheduler<C> {
     cursor: usize,
     /// Connections the primary holds for a worker (handed back ones first).
     queue: VecDeque<C>,
+    /// How many at the head of `queue` came back (a suspect lane never gets those: a
+    /// connection taken back from a stalled worker must not return to it).
+    returned: usize,
     /// The listener may have connections waiting.
     backlog_ready: bool,
     /// Accepting failed (EMFILE and the like): not again in this pass.
@@ -94,7 +97,7 @@ impl<C> Default for Scheduler<C> {
 
 impl<C> Scheduler<C> {
     pub fn new(least_loaded: bool) -> Scheduler<C> {
-        Scheduler { slots: Vec::new(), cursor: 0, queue: VecDeque::new(), backlog_ready: true, accept_paused: false, least_loaded }
+        Scheduler { slots: Vec::new(), cursor: 0, queue: VecDeque::new(), returned: 0, backlog_ready: true, accept_paused: false, least_loaded }
     }
 
     /// Attaches a worker (idle). False if it was attached already.
@@ -135,6 +138,7 @@ impl<C> Scheduler<C> {
 
     /// Takes every held connection (the handle is closing).
     pub fn take_held(&mut self) -> Vec<C> {
+        self.returned = 0;
         self.queue.drain(..).collect()
     }
 
@@ -169,6 +173,7 @@ impl<C> Scheduler<C> {
     /// A connection comes back to the primary (refused, returned from a queue, or its
     /// worker gone): it goes first.
     pub fn give_back(&mut self, conn: C) {
+        self.returned += 1;
         self.queue.push_front(conn);
     }
 
@@ -270,6 +275,7 @@ impl<C> Scheduler<C> {
             Err(measure) => return measure.map(Action::Measure),
         };
         let Some(conn) = self.queue.pop_front() else { return Some(Action::Accept) };
+        self.returned = self.returned.saturating_sub(1);
         self.cursor = (i + 1) % self.slots.len();
         let s = &mut self.slots[i];
         s.load += 1;
@@ -286,17 +292,22 @@ impl<C> Scheduler<C> {
     /// round-robin order; a lane whose estimate may be stale (not read from the kernel in
     /// this pass, and not known empty) is measured first, so a worker that is slow to take
     /// its connections stops getting more while the others take theirs.
+    ///
+    /// A connection that came back does not go to a suspect lane (it may be the very one it
+    /// came from) while any other worker is attached.
     fn pick(&self) -> Result<usize, Option<WorkerId>> {
         let n = self.slots.len();
         let is_lane = |s: &Slot| matches!(s.path, Path::Lane { .. });
+        let avoid_suspects = self.returned > 0 && !self.queue.is_empty() && self.slots.iter().any(|s| !s.suspect);
+        let ok = |i: &usize| self.slots[*i].has_room() && !(avoid_suspects && self.slots[*i].suspect);
         let mut order = (0..n).map(|k| (self.cursor + k) % n);
         if self.least_loaded || self.slots.iter().any(is_lane) {
             if let Some(s) = self.slots.iter().find(|s| is_lane(s) && !s.fresh && s.load > 0) {
                 return Err(Some(s.id));
             }
-            return order.filter(|&i| self.slots[i].has_room()).min_by_key(|&i| self.slots[i].load).ok_or(None);
+            return order.filter(ok).min_by_key(|&i| self.slots[i].load).ok_or(None);
         }
-        order.find(|&i| self.slots[i].has_room()).ok_or(None)
+        order.find(ok).ok_or(None)
     }
 
     fn slot(&mut self, id: WorkerId) -> Option<&mut Slot> {
@@ -483,6 +494,52 @@ mod tests {
             }
         }
         assert_eq!(got, vec![(1, 2), (1, 3)]);
+    }
+
+    #[test]
+    fn what_a_stalled_lane_gave_back_goes_to_another_worker() {
+        let mut s = Scheduler::new(false);
+        s.add(1, Path::Lane { window: 4 });
+        s.add(2, Path::Lane { window: 4 });
+        s.begin_pass();
+        for c in 1..=4 {
+            s.accepted(c);
+        }
+        s.backlog_empty();
+        let mut to1 = Vec::new();
+        while let Some(a) = s.next_action() {
+            match a {
+                Action::Deliver { worker: 1, conn } => to1.push(conn),
+                Action::Deliver { .. } => {}
+                // Worker 2 takes its connections; worker 1 takes nothing.
+                Action::Measure(w) => s.measured(w, if w == 1 { to1.len() } else { 0 }),
+                Action::Accept => s.backlog_empty(),
+            }
+        }
+        assert_eq!(to1.len(), 2);
+        for _ in 0..STALL_TICKS - 1 {
+            assert!(!s.tick(1, 2));
+        }
+        assert!(s.tick(1, 2), "stalled");
+        for c in to1.iter().rev() {
+            s.give_back(*c);
+        }
+        // Worker 1 is suspect (room for one): the two it gave back go to worker 2, and only
+        // a new connection may go to it.
+        s.begin_pass();
+        s.measured(2, 0);
+        let mut got = Vec::new();
+        s.accepted(9);
+        while let Some(a) = s.next_action() {
+            match a {
+                Action::Deliver { worker, conn } => got.push((worker, conn)),
+                Action::Measure(w) => s.measured(w, 0),
+                Action::Accept => s.backlog_empty(),
+            }
+        }
+        let back: Vec<_> = got.iter().filter(|(_, c)| to1.contains(c)).collect();
+        assert!(back.iter().all(|(w, _)| *w == 2), "{got:?}");
+        assert_eq!(back.len(), 2);
     }
 
     #[test]
