@@ -69,6 +69,7 @@ bench-bins:
 	@mkdir -p target/bench
 	$(CC) -O2 -Wall -Wextra -o target/bench/loadgen bench/loadgen.c
 	$(CC) -O2 -Wall -Wextra -o target/bench/reuseport bench/reuseport.c
+	$(CC) -O2 -Wall -Wextra -o target/bench/handoff_model bench/handoff_model.c
 	$(CC) -O2 -Wall -Wextra -Iinclude -o target/bench/cluster_server bench/cluster_server.c -Ltarget/release -lcluster -Wl,-rpath,$(abspath target/release)
 	@# The addon row is optional: without node/npm the benchmark skips it with a warning.
 	cd bindings/node && LIBCLUSTER_LIBRARY=$(abspath target/release/libcluster.so) npm install --no-audit --no-fund --loglevel=error \

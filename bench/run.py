@@ -34,6 +34,9 @@ def rows():
     addon = os.path.join(ROOT, "bench", "node_addon_server.js")
     r = {
         "reuseport": ([os.path.join(BIN, "reuseport")], {}),
+        # bench/handoff_model.c: the fast lane's bare shape in plain C (the primary accepts and
+        # passes each fd over a SOCK_SEQPACKET pair, no library): the floor of that design.
+        "handoff-model": ([os.path.join(BIN, "handoff_model")], {}),
         # The libcluster rows run bench/cluster_server.c, whose workers have reuseport.c's
         # shape (blocking accept, read, write, close), so a ratio compares how connections
         # reach workers, not two server designs.
