@@ -281,6 +281,8 @@ impl<C> Scheduler<C> {
         s.load += 1;
         if matches!(s.path, Path::Lane { .. }) {
             s.sent += 1;
+            // Our own send keeps the estimate as good as it was: not read again this pass.
+            s.fresh = true;
         }
         Some(Action::Deliver { worker: s.id, conn })
     }
@@ -481,6 +483,8 @@ mod tests {
         }
         s.begin_pass();
         assert_eq!(s.next_action(), Some(Action::Deliver { worker: 1, conn: 1 }), "suspect: one at a time");
+        assert_eq!(s.next_action(), None, "full: not read again in the pass that filled it");
+        s.begin_pass();
         assert_eq!(s.next_action(), Some(Action::Measure(1)));
         s.measured(1, 1);
         assert_eq!(s.next_action(), None, "it has not taken it yet");
