@@ -603,9 +603,10 @@ impl Distributor {
         for &hid in &hids {
             let t = match self.handles.get_mut(&hid) {
                 Some(Handle::RoundRobin(h)) => {
-                    if due && h.sched.lanes_busy() {
+                    if due {
                         for (&w, lane) in &h.lanes {
-                            if h.sched.tick(w, lane.queued()) {
+                            let queued = if h.sched.load(w) > 0 { lane.queued() } else { 0 };
+                            if h.sched.tick(w, queued) {
                                 for c in lane.take_back().into_iter().rev() {
                                     h.sched.give_back(c);
                                 }

@@ -53,6 +53,8 @@ struct Slot {
     idle_ticks: u32,
     /// Lane: its queue was taken back after it stalled; one at a time until it moves.
     suspect: bool,
+    /// Suspect: ticks since it was last given a connection to show it moves again.
+    since_probe: u32,
 }
 
 impl Slot {
@@ -71,6 +73,9 @@ impl Slot {
 
 /// Ticks without progress (with connections queued) before a lane counts as stalled.
 pub const STALL_TICKS: u32 = 4;
+/// A suspect lane gets a new connection (a probe) at most once in this many ticks, unless
+/// no other worker has room; a probe it does not take within a tick is taken back.
+pub const PROBE_TICKS: u32 = 4;
 
 #[derive(Debug)]
 pub struct Scheduler<C> {
@@ -105,7 +110,7 @@ impl<C> Scheduler<C> {
         if self.has(id) {
             return false;
         }
-        self.slots.push(Slot { id, path, load: 0, fresh: false, sent: 0, received_at_tick: 0, idle_ticks: 0, suspect: false });
+        self.slots.push(Slot { id, path, load: 0, fresh: false, sent: 0, received_at_tick: 0, idle_ticks: 0, suspect: false, since_probe: 0 });
         true
     }
 
@@ -223,24 +228,29 @@ impl<C> Scheduler<C> {
         }
     }
 
-    /// A periodic check of lane `id` (its queue just measured as `queued`). True when it
-    /// has not taken a connection for `STALL_TICKS` ticks while some waited: the caller
-    /// takes its queue back (`give_back` each) and it gets one at a time until it moves.
+    /// A periodic check of lane `id` (its queue just measured as `queued`; 0 without
+    /// measuring when nothing may wait in it). True when it has not taken a connection for
+    /// `STALL_TICKS` ticks while some waited (a suspect: one tick): the caller takes its
+    /// queue back (`give_back` each), and it gets one at a time, now and then, until it
+    /// moves again.
     pub fn tick(&mut self, id: WorkerId, queued: usize) -> bool {
         let Some(s) = self.slot(id) else { return false };
         let received = s.sent.saturating_sub(queued as u64);
+        if received > s.received_at_tick {
+            s.suspect = false;
+        }
         if queued == 0 || received > s.received_at_tick {
             s.idle_ticks = 0;
-            if received > s.received_at_tick {
-                s.suspect = false;
-            }
         } else {
             s.idle_ticks += 1;
         }
+        s.since_probe = s.since_probe.saturating_add(1);
         s.received_at_tick = received;
         s.load = queued;
-        if s.idle_ticks >= STALL_TICKS {
+        let limit = if s.suspect { 1 } else { STALL_TICKS };
+        if s.idle_ticks >= limit {
             s.idle_ticks = 0;
+            s.since_probe = 0;
             s.suspect = true;
             // What is taken back no longer counts as sent.
             s.sent = received;
@@ -283,6 +293,9 @@ impl<C> Scheduler<C> {
             s.sent += 1;
             // Our own send keeps the estimate as good as it was: not read again this pass.
             s.fresh = true;
+            if s.suspect {
+                s.since_probe = 0;
+            }
         }
         Some(Action::Deliver { worker: s.id, conn })
     }
@@ -295,13 +308,20 @@ impl<C> Scheduler<C> {
     /// this pass, and not known empty) is measured first, so a worker that is slow to take
     /// its connections stops getting more while the others take theirs.
     ///
-    /// A connection that came back does not go to a suspect lane (it may be the very one it
-    /// came from) while any other worker is attached.
+    /// A suspect lane (it stalled) is passed over while another worker has room, but for a
+    /// probe every `PROBE_TICKS`; a connection that came back never goes to one (it may be
+    /// the very one it came from) while any other worker is attached.
     fn pick(&self) -> Result<usize, Option<WorkerId>> {
         let n = self.slots.len();
         let is_lane = |s: &Slot| matches!(s.path, Path::Lane { .. });
-        let avoid_suspects = self.returned > 0 && !self.queue.is_empty() && self.slots.iter().any(|s| !s.suspect);
-        let ok = |i: &usize| self.slots[*i].has_room() && !(avoid_suspects && self.slots[*i].suspect);
+        // A suspect is passed over while another worker has room, except for a probe now
+        // and then, and never gets back what was given back.
+        let returned = self.returned > 0 && !self.queue.is_empty() && self.slots.iter().any(|s| !s.suspect);
+        let others_have_room = self.slots.iter().any(|s| !s.suspect && s.has_room());
+        let ok = |i: &usize| {
+            let s = &self.slots[*i];
+            s.has_room() && !(s.suspect && (returned || (others_have_room && s.since_probe < PROBE_TICKS)))
+        };
         let mut order = (0..n).map(|k| (self.cursor + k) % n);
         if self.least_loaded || self.slots.iter().any(is_lane) {
             if let Some(s) = self.slots.iter().find(|s| is_lane(s) && !s.fresh && s.load > 0) {
@@ -498,6 +518,45 @@ mod tests {
             }
         }
         assert_eq!(got, vec![(1, 2), (1, 3)]);
+    }
+
+    #[test]
+    fn a_suspect_lane_gets_a_probe_now_and_then_and_loses_it_fast() {
+        let mut s = Scheduler::new(false);
+        s.add(1, Path::Lane { window: 4 });
+        s.add(2, Path::Lane { window: 4 });
+        // Worker 1 gets one connection and never takes it: stalled after STALL_TICKS.
+        s.begin_pass();
+        s.accepted(100);
+        assert_eq!(s.next_action(), Some(Action::Deliver { worker: 1, conn: 100 }));
+        for _ in 0..STALL_TICKS - 1 {
+            assert!(!s.tick(1, 1));
+        }
+        assert!(s.tick(1, 1));
+        // New connections one at a time (each taken at once by worker 2): all go to worker 2
+        // until PROBE_TICKS ticks have passed since the stall, then one probe to worker 1.
+        let one = |s: &mut Scheduler<u32>, c: u32| -> WorkerId {
+            s.begin_pass();
+            s.measured(2, 0);
+            s.accepted(c);
+            loop {
+                match s.next_action() {
+                    Some(Action::Deliver { worker, .. }) => return worker,
+                    Some(Action::Measure(w)) => s.measured(w, 0),
+                    other => panic!("{other:?}"),
+                }
+            }
+        };
+        let mut to = Vec::new();
+        for t in 0..PROBE_TICKS {
+            to.push(one(&mut s, t));
+            assert!(!s.tick(1, 0));
+        }
+        assert!(to.iter().all(|&w| w == 2), "{to:?}");
+        assert_eq!(one(&mut s, 9), 1, "the probe");
+        // Not taken within one tick: taken back.
+        assert!(s.tick(1, 1));
+        assert_eq!(one(&mut s, 10), 2);
     }
 
     #[test]
