@@ -17,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+mod dealing;
 mod distributor;
 mod handle;
 mod id_map;

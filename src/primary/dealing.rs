@@ -1,0 +1,296 @@
+//! Carrying out the handles' scheduling (design §4–§5): the distributor accepts, deals
+//! connections over lanes (batched) or Node's `newconn`, takes answers and refusals, detaches
+//! workers, and does the periodic work of lanes (stalls, probes) and of the reuseport policy
+//! (orphans, rebalancing). The decisions are the `Scheduler`'s; this is the I/O.
+
+#![forbid(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use super::distributor::{Distributor, KIND_LISTENER, TICK_MS, token};
+use super::handle::Handle;
+use super::lane::Lane;
+use super::round_robin::RoundRobinHandle;
+use super::scheduler::{Action, Scheduler};
+use super::worker_conn::InFlight;
+use crate::ipc::wire;
+use crate::ipc::writer::OutFd;
+use crate::sys::epoll::{EDGE, READABLE};
+use crate::sys::socket;
+
+/// How soon a handle whose every worker is full looks again (the fast lane has no acks to
+/// wake it; its workers' queues are read from the kernel).
+const STALLED_POLL_MS: i32 = 1;
+/// How soon an accept that failed (EMFILE, ...) is tried again.
+const ACCEPT_RETRY_MS: i32 = 50;
+/// How often reuseport accept queues are compared, while some are deep and while idle.
+const REBALANCE_BUSY_MS: i32 = 2;
+const REBALANCE_IDLE_MS: i32 = 50;
+
+/// Sends what `batch` holds for lane worker `w` (up to `lane::BATCH`) in one `sendmmsg` and
+/// closes our copies of what went; what did not go is held again (and the lane, if it is
+/// gone, gets nothing more). Returns whether anything was held again.
+fn send_lane(h: &mut RoundRobinHandle, w: u32, batch: &mut Vec<(u32, OwnedFd)>) -> bool {
+    let accepted_nb = h.accept_nonblocking.unwrap_or(true);
+    let mut raw = [0; crate::sys::lane::BATCH];
+    let mut n = 0;
+    for (bw, c) in batch.iter() {
+        if *bw == w && n < raw.len() {
+            if let Some(lane) = h.lanes.get(&w) {
+                lane.prepare(c, accepted_nb);
+            }
+            raw[n] = c.as_raw_fd();
+            n += 1;
+        }
+    }
+    let (mut sent, mut lost) = (0, !h.lanes.contains_key(&w));
+    if let Some(lane) = h.lanes.get(&w) {
+        while sent < n {
+            match lane.send(&raw[sent..n]) {
+                Ok(k) => sent += k,
+                Err(e) => {
+                    // EAGAIN: its socket buffer is full; EPIPE: the worker closed its server.
+                    lost = e.raw_os_error() != Some(libc::EAGAIN);
+                    break;
+                }
+            }
+        }
+    }
+    let (mut k, mut i) = (0, 0);
+    while i < batch.len() && k < n {
+        if batch[i].0 != w {
+            i += 1;
+            continue;
+        }
+        let (_, c) = batch.remove(i);
+        if k >= sent {
+            h.sched.undeliverable(w, c, lost);
+        }
+        k += 1;
+    }
+    n > sent
+}
+
+impl Distributor {
+    /// A connection a worker did not take goes back to the head of its handle's queue.
+    pub(super) fn requeue(&mut self, f: InFlight) {
+        if let Some(sched) = self.handles.get_mut(&f.handle).and_then(Handle::sched) {
+            sched.give_back(f.conn);
+            self.pump(f.handle);
+        }
+    }
+
+    /// Carries out the handle's scheduling until it says nothing can move: accepts (until
+    /// `EAGAIN` or every worker is full), deals connections, batching each lane's into one
+    /// `sendmmsg` and closing our copies at once; Node peers get a `newconn` each.
+    pub(super) fn pump(&mut self, hid: u32) {
+        let Some(sched) = self.handles.get_mut(&hid).and_then(Handle::sched) else { return };
+        sched.begin_pass();
+        // Connections for lanes, sent per worker in one sendmmsg (the buffer is reused).
+        let mut batch = std::mem::take(&mut self.lane_batch);
+        while let Some(h) = self.handles.get_mut(&hid) {
+            let accepted = match h.sched().and_then(Scheduler::next_action) {
+                None => break,
+                Some(Action::Accept) => h.accept(),
+                Some(Action::Measure(w)) => {
+                    let Handle::RoundRobin(h) = h else { continue };
+                    // What is batched for it is not in its queue yet: send that first.
+                    send_lane(h, w, &mut batch);
+                    let q = h.lanes.get(&w).map_or(0, Lane::queued);
+                    h.sched.measured(w, q);
+                    continue;
+                }
+                Some(Action::Deliver { worker, conn }) => {
+                    match h {
+                        Handle::RoundRobin(h) if h.lanes.contains_key(&worker) => {
+                            batch.push((worker, conn));
+                            if batch.iter().filter(|(bw, _)| *bw == worker).count() >= crate::sys::lane::BATCH {
+                                send_lane(h, worker, &mut batch);
+                            }
+                        }
+                        _ => self.handoff(worker, hid, conn),
+                    }
+                    continue;
+                }
+            };
+            let Some(sched) = self.handles.get_mut(&hid).and_then(Handle::sched) else { break };
+            match accepted {
+                Ok(c) => sched.accepted(c),
+                Err(e) => match e.raw_os_error() {
+                    Some(libc::ECONNABORTED) | Some(libc::EPROTO) => {}
+                    Some(libc::EAGAIN) => sched.backlog_empty(),
+                    // EMFILE and friends: retried at the next event or tick.
+                    _ => sched.accept_failed(),
+                },
+            }
+        }
+        let mut retry = false;
+        if let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&hid) {
+            while let Some(&(w, _)) = batch.first() {
+                retry |= send_lane(h, w, &mut batch);
+            }
+        }
+        // (A handle that closed meanwhile closed its lanes: what is left here is dropped.)
+        batch.clear();
+        self.lane_batch = batch;
+        // A lane refused some: they are held again, for the others.
+        if retry {
+            self.pump(hid);
+        }
+    }
+
+    /// Sends one connection to Node-path worker `w` in a `newconn`; it stays in flight (and
+    /// ours) until the worker answers.
+    fn handoff(&mut self, w: u32, hid: u32, conn: OwnedFd) {
+        let seq = self.next_seq();
+        let Some(h) = self.handles.get(&hid) else { return };
+        self.out.clear();
+        wire::newconn(&mut self.out, h.key(), seq);
+        let raw = conn.as_raw_fd();
+        match self.workers.get_mut(&w) {
+            Some(wc) if wc.connected() => wc.in_flight.push(InFlight { seq, handle: hid, conn }),
+            _ => {
+                if let Some(sched) = self.handles.get_mut(&hid).and_then(Handle::sched) {
+                    sched.undeliverable(w, conn, true);
+                }
+                return;
+            }
+        }
+        // On failure close_channel requeues the in-flight connections.
+        self.send_line(w, Some(OutFd::Borrowed(raw)));
+    }
+
+    /// The worker answered our newconn.
+    pub(super) fn on_newconn_reply(&mut self, id: u32, ack: i64, accepted: bool) {
+        let Some(w) = self.workers.get_mut(&id) else { return };
+        let Some(pos) = w.in_flight.iter().position(|f| f.seq == ack) else { return };
+        let f = w.in_flight.remove(pos);
+        let hid = f.handle;
+        let Some(sched) = self.handles.get_mut(&hid).and_then(Handle::sched) else { return };
+        sched.answered(id);
+        if !accepted {
+            sched.give_back(f.conn);
+        }
+        self.pump(hid);
+    }
+
+    /// Detaches a worker from a handle; the last one out closes it (and what it holds).
+    pub(super) fn remove_from_handle(&mut self, hid: u32, id: u32) {
+        let Some(h) = self.handles.get_mut(&hid) else { return };
+        let last = match h {
+            // Its listener stays in the group as an orphan: the primary serves what reaches it.
+            Handle::ReusePort(rp) => {
+                let (last, orphan) = rp.remove(id);
+                if let Some(l) = orphan.filter(|_| !last) {
+                    let _ = self.epoll.add(l.as_fd(), READABLE | EDGE, token(KIND_LISTENER, hid));
+                    rp.sched.listener_ready();
+                }
+                last
+            }
+            h => h.remove(id),
+        };
+        if !last {
+            // What it had not taken (or a new orphan's backlog) goes to the others.
+            self.pump(hid);
+            return;
+        }
+        if let Some(h) = self.handles.remove(&hid) {
+            match &h {
+                Handle::RoundRobin(rr) => {
+                    let _ = self.epoll.delete(rr.listener.as_fd());
+                }
+                Handle::ReusePort(rp) => {
+                    for l in &rp.orphans {
+                        let _ = self.epoll.delete(l.as_fd());
+                    }
+                }
+                Handle::Shared(_) => {}
+            }
+            self.keys.remove(h.key());
+            if let Some(p) = h.unix_path() {
+                socket::unlink(&p);
+            }
+        }
+    }
+
+    /// Periodic work for the fast lanes: a lane whose worker has taken nothing for a while
+    /// with connections queued gives them back (a stalled worker), and handles that wait
+    /// for room are dealt again. Returns the epoll timeout until the next tick.
+    pub(super) fn tick(&mut self, due: bool) -> i32 {
+        let mut timeout = -1;
+        let mut hids = std::mem::take(&mut self.tick_ids);
+        hids.clear();
+        hids.extend(self.handles.iter().filter(|(_, h)| h.ticks()).map(|(&id, _)| id));
+        for &hid in &hids {
+            let t = match self.handles.get_mut(&hid) {
+                Some(Handle::RoundRobin(h)) => {
+                    if due {
+                        for (&w, lane) in &h.lanes {
+                            let queued = if h.sched.load(w) > 0 { lane.queued() } else { 0 };
+                            if h.sched.tick(w, queued) {
+                                for c in lane.take_back().into_iter().rev() {
+                                    h.sched.give_back(c);
+                                }
+                            }
+                        }
+                    }
+                    if h.sched.stalled() || h.sched.accept_paused() || h.sched.held() > 0 {
+                        self.pump(hid);
+                    }
+                    let Some(Handle::RoundRobin(h)) = self.handles.get(&hid) else { continue };
+                    if h.sched.stalled() {
+                        STALLED_POLL_MS
+                    } else if h.sched.accept_paused() {
+                        ACCEPT_RETRY_MS
+                    } else if h.sched.lanes_busy() {
+                        TICK_MS as i32
+                    } else {
+                        -1
+                    }
+                }
+                Some(Handle::ReusePort(_)) => self.rebalance(hid),
+                _ => -1,
+            };
+            if t >= 0 && (timeout < 0 || t < timeout) {
+                timeout = t;
+            }
+        }
+        self.tick_ids = hids;
+        timeout
+    }
+
+    /// Reuseport: moves half of the deepest accept queue to a worker whose queue is empty
+    /// (Node's `newconn`). Returns how soon to look again: soon while queues are deep.
+    fn rebalance(&mut self, hid: u32) -> i32 {
+        let Some(Handle::ReusePort(h)) = self.handles.get_mut(&hid) else { return -1 };
+        let busy = h.listeners.values().any(|l| socket::accept_queue(l.as_fd()).unwrap_or(0) > 0);
+        let Some((from, to, n)) = h.rebalance(|l| socket::accept_queue(l.as_fd()).unwrap_or(0)) else {
+            return if busy { REBALANCE_BUSY_MS } else { REBALANCE_IDLE_MS };
+        };
+        let mut moved = Vec::with_capacity(n);
+        if let Some(l) = h.listeners.get(&from) {
+            while moved.len() < n {
+                match socket::accept(l.as_fd(), true) {
+                    Ok(c) => moved.push(c),
+                    Err(_) => break,
+                }
+            }
+        }
+        for c in moved {
+            if let Some(sched) = self.handles.get_mut(&hid).and_then(Handle::sched) {
+                sched.assigned(to);
+            }
+            self.handoff(to, hid, c);
+        }
+        REBALANCE_BUSY_MS
+    }
+
+    pub(super) fn add_listener(&mut self, hid: u32) -> io::Result<()> {
+        match &self.handles[&hid] {
+            Handle::RoundRobin(h) => self.epoll.add(h.listener.as_fd(), READABLE | EDGE, token(KIND_LISTENER, hid)),
+            // Reuseport: its first listener waits for the first worker, which takes it at once.
+            Handle::Shared(_) | Handle::ReusePort(_) => Ok(()),
+        }
+    }
+}
