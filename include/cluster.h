@@ -87,30 +87,6 @@
 #define ADDRESS_UDP6 106
 
 /*
- `libclusterLane` bits in `queryServer` (a libcluster worker asks for the fast lane; Node
- ignores the field): the lane is wanted; connections should come non-blocking.
- */
-#define LANE_WANTED 1
-
-#define LANE_NONBLOCKING 2
-
-/*
- Connections at least this deep in one worker's accept queue, with another's empty,
- are moved.
- */
-#define REBALANCE_MIN 2
-
-/*
- Ticks without progress (with connections queued) before a lane counts as stalled.
- */
-#define STALL_TICKS 4
-
-/*
- Most connections one `sendmmsg` carries.
- */
-#define BATCH 32
-
-/*
  Connections a libcluster primary may hand this worker before it has accepted the first
  (announced in `queryServer` as `libclusterInflight`; a Node primary ignores the field
  and sends one at a time).

@@ -121,8 +121,8 @@ pub struct QueryReply<'a> {
 
 /// `libclusterLane` bits in `queryServer` (a libcluster worker asks for the fast lane; Node
 /// ignores the field): the lane is wanted; connections should come non-blocking.
-pub const LANE_WANTED: i64 = 1;
-pub const LANE_NONBLOCKING: i64 = 2;
+pub(crate) const LANE_WANTED: i64 = 1;
+pub(crate) const LANE_NONBLOCKING: i64 = 2;
 
 pub fn query_reply(out: &mut Vec<u8>, r: &QueryReply<'_>, seq: i64) {
     out.extend_from_slice(b"{\"cmd\":\"NODE_CLUSTER\",\"errno\":");

@@ -22,7 +22,7 @@ use crate::sys::socket::{self, Addr, ListenOpts};
 
 /// Connections at least this deep in one worker's accept queue, with another's empty,
 /// are moved.
-pub const REBALANCE_MIN: usize = 2;
+pub(crate) const REBALANCE_MIN: usize = 2;
 
 #[derive(Debug)]
 pub struct ReusePortHandle {

@@ -72,10 +72,10 @@ impl Slot {
 }
 
 /// Ticks without progress (with connections queued) before a lane counts as stalled.
-pub const STALL_TICKS: u32 = 4;
+pub(crate) const STALL_TICKS: u32 = 4;
 /// A suspect lane gets a new connection (a probe) at most once in this many ticks, unless
 /// no other worker has room; a probe it does not take within a tick is taken back.
-pub const PROBE_TICKS: u32 = 4;
+pub(crate) const PROBE_TICKS: u32 = 4;
 
 #[derive(Debug)]
 pub struct Scheduler<C> {

@@ -9,7 +9,7 @@ use super::retry;
 /// The byte each connection travels with.
 const TAG: u8 = b'c';
 /// Most connections one `sendmmsg` carries.
-pub const BATCH: usize = 32;
+pub(crate) const BATCH: usize = 32;
 
 /// A close-on-exec `AF_UNIX` `SOCK_SEQPACKET` pair: `(primary's sending end, worker's end)`.
 pub fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
