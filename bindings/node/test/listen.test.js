@@ -5,7 +5,7 @@ const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
-const { scenario, FIXTURES, addonPrimary, start } = require('./helpers');
+const { scenario, FIXTURES, addonPrimary, start, get } = require('./helpers');
 
 const WORKER = path.join(FIXTURES, 'worker.js');
 
@@ -71,4 +71,19 @@ scenario('server.unref(): a listening primary with nothing else to do exits', { 
   const l = await p.event('listening');
   assert.ok(l.port > 0);
   assert.deepStrictEqual(await p.exited, { code: 0, signal: null });
+});
+
+scenario('an http server in a worker takes the fast lane (a seqpacket fd), or Node\'s path when it is off', { timeout: 60000 }, async (t) => {
+  for (const [env, lanes] of [[{}, 1], [{ LIBCLUSTER_FAST_LANE: '0' }, 0]]) {
+    const p = addonPrimary(t, env);
+    await p.command('setup', { settings: { exec: WORKER } });
+    const a = await p.command('fork', { env: { PORT: '0' } });
+    const l = await p.event('listening', { id: a.id });
+    const w = await p.waitFor('worker listening', (j) => j.worker === 'listening' && j.pid === a.pid);
+    assert.strictEqual(w.seqpackets, lanes, JSON.stringify(env));
+    const res = await get(l.port);
+    assert.strictEqual(res.body, `hello from worker ${a.pid}\n`);
+    await p.command('kill', { id: a.id, signal: 'SIGKILL' });
+    await p.event('exit', { id: a.id });
+  }
 });

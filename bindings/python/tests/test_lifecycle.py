@@ -117,3 +117,15 @@ def test_reuseport_policy_serves_and_loses_nothing_when_a_worker_dies(driver):
     survivor = next(l["pid"] for l in ls if l["id"] == 2)
     for i in range(20):
         assert http_get(port, f"/after{i}") == (200, f"py worker {survivor} /after{i}\n")
+
+
+def test_python_workers_take_the_fast_lane_unless_it_is_off(driver):
+    for env, kind in (({}, "seqpacket"), ({"LIBCLUSTER_FAST_LANE": "0"}, "not-socket")):
+        p = driver(**env)
+        p.cmd("fork {}")
+        ready = p.wait(lambda o: o.get("event") == "message" and "ready" in o["message"])["message"]
+        assert ready["fd_kind"] == kind, (env, ready)
+        status, body = http_get(ready["port"], "/lane")
+        assert (status, body) == (200, f"py worker {ready['ready']} /lane\n")
+        p.cmd("kill 1 SIGKILL")
+        exit_of(p, 1)

@@ -210,13 +210,27 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+def fd_kind(fd):
+    """What the server's fd is: 'seqpacket' (libcluster's fast lane), 'stream' (a
+    listener), or 'not-socket' (the eventfd of Node's path)."""
+    dup = os.dup(fd)
+    try:
+        s = socket.socket(fileno=dup)
+    except OSError:
+        os.close(dup)
+        return "not-socket"
+    with s:
+        return {socket.SOCK_SEQPACKET: "seqpacket", socket.SOCK_STREAM: "stream"}.get(s.type, str(s.type))
+
+
 def http_worker():
     me = libcluster.worker
     me.on("message", handle_message)
     me.on("disconnect", lambda: say(worker_event="disconnect", pid=os.getpid()))
     port = int(os.environ.get("PORT") or 0)
     with libcluster.ClusterHTTPServer(("127.0.0.1", port), Handler) as httpd:
-        me.send({"ready": os.getpid(), "id": me.id, "port": httpd.server_address[1]})
+        me.send({"ready": os.getpid(), "id": me.id, "port": httpd.server_address[1],
+                 "fd_kind": fd_kind(httpd.socket.fileno())})
         if os.environ.get("SELF_DISCONNECT") == "1":
             me.disconnect()
         httpd.serve_forever()
