@@ -23,6 +23,7 @@
 //!   drip:MS     get_server; every MS ms accept at most one connection and answer as
 //!               `line` does (MS=0: never). User messages from the primary steer it:
 //!               {"hold":1} stops accepting ({"holding":..} is printed),
+//!               {"drip":MS} accepts one every MS ms from now on ({"dripping":..}),
 //!               {"close":1} closes the server ({"closed":..}) and idles.
 //!               Once the server is closed under it (a disconnect), prints
 //!               {"server_closed":..} and idles (does not exit).
@@ -492,7 +493,7 @@ fn line_worker(server: &Server, nonblocking: bool) -> ! {
 fn drip_worker(id: u32, mut server: Server, period_ms: u64, orders: std::sync::mpsc::Receiver<String>) -> ! {
     let pid = std::process::id();
     let mut holding = period_ms == 0;
-    let wait = Duration::from_millis(if period_ms == 0 { 50 } else { period_ms });
+    let mut wait = Duration::from_millis(if period_ms == 0 { 50 } else { period_ms });
     let idle = || -> ! {
         loop {
             std::thread::sleep(Duration::from_secs(60));
@@ -509,6 +510,11 @@ fn drip_worker(id: u32, mut server: Server, period_ms: u64, orders: std::sync::m
             if v.get("hold").is_some() {
                 holding = true;
                 say(serde_json::json!({"worker": id, "holding": pid}));
+            }
+            if let Some(ms) = v.get("drip").and_then(|m| m.as_u64()) {
+                holding = false;
+                wait = Duration::from_millis(ms.max(1));
+                say(serde_json::json!({"worker": id, "dripping": pid}));
             }
             continue;
         }

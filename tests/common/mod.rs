@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod clients;
+
 pub const TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The repository root.
