@@ -111,6 +111,9 @@ pub fn is_internal_cmd(cmd: &str) -> bool {
 /// Parses one line. Invalid JSON, or an internal message whose fields have the wrong types,
 /// is a protocol error.
 pub fn parse(line: &[u8]) -> Result<Parsed<'_>> {
+    if let Some(m) = super::hot_lines::parse(line) {
+        return Ok(Parsed::Internal(m));
+    }
     match serde_json::from_slice::<Msg<'_>>(line) {
         Ok(m) if m.cmd.as_deref().is_some_and(is_internal_cmd) => Ok(Parsed::Internal(m)),
         Ok(_) => Ok(Parsed::User),

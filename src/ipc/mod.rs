@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod hot_lines;
 pub mod inbound;
 pub mod message;
 pub mod outbound;
