@@ -132,19 +132,9 @@ impl<C> Scheduler<C> {
         self.slots.is_empty()
     }
 
-    pub fn workers(&self) -> impl Iterator<Item = (WorkerId, Path)> + '_ {
-        self.slots.iter().map(|s| (s.id, s.path))
-    }
-
     /// Connections the primary holds (not in any worker's queue).
     pub fn held(&self) -> usize {
         self.queue.len()
-    }
-
-    /// Takes every held connection (the handle is closing).
-    pub fn take_held(&mut self) -> Vec<C> {
-        self.returned = 0;
-        self.queue.drain(..).collect()
     }
 
     /// A new pass begins (an event woke the distributor): lane measurements are stale,
@@ -483,7 +473,7 @@ mod tests {
         s.remove(1);
         s.remove(2);
         assert!(s.is_empty());
-        assert_eq!(s.take_held(), vec![8]);
+        assert_eq!(s.held(), 1, "connection 8 waits for a worker");
     }
 
     #[test]
