@@ -161,7 +161,14 @@ pub struct Server {
     unlink: Option<PathBuf>,
     port: i32,
     nonblocking: bool,
+    /// A blocking accept on a listener last found none waiting: wait first next time (the
+    /// listener is non-blocking, its description shared with the primary's copy, so an
+    /// accept that would wait costs accept, poll, accept).
+    idle: AtomicBool,
 }
+
+/// A wait shorter than this did not sleep: connections were waiting.
+const SLEPT: std::time::Duration = std::time::Duration::from_micros(5);
 
 impl Server {
     /// Listens in this process: the primary itself, or an exclusive listen in a worker.
@@ -179,7 +186,7 @@ impl Server {
             Addr::Unix(p) => (-1, Some(p.clone())),
         };
         let state = ServerState::new(String::new(), source)?;
-        Ok(Server { state, cluster: None, unlink, port, nonblocking: opts.nonblocking })
+        Ok(Server { state, cluster: None, unlink, port, nonblocking: opts.nonblocking, idle: AtomicBool::new(false) })
     }
 
     /// Asks the primary for a server (`queryServer`), then reports `listening`.
@@ -251,7 +258,7 @@ impl Server {
         if !matches!(state.source, Source::RoundRobin) {
             shared.servers.lock().push(state.clone());
         }
-        let server = Server { state, cluster: Some((worker, tuple, index)), unlink: None, port, nonblocking: opts.nonblocking };
+        let server = Server { state, cluster: Some((worker, tuple, index)), unlink: None, port, nonblocking: opts.nonblocking, idle: AtomicBool::new(false) };
         shared.send_with(|out, seq| wire::query(out, "listening", &q, port as i64, seq))?;
         Ok(server)
     }
@@ -303,10 +310,17 @@ impl Server {
                 if let Some(conn) = self.state.take_queued() {
                     return self.accepted(conn);
                 }
+                if !self.nonblocking && self.idle.load(Ordering::Relaxed) {
+                    let t = std::time::Instant::now();
+                    wait(poll.as_fd())?;
+                    self.idle.store(t.elapsed() >= SLEPT, Ordering::Relaxed);
+                }
                 match socket::accept(sock.as_fd(), self.nonblocking) {
                     Ok(c) => return Ok(c),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock && !self.nonblocking => {
-                        wait(poll.as_fd())?;
+                        if !self.idle.swap(true, Ordering::Relaxed) {
+                            wait(poll.as_fd())?;
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         return Err(Error::errno(libc::EAGAIN, "no connection is waiting"));
