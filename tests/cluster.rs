@@ -137,8 +137,9 @@ fn sigstopped_worker_loses_no_client_when_killed() {
     let port = listening_port(&mut p, a);
     let (b, b_pid) = p.fork("");
     listening_port(&mut p, b);
-    // SAFETY: kill has no memory-safety preconditions.
-    unsafe { libc::kill(a_pid, libc::SIGSTOP) };
+    // Every thread of A stopped before the clients connect (kill returns before they are:
+    // a connection A's program received first would be its own, and die with it).
+    let _cont = common::stop(a_pid);
     let clients: Vec<_> = (0..6).map(|_| std::thread::spawn(move || common::fetch(port))).collect();
     std::thread::sleep(Duration::from_millis(300));
     p.cmd(&format!("kill {a} 9"), "killed");

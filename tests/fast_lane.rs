@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::clients::{CLIENT_WAIT, ask, clients, collect, fork_server, output, server_line, wait_for};
-use common::{Proc, fixture_bin, root};
+use common::{Proc, fixture_bin, root, stop};
 use serde_json::Value;
 
 fn lane_env(on: bool) -> [(&'static str, &'static str); 1] {
@@ -362,40 +362,6 @@ fn node_path_disconnected_worker_loses_no_client() {
 
 // ---------------------------------------------------------------------------------------
 // 4. A stalled worker.
-
-/// Sends SIGCONT to a stopped pid on drop (the `Proc` then kills it by pid).
-struct Continue(i32);
-
-/// SIGSTOPs `pid` and waits (bounded) until every thread of it is stopped, so the test's
-/// connections cannot be received by a thread still on its way to stopping. Returns the
-/// guard that continues it.
-fn stop(pid: i32) -> Continue {
-    // SAFETY: kill has no memory-safety preconditions.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
-    let guard = Continue(pid);
-    let all_stopped = || {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
-        tasks.flatten().all(|t| {
-            std::fs::read_to_string(t.path().join("stat"))
-                .ok()
-                .and_then(|st| st.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with(['T', 't'])))
-                .unwrap_or(false)
-        })
-    };
-    let deadline = Instant::now() + common::TIMEOUT;
-    while !all_stopped() {
-        assert!(Instant::now() < deadline, "pid {pid} did not stop");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    guard
-}
-
-impl Drop for Continue {
-    fn drop(&mut self) {
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(self.0, libc::SIGCONT) };
-    }
-}
 
 /// Worker A is stopped (SIGSTOP, and left stopped): the connections dealt into its lane are
 /// taken back once it has made no progress for about a second, and worker B answers every

@@ -282,3 +282,37 @@ impl Drop for GroupGuard {
         }
     }
 }
+
+/// Sends SIGCONT to a stopped pid on drop (the `Proc` then kills it by pid).
+pub struct Continue(i32);
+
+/// SIGSTOPs `pid` and waits (bounded) until every thread of it is stopped, so the test's
+/// connections cannot be received by a thread still on its way to stopping. Returns the
+/// guard that continues it.
+pub fn stop(pid: i32) -> Continue {
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let guard = Continue(pid);
+    let all_stopped = || {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+        tasks.flatten().all(|t| {
+            std::fs::read_to_string(t.path().join("stat"))
+                .ok()
+                .and_then(|st| st.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with(['T', 't'])))
+                .unwrap_or(false)
+        })
+    };
+    let deadline = Instant::now() + TIMEOUT;
+    while !all_stopped() {
+        assert!(Instant::now() < deadline, "pid {pid} did not stop");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    guard
+}
+
+impl Drop for Continue {
+    fn drop(&mut self) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
+}
