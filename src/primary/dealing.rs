@@ -235,11 +235,16 @@ impl Distributor {
                             }
                         }
                     }
-                    if h.sched.stalled() || h.sched.accept_paused() || h.sched.held() > 0 {
+                    let lanes = !h.lanes.is_empty();
+                    // Lanes have no acks to wake the primary: it looks again while they are
+                    // full or it holds connections. An accept that failed (EMFILE) is tried
+                    // again after a pause, lanes or not: the edge-triggered listener would
+                    // not say so again until another client arrived.
+                    if (lanes && (h.sched.stalled() || h.sched.held() > 0)) || h.sched.accept_paused() {
                         self.pump(hid);
                     }
                     let Some(Handle::RoundRobin(h)) = self.handles.get(&hid) else { continue };
-                    if h.sched.stalled() {
+                    if !h.lanes.is_empty() && h.sched.stalled() {
                         STALLED_POLL_MS
                     } else if h.sched.accept_paused() {
                         ACCEPT_RETRY_MS
@@ -249,7 +254,14 @@ impl Distributor {
                         -1
                     }
                 }
-                Some(Handle::ReusePort(_)) => self.rebalance(hid),
+                Some(Handle::ReusePort(h)) => {
+                    if h.sched.accept_paused() {
+                        self.pump(hid);
+                    }
+                    let paused = matches!(self.handles.get(&hid), Some(Handle::ReusePort(h)) if h.sched.accept_paused());
+                    let t = self.rebalance(hid);
+                    if paused && (t < 0 || t > ACCEPT_RETRY_MS) { ACCEPT_RETRY_MS } else { t }
+                }
                 _ => -1,
             };
             if t >= 0 && (timeout < 0 || t < timeout) {

@@ -55,11 +55,12 @@ impl Handle {
         }
     }
 
-    /// Whether the distributor has periodic work for this handle (lanes or rebalancing).
+    /// Whether the distributor has periodic work for this handle (lanes, rebalancing, or an
+    /// accept to try again after it failed).
     pub fn ticks(&self) -> bool {
         match self {
-            Handle::RoundRobin(h) => !h.lanes.is_empty(),
-            Handle::ReusePort(h) => h.listeners.len() > 1,
+            Handle::RoundRobin(h) => !h.lanes.is_empty() || h.sched.accept_paused(),
+            Handle::ReusePort(h) => h.listeners.len() > 1 || h.sched.accept_paused(),
             Handle::Shared(_) => false,
         }
     }

@@ -1,0 +1,78 @@
+//! The primary out of fds (issue 11, defect 3): with its `RLIMIT_NOFILE` at the number of fds
+//! it has open, `accept` fails with `EMFILE` and clients wait in the listener's backlog. Once
+//! fds are available again they are served without another client arriving (the listener is
+//! edge-triggered: nothing else would wake the primary), and at the limit the primary does
+//! not spin. On the fast lane and on Node's path.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Proc;
+use common::clients::{clients, collect, fork_server, output};
+
+/// The lowest fd number `pid` does not use: with `RLIMIT_NOFILE` there, every new fd fails
+/// with `EMFILE` (a new fd takes the lowest free number, which must be below the limit).
+fn lowest_free_fd(pid: i32) -> u64 {
+    let used: std::collections::BTreeSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default();
+    (0..).find(|n| !used.contains(n)).unwrap()
+}
+
+/// Sets the soft and hard `RLIMIT_NOFILE` of `pid` (the test runs as the same user, or root).
+fn set_fd_limit(pid: i32, soft: u64, hard: u64) {
+    let new = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+    // SAFETY: prlimit reads `new` and writes nothing (old is NULL).
+    let r = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()) };
+    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+fn fd_limit(pid: i32) -> (u64, u64) {
+    let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: prlimit writes the current limits into `old` and changes nothing (new is NULL).
+    let r = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) };
+    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+    (old.rlim_cur, old.rlim_max)
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, r)| r).split_whitespace().collect();
+    fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0) + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+}
+
+fn served_after_fds_come_back(lane: bool) {
+    const N: usize = 8;
+    let mut p = Proc::fixture(&[("LIBCLUSTER_FAST_LANE", if lane { "1" } else { "0" })]);
+    let (_, w_pid, port, _) = fork_server(&mut p, "FIXTURE_MODE=line");
+    let pid = p.pid();
+    let (soft, hard) = fd_limit(pid);
+    // No fd left for an accepted connection.
+    set_fd_limit(pid, lowest_free_fd(pid), hard);
+    let (handles, answered) = clients(port, N, "c");
+    // Clients wait in the backlog while the primary is at its limit; it does not spin.
+    let cpu_before = cpu_ticks(pid);
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_millis(600));
+    let cpu = cpu_ticks(pid) - cpu_before;
+    let tick = 1000 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u128;
+    let wall = start.elapsed().as_millis();
+    assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 0, "served while out of fds?\n{}", output(&p));
+    assert!((cpu as u128) * tick < wall / 2, "the primary used {}ms of CPU in {wall}ms at its fd limit", cpu as u128 * tick);
+    // Fds come back; nobody else connects: the waiting clients are served.
+    set_fd_limit(pid, soft, hard);
+    let per_pid = collect(handles, &p);
+    assert_eq!(per_pid.get(&w_pid).map(Vec::len), Some(N), "{:?}", per_pid.keys());
+}
+
+#[test]
+fn lane_clients_waiting_at_the_fd_limit_are_served_once_fds_come_back() {
+    served_after_fds_come_back(true);
+}
+
+#[test]
+fn node_path_clients_waiting_at_the_fd_limit_are_served_once_fds_come_back() {
+    served_after_fds_come_back(false);
+}
