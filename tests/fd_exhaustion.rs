@@ -57,6 +57,7 @@ fn served_after_fds_come_back(lane: bool) {
     let start = Instant::now();
     std::thread::sleep(Duration::from_millis(600));
     let cpu = cpu_ticks(pid) - cpu_before;
+    // SAFETY: sysconf has no memory-safety preconditions.
     let tick = 1000 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u128;
     let wall = start.elapsed().as_millis();
     assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 0, "served while out of fds?\n{}", output(&p));

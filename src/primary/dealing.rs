@@ -260,7 +260,7 @@ impl Distributor {
                     }
                     let paused = matches!(self.handles.get(&hid), Some(Handle::ReusePort(h)) if h.sched.accept_paused());
                     let t = self.rebalance(hid);
-                    if paused && (t < 0 || t > ACCEPT_RETRY_MS) { ACCEPT_RETRY_MS } else { t }
+                    if paused && !(0..=ACCEPT_RETRY_MS).contains(&t) { ACCEPT_RETRY_MS } else { t }
                 }
                 _ => -1,
             };
