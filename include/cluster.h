@@ -283,6 +283,11 @@ typedef struct cluster_settings {
    instead of the longest idle; 0: round-robin; -1: unchanged.
    */
   int least_loaded;
+  /*
+   Most servers one worker may hold (its next `cluster_get_server` / `listen` then fails
+   with `EMFILE`); 0: unchanged. Default 64, or `LIBCLUSTER_MAX_SERVERS`.
+   */
+  int max_servers;
 } cluster_settings;
 
 /*

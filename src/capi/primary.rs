@@ -181,6 +181,7 @@ fn unchanged_settings() -> cluster_settings {
         sched_policy: 0,
         max_in_flight: 0,
         least_loaded: -1,
+        max_servers: 0,
     }
 }
 
@@ -341,6 +342,11 @@ pub unsafe extern "C" fn cluster_setup_primary(settings: *const cluster_settings
                 -1 => {}
                 0 | 1 => p.set_least_loaded(s.least_loaded == 1),
                 _ => return Err(invalid("least_loaded must be -1, 0 or 1")),
+            }
+            match s.max_servers {
+                0 => {}
+                n if (1..=65536).contains(&n) => p.set_max_servers(n as usize),
+                _ => return Err(invalid("max_servers must be 0 (unchanged) or 1 to 65536")),
             }
             p.setup(Settings { exec, args, cwd, env, silent, stdio, uid, gid });
             Ok(0)

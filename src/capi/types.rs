@@ -153,6 +153,9 @@ pub struct cluster_settings {
     /// 1: hand each connection to the worker with the fewest unanswered ones (least-loaded)
     /// instead of the longest idle; 0: round-robin; -1: unchanged.
     pub least_loaded: c_int,
+    /// Most servers one worker may hold (its next `cluster_get_server` / `listen` then fails
+    /// with `EMFILE`); 0: unchanged. Default 64, or `LIBCLUSTER_MAX_SERVERS`.
+    pub max_servers: c_int,
 }
 
 /// `cluster_settings.stdio` entries (an fd >= 0 is also allowed).

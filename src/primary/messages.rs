@@ -13,6 +13,9 @@ use crate::sys::socket::ListenOpts;
 use std::os::fd::AsFd;
 use super::scheduler::Path;
 use std::sync::atomic::Ordering;
+
+/// Fds the primary keeps free for accepting connections and forking workers.
+const FD_RESERVE: u64 = 32;
 use super::round_robin::RoundRobinHandle;
 use super::shared_handle::SharedHandle;
 use crate::address::{self, DEFAULT_BACKLOG, FLAG_IPV6ONLY, Target};
@@ -145,6 +148,10 @@ impl Distributor {
         let hid = if !self.shared.allowed(m.address.as_deref(), m.port) {
             let what = format!("{}:{}", m.address.as_deref().unwrap_or("null"), m.port.unwrap_or(0));
             Err(Error::errno(libc::EACCES, format!("{what} is not on the primary's bind allowlist")))
+        } else if let Err(e) = self.room_for_server(id) {
+            let pid = self.pid(id);
+            self.shared.events.push(Event::Error { id, pid, code: e.code, message: e.message.clone() });
+            Err(e)
         } else {
             match self.keys.get(&key) {
                 Some(&hid) => Ok(hid),
@@ -252,6 +259,24 @@ impl Distributor {
             }
         }
         Ok(())
+    }
+
+    /// A worker holds at most `max_servers` servers, and the primary keeps its last
+    /// `FD_RESERVE` fds for accepting and forking (every server, listener or lane, costs the
+    /// primary fds): past either, the worker's `queryServer` fails with `EMFILE`.
+    fn room_for_server(&self, id: u32) -> Result<()> {
+        let max = self.shared.max_servers.load(Ordering::Relaxed);
+        let held = self.handles.values().filter(|h| h.has(id)).count();
+        if held >= max {
+            return Err(Error::errno(libc::EMFILE, format!("worker {id} already holds {held} servers, the most one worker may (max_servers)")));
+        }
+        match crate::sys::fd::headroom() {
+            Ok(free) if free < FD_RESERVE => Err(Error::errno(
+                libc::EMFILE,
+                format!("the primary keeps its last {FD_RESERVE} fds for accepting and forking; server for worker {id} refused"),
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn create_handle(&mut self, key: &str, m: &Msg<'_>, address_type: &str, data: String) -> Result<u32> {

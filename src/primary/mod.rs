@@ -62,6 +62,9 @@ pub enum SchedPolicy {
     ReusePort,
 }
 
+/// Most servers one worker may hold unless set otherwise (Node programs hold a few).
+pub(crate) const DEFAULT_MAX_SERVERS: usize = 64;
+
 pub struct Primary {
     shared: Arc<Shared>,
     next_id: AtomicU32,
@@ -87,6 +90,9 @@ impl Primary {
                 fast_lane: std::sync::atomic::AtomicBool::new(std::env::var("LIBCLUSTER_FAST_LANE").map_or(true, |v| v != "0")),
                 lane_window: std::sync::atomic::AtomicUsize::new(
                     std::env::var("LIBCLUSTER_LANE_WINDOW").ok().and_then(|v| v.parse().ok()).unwrap_or(16).clamp(1, 1024),
+                ),
+                max_servers: std::sync::atomic::AtomicUsize::new(
+                    std::env::var("LIBCLUSTER_MAX_SERVERS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_MAX_SERVERS).max(1),
                 ),
                 sched_none: std::sync::atomic::AtomicBool::new(
                     std::env::var("NODE_CLUSTER_SCHED_POLICY").is_ok_and(|v| v == "none"),
@@ -146,6 +152,11 @@ impl Primary {
     /// Connections in flight per libcluster worker (1: Node's one-at-a-time).
     pub fn set_max_in_flight(&self, n: usize) {
         self.shared.max_in_flight.store(n.max(1), Ordering::Relaxed);
+    }
+
+    /// Most servers one worker may hold (its next `queryServer` fails with `EMFILE`).
+    pub fn set_max_servers(&self, n: usize) {
+        self.shared.max_servers.store(n.max(1), Ordering::Relaxed);
     }
 
     /// The least-loaded policy (fewest unanswered connections) instead of round-robin.

@@ -76,6 +76,8 @@ pub(crate) struct Shared {
     pub fast_lane: std::sync::atomic::AtomicBool,
     /// Most connections waiting in one fast-lane worker's queue.
     pub lane_window: std::sync::atomic::AtomicUsize,
+    /// Most servers one worker may hold (`LIBCLUSTER_MAX_SERVERS`, `max_servers`).
+    pub max_servers: std::sync::atomic::AtomicUsize,
 }
 
 /// How many gone workers keep their stdio pipes open for reading.

@@ -110,6 +110,15 @@ pub fn open_fds() -> io::Result<Vec<RawFd>> {
     Ok(out)
 }
 
+/// How many more fds this process may open: `RLIMIT_NOFILE`'s soft limit less the fds
+/// open now (`/proc/self/fd`).
+pub fn headroom() -> io::Result<u64> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    syscall!(getrlimit(libc::RLIMIT_NOFILE, &mut lim))?;
+    let open = std::fs::read_dir("/proc/self/fd")?.count() as u64;
+    Ok(lim.rlim_cur.saturating_sub(open))
+}
+
 /// Whether `fd` is a socket (`fstat` reports `S_IFSOCK`).
 pub fn is_socket(fd: BorrowedFd<'_>) -> io::Result<bool> {
     // SAFETY: an all-zero `stat` is a valid value for fstat to overwrite.

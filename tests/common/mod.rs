@@ -316,3 +316,28 @@ impl Drop for Continue {
         unsafe { libc::kill(self.0, libc::SIGCONT) };
     }
 }
+
+/// The lowest fd number `pid` does not use: with `RLIMIT_NOFILE` there, every new fd fails
+/// with `EMFILE` (a new fd takes the lowest free number, which must be below the limit).
+pub fn lowest_free_fd(pid: i32) -> u64 {
+    let used: std::collections::BTreeSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default();
+    (0..).find(|n| !used.contains(n)).unwrap()
+}
+
+/// Sets the soft and hard `RLIMIT_NOFILE` of `pid` (the test runs as the same user, or root).
+pub fn set_fd_limit(pid: i32, soft: u64, hard: u64) {
+    let new = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+    // SAFETY: prlimit reads `new` and writes nothing (old is NULL).
+    let r = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()) };
+    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+pub fn fd_limit(pid: i32) -> (u64, u64) {
+    let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: prlimit writes the current limits into `old` and changes nothing (new is NULL).
+    let r = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) };
+    assert_eq!(r, 0, "prlimit: {}", std::io::Error::last_os_error());
+    (old.rlim_cur, old.rlim_max)
+}

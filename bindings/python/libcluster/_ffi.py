@@ -116,6 +116,7 @@ class Settings(ctypes.Structure):
         # Appended later (the library reads only the fields `size` covers).
         ("max_in_flight", ctypes.c_int),
         ("least_loaded", ctypes.c_int),
+        ("max_servers", ctypes.c_int),
     ]
 
     @classmethod
@@ -125,7 +126,7 @@ class Settings(ctypes.Structure):
         Filled here, like ``cluster_settings_init(&s, sizeof s)`` would (the library
         writes only the ``size`` bytes the caller declares)."""
         return cls(size=ctypes.sizeof(cls), silent=-1, uid=-1, gid=-1, sched_policy=0,
-                   max_in_flight=0, least_loaded=-1)
+                   max_in_flight=0, least_loaded=-1, max_servers=0)
 
 
 class ServerOptions(ctypes.Structure):
