@@ -209,7 +209,13 @@ impl Distributor {
             }
             self.keys.remove(h.key());
             if let Some(p) = h.unix_path() {
-                socket::unlink(&p);
+                // With the rights it was bound with (the worker's), never the primary's.
+                match h.path_owner() {
+                    Some(owner) => {
+                        let _ = crate::sys::fscred::run_as(owner, || socket::unlink(&p));
+                    }
+                    None => socket::unlink(&p),
+                }
             }
         }
     }

@@ -11,6 +11,7 @@ use super::reuseport::ReusePortHandle;
 use super::round_robin::RoundRobinHandle;
 use super::scheduler::{Scheduler, WorkerId};
 use super::shared_handle::SharedHandle;
+use crate::sys::fscred::Creds;
 use crate::sys::socket;
 
 #[derive(Debug)]
@@ -44,6 +45,23 @@ impl Handle {
             Handle::RoundRobin(h) => h.has(w),
             Handle::Shared(h) => h.has(w),
             Handle::ReusePort(h) => h.has(w),
+        }
+    }
+
+    /// Whose filesystem rights bind and remove this handle's Unix path.
+    pub fn set_path_owner(&mut self, owner: Option<Creds>) {
+        match self {
+            Handle::RoundRobin(h) => h.path_owner = owner,
+            Handle::Shared(h) => h.path_owner = owner,
+            Handle::ReusePort(_) => {}
+        }
+    }
+
+    pub fn path_owner(&self) -> Option<&Creds> {
+        match self {
+            Handle::RoundRobin(h) => h.path_owner.as_ref(),
+            Handle::Shared(h) => h.path_owner.as_ref(),
+            Handle::ReusePort(_) => None,
         }
     }
 

@@ -155,7 +155,7 @@ impl Distributor {
         } else {
             match self.keys.get(&key) {
                 Some(&hid) => Ok(hid),
-                None => self.create_handle(&key, m, &at, data),
+                None => self.create_handle(id, &key, m, &at, data),
             }
         };
         let hid = match hid {
@@ -279,8 +279,24 @@ impl Distributor {
         }
     }
 
-    fn create_handle(&mut self, key: &str, m: &Msg<'_>, address_type: &str, data: String) -> Result<u32> {
+    fn create_handle(&mut self, id: u32, key: &str, m: &Msg<'_>, address_type: &str, data: String) -> Result<u32> {
         let target = Target::from_query(m.address.as_deref(), m.port, address_type)?;
+        // A Unix path is bound (and later removed) with the asking worker's filesystem
+        // rights, never the primary's: a worker cannot reach through it where it could not
+        // go itself (a symlink into a directory it may not write, say).
+        let owner = match &target {
+            Target::Pipe(_) => Some(
+                crate::sys::fscred::of_process(self.pid(id)).map_err(|e| Error::io(format!("credentials of worker {id}"), e))?,
+            ),
+            _ => None,
+        };
+        let target = &target;
+        let bind = |f: &dyn Fn() -> Result<Handle>| -> Result<Handle> {
+            match &owner {
+                Some(c) => crate::sys::fscred::run_as(c, f).map_err(|e| Error::io(format!("take the filesystem rights of worker {id}"), e))?,
+                None => f(),
+            }
+        };
         let backlog = match message::int_or_none(m.backlog)? {
             Some(b) if b > 0 => b.min(i32::MAX as i64) as i32,
             _ => DEFAULT_BACKLOG,
@@ -290,21 +306,24 @@ impl Distributor {
         let udp = address_type.starts_with("udp");
         let shared = udp || self.shared.sched_none.load(std::sync::atomic::Ordering::Relaxed);
         let policy_reuseport = self.shared.reuseport.load(Ordering::Relaxed) && !matches!(target, Target::Pipe(_));
-        let handle = if udp {
-            let (sock, bound) = target.bind_datagram(ipv6_only, flags & 4 != 0)?;
-            Handle::Shared(SharedHandle::new(key.to_string(), sock, bound, data, true))
-        } else if shared {
-            let (sock, bound) = target.bind(ipv6_only, None)?;
-            Handle::Shared(SharedHandle::new(key.to_string(), sock, bound, data, false))
-        } else if policy_reuseport {
-            let opts = ListenOpts { backlog: Some(backlog), ipv6_only, reuse_port: true };
-            let (first, bound) = target.bind_with(opts)?;
-            Handle::ReusePort(ReusePortHandle::new(key.to_string(), first, bound, data, opts))
-        } else {
-            let (listener, bound) = target.bind(ipv6_only, Some(backlog))?;
-            let least_loaded = self.shared.least_loaded.load(Ordering::Relaxed);
-            Handle::RoundRobin(RoundRobinHandle::new(key.to_string(), listener, bound, data, least_loaded))
-        };
+        let least_loaded = self.shared.least_loaded.load(Ordering::Relaxed);
+        let mut handle = bind(&|| {
+            Ok(if udp {
+                let (sock, bound) = target.bind_datagram(ipv6_only, flags & 4 != 0)?;
+                Handle::Shared(SharedHandle::new(key.to_string(), sock, bound, data.clone(), true))
+            } else if shared {
+                let (sock, bound) = target.bind(ipv6_only, None)?;
+                Handle::Shared(SharedHandle::new(key.to_string(), sock, bound, data.clone(), false))
+            } else if policy_reuseport {
+                let opts = ListenOpts { backlog: Some(backlog), ipv6_only, reuse_port: true };
+                let (first, bound) = target.bind_with(opts)?;
+                Handle::ReusePort(ReusePortHandle::new(key.to_string(), first, bound, data.clone(), opts))
+            } else {
+                let (listener, bound) = target.bind(ipv6_only, Some(backlog))?;
+                Handle::RoundRobin(RoundRobinHandle::new(key.to_string(), listener, bound, data.clone(), least_loaded))
+            })
+        })?;
+        handle.set_path_owner(owner);
         let hid = self.next_handle;
         self.next_handle += 1;
         self.handles.insert(hid, handle);

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use super::id_map::IdMap;
 use super::lane::Lane;
 use super::scheduler::{Path, Scheduler, WorkerId};
+use crate::sys::fscred::Creds;
 use crate::sys::socket::Addr;
 
 #[derive(Debug)]
@@ -28,11 +29,13 @@ pub struct RoundRobinHandle {
     pub lanes: IdMap<Lane>,
     /// Accept connections non-blocking (what the first fast-lane worker asked).
     pub accept_nonblocking: Option<bool>,
+    /// A Unix path's owner: the filesystem rights it was bound with and is removed with.
+    pub path_owner: Option<Creds>,
 }
 
 impl RoundRobinHandle {
     pub fn new(key: String, listener: OwnedFd, bound: Addr, data: String, least_loaded: bool) -> RoundRobinHandle {
-        RoundRobinHandle { key, listener, bound, data, sched: Scheduler::new(least_loaded), lanes: IdMap::default(), accept_nonblocking: None }
+        RoundRobinHandle { key, listener, bound, data, sched: Scheduler::new(least_loaded), lanes: IdMap::default(), accept_nonblocking: None, path_owner: None }
     }
 
     /// Attaches a worker, on its lane when it has one. False if attached already.

@@ -8,6 +8,7 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use super::scheduler::WorkerId;
+use crate::sys::fscred::Creds;
 use crate::sys::socket::Addr;
 
 #[derive(Debug)]
@@ -18,11 +19,13 @@ pub struct SharedHandle {
     pub data: String,
     pub udp: bool,
     all: Vec<WorkerId>,
+    /// A Unix path's owner: the filesystem rights it was bound with and is removed with.
+    pub path_owner: Option<Creds>,
 }
 
 impl SharedHandle {
     pub fn new(key: String, sock: OwnedFd, bound: Addr, data: String, udp: bool) -> SharedHandle {
-        SharedHandle { key, sock, bound, data, udp, all: Vec::new() }
+        SharedHandle { key, sock, bound, data, udp, all: Vec::new(), path_owner: None }
     }
 
     pub fn add(&mut self, w: WorkerId) -> bool {
