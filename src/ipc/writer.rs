@@ -1,6 +1,11 @@
 //! The sending half of a channel, with Node's handle-in-flight rule (§4.3, Appendix A):
 //! after a message carrying an fd, everything but `NODE_HANDLE_ACK`/`NACK` waits in a FIFO
 //! until the peer acks or nacks. A line is never interleaved with another.
+//!
+//! A non-blocking writer (the primary's, one per worker) holds at most `queue_limit()` bytes
+//! unwritten: a peer that does not read its channel cannot make the primary allocate without
+//! bound (a reply may echo up to one max-size message each time). Past the bound the writer
+//! closes and the send fails with `CLUSTER_E_PROTOCOL`, as for any other hostile peer.
 
 use std::collections::VecDeque;
 use std::io;
@@ -8,6 +13,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
 use crate::error::{Error, Result, code};
+use crate::ipc::max_line;
 use crate::sys::scm;
 
 /// An fd to send with a message.
@@ -28,6 +34,27 @@ impl OutFd {
     }
 }
 
+/// The least a non-blocking writer may hold unwritten for its peer (bytes).
+pub const MIN_QUEUE_LIMIT: usize = 64 * 1024 * 1024;
+/// ... and at least this many maximum-size messages (`cluster_set_max_message`).
+pub const QUEUE_LIMIT_MESSAGES: usize = 4;
+
+/// What a non-blocking writer may hold unwritten: `max(64 MiB, 4 × the message cap)`
+/// (64 MiB with the default 16 MiB cap). Always more than one maximum-size message.
+pub fn queue_limit() -> usize {
+    MIN_QUEUE_LIMIT.max(max_line().saturating_mul(QUEUE_LIMIT_MESSAGES))
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Limit {
+    /// A blocking writer waits for the peer instead of queueing (a worker's).
+    Unbounded,
+    /// `queue_limit()` as it is at each send (follows `cluster_set_max_message`).
+    Default,
+    #[cfg(test)]
+    Fixed(usize),
+}
+
 #[derive(Debug)]
 struct Queued {
     bytes: Vec<u8>,
@@ -46,6 +73,10 @@ pub struct Writer {
     partial: Option<(Vec<u8>, usize)>,
     control: VecDeque<&'static [u8]>,
     queue: VecDeque<Queued>,
+    /// Bytes in `control` and `queue` (`partial` counts separately).
+    queued_bytes: usize,
+    /// The bound on unwritten bytes.
+    limit: Limit,
     closed: bool,
 }
 
@@ -61,8 +92,39 @@ impl Writer {
             partial: None,
             control: VecDeque::new(),
             queue: VecDeque::new(),
+            queued_bytes: 0,
+            limit: if nonblocking { Limit::Default } else { Limit::Unbounded },
             closed: false,
         }
+    }
+
+    #[cfg(test)]
+    fn set_queue_limit(&mut self, bytes: usize) {
+        self.limit = Limit::Fixed(bytes);
+    }
+
+    /// Bytes accepted and not yet written to the socket.
+    pub fn pending_bytes(&self) -> usize {
+        self.queued_bytes + self.partial.as_ref().map_or(0, |(b, off)| b.len() - off)
+    }
+
+    /// Fails (and closes the writer) when `more` bytes would take what is unwritten past the
+    /// bound: the peer is not reading.
+    fn check_room(&mut self, more: usize) -> Result<()> {
+        let limit = match self.limit {
+            Limit::Unbounded => return Ok(()),
+            Limit::Default => queue_limit(),
+            #[cfg(test)]
+            Limit::Fixed(n) => n,
+        };
+        let pending = self.pending_bytes();
+        if pending.saturating_add(more) <= limit {
+            return Ok(());
+        }
+        self.close();
+        Err(Error::protocol(format!(
+            "peer is not reading its IPC channel: {pending} bytes unwritten, {more} more would pass the {limit}-byte limit"
+        )))
     }
 
     pub fn is_closed(&self) -> bool {
@@ -95,6 +157,7 @@ impl Writer {
         self.partial = None;
         self.control.clear();
         self.queue.clear();
+        self.queued_bytes = 0;
     }
 
     fn check_open(&self) -> Result<()> {
@@ -110,6 +173,8 @@ impl Writer {
         if idle && !self.handle_in_flight() {
             return self.write_line(line, fd);
         }
+        self.check_room(line.len())?;
+        self.queued_bytes += line.len();
         self.queue.push_back(Queued { bytes: line.to_vec(), fd });
         self.flush()
     }
@@ -118,6 +183,8 @@ impl Writer {
     /// passing handles cannot deadlock (§4.3 rule 3).
     pub fn send_control(&mut self, line: &'static [u8]) -> Result<()> {
         self.check_open()?;
+        self.check_room(line.len())?;
+        self.queued_bytes += line.len();
         self.control.push_back(line);
         self.flush()
     }
@@ -163,10 +230,12 @@ impl Writer {
                 continue;
             }
             if let Some(line) = self.control.pop_front() {
+                self.queued_bytes -= line.len();
                 match self.raw_send(line, None) {
                     Ok(n) if n < line.len() => self.partial = Some((line[n..].to_vec(), 0)),
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.queued_bytes += line.len();
                         self.control.push_front(line);
                         return Ok(());
                     }
@@ -178,6 +247,7 @@ impl Writer {
                 return Ok(());
             }
             let Some(q) = self.queue.pop_front() else { return Ok(()) };
+            self.queued_bytes -= q.bytes.len();
             match self.raw_send(&q.bytes, q.fd.as_ref().map(OutFd::raw)) {
                 Ok(n) => {
                     if q.fd.is_some() {
@@ -188,6 +258,7 @@ impl Writer {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.queued_bytes += q.bytes.len();
                     self.queue.push_front(q);
                     return Ok(());
                 }
@@ -203,12 +274,15 @@ impl Writer {
                     self.handles_in_flight += 1;
                 }
                 if n < line.len() {
+                    self.check_room(line.len() - n)?;
                     self.partial = Some((line[n..].to_vec(), 0));
                     return self.flush();
                 }
                 Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.check_room(line.len())?;
+                self.queued_bytes += line.len();
                 self.queue.push_front(Queued { bytes: line.to_vec(), fd });
                 Ok(())
             }
@@ -260,5 +334,65 @@ mod tests {
         drop(b);
         assert!(w.send(b"{\"x\":1}\n", None).is_err());
         assert!(w.is_closed());
+    }
+
+    fn big_line(n: usize) -> Vec<u8> {
+        let mut l = vec![b'x'; n];
+        l.push(b'\n');
+        l
+    }
+
+    #[test]
+    fn a_peer_that_does_not_read_is_cut_off_at_the_limit() {
+        let (a, _b) = fd::socketpair().unwrap();
+        let mut w = Writer::new(Arc::new(a), true);
+        w.set_queue_limit(1 << 20);
+        let line = big_line(64 * 1024);
+        let mut sent = 0;
+        let err = loop {
+            match w.send(&line, None) {
+                Ok(()) => sent += 1,
+                Err(e) => break e,
+            }
+            assert!(sent < 10_000, "never cut off");
+            assert!(w.pending_bytes() <= 1 << 20);
+        };
+        assert_eq!(err.code, code::PROTOCOL, "{err:?}");
+        assert!(err.message.contains("not reading"), "{err:?}");
+        assert!(w.is_closed());
+        assert_eq!(w.pending_bytes(), 0, "what was queued is dropped");
+        assert_eq!(w.send(b"{}\n", None).unwrap_err().code, code::CLOSED);
+    }
+
+    #[test]
+    fn a_reading_peer_drains_the_count_and_is_not_cut_off() {
+        let (a, b) = fd::socketpair().unwrap();
+        let mut w = Writer::new(Arc::new(a), true);
+        w.set_queue_limit(1 << 20);
+        let line = big_line(64 * 1024);
+        let mut total = 0;
+        for _ in 0..200 {
+            // Lines and control lines queue behind a full socket and drain as the peer reads.
+            w.send(&line, None).unwrap();
+            w.send_control(crate::ipc::wire::HANDLE_ACK).unwrap();
+            total += read_all(&b).0.len();
+            w.flush().unwrap();
+        }
+        while w.pending_bytes() > 0 {
+            total += read_all(&b).0.len();
+            w.flush().unwrap();
+        }
+        total += read_all(&b).0.len();
+        assert_eq!(total, 200 * (line.len() + crate::ipc::wire::HANDLE_ACK.len()));
+        assert!(!w.is_closed());
+    }
+
+    #[test]
+    fn the_default_limit_holds_several_max_size_messages() {
+        assert!(queue_limit() >= MIN_QUEUE_LIMIT);
+        assert!(queue_limit() >= QUEUE_LIMIT_MESSAGES * crate::ipc::max_line());
+        let (a, _b) = fd::socketpair().unwrap();
+        // A blocking writer (a worker's) is not bounded; a non-blocking one is.
+        assert!(matches!(Writer::new(Arc::new(a), false).limit, Limit::Unbounded));
     }
 }

@@ -227,7 +227,9 @@ impl Distributor {
         }
     }
 
-    /// Sends one line (with an fd or not) to a worker; a failed write closes its channel.
+    /// Sends one line (with an fd or not) to a worker; a failed write closes its channel, as
+    /// does a worker that does not read while more than `writer::queue_limit()` bytes wait
+    /// for it (a `CLUSTER_E_PROTOCOL` error event: memory per worker is bounded).
     pub(super) fn send_line(&mut self, id: u32, fd: Option<OutFd>) -> bool {
         let Some(ch) = self.workers.get_mut(&id).and_then(|w| w.channel.as_mut()) else { return false };
         let r = ch.writer.send(&self.out, fd);
