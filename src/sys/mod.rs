@@ -21,6 +21,7 @@ macro_rules! syscall {
 pub mod epoll;
 pub mod eventfd;
 pub mod fd;
+pub mod fdkind;
 pub mod fscred;
 pub mod lane;
 pub mod pidfd;

@@ -33,12 +33,15 @@ pub use server::Server;
 /// and sends one at a time).
 pub const INFLIGHT: i64 = 4;
 
-/// The reply to one of our requests, as the reader thread stores it.
+/// The reply to one of our requests, as the reader thread stores it (validated: a reply
+/// outside these ranges is a protocol error and never reaches the program).
 #[derive(Debug)]
 pub(crate) struct Reply {
-    pub errno: Option<i64>,
+    /// 0: success; else the error, as a positive errno (1..=4095).
+    pub errno: i32,
     pub key: String,
-    pub sockname_port: Option<i64>,
+    /// `sockname.port`, when the reply has one.
+    pub sockname_port: Option<u16>,
     pub fd: Option<OwnedFd>,
     /// The fd is the server's fast lane (libcluster primary), not a shared socket.
     pub lane: bool,
@@ -91,6 +94,20 @@ impl Shared {
             return w.send_control_then(crate::ipc::wire::HANDLE_ACK, owed, &line);
         }
         w.send(&line, None)
+    }
+
+    /// Ends the worker: says why (`why`, after "libcluster: worker N: ") and exits 1, or
+    /// exits 0 without a reason (the primary went away, as Node's workers do). Called before
+    /// anything the program can see changes — its servers stay open, its requests keep
+    /// waiting, its channel is not shut down — so a program looping on `accept` cannot see
+    /// its server closed and exit 0 first, and the message is always written (issue 11,
+    /// defect 6). A failed write to stderr is ignored: the exit code still says it.
+    pub fn leave(&self, why: Option<&str>) -> ! {
+        if let Some(why) = why {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "libcluster: worker {}: {why}", self.id);
+        }
+        process::exit_from_library_thread(if why.is_some() { 1 } else { 0 })
     }
 
     /// Writes an owed `NODE_HANDLE_ACK` now (before any other reply, or when it has waited

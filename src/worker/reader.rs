@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -23,8 +24,7 @@ pub(super) fn start(shared: Arc<Shared>, sock: Arc<OwnedFd>) -> Result<()> {
         .spawn(move || {
             process::block_signals_in_this_thread();
             let err = read_loop(&shared, &sock).err().filter(|e| e.code != crate::error::code::CLOSED);
-            let _ = crate::sys::socket::shutdown(sock.as_fd());
-            channel_lost(&shared, err);
+            channel_lost(&shared, &sock, err);
         })
         .map(drop)
         .map_err(|e| Error::io("spawn channel reader thread", e))
@@ -76,8 +76,17 @@ fn read_loop(shared: &Shared, sock: &OwnedFd) -> Result<()> {
 }
 
 /// EOF or a broken channel. Unless a disconnect was under way, a worker whose primary is
-/// gone exits with code 0, as Node's do (§7.5).
-fn channel_lost(shared: &Shared, err: Option<Error>) {
+/// gone exits with code 0, as Node's do (§7.5), and one that received what the protocol
+/// forbids dies of it (exit 1, as Node's die of a line they cannot parse) after saying why.
+/// The exit comes first, before the channel is shut or a server closed: a program woken by
+/// its server closing could otherwise return from its accept loop and exit 0 before the
+/// message is written (issue 11, defect 6). Exiting closes everything anyway.
+fn channel_lost(shared: &Shared, sock: &OwnedFd, err: Option<Error>) {
+    if !shared.disconnecting.load(Ordering::Acquire) {
+        let why = err.as_ref().map(|e| format!("channel to the primary closed: {}", e.message));
+        shared.leave(why.as_deref());
+    }
+    let _ = crate::sys::socket::shutdown(sock.as_fd());
     shared.connected.store(false, Ordering::Release);
     shared.writer.lock().close();
     {
@@ -89,12 +98,7 @@ fn channel_lost(shared: &Shared, err: Option<Error>) {
         s.close(None);
     }
     if let Some(e) = &err {
-        eprintln!("libcluster: worker {}: channel to the primary closed: {}", shared.id, e.message);
-    }
-    if !shared.disconnecting.load(Ordering::Acquire) {
-        // Node exits 0 when the primary goes away, and dies (exit 1) of a line it cannot
-        // parse; we do the same, after saying why.
-        process::exit_from_library_thread(if err.is_some() { 1 } else { 0 });
+        let _ = writeln!(std::io::stderr(), "libcluster: worker {}: channel to the primary closed: {}", shared.id, e.message);
     }
     shared.events.push(Event::Disconnect { id: shared.id, pid: process::getpid(), exited_after_disconnect: true });
 }
@@ -105,10 +109,16 @@ fn handle_line(shared: &Shared, line: &[u8], fd: Option<OwnedFd>) -> Result<()> 
     let Received { reply, inbound } = inbound::classify(line, fd)?;
     let inbound = match inbound? {
         // A newconn for an open server: its ACK may ride with the `accepted` reply.
-        Inbound::Cluster { msg, fd: Some(fd) } if reply == Some(Control::Ack) => match open_newconn(shared, &msg) {
-            Some((seq, server)) => return queue_newconn(shared, seq, &server, fd),
-            None => Inbound::Cluster { msg, fd: Some(fd) },
-        },
+        // Every fd arrives in a `NODE_HANDLE`, acked, so every `newconn` fd is checked here.
+        Inbound::Cluster { msg, fd: Some(fd) } if reply == Some(Control::Ack) => {
+            if msg.act() == "newconn" && msg.ack.is_none() {
+                check_connection(&fd)?;
+            }
+            match open_newconn(shared, &msg) {
+                Some((seq, server)) => return queue_newconn(shared, seq, &server, fd),
+                None => Inbound::Cluster { msg, fd: Some(fd) },
+            }
+        }
         other => other,
     };
     if let Some(c) = reply {
@@ -128,6 +138,40 @@ fn handle_line(shared: &Shared, line: &[u8], fd: Option<OwnedFd>) -> Result<()> 
         Inbound::Cluster { msg, fd } => handle_cluster(shared, &msg, fd),
         Inbound::HandleReplied { .. } => shared.writer.lock().handle_replied(),
         Inbound::Ignored => Ok(()),
+    }
+}
+
+/// A `newconn`'s fd must be a stream socket: a pipe or anything else is never handed to the
+/// program as a connection (issue 11, defect 7). One `getsockopt(SO_TYPE)`.
+fn check_connection(fd: &OwnedFd) -> Result<()> {
+    match crate::sys::fdkind::is_stream_socket(fd.as_fd()) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::protocol("newconn carried an fd that is not a stream socket")),
+        Err(e) => Err(Error::protocol(format!("newconn carried an fd that is not a stream socket ({e})"))),
+    }
+}
+
+/// A reply's `errno`: absent, `null` or 0 is success (0); an error is a negative errno, as
+/// libuv's codes are (-4095..=-1), returned positive. Anything else is a protocol error.
+fn reply_errno(errno: Option<i64>) -> Result<i32> {
+    match errno {
+        None | Some(0) => Ok(0),
+        Some(e @ -4095..=-1) => Ok(-e as i32),
+        Some(e) => Err(Error::protocol(format!("the primary's reply carries errno {e}, not 0 or an error number in -4095..-1"))),
+    }
+}
+
+/// A reply's `sockname.port`, if it has one: an integer in 0..=65535, else a protocol error.
+fn reply_port(sockname: Option<&serde_json::value::RawValue>) -> Result<Option<u16>> {
+    let Some(v) = sockname.and_then(|s| serde_json::from_str::<serde_json::Value>(s.get()).ok()) else {
+        return Ok(None);
+    };
+    match v.get("port") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(p) => match p.as_u64().and_then(|p| u16::try_from(p).ok()) {
+            Some(p) => Ok(Some(p)),
+            None => Err(Error::protocol(format!("the primary's reply carries port {p}, not a port number (0..65535)"))),
+        },
     }
 }
 
@@ -163,19 +207,19 @@ fn handle_cluster(shared: &Shared, m: &Msg<'_>, fd: Option<OwnedFd>) -> Result<(
     if let Some(ack) = m.ack {
         let mut pending = shared.pending.lock();
         if let Some(slot) = pending.get_mut(&ack) {
-            let sockname_port = m
-                .sockname
-                .and_then(|s| serde_json::from_str::<serde_json::Value>(s.get()).ok())
-                .and_then(|v| v.get("port").and_then(|p| p.as_i64()));
+            // A reply out of range is a protocol error: the worker leaves with the caller
+            // still waiting, so nothing of it reaches the program.
+            let errno = reply_errno(m.errno)?;
+            let sockname_port = reply_port(m.sockname)?;
             let key = m.key.as_deref().unwrap_or("").to_string();
-            let ok = m.errno.unwrap_or(0) == 0;
+            let ok = errno == 0;
             // Register a round-robin server before waking the caller, so a newconn that
             // follows the reply at once finds it.
             if ok && fd.is_none() && !key.is_empty() && shared.server(&key).is_none() {
                 shared.servers.lock().push(super::server::round_robin_state(key.clone())?);
             }
             let lane = fd.is_some() && m.lane == Some(1);
-            *slot = Some(Reply { errno: m.errno, key, sockname_port, fd, lane });
+            *slot = Some(Reply { errno, key, sockname_port, fd, lane });
             shared.replied.notify_all();
         }
         return Ok(());

@@ -219,9 +219,9 @@ impl Server {
                 return Err(e);
             }
         };
-        if let Some(errno) = reply.errno.filter(|&e| e != 0) {
+        if reply.errno != 0 {
             worker.release_index(&tuple, index);
-            let errno = (-errno).clamp(1, 4095) as i32;
+            let errno = reply.errno; // positive and in range: the reader checked it
             let text = io::Error::from_raw_os_error(errno);
             let where_ = match target {
                 Target::Pipe(p) => p.display().to_string(),
@@ -236,7 +236,7 @@ impl Server {
                     worker.release_index(&tuple, index);
                     return Err(Error::protocol("the primary's fast lane is not a Unix seqpacket socket"));
                 }
-                (ServerState::new(reply.key.clone(), Source::Lane { sock })?, reply.sockname_port.unwrap_or(q.port) as i32)
+                (ServerState::new(reply.key.clone(), Source::Lane { sock })?, reply.sockname_port.map_or(q.port as i32, i32::from))
             }
             Some(sock) if opts.udp => {
                 let port = local_port(&sock).unwrap_or(q.port as i32);
@@ -252,7 +252,7 @@ impl Server {
             }
             None => {
                 let state = shared.server(&reply.key).ok_or_else(|| Error::protocol("primary's reply lost its server"))?;
-                (state, reply.sockname_port.unwrap_or(q.port) as i32)
+                (state, reply.sockname_port.map_or(q.port as i32, i32::from))
             }
         };
         if !matches!(state.source, Source::RoundRobin) {
@@ -335,7 +335,7 @@ impl Server {
                 // Connections come with the flags the program asked for: nothing to set. A
                 // blocking receive is woken by `close` (it shuts the lane: end of stream).
                 match crate::sys::lane::recv(sock.as_fd(), self.nonblocking) {
-                    Ok(Some(c)) => return Ok(c),
+                    Ok(Some(c)) => return self.lane_connection(c),
                     // The primary closed the lane (it took this worker out of the server).
                     Ok(None) => return Err(closed()),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock && !self.nonblocking => wait(sock.as_fd())?,
@@ -347,6 +347,27 @@ impl Server {
             },
             Source::Datagram { .. } => Err(Error::errno(libc::EOPNOTSUPP, "a UDP socket has no connections to accept; read it with recvfrom")),
         }
+    }
+
+    /// A connection from the fast lane is the program's only if it is a stream socket: one
+    /// `getsockopt(SO_TYPE)` per connection (the lane's only syscall besides `recvmsg`; no
+    /// cheaper check tells a socket from a pipe). Anything else (a hostile primary's pipe)
+    /// is closed unseen and is a protocol error, as on the Node path: the worker leaves
+    /// with a message and code 1, unless it is disconnecting (the program then gets the
+    /// error). Issue 11, defect 7.
+    fn lane_connection(&self, conn: OwnedFd) -> Result<OwnedFd> {
+        let why = match crate::sys::fdkind::is_stream_socket(conn.as_fd()) {
+            Ok(true) => return Ok(conn),
+            Ok(false) => "the fast lane carried an fd that is not a stream socket".to_string(),
+            Err(e) => format!("the fast lane carried an fd that is not a stream socket ({e})"),
+        };
+        drop(conn);
+        if let Some((w, ..)) = &self.cluster
+            && !w.shared.disconnecting.load(Ordering::Acquire)
+        {
+            w.shared.leave(Some(&format!("the primary broke the protocol: {why}")));
+        }
+        Err(Error::protocol(why))
     }
 
     /// A connection from `newconn` is the program's: flags as asked, and the primary told.
