@@ -35,9 +35,9 @@ impl OutFd {
 }
 
 /// The least a non-blocking writer may hold unwritten for its peer (bytes).
-pub const MIN_QUEUE_LIMIT: usize = 64 * 1024 * 1024;
+pub(crate) const MIN_QUEUE_LIMIT: usize = 64 * 1024 * 1024;
 /// ... and at least this many maximum-size messages (`cluster_set_max_message`).
-pub const QUEUE_LIMIT_MESSAGES: usize = 4;
+pub(crate) const QUEUE_LIMIT_MESSAGES: usize = 4;
 
 /// What a non-blocking writer may hold unwritten: `max(64 MiB, 4 × the message cap)`
 /// (64 MiB with the default 16 MiB cap). Always more than one maximum-size message.
