@@ -20,6 +20,10 @@
 //!               "pid=<pid> nb=<0|1> line=<line>\n" (nb: the connection came O_NONBLOCK),
 //!               shut down writing and read until the client closes (no reset).
 //!               FIXTURE_NONBLOCK=1: a non-blocking server (poll its fd, then accept)
+//! FIXTURE_NOFILE=N: before getting its server, the worker lowers its RLIMIT_NOFILE so
+//!   that N more fds fit.
+//!   hoard       get_server; accepts every connection and keeps it open unanswered
+//!               (printing {"hoarded": n}, or {"accept_error": code} when accept fails)
 //!   drip:MS     get_server; every MS ms accept at most one connection and answer as
 //!               `line` does (MS=0: never). User messages from the primary steer it:
 //!               {"hold":1} stops accepting ({"holding":..} is printed),
@@ -297,6 +301,9 @@ fn worker() {
     let ctx = context::get().expect("worker start-up");
     let Role::Worker(w) = &ctx.role else { unreachable!() };
     let pid = std::process::id();
+    if let Some(n) = std::env::var("FIXTURE_NOFILE").ok().and_then(|n| n.parse::<u64>().ok()) {
+        limit_fds(n);
+    }
     // Worker-side events: report them; with FIXTURE_ECHO=1 answer every message.
     let echo = std::env::var("FIXTURE_ECHO").is_ok_and(|v| v == "1");
     // User messages also go to the program's thread (modes that take orders: drip).
@@ -407,6 +414,9 @@ fn worker() {
     }
     if let Some(ms) = mode.strip_prefix("drip:") {
         drip_worker(w.id(), server, ms.parse().unwrap_or(0), orders);
+    }
+    if mode == "hoard" {
+        hoard_worker(w.id(), &server);
     }
     if mode == "selfdestroy" {
         w.destroy();
@@ -554,5 +564,44 @@ fn drip_worker(id: u32, mut server: Server, period_ms: u64, orders: std::sync::m
                 idle();
             }
         }
+    }
+}
+
+/// `hoard`: takes every connection it can and keeps it, unanswered, so that the worker runs
+/// out of fds (set its RLIMIT_NOFILE low); reports each one and each failed accept.
+fn hoard_worker(id: u32, server: &Server) -> ! {
+    let mut held = Vec::new();
+    loop {
+        let mut pfd = libc::pollfd { fd: server.fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: (fixture) one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, 100) };
+        match server.accept() {
+            Ok(c) => {
+                held.push(c);
+                say(serde_json::json!({"worker": id, "hoarded": held.len()}));
+            }
+            Err(e) if e.code == -libc::EAGAIN => {}
+            Err(e) => {
+                say(serde_json::json!({"worker": id, "accept_error": e.code}));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Lowers RLIMIT_NOFILE so that exactly `room` more fds fit (fds take the lowest free number,
+/// which must stay below the limit).
+fn limit_fds(room: u64) {
+    let lowest = (0..).find(|&fd| {
+        // SAFETY: (fixture) F_GETFD on any number only asks whether it is open.
+        let flags = unsafe { libc::fcntl(fd as i32, libc::F_GETFD) };
+        flags < 0
+    }).unwrap_or(0u64);
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: (fixture) getrlimit/setrlimit read and write one rlimit.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lowest + room;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
     }
 }

@@ -110,6 +110,15 @@ pub fn open_fds() -> io::Result<Vec<RawFd>> {
     Ok(out)
 }
 
+/// `RLIMIT_NOFILE`'s soft limit: every fd number stays below it.
+pub fn soft_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    match syscall!(getrlimit(libc::RLIMIT_NOFILE, &mut lim)) {
+        Ok(_) => lim.rlim_cur,
+        Err(_) => u64::MAX,
+    }
+}
+
 /// How many more fds this process may open: `RLIMIT_NOFILE`'s soft limit less the fds
 /// open now (`/proc/self/fd`).
 pub fn headroom() -> io::Result<u64> {

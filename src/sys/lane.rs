@@ -61,40 +61,53 @@ pub fn send(sock: BorrowedFd<'_>, conns: &[RawFd]) -> io::Result<usize> {
     retry(|| syscall!(sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), n as u32, flags))).map(|n| n as usize)
 }
 
+/// One `recvmsg` of a lane message: (bytes, the fd it carried, whether fds were truncated).
+fn recv_msg(sock: BorrowedFd<'_>, flags: i32) -> io::Result<(usize, Option<OwnedFd>, bool)> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    let mut cbuf = Cmsg([0; 24]);
+    // SAFETY: an all-zero msghdr is valid; we fill the fields we use below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.0.as_mut_ptr().cast();
+    msg.msg_controllen = cbuf.0.len() as _;
+    let n = retry(|| syscall!(recvmsg(sock.as_raw_fd(), &mut msg, flags | libc::MSG_CMSG_CLOEXEC)))?;
+    let mut fd = None;
+    // SAFETY: the kernel wrote `msg_controllen` bytes of well-formed control messages;
+    // the buffer has room for one fd only, and an SCM_RIGHTS payload's fds are ours.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        if !c.is_null() && (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+            fd = Some(OwnedFd::from_raw_fd(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<RawFd>())));
+        }
+    }
+    Ok((n as usize, fd, msg.msg_flags & libc::MSG_CTRUNC != 0))
+}
+
 /// Receives one connection: `Ok(None)` at end of stream (the lane was shut down and is
 /// empty). `nonblocking`: `WouldBlock` instead of waiting. The fd is close-on-exec.
 pub fn recv(sock: BorrowedFd<'_>, nonblocking: bool) -> io::Result<Option<OwnedFd>> {
-    let mut flags = libc::MSG_CMSG_CLOEXEC;
-    if nonblocking {
-        flags |= libc::MSG_DONTWAIT;
-    }
+    let flags = if nonblocking { libc::MSG_DONTWAIT } else { 0 };
     loop {
-        let mut byte = [0u8; 1];
-        let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
-        let mut cbuf = Cmsg([0; 24]);
-        // SAFETY: an all-zero msghdr is valid; we fill the fields we use below.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.0.as_mut_ptr().cast();
-        msg.msg_controllen = cbuf.0.len() as _;
-        let n = retry(|| syscall!(recvmsg(sock.as_raw_fd(), &mut msg, flags)))?;
-        let mut fd = None;
-        // SAFETY: the kernel wrote `msg_controllen` bytes of well-formed control messages;
-        // the buffer has room for one fd only, and an SCM_RIGHTS payload's fds are ours.
-        unsafe {
-            let c = libc::CMSG_FIRSTHDR(&msg);
-            if !c.is_null() && (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                fd = Some(OwnedFd::from_raw_fd(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<RawFd>())));
-            }
-        }
-        match fd {
+        match recv_msg(sock, flags)? {
             // One fd with its byte, untruncated: a connection.
-            Some(fd) if n == 1 && msg.msg_flags & libc::MSG_CTRUNC == 0 => return Ok(Some(fd)),
-            None if n == 0 => return Ok(None),
+            (1, Some(fd), false) => return Ok(Some(fd)),
+            (0, None, _) => return Ok(None),
             // Anything else is not from our primary: drop it and go on.
             _ => {}
         }
+    }
+}
+
+/// Whether the next connection would fit in this process's fd table, without taking it:
+/// peeking installs a copy of its fd (closed here) or, with no fd left, reports truncation
+/// and leaves the message queued — where a plain receive would have lost the connection.
+/// `WouldBlock` when none waits.
+pub fn next_fits(sock: BorrowedFd<'_>) -> io::Result<bool> {
+    match recv_msg(sock, libc::MSG_PEEK | libc::MSG_DONTWAIT)? {
+        (_, None, true) => Ok(false),
+        _ => Ok(true),
     }
 }
 

@@ -51,12 +51,12 @@ fn read_loop(shared: &Shared, sock: &OwnedFd) -> Result<()> {
             Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => return Ok(()),
             Err(e) => return Err(Error::io("read from IPC channel", e)),
         };
-        if r.truncated {
-            return Err(Error::protocol("fds were truncated in transit (MSG_CTRUNC)"));
-        }
         if r.len == 0 {
             return Ok(());
         }
+        // The kernel drops an fd this process has no room for (MSG_CTRUNC, at its fd
+        // limit): the handle line it came with is answered as a refusal, not as an error.
+        let mut fd_lost = r.truncated;
         decoder.feed(&buf[..r.len], r.fds)?;
         loop {
             let fd = match decoder.next_line() {
@@ -68,7 +68,11 @@ fn read_loop(shared: &Shared, sock: &OwnedFd) -> Result<()> {
                     line.fd_eligible
                 }
             };
-            let fd = if fd && message::is_handle_line(&text) { decoder.take_fd() } else { None };
+            let handle = (fd || fd_lost) && message::is_handle_line(&text);
+            let fd = if handle && fd { decoder.take_fd() } else { None };
+            if fd.is_none() && handle && std::mem::take(&mut fd_lost) && refuse_lost_connection(shared, &text)? {
+                continue;
+            }
             handle_line(shared, &text, fd)?;
         }
         decoder.finish_read()?;
@@ -139,6 +143,23 @@ fn handle_line(shared: &Shared, line: &[u8], fd: Option<OwnedFd>) -> Result<()> 
         Inbound::HandleReplied { .. } => shared.writer.lock().handle_replied(),
         Inbound::Ignored => Ok(()),
     }
+}
+
+/// A `newconn` whose connection fd the kernel dropped (this process was at its fd limit):
+/// acked, and refused (`accepted: false`), so the primary — which keeps its copy until the
+/// answer — serves it elsewhere; the worker goes on (issue 11, defect 5). False when the line
+/// is not a `newconn` (Node's rules then answer a handle without fd with a NACK).
+fn refuse_lost_connection(shared: &Shared, line: &[u8]) -> Result<bool> {
+    let message::Parsed::Internal(env) = message::parse(line)? else { return Ok(false) };
+    let Some(inner) = env.msg else { return Ok(false) };
+    let message::Parsed::Internal(n) = message::parse(inner.get().as_bytes())? else { return Ok(false) };
+    let (Some(seq), "newconn", None) = (n.seq, n.act(), n.ack) else { return Ok(false) };
+    let mut w = shared.writer.lock();
+    let mut refusal = Vec::with_capacity(64);
+    wire::accepted(&mut refusal, seq, false, shared.next_seq());
+    let owed = shared.ack_owed.swap(0, Ordering::AcqRel);
+    w.send_control_then(wire::HANDLE_ACK, owed + 1, &refusal)?;
+    Ok(true)
 }
 
 /// A `newconn`'s fd must be a stream socket: a pipe or anything else is never handed to the

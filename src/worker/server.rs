@@ -165,7 +165,16 @@ pub struct Server {
     /// listener is non-blocking, its description shared with the primary's copy, so an
     /// accept that would wait costs accept, poll, accept).
     idle: AtomicBool,
+    /// The last connection's fd number was within `FD_MARGIN` of `fd_limit`.
+    near_fd_limit: AtomicBool,
+    fd_limit: std::sync::atomic::AtomicU64,
+    received: std::sync::atomic::AtomicU64,
 }
+
+/// Within this many fds of `RLIMIT_NOFILE`, a lane server looks before it receives.
+const FD_MARGIN: u64 = 8;
+/// A lane server reads `RLIMIT_NOFILE` again every this many connections.
+const LIMIT_REREAD: u64 = 64;
 
 /// A wait shorter than this did not sleep: connections were waiting.
 const SLEPT: std::time::Duration = std::time::Duration::from_micros(5);
@@ -186,7 +195,7 @@ impl Server {
             Addr::Unix(p) => (-1, Some(p.clone())),
         };
         let state = ServerState::new(String::new(), source)?;
-        Ok(Server { state, cluster: None, unlink, port, nonblocking: opts.nonblocking, idle: AtomicBool::new(false) })
+        Ok(Server { state, cluster: None, unlink, port, nonblocking: opts.nonblocking, idle: AtomicBool::new(false), near_fd_limit: AtomicBool::new(false), fd_limit: std::sync::atomic::AtomicU64::new(fd::soft_limit()), received: std::sync::atomic::AtomicU64::new(1) })
     }
 
     /// Asks the primary for a server (`queryServer`), then reports `listening`.
@@ -258,7 +267,7 @@ impl Server {
         if !matches!(state.source, Source::RoundRobin) {
             shared.servers.lock().push(state.clone());
         }
-        let server = Server { state, cluster: Some((worker, tuple, index)), unlink: None, port, nonblocking: opts.nonblocking, idle: AtomicBool::new(false) };
+        let server = Server { state, cluster: Some((worker, tuple, index)), unlink: None, port, nonblocking: opts.nonblocking, idle: AtomicBool::new(false), near_fd_limit: AtomicBool::new(false), fd_limit: std::sync::atomic::AtomicU64::new(fd::soft_limit()), received: std::sync::atomic::AtomicU64::new(1) };
         shared.send_with(|out, seq| wire::query(out, "listening", &q, port as i64, seq))?;
         Ok(server)
     }
@@ -332,9 +341,29 @@ impl Server {
                 if self.state.is_closed() {
                     return Err(closed());
                 }
+                // Near the fd limit a plain receive could lose the connection (the kernel
+                // drops an fd that does not fit): look first, and leave it queued if it does
+                // not fit — the primary then deals it to another worker (defect 5).
+                let mut nonblocking = self.nonblocking;
+                if self.near_fd_limit.load(Ordering::Relaxed) {
+                    match crate::sys::lane::next_fits(sock.as_fd()) {
+                        Ok(true) => nonblocking = true,
+                        Ok(false) => {
+                            return Err(Error::errno(libc::EMFILE, "no fd left for the next connection: it stays queued for another worker"));
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock && !self.nonblocking => {
+                            wait(sock.as_fd())?;
+                            continue;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            return Err(Error::errno(libc::EAGAIN, "no connection is waiting"));
+                        }
+                        Err(e) => return Err(Error::io("receive a connection", e)),
+                    }
+                }
                 // Connections come with the flags the program asked for: nothing to set. A
                 // blocking receive is woken by `close` (it shuts the lane: end of stream).
-                match crate::sys::lane::recv(sock.as_fd(), self.nonblocking) {
+                match crate::sys::lane::recv(sock.as_fd(), nonblocking) {
                     Ok(Some(c)) => return self.lane_connection(c),
                     // The primary closed the lane (it took this worker out of the server).
                     Ok(None) => return Err(closed()),
@@ -357,7 +386,16 @@ impl Server {
     /// error). Issue 11, defect 7.
     fn lane_connection(&self, conn: OwnedFd) -> Result<OwnedFd> {
         let why = match crate::sys::fdkind::is_stream_socket(conn.as_fd()) {
-            Ok(true) => return Ok(conn),
+            Ok(true) => {
+                // Fds take the lowest free number: one this high means few are left. The
+                // limit is read again now and then (it can change at run time).
+                if self.received.fetch_add(1, Ordering::Relaxed) % LIMIT_REREAD == 0 {
+                    self.fd_limit.store(fd::soft_limit(), Ordering::Relaxed);
+                }
+                let high = conn.as_raw_fd() as u64 + FD_MARGIN >= self.fd_limit.load(Ordering::Relaxed);
+                self.near_fd_limit.store(high, Ordering::Relaxed);
+                return Ok(conn);
+            }
             Ok(false) => "the fast lane carried an fd that is not a stream socket".to_string(),
             Err(e) => format!("the fast lane carried an fd that is not a stream socket ({e})"),
         };
