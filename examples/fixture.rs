@@ -40,6 +40,10 @@
 //!               (badjson, blank, oversize, fdnohandle, badquery), then idle
 //!   raw:bigdata one queryServer with 15 MiB `data`, then 40 small ones for the same server,
 //!               never reading fd 3; prints {"bigdata_sent": n} and idles
+//!   raw:file    before touching the library, write the bytes of the file FIXTURE_RAW_FILE on
+//!               fd 3 (in writes of FIXTURE_RAW_CHUNK bytes 1 ms apart, default one write;
+//!               FIXTURE_RAW_FD_AT=N: the write starting at byte N carries /dev/null), print
+//!               {"raw_file_sent": bytes}, then idle
 
 use std::io::{BufRead, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -293,8 +297,45 @@ fn raw_line(kind: &str) {
     }
 }
 
+/// `raw:file`: a hostile (or replayed) worker whose whole channel traffic is a file's bytes.
+fn raw_file() -> ! {
+    // SAFETY: (test fixture) fd 3 is the inherited channel, never handed to the library here.
+    let chan = unsafe { std::os::unix::net::UnixStream::from_raw_fd(3) };
+    let data = std::env::var_os("FIXTURE_RAW_FILE").and_then(|f| std::fs::read(f).ok()).unwrap_or_default();
+    let num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
+    let chunk = num("FIXTURE_RAW_CHUNK").filter(|&c| c > 0).unwrap_or(data.len().max(1));
+    let fd_at = num("FIXTURE_RAW_FD_AT").filter(|&a| a < data.len());
+    let mut cuts: Vec<usize> = (0..data.len()).step_by(chunk).chain(fd_at).collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    for (i, &start) in cuts.iter().enumerate() {
+        let mut part = &data[start..cuts.get(i + 1).copied().unwrap_or(data.len())];
+        if fd_at == Some(start) {
+            let null = std::fs::File::open("/dev/null").expect("/dev/null");
+            match cluster::sys::scm::send(std::os::fd::AsFd::as_fd(&chan), part, Some(null.as_raw_fd()), false) {
+                Ok(n) => part = &part[n..],
+                Err(_) => break,
+            }
+        }
+        if (&chan).write_all(part).is_err() {
+            break;
+        }
+        if i + 1 < cuts.len() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    say(serde_json::json!({"raw_file_sent": data.len()}));
+    std::mem::forget(chan);
+    loop {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}
+
 fn worker() {
     let mode = std::env::var("FIXTURE_MODE").unwrap_or_else(|_| "serve".into());
+    if mode == "raw:file" {
+        raw_file();
+    }
     if let Some(kind) = mode.strip_prefix("raw:") {
         return raw_line(kind);
     }
