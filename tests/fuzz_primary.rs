@@ -21,9 +21,9 @@
 //! primary); `scripts/fuzz-long` runs it long. Failures are kept in
 //! `tests/fuzz_primary.proptest-regressions` (commit that file).
 //!
-//! `FUZZ_KNOWN_BUGS=1` also checks what the bugs this fuzzing found, reported and not fixed
-//! yet, break (each is marked KNOWN BUG below); without it those checks are relaxed to what
-//! holds today, so the suite stays green.
+//! The four bugs this fuzzing found (an fd given to a line of a later read, `-0` on the hot
+//! path, arrays read as internal messages, lane packets that are not one byte and one fd)
+//! are fixed; `reported_bugs_minimal_inputs` keeps their minimal inputs.
 
 mod common;
 
@@ -54,11 +54,6 @@ use common::Proc;
 const CAP: usize = 8192;
 const ONLINE: &[u8] = b"{\"cmd\":\"NODE_CLUSTER\",\"act\":\"online\",\"seq\":0}\n";
 const BLANK_LINES: &[&[u8]] = &[b"\n", b" \n", b"\r\n", b"\t \n"];
-
-/// `FUZZ_KNOWN_BUGS=1`: the checks of reported, unfixed bugs are strict.
-fn known_bugs() -> bool {
-    std::env::var("FUZZ_KNOWN_BUGS").is_ok_and(|v| v == "1")
-}
 
 fn env_cases(var: &str, default: u32) -> u32 {
     std::env::var(var).ok().and_then(|c| c.parse().ok()).unwrap_or(default)
@@ -396,18 +391,10 @@ fn node_internal(v: &Value) -> bool {
     v.as_object().and_then(|o| o.get("cmd")).and_then(Value::as_str).is_some_and(message::is_internal_cmd)
 }
 
-/// KNOWN BUG (ipc::message, reported with issue 11 defect 8): serde's derived `Msg` also
-/// reads a JSON array, field by field, so `message::parse` takes the user message
-/// `["NODE_CLUSTER","queryServer",1]` for a `queryServer` (and `["NODE_HANDLE_ACK"]` for an
-/// ACK), where Node delivers it to the user as an array. Such arrays are left out of what
-/// must be a user message unless `FUZZ_KNOWN_BUGS=1`.
-fn misread_array(v: &Value) -> bool {
-    !known_bugs() && v.as_array().and_then(|a| a.first()).and_then(Value::as_str).is_some_and(message::is_internal_cmd)
-}
 
 /// A user message as a line (without `\n`): any JSON value but an internal one.
 fn user_json() -> impl Strategy<Value = String> {
-    json_value().prop_filter("not internal", |v| !node_internal(v) && !misread_array(v)).prop_map(|v| v.to_string())
+    json_value().prop_filter("not internal", |v| !node_internal(v)).prop_map(|v| v.to_string())
 }
 
 /// Internal messages a worker sends that the primary accepts (none is `NODE_HANDLE`).
@@ -536,12 +523,9 @@ fn arbitrary_reads_and_fds_never_panic_leak_or_misattribute() {
             if l.did.is_some() {
                 prop_assert_eq!(l.reply, Some(Control::Ack));
             }
-            // KNOWN BUG (decoder, reported with issue 11 defect 8): a line that starts in a
-            // later read, while a line of the fd's read was still incomplete at its end, can
-            // take it; the rule is that only a line starting in the fd's own read may.
-            if known_bugs() {
-                prop_assert!(l.start < spans[read].1, "an fd went to a line of a later read: {:?}", l);
-            }
+            // Only a line starting in the fd's own read may take it (the decoder gave it to a
+            // line of a later read before issue 11 defect 8).
+            prop_assert!(l.start < spans[read].1, "an fd went to a line of a later read: {:?}", l);
         }
         // A read's fds nobody took: an error, unless one fd still waits for its line at the end.
         let last_read = out.error.as_ref().map_or(spans.len(), |(r, _)| r + 1);
@@ -791,13 +775,6 @@ impl HotVariant {
         plain && (ack_line || newconn_reply)
     }
 
-    /// KNOWN BUG (hot_lines, reported with issue 11 defect 8): the fast path reads `-0` as 0
-    /// where serde refuses it (a float for an i64 field), so `message::parse` accepts
-    /// `{"cmd":"NODE_CLUSTER","ack":-0,"accepted":true,"seq":3}` that it refuses without
-    /// the fast path.
-    fn minus_zero(&self) -> bool {
-        self.ack.as_deref() == Some("-0") || self.seq.as_deref() == Some("-0")
-    }
 }
 
 fn number() -> impl Strategy<Value = String> {
@@ -864,14 +841,10 @@ fn serde_parse(line: &[u8]) -> std::result::Result<Option<Msg<'_>>, ()> {
 fn hot_lines_agree_with_serde() {
     check(env_cases("PROPTEST_CASES", 256) * 4, hot_variant(), |v| {
         let line = v.render();
-        let skip = v.minus_zero() && !known_bugs();
         let fast = hot_lines::parse(line.as_bytes());
         let slow = serde_parse(line.as_bytes());
         if v.canonical() {
             prop_assert!(fast.is_some(), "the fast path declined {:?}", line);
-        }
-        if skip {
-            return Ok(());
         }
         if let Some(f) = &fast {
             match &slow {
@@ -912,7 +885,7 @@ fn parse_tells_internal_from_user_messages_as_node_does() {
         let parsed = message::parse(line.as_bytes());
         if node_internal(&v) {
             prop_assert!(!matches!(parsed, Ok(Parsed::User)), "an internal message read as a user message: {}", line);
-        } else if !misread_array(&v) {
+        } else {
             prop_assert!(matches!(parsed, Ok(Parsed::User)), "a user message read as {:?}: {}", parsed, line);
         }
         Ok(())
@@ -974,10 +947,6 @@ fn lane_recv_takes_only_one_byte_one_fd_packets_and_keeps_no_fd() {
             match (*len, fds.len()) {
                 (1, 1) => expected.push(Got::Conn(ids[0])),
                 (0, 0) => expected.push(Got::End),
-                // KNOWN BUG (lane::recv, reported with issue 11 defect 8): a longer packet
-                // (MSG_TRUNC is not looked at) or one with two fds (they fit its 24-byte
-                // control buffer, so no MSG_CTRUNC) comes out as a connection, the first fd.
-                (1.., 1 | 2) if !known_bugs() => expected.push(Got::Conn(ids[0])),
                 _ => {}
             }
         }
@@ -994,18 +963,7 @@ fn lane_recv_takes_only_one_byte_one_fd_packets_and_keeps_no_fd() {
         prop_assert_eq!(got, expected);
         drop((tx, rx));
         let left: Vec<RawFd> = open_fds().difference(&before).copied().collect();
-        if !known_bugs() {
-            // KNOWN BUG (lane::recv, reported with issue 11 defect 8): of a packet with two or
-            // three fds, the second stays open in the receiver. Closed here so the run goes on.
-            let multi = packets.iter().filter(|(_, k)| k.len() > 1).count();
-            for &fd in &left {
-                // SAFETY: an fd lane::recv left open in this process, owned by nobody.
-                unsafe { libc::close(fd) };
-            }
-            prop_assert!(left.len() <= multi, "fds left open beyond the known bug: {:?}", left);
-        } else {
-            prop_assert!(left.is_empty(), "fds left open: {:?}", left);
-        }
+        prop_assert!(left.is_empty(), "fds left open: {:?}", left);
         Ok(())
     });
 }
@@ -1013,9 +971,8 @@ fn lane_recv_takes_only_one_byte_one_fd_packets_and_keeps_no_fd() {
 // ---------------------------------------------------------------------------------------
 // The bugs found here, reported with issue 11 defect 8
 
-/// The minimal inputs of the bugs this fuzzing found (each marked KNOWN BUG where a property
-/// relaxes its check for it). They always run (no panic, nothing kept open); with
-/// `FUZZ_KNOWN_BUGS=1` each must behave as the rules say, which fails until it is fixed.
+/// The minimal inputs of the bugs this fuzzing found (fixed with issue 11 defect 8): each
+/// must behave as the rules say.
 #[test]
 fn reported_bugs_minimal_inputs() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -1070,11 +1027,7 @@ fn reported_bugs_minimal_inputs() {
         }
     }
 
-    if known_bugs() {
-        assert!(wrong.is_empty(), "reported bugs still there:\n{}", wrong.join("\n"));
-    } else if !wrong.is_empty() {
-        eprintln!("reported bugs still there (FUZZ_KNOWN_BUGS=1 makes this fail):\n{}", wrong.join("\n"));
-    }
+    assert!(wrong.is_empty(), "reported bugs are back:\n{}", wrong.join("\n"));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -22,8 +22,9 @@ pub struct Decoder {
     scanned: usize,
     /// `None`: the process-wide cap (`ipc::max_line`).
     max_line: Option<usize>,
-    /// A pending fd and the offset in `buf` where the read that brought it began.
-    fd: Option<(usize, OwnedFd)>,
+    /// A pending fd and the offsets in `buf` where the read that brought it began and ended:
+    /// only a line that starts in that read may take it.
+    fd: Option<(usize, usize, OwnedFd)>,
 }
 
 /// One complete line (without the `\n`).
@@ -68,7 +69,7 @@ impl Decoder {
             if data.is_empty() {
                 return Err(Error::protocol("an fd arrived without data"));
             }
-            self.fd = Some((base, fd));
+            self.fd = Some((base, base + data.len(), fd));
         }
         self.buf.extend_from_slice(data);
         Ok(())
@@ -95,21 +96,21 @@ impl Decoder {
         if text.iter().all(|b| b.is_ascii_whitespace()) {
             return Some(Err(Error::protocol("a blank line arrived (Node would die of it)")));
         }
-        let fd_eligible = self.fd.as_ref().is_some_and(|(at, _)| s >= *at);
+        let fd_eligible = self.fd.as_ref().is_some_and(|(at, end, _)| (*at..*end).contains(&s));
         Some(Ok(Line { text, fd_eligible }))
     }
 
     /// Takes the pending fd (for an eligible `NODE_HANDLE` line).
     pub fn take_fd(&mut self) -> Option<OwnedFd> {
-        self.fd.take().map(|(_, fd)| fd)
+        self.fd.take().map(|(_, _, fd)| fd)
     }
 
     /// After the lines of a read: an fd that no line took, while no line that started in its
     /// read is still incomplete, came with something that is not a `NODE_HANDLE`. It is
     /// closed and reported.
     pub fn finish_read(&mut self) -> Result<()> {
-        let Some((at, _)) = &self.fd else { return Ok(()) };
-        let incomplete_from_its_read = self.buffered() > 0 && self.start >= *at;
+        let Some((at, end, _)) = &self.fd else { return Ok(()) };
+        let incomplete_from_its_read = self.buffered() > 0 && (*at..*end).contains(&self.start);
         if !incomplete_from_its_read {
             self.fd = None;
             return Err(Error::protocol("an fd arrived with a message that is not NODE_HANDLE"));
@@ -123,8 +124,9 @@ impl Decoder {
         }
         self.buf.drain(..self.start);
         self.scanned -= self.start;
-        if let Some((at, _)) = &mut self.fd {
+        if let Some((at, end, _)) = &mut self.fd {
             *at = at.saturating_sub(self.start);
+            *end = end.saturating_sub(self.start);
         }
         self.start = 0;
     }

@@ -114,6 +114,13 @@ pub fn parse(line: &[u8]) -> Result<Parsed<'_>> {
     if let Some(m) = super::hot_lines::parse(line) {
         return Ok(Parsed::Internal(m));
     }
+    // Only an object can be an internal message (serde would also read `Msg` from an array,
+    // field by field: `["NODE_CLUSTER","queryServer",1]` is a user's array, as in Node).
+    if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return serde_json::from_slice::<serde::de::IgnoredAny>(line)
+            .map(|_| Parsed::User)
+            .map_err(|e| Error::protocol(format!("invalid JSON from peer: {e}")));
+    }
     match serde_json::from_slice::<Msg<'_>>(line) {
         Ok(m) if m.cmd.as_deref().is_some_and(is_internal_cmd) => Ok(Parsed::Internal(m)),
         Ok(_) => Ok(Parsed::User),
@@ -179,6 +186,8 @@ mod tests {
         assert!(matches!(parse(br#"{"cmd":"NODE_"}"#).unwrap(), Parsed::User));
         assert!(matches!(parse(br#""done""#).unwrap(), Parsed::User));
         assert!(matches!(parse(br#"[1,2]"#).unwrap(), Parsed::User));
+        assert!(matches!(parse(br#"["NODE_CLUSTER","queryServer",1]"#).unwrap(), Parsed::User), "an array is never internal");
+        assert!(matches!(parse(br#" ["NODE_HANDLE_ACK"]"#).unwrap(), Parsed::User));
         assert!(matches!(parse(br#"{"cmd":"hello","seq":"x"}"#).unwrap(), Parsed::User));
         assert!(parse(br#"{"cmd":"NODE_CLUSTER","seq":"x"}"#).is_err());
         assert!(parse(b"{nope").is_err());

@@ -61,7 +61,8 @@ pub fn send(sock: BorrowedFd<'_>, conns: &[RawFd]) -> io::Result<usize> {
     retry(|| syscall!(sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), n as u32, flags))).map(|n| n as usize)
 }
 
-/// One `recvmsg` of a lane message: (bytes, the fd it carried, whether fds were truncated).
+/// One `recvmsg` of a lane message: (bytes, the fd it carried, whether it was not exactly a
+/// byte and an fd: longer, or with more fds, which the kernel then drops and closes).
 fn recv_msg(sock: BorrowedFd<'_>, flags: i32) -> io::Result<(usize, Option<OwnedFd>, bool)> {
     let mut byte = [0u8; 1];
     let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
@@ -71,7 +72,9 @@ fn recv_msg(sock: BorrowedFd<'_>, flags: i32) -> io::Result<(usize, Option<Owned
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = cbuf.0.as_mut_ptr().cast();
-    msg.msg_controllen = cbuf.0.len() as _;
+    // Room for exactly one fd: the kernel drops (and reports) any further ones.
+    // SAFETY: CMSG_LEN is a pure size computation.
+    msg.msg_controllen = unsafe { libc::CMSG_LEN(size_of::<RawFd>() as u32) } as _;
     let n = retry(|| syscall!(recvmsg(sock.as_raw_fd(), &mut msg, flags | libc::MSG_CMSG_CLOEXEC)))?;
     let mut fd = None;
     // SAFETY: the kernel wrote `msg_controllen` bytes of well-formed control messages;
@@ -82,7 +85,8 @@ fn recv_msg(sock: BorrowedFd<'_>, flags: i32) -> io::Result<(usize, Option<Owned
             fd = Some(OwnedFd::from_raw_fd(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<RawFd>())));
         }
     }
-    Ok((n as usize, fd, msg.msg_flags & libc::MSG_CTRUNC != 0))
+    // A longer message (MSG_TRUNC) or more than one fd (MSG_CTRUNC) is not one connection.
+    Ok((n as usize, fd, msg.msg_flags & (libc::MSG_CTRUNC | libc::MSG_TRUNC) != 0))
 }
 
 /// Receives one connection: `Ok(None)` at end of stream (the lane was shut down and is
