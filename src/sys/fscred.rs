@@ -42,7 +42,15 @@ pub fn run_as<T>(creds: &Creds, f: impl FnOnce() -> T) -> io::Result<T> {
     if mine == *creds {
         return Ok(f());
     }
-    set_groups(&creds.groups)?;
+    if let Err(e) = set_groups(&creds.groups) {
+        // Same user, other groups, and no right to change ours (an unprivileged primary
+        // whose worker dropped some of its groups): the operation runs with the primary's
+        // groups, which the worker's user has anyway; refusing would break such a worker.
+        if e.raw_os_error() == Some(libc::EPERM) && (mine.uid, mine.gid) == (creds.uid, creds.gid) {
+            return Ok(f());
+        }
+        return Err(e);
+    }
     // SAFETY: setfsgid/setfsuid take plain ids and only change this thread's credentials.
     unsafe { libc::setfsgid(creds.gid) };
     // SAFETY: as above.
