@@ -44,7 +44,8 @@ if (cluster.isPrimary) {
     console.error(`worker ${process.pid}: ${err.message}`);
     process.exit(1);
   });
-  cluster.listen(server, { port: envInt('PORT', 8000), host: '127.0.0.1' }, () => {
+  // As with node:cluster: the primary binds the port once and hands out the connections.
+  server.listen(envInt('PORT', 8000), '127.0.0.1', () => {
     console.log(`Worker ${process.pid} started`);
   });
 }

@@ -2,14 +2,14 @@
 //
 //   const cluster = require('libcluster');
 //   if (cluster.isPrimary) { cluster.fork(); cluster.on('exit', ...); }
-//   else cluster.listen(http.createServer(handler), { port: 8000, host: '127.0.0.1' });
+//   else http.createServer(handler).listen(8000, '127.0.0.1');
 //
 // The primary and the workers speak Node v20's IPC protocol through libcluster, so either
-// side may be Node, C, Rust or Python. One exception to running "unchanged": a worker's
-// server is started with cluster.listen(server, options) instead of server.listen(options).
+// side may be Node, C, Rust or Python. In a worker, server.listen() goes through the
+// cluster as in Node (lib/listen.js); cluster.listen(server, options) is an alias.
 //
 // If Node itself took this worker's channel (a primary ran `node script.js` directly instead
-// of through bin/libcluster-node), this module is node:cluster plus `listen`, which then
+// of through bin/libcluster-node), this module is node:cluster plus the alias `listen`, which
 // calls server.listen(): Node's own cluster worker code serves the same protocol.
 'use strict';
 const path = require('node:path');

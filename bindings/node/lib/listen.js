@@ -174,4 +174,98 @@ function listen(server, options, callback) {
   return server;
 }
 
-module.exports = { listen, servers };
+// In a worker, plain server.listen(...) goes through the cluster, as in a Node worker: the
+// arguments are normalised as net.Server.prototype.listen does it (port/host/backlog,
+// options object, path, handle/fd), then served by listen() above. A handle, an fd or
+// `exclusive: true` keeps Node's own local listen (libcluster binds those in this process
+// too, as Node's primary does for an exclusive listen).
+const nodeListen = net.Server.prototype.listen;
+
+function toNumber(x) {
+  return (x = Number(x)) >= 0 ? x : false;
+}
+
+function isPipeName(s) {
+  return typeof s === 'string' && toNumber(s) === false;
+}
+
+function isNativeHandle(o) {
+  const name = o && o.constructor && o.constructor.name;
+  return name === 'TCP' || name === 'Pipe';
+}
+
+function workerListen(...args) {
+  // Node's normalizeArgs.
+  let options = {};
+  const arg0 = args[0];
+  if (args.length === 0) {
+    // listen(): a random port.
+  } else if (typeof arg0 === 'object' && arg0 !== null) {
+    options = arg0;
+  } else if (isPipeName(arg0)) {
+    options = { path: arg0 };
+  } else {
+    options = { port: arg0 };
+    if (args.length > 1 && typeof args[1] === 'string') options.host = args[1];
+  }
+  const last = args[args.length - 1];
+  const cb = typeof last === 'function' ? last : undefined;
+
+  const target = options._handle || options.handle || options;
+  if (target !== options || isNativeHandle(target) ||
+      (typeof target.fd === 'number' && target.fd >= 0) || options.exclusive === true) {
+    return Reflect.apply(nodeListen, this, args);
+  }
+  if (this._handle || this.listening) {
+    const err = new Error('Listen method has been called more than once without closing.');
+    err.code = 'ERR_SERVER_ALREADY_LISTEN';
+    throw err;
+  }
+  // (handle|path|port, backlog) or (port, host, backlog)
+  const backlogFromArgs = toNumber(args.length > 1 && args[1]) || toNumber(args.length > 2 && args[2]);
+  let port = options.port;
+  if (args.length === 0 || typeof arg0 === 'function' ||
+      (port === undefined && 'port' in options) || port === null) {
+    port = 0;
+  }
+  const backlog = (options.backlog || backlogFromArgs) | 0;
+  const common = {
+    backlog: backlog > 0 ? backlog : 0,
+    ipv6Only: options.ipv6Only === true,
+  };
+  if (options.signal !== undefined) addAbortSignal(this, options.signal);
+  if (typeof port === 'number' || typeof port === 'string') {
+    E.validatePort(port, 'options.port');
+    return listen(this, { ...common, port, host: options.host || undefined }, cb);
+  }
+  if (options.path && isPipeName(options.path)) {
+    return listen(this, { ...common, path: options.path }, cb);
+  }
+  const err = new TypeError(!('port' in options) && !('path' in options)
+    ? `The argument 'options' must have the property "port" or "path". Received ${JSON.stringify(options)}`
+    : `The argument 'options' is invalid. Received ${JSON.stringify(options)}`);
+  err.code = 'ERR_INVALID_ARG_VALUE';
+  throw err;
+}
+
+// Node's `signal` option: aborting closes the server.
+function addAbortSignal(server, signal) {
+  if (signal === null || typeof signal !== 'object' || !('aborted' in signal)) {
+    throw E.typeError('options.signal', 'an instance of AbortSignal', signal);
+  }
+  const onAborted = () => server.close();
+  if (signal.aborted) {
+    process.nextTick(onAborted);
+  } else {
+    signal.addEventListener('abort', onAborted, { once: true });
+    server.once('close', () => signal.removeEventListener('abort', onAborted));
+  }
+}
+
+// Called once, when this package is loaded in a worker whose channel is libcluster's.
+function interceptListen() {
+  if (net.Server.prototype.listen === workerListen) return;
+  net.Server.prototype.listen = workerListen;
+}
+
+module.exports = { listen, servers, interceptListen };

@@ -1,14 +1,17 @@
 // A worker: cluster.worker (id, send, disconnect, 'message', 'disconnect'), process.send()
-// and process.on('message') as in a Node worker, and cluster.listen().
+// and process.on('message') as in a Node worker; server.listen() (any net.Server: net,
+// http, https, tls, ...) goes through the cluster as in a Node worker (cluster.listen() is
+// the same, kept as an alias).
 'use strict';
 const EventEmitter = require('node:events');
 const native = require('./native');
 const E = require('./errors');
 const { KIND, createCluster, startEvents, sendTo } = require('./common');
-const { servers } = require('./listen');
+const { servers, interceptListen } = require('./listen');
 const { wrapFd } = require('./handles');
 
 const cluster = createCluster(true);
+interceptListen();
 
 class Worker extends EventEmitter {
   constructor(id) {
