@@ -24,8 +24,19 @@ fn served_after_fds_come_back(lane: bool) {
     let (_, w_pid, port, _) = fork_server(&mut p, "FIXTURE_MODE=line");
     let pid = p.pid();
     let (soft, hard) = fd_limit(pid);
-    // No fd left for an accepted connection.
-    set_fd_limit(pid, lowest_free_fd(pid), hard);
+    // No fd left for an accepted connection: the limit at the lowest free fd number, read
+    // again until it holds still (an fd the primary had open only for a moment would leave a
+    // free number below the limit once closed).
+    let mut limit = lowest_free_fd(pid);
+    for _ in 0..40 {
+        set_fd_limit(pid, limit, hard);
+        std::thread::sleep(Duration::from_millis(25));
+        let now = lowest_free_fd(pid);
+        if now == limit {
+            break;
+        }
+        limit = now;
+    }
     let (handles, answered) = clients(port, N, "c");
     // Clients wait in the backlog while the primary is at its limit; it does not spin.
     let cpu_before = cpu_ticks(pid);
