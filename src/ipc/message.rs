@@ -145,7 +145,9 @@ pub fn is_handle_line(line: &[u8]) -> bool {
         #[serde(borrow, default)]
         cmd: Option<Cow<'a, str>>,
     }
-    serde_json::from_slice::<CmdOnly<'_>>(line).is_ok_and(|m| m.cmd.as_deref() == Some("NODE_HANDLE"))
+    // An object only (serde would read `CmdOnly` from `["NODE_HANDLE"]` too).
+    line.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+        && serde_json::from_slice::<CmdOnly<'_>>(line).is_ok_and(|m| m.cmd.as_deref() == Some("NODE_HANDLE"))
 }
 
 /// Reads a JSON integer or `false`/`null`/absent (Node's `backlog`), giving `None` for the latter.
@@ -188,6 +190,8 @@ mod tests {
         assert!(matches!(parse(br#"[1,2]"#).unwrap(), Parsed::User));
         assert!(matches!(parse(br#"["NODE_CLUSTER","queryServer",1]"#).unwrap(), Parsed::User), "an array is never internal");
         assert!(matches!(parse(br#" ["NODE_HANDLE_ACK"]"#).unwrap(), Parsed::User));
+        assert!(!is_handle_line(br#"["NODE_HANDLE"]"#), "an array never binds an fd");
+        assert!(is_handle_line(br#"{"cmd":"NODE_HANDLE","type":"net.Native"}"#));
         assert!(matches!(parse(br#"{"cmd":"hello","seq":"x"}"#).unwrap(), Parsed::User));
         assert!(parse(br#"{"cmd":"NODE_CLUSTER","seq":"x"}"#).is_err());
         assert!(parse(b"{nope").is_err());
