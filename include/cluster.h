@@ -455,6 +455,17 @@ int cluster_send(int worker_id, const char *json, int fd);
 int cluster_disconnect_worker(int worker_id);
 
 /*
+ Node's `worker.process.disconnect()` (primary): closes worker `worker_id`'s IPC channel
+ at once, without the disconnect protocol (`exited_after_disconnect` stays 0). The worker
+ sees its primary gone and exits with code 0, as Node's workers do; a DISCONNECT event
+ follows here, then EXIT.
+
+ Returns 0. Errors: `-ESRCH` (unknown or dead worker), `CLUSTER_E_CLOSED` (already
+ disconnected), `CLUSTER_E_WRONG_ROLE` in a worker.
+ */
+int cluster_close_channel(int worker_id);
+
+/*
  Node's `cluster.disconnect([cb])` (primary): disconnects every connected worker. `cb`
  (may be NULL) runs once, from `cluster_dispatch`, `cluster_run` or `cluster_poll_event`
  on the calling thread, when `cluster.workers` is empty — also when it already is — with

@@ -63,6 +63,23 @@ pub extern "C" fn cluster_disconnect_worker(worker_id: c_int) -> c_int {
     })
 }
 
+/// Node's `worker.process.disconnect()` (primary): closes worker `worker_id`'s IPC channel
+/// at once, without the disconnect protocol (`exited_after_disconnect` stays 0). The worker
+/// sees its primary gone and exits with code 0, as Node's workers do; a DISCONNECT event
+/// follows here, then EXIT.
+///
+/// Returns 0. Errors: `-ESRCH` (unknown or dead worker), `CLUSTER_E_CLOSED` (already
+/// disconnected), `CLUSTER_E_WRONG_ROLE` in a worker.
+#[unsafe(no_mangle)]
+pub extern "C" fn cluster_close_channel(worker_id: c_int) -> c_int {
+    ffi_guard!({
+        if worker_id <= 0 {
+            return ret(Err(Error::errno(libc::ESRCH, format!("no worker with id {worker_id}"))));
+        }
+        ret(context::primary().and_then(|p| p.close_channel(worker_id as u32)).map(|_| 0))
+    })
+}
+
 /// Node's `cluster.disconnect([cb])` (primary): disconnects every connected worker. `cb`
 /// (may be NULL) runs once, from `cluster_dispatch`, `cluster_run` or `cluster_poll_event`
 /// on the calling thread, when `cluster.workers` is empty — also when it already is — with

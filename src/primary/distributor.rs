@@ -153,6 +153,7 @@ impl Distributor {
                     self.send_line(id, fd.map(OutFd::Owned));
                 }
                 Command::Disconnect { id } => self.disconnect(id),
+                Command::CloseChannel { id } => self.close_channel(id, None),
             }
         }
     }

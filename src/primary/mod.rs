@@ -164,8 +164,12 @@ impl Primary {
         self.shared.least_loaded.store(on, Ordering::Relaxed);
     }
 
-    /// Sets the scheduling policy. Fixed once a worker exists.
+    /// Sets the scheduling policy. Fixed once a worker exists (setting the same one again
+    /// is not a change).
     pub fn set_sched_policy(&self, policy: SchedPolicy) -> Result<()> {
+        if policy == self.sched_policy() {
+            return Ok(());
+        }
         if self.next_id.load(Ordering::Relaxed) > 1 {
             return Err(Error::errno(libc::EBUSY, "the scheduling policy is fixed once the first worker is forked"));
         }
@@ -278,6 +282,15 @@ impl Primary {
         }
         self.shared.unlist(id);
         self.command(Command::Disconnect { id });
+        Ok(())
+    }
+
+    /// Node's `worker.process.disconnect()`: closes the worker's channel at once, without
+    /// the disconnect protocol. The worker sees its primary gone and exits (code 0); here
+    /// it leaves every handle and `disconnect` follows, as on any channel close.
+    pub fn close_channel(&self, id: u32) -> Result<()> {
+        self.connected_worker(id)?;
+        self.command(Command::CloseChannel { id });
         Ok(())
     }
 

@@ -50,6 +50,8 @@ pub(crate) enum Command {
     Send { id: u32, line: Vec<u8>, fd: Option<OwnedFd> },
     /// Node's primary-side `worker.disconnect()`.
     Disconnect { id: u32 },
+    /// Node's `worker.process.disconnect()`: closes the channel, no protocol message.
+    CloseChannel { id: u32 },
 }
 
 /// State shared between the user's threads and the distributor thread.

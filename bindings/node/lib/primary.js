@@ -9,6 +9,7 @@ const native = require('./native');
 const E = require('./errors');
 const { KIND, createCluster, startEvents, sendTo } = require('./common');
 const { wrapFd } = require('./handles');
+const BaseWorker = require('./worker_base');
 
 const STDIO = { inherit: -1, pipe: -2, overlapped: -2, ignore: -3 };
 const launcher = path.join(__dirname, '..', 'bin', 'libcluster-node');
@@ -67,18 +68,22 @@ class WorkerProcess extends EventEmitter {
     return this.worker.send(...args);
   }
 
+  // Node's ChildProcess.disconnect(): closes the channel itself, without the cluster's
+  // disconnect protocol; the worker sees its primary gone and exits with code 0.
   disconnect() {
-    this.worker.disconnect();
+    const rc = native.closeChannel(this.worker.id);
+    if (rc < 0) {
+      const err = new Error('IPC channel is already disconnected');
+      err.code = 'ERR_IPC_DISCONNECTED';
+      process.nextTick(() => this.emit('error', err));
+    }
   }
 }
 
-class Worker extends EventEmitter {
+class Worker extends BaseWorker {
   constructor(id, pid) {
-    super();
-    this.id = id;
+    super({ id, state: 'none' });
     this.process = new WorkerProcess(this, pid);
-    this.state = 'none';
-    this._exitedAfterDisconnect = undefined;
     this._disconnected = false;
   }
 
@@ -155,21 +160,23 @@ function stdioEntry(v, i) {
   throw E.typeError(`settings.stdio[${i}]`, "'pipe', 'inherit', 'ignore', an fd or a stream with an fd", v);
 }
 
+// As child_process does it: every own enumerable key whose value is not undefined becomes
+// `key=value` (value turned into a string); only a NUL byte is refused.
 function envList(env, name) {
-  if (Array.isArray(env)) {
+  if (Array.isArray(env) && name !== 'env') {
     E.validateStringArray(env, name);
     return env.slice();
   }
-  E.validateObject(env, name);
   const out = [];
-  for (const [k, v] of Object.entries(env)) {
+  for (const [k, v] of Object.entries({ ...env })) {
     if (v === undefined) continue;
-    if (k === '' || k.includes('=') || k.includes('\0')) {
-      const err = new TypeError(`${name}: invalid environment variable name ${JSON.stringify(k)}`);
+    const pair = `${k}=${v}`;
+    if (pair.includes('\0')) {
+      const err = new TypeError(`The argument '${name}' must be a string without null bytes. Received ${JSON.stringify(pair)}`);
       err.code = 'ERR_INVALID_ARG_VALUE';
       throw err;
     }
-    out.push(`${k}=${v}`);
+    out.push(pair);
   }
   return out;
 }
@@ -241,7 +248,8 @@ function applySettings(s) {
   out.uid = s.uid;
   out.gid = s.gid;
   out.serialization = s.serialization;
-  out.sched = s.schedulingPolicy || cluster.schedulingPolicy;
+  // As in Node, the policy is frozen by the first setupPrimary (a fork calls it).
+  if (!initialized) out.sched = s.schedulingPolicy || cluster.schedulingPolicy;
   const rc = native.setupPrimary(out);
   if (rc < 0) throw E.clusterError(rc, 'setupPrimary', native.lastError());
   return out;
@@ -280,11 +288,7 @@ function pipesOf(worker) {
 }
 
 cluster.fork = function fork(env) {
-  let list = null;
-  if (env !== undefined && env !== null) {
-    E.validateObject(env, 'env');
-    list = envList(env, 'env');
-  }
+  const list = env === undefined || env === null ? null : envList(env, 'env');
   if (!initialized) cluster.setupPrimary();
   const id = native.fork(list);
   if (id < 0) throw E.clusterError(id, 'fork', native.lastError());
@@ -307,7 +311,10 @@ cluster.disconnect = function disconnect(callback) {
   updateRef();
 };
 
-cluster.Worker = Worker;
+cluster.Worker = BaseWorker;
+// Not Node's: a worker object for libcluster worker `id` (forked elsewhere, or none: its
+// operations then fail with ESRCH). Non-enumerable; the tests use it.
+Object.defineProperty(cluster, '_workerForId', { value: (id) => new Worker(id) });
 
 function addressType(t) {
   if (t === 104) return 'udp4';

@@ -3,23 +3,36 @@
 // http, https, tls, ...) goes through the cluster as in a Node worker (cluster.listen() is
 // the same, kept as an alias).
 'use strict';
-const EventEmitter = require('node:events');
 const native = require('./native');
 const E = require('./errors');
 const { KIND, createCluster, startEvents, sendTo } = require('./common');
 const { servers, interceptListen } = require('./listen');
 const { wrapFd } = require('./handles');
+const dgram = require('./dgram');
+const BaseWorker = require('./worker_base');
 
 const cluster = createCluster(true);
+cluster.Worker = BaseWorker;
 interceptListen();
+dgram.interceptBind();
 
-class Worker extends EventEmitter {
+// Closes this worker's clustered servers and sockets; `done` once all have closed (a
+// server's connections ended, as server.close() waits for them).
+function closeHandles(done) {
+  const list = [...servers].filter((s) => s._handle || s.listening);
+  let waiting = list.length + 1;
+  const one = () => {
+    if (--waiting === 0) done();
+  };
+  for (const server of list) server.close(() => one());
+  waiting++;
+  dgram.closeAll(one);
+  one();
+}
+
+class Worker extends BaseWorker {
   constructor(id) {
-    super();
-    this.id = id;
-    this.process = process;
-    this.state = 'online';
-    this.exitedAfterDisconnect = undefined;
+    super({ id, state: 'online', process });
     this._disconnecting = false;
     this._disconnectRequested = false;
     this._disconnected = false;
@@ -46,10 +59,7 @@ class Worker extends EventEmitter {
     if (this._disconnecting || !this.isConnected()) return this;
     this._disconnecting = true;
     this.exitedAfterDisconnect = true;
-    const list = [...servers];
-    let waiting = list.length + 1;
-    const done = () => {
-      if (--waiting > 0) return;
+    closeHandles(() => {
       this._disconnectRequested = true;
       native.workerDisconnect((rc, message) => {
         if (rc < 0 && rc !== E.CLUSTER_E.CLUSTER_E_CLOSED) {
@@ -58,9 +68,7 @@ class Worker extends EventEmitter {
           else process.emitWarning(err.message, { code: err.code, type: 'LibclusterWarning' });
         }
       });
-    };
-    for (const server of list) server.close(() => done());
-    done();
+    });
     return this;
   }
 
@@ -91,6 +99,15 @@ if (ownProcessIpc) {
     enumerable: true,
     get: () => worker.isConnected(),
   });
+  // process.channel: ref()/unref() decide whether the open channel keeps the process alive.
+  process.channel = {
+    ref() {
+      native.eventsRef(true);
+    },
+    unref() {
+      native.eventsRef(false);
+    },
+  };
 }
 
 function onEvent(ev) {
@@ -103,20 +120,30 @@ function onEvent(ev) {
         message = ev.data;
       }
       const handle = wrapFd(ev.fd);
-      worker.emit('message', message, handle);
+      // worker 'message' follows process 'message' (cluster.Worker listens to its process).
       if (ownProcessIpc) process.emit('message', message, handle);
+      else worker.emit('message', message, handle);
       break;
     }
-    case KIND.DISCONNECT:
-      // The channel is closed: no more events. Servers were closed by libcluster (their
-      // polls saw it); the process exits once nothing else keeps it alive, as Node's do.
+    case KIND.DISCONNECT: {
+      // The channel is closed: no more events. libcluster closed the servers (their polls
+      // saw it); as in a Node worker, 'disconnect' is emitted once they have closed, that
+      // is once their open connections have ended, and then the process exits once
+      // nothing else keeps it alive.
       native.eventsStop();
-      worker._disconnected = true;
-      worker.state = 'disconnected';
       worker.exitedAfterDisconnect = ev.exitedAfterDisconnect || worker.exitedAfterDisconnect === true;
-      worker.emit('disconnect');
-      if (ownProcessIpc) process.emit('disconnect');
+      worker._disconnectRequested = true;
+      closeHandles(() => {
+        worker._disconnected = true;
+        worker.state = 'disconnected';
+        if (ownProcessIpc) {
+          process.channel = undefined;
+          process.emit('disconnect');
+        }
+        worker.emit('disconnect');
+      });
       break;
+    }
     case KIND.ERROR: {
       const err = E.clusterError(ev.error, 'cluster', ev.data);
       if (worker.listenerCount('error') > 0) worker.emit('error', err);

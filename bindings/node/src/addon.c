@@ -23,6 +23,7 @@
 #include <cluster.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -506,6 +507,17 @@ static napi_value DisconnectAll(napi_env env, napi_callback_info info) {
     return js_int(env, cluster_disconnect(on_drained, NULL));
 }
 
+/* closeChannel(id) -> 0 or a negative code: worker.process.disconnect(). */
+static napi_value CloseChannel(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1];
+    int32_t id;
+    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    if (argc < 1 || !arg_int(env, argv[0], &id))
+        return NULL;
+    return js_int(env, cluster_close_channel(id));
+}
+
 /* setupPrimary({exec, args, cwd, env, silent, stdio, uid, gid, serialization, sched}):
  * absent or null fields keep their value. */
 static napi_value SetupPrimary(napi_env env, napi_callback_info info) {
@@ -738,6 +750,24 @@ static napi_value ServerStart(napi_env env, napi_callback_info info) {
     return js_int(env, r);
 }
 
+/* serverDupFd(handle) -> a close-on-exec duplicate of the server's fd (for a UDP server:
+ * the bound datagram socket, which dgram adopts), or a negative code. */
+static napi_value ServerDupFd(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1];
+    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    server_t *s = unwrap_server(env, argv[0]);
+    if (!s)
+        return NULL;
+    if (!s->srv)
+        return js_int(env, -EBADF);
+    int fd = cluster_server_fd(s->srv);
+    if (fd < 0)
+        return js_int(env, fd);
+    int dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    return js_int(env, dup < 0 ? -errno : dup);
+}
+
 /* serverRef(handle, bool): whether a listening server keeps the process alive. */
 static napi_value ServerRef(napi_env env, napi_callback_info info) {
     size_t argc = 2;
@@ -877,8 +907,8 @@ static void get_server_complete(napi_env env, napi_status status, void *data) {
 
 /* getServer(address|null, port, backlog, ipv6Only, exclusive, callback). */
 static napi_value GetServer(napi_env env, napi_callback_info info) {
-    size_t argc = 6;
-    napi_value argv[6];
+    size_t argc = 7;
+    napi_value argv[7];
     NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
     if (argc < 6) {
         napi_throw_type_error(env, NULL, "libcluster addon: getServer needs 6 arguments");
@@ -906,6 +936,15 @@ static napi_value GetServer(napi_env env, napi_callback_info info) {
     }
     j->opts.ipv6_only = ipv6_only;
     j->opts.exclusive = exclusive;
+    /* Optional 7th argument: 1 = UDP (a dgram bind), 3 = UDP with SO_REUSEADDR. */
+    int32_t udp = 0;
+    if (argc > 6 && !is_nullish(env, argv[6]) && !arg_int(env, argv[6], &udp)) {
+        free(j->address);
+        free(j);
+        return NULL;
+    }
+    j->opts.udp = udp & 1;
+    j->opts.reuse_addr = (udp & 2) ? 1 : 0;
     queue_job(env, j, argv[5], "libcluster:getServer", get_server_execute, get_server_complete);
     return NULL;
 }
@@ -978,6 +1017,7 @@ static napi_value Init(napi_env env, napi_value exports) {
         FN("send", Send),
         FN("disconnectWorker", DisconnectWorker),
         FN("disconnectAll", DisconnectAll),
+        FN("closeChannel", CloseChannel),
         FN("workerState", WorkerState),
         FN("workerIsConnected", WorkerIsConnected),
         FN("workerIsDead", WorkerIsDead),
@@ -992,6 +1032,7 @@ static napi_value Init(napi_env env, napi_value exports) {
         FN("serverRef", ServerRef),
         FN("serverClose", ServerClose),
         FN("serverPort", ServerPort),
+        FN("serverDupFd", ServerDupFd),
         FN("fdInfo", FdInfo),
         FN("closeFd", CloseFd),
 #undef FN
