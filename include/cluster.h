@@ -431,8 +431,10 @@ int cluster_stop(void);
  Sends a message: `worker.send(message[, handle])` in the primary (to `worker_id`), or
  `process.send(message[, handle])` in a worker (`worker_id` must be 0: the primary).
 
- `json`: any JSON text (re-serialized compactly, so the peer never sees a blank or
- partial line); objects whose `cmd` starts with `NODE_` are reserved. `fd`: -1, or a
+ `json`: any JSON text, sent as written: the peer receives these bytes with only the
+ whitespace outside strings removed (one line), so key order, number text (integers of
+ any size) and string escapes arrive unchanged. Objects whose `cmd` starts with `NODE_`
+ are reserved. `fd`: -1, or a
  TCP, Unix-stream or UDP socket to pass along (`SCM_RIGHTS`); the library sends a
  duplicate, so the caller keeps and still closes `fd`. Messages are delivered in order;
  after a handle, later messages wait for the peer's ack (Node's rule).

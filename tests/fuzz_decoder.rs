@@ -6,7 +6,7 @@
 use std::os::fd::OwnedFd;
 
 use cluster::ipc::codec::Decoder;
-use cluster::ipc::message;
+use cluster::ipc::{message, user_json};
 use proptest::prelude::*;
 
 fn devnull() -> OwnedFd {
@@ -85,8 +85,58 @@ proptest! {
     #[test]
     fn parse_never_panics(text in ".{0,200}") {
         let _ = message::parse(text.as_bytes());
-        let _ = message::user_line(&text);
+        let _ = user_json::user_line(&text);
     }
+
+    /// A user line is the sender's text minus whitespace outside strings (issue 12): one
+    /// line, the same value, unchanged by a second pass, and delivered as that text.
+    #[test]
+    fn user_lines_pass_text_through(lead in WS, text in json_text(), trail in WS) {
+        let sent = format!("{lead}{text}{trail}");
+        let line = user_json::user_line(&sent).unwrap();
+        prop_assert_eq!(line.last(), Some(&b'\n'));
+        let body = &line[..line.len() - 1];
+        prop_assert!(!body.contains(&b'\n'));
+        let mut again = Vec::new();
+        user_json::strip_whitespace(body, &mut again);
+        prop_assert_eq!(&again[..], body, "no whitespace left outside strings");
+        // The same value, where serde_json can hold it (not 1e400, not a lone surrogate).
+        if let (Ok(a), Ok(b)) = (serde_json::from_str::<serde_json::Value>(&sent), serde_json::from_slice::<serde_json::Value>(body)) {
+            prop_assert_eq!(a, b);
+        }
+        // Exactly the sent text without that whitespace: every key, number and string
+        // byte for byte, in order.
+        let mut expected = Vec::new();
+        user_json::strip_whitespace(sent.as_bytes(), &mut expected);
+        prop_assert_eq!(&expected[..], body);
+        // The receiver delivers exactly that text.
+        let got = cluster::ipc::inbound::classify(body, None).unwrap().inbound.unwrap();
+        prop_assert!(matches!(&got, cluster::ipc::inbound::Inbound::User { json } if json.as_bytes() == body), "{:?}", got);
+    }
+}
+
+const WS: &str = "[ \t\r\n]{0,3}";
+
+/// JSON text with whitespace anywhere it may be, numbers of any size, and strings with every
+/// kind of escape (a lone surrogate too).
+fn json_text() -> impl Strategy<Value = String> {
+    let string = r#""([a-z {}\[\],:]|\\[nt"\\/bfr]|\\u00e9|\\ud83d\\ude00|\\ud800|é|😀)*""#;
+    let leaf = prop_oneof![
+        r"-?(0|[1-9][0-9]{0,30})(\.[0-9]{1,5})?([eE][+-]?[0-9]{1,3})?",
+        string,
+        Just("true".to_string()),
+        Just("null".to_string()),
+    ];
+    leaf.prop_recursive(3, 24, 4, move |inner| {
+        prop_oneof![
+            proptest::collection::vec((WS, inner.clone(), WS), 0..4)
+                .prop_map(|v| format!("[{}]", v.into_iter().map(|(a, b, c)| format!("{a}{b}{c}")).collect::<Vec<_>>().join(","))),
+            proptest::collection::vec((WS, string, WS, WS, inner, WS), 0..4).prop_map(|v| format!(
+                "{{{}}}",
+                v.into_iter().map(|(a, k, b, c, v, d)| format!("{a}{k}{b}:{c}{v}{d}")).collect::<Vec<_>>().join(",")
+            )),
+        ]
+    })
 }
 
 /// The committed corpus (`tests/fuzz_corpus`: real Node lines and hostile ones) replayed

@@ -125,9 +125,13 @@ pub fn parse(line: &[u8]) -> Result<Parsed<'_>> {
         Ok(m) if m.cmd.as_deref().is_some_and(is_internal_cmd) => Ok(Parsed::Internal(m)),
         Ok(_) => Ok(Parsed::User),
         Err(typed) => {
-            let v: serde_json::Value = serde_json::from_slice(line)
+            // Not read as a generic value (which fails on numbers beyond f64 and on lone
+            // surrogates, both valid JSON a peer may send, and rebuilds the text): checked,
+            // then only `cmd` is looked at, as JSON.parse would see it (issue 12).
+            serde_json::from_slice::<serde::de::IgnoredAny>(line)
                 .map_err(|e| Error::protocol(format!("invalid JSON from peer: {e}")))?;
-            let internal = v.get("cmd").and_then(|c| c.as_str()).is_some_and(is_internal_cmd);
+            let internal = super::user_json::has_internal_cmd(line)
+                .map_err(|e| Error::protocol(format!("invalid JSON from peer: {e}")))?;
             if internal {
                 Err(Error::protocol(format!("malformed internal message: {typed}")))
             } else {
@@ -198,6 +202,20 @@ mod tests {
     }
 
     #[test]
+    fn user_objects_the_typed_read_refuses_are_still_user_messages() {
+        // A field Msg types, holding what only a generic value could not hold: still valid
+        // JSON a Node peer may send, so delivered (before issue 12: a protocol error).
+        for line in [&br#"{"seq":1e400}"#[..], br#"{"cmd":"x\ud800"}"#, br#"{"key":"\udc00"}"#, br#"{"port":123456789012345678901234567890}"#,
+            br#"{"cmd":"NODE_CLUSTER","cmd":"x"}"#, br#"{"cmd":"x","seq":"y","n":1e400}"#] {
+            assert!(matches!(parse(line), Ok(Parsed::User)), "{}", String::from_utf8_lossy(line));
+        }
+        // Internal, as JSON.parse sees it, but malformed: an error.
+        for line in [&br#"{"cmd":"NODE_CLUSTER","seq":1e400}"#[..], br#"{"cmd":"x","cmd":"NODE_CLUSTER","seq":"y"}"#, br#"{"cmd":"NODE_\ud800"}"#] {
+            assert!(parse(line).is_err(), "{}", String::from_utf8_lossy(line));
+        }
+    }
+
+    #[test]
     fn reads_handle_envelope_and_query() {
         let line = br#"{"cmd":"NODE_HANDLE","type":"net.Native","msg":{"cmd":"NODE_CLUSTER","act":"newconn","key":"k","seq":2}}"#;
         let Parsed::Internal(m) = parse(line).unwrap() else { panic!() };
@@ -209,34 +227,5 @@ mod tests {
         assert_eq!(q.address, None);
         assert_eq!(int_or_none(q.backlog).unwrap(), None);
         assert_eq!(q.address_type.unwrap().get(), "4");
-    }
-}
-
-/// Checks a user message and writes it as one compact JSON line (with `\n`): any JSON value
-/// is allowed except an object whose `cmd` is internal (`NODE_...`), which would be taken for
-/// a protocol message. Re-serializing guarantees no raw newline and never a blank line.
-pub fn user_line(json: &str) -> Result<Vec<u8>> {
-    let v: serde_json::Value = serde_json::from_str(json)
-        .map_err(|e| Error::errno(libc::EINVAL, format!("message is not valid JSON: {e}")))?;
-    if v.get("cmd").and_then(|c| c.as_str()).is_some_and(is_internal_cmd) {
-        return Err(Error::errno(libc::EINVAL, "messages whose cmd starts with NODE_ are reserved for the protocol"));
-    }
-    let mut out = serde_json::to_vec(&v).map_err(|e| Error::errno(libc::EINVAL, e.to_string()))?;
-    out.push(b'\n');
-    Ok(out)
-}
-
-#[cfg(test)]
-mod user_tests {
-    use super::*;
-
-    #[test]
-    fn user_lines_are_compact_and_checked() {
-        assert_eq!(user_line("{ \"a\" :\n [1, 2] }").unwrap(), b"{\"a\":[1,2]}\n");
-        assert_eq!(user_line("\"done\"").unwrap(), b"\"done\"\n");
-        assert!(user_line("").is_err());
-        assert!(user_line("{").is_err());
-        assert!(user_line("{\"cmd\":\"NODE_CLUSTER\"}").is_err());
-        assert!(user_line("{\"cmd\":\"NODE_\"}").is_ok());
     }
 }

@@ -9,6 +9,7 @@ pub mod hot_lines;
 pub mod inbound;
 pub mod message;
 pub mod outbound;
+pub mod user_json;
 pub mod wire;
 pub mod writer;
 

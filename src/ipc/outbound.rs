@@ -1,17 +1,18 @@
 //! A user message as either role sends it (`process.send` / `worker.send`, §3.3, §4.1): one
-//! compact JSON line, wrapped in a `NODE_HANDLE` envelope when a handle goes with it.
+//! JSON line (the caller's text without whitespace outside strings), wrapped in a
+//! `NODE_HANDLE` envelope when a handle goes with it.
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 
-use super::{message, wire};
+use super::{user_json, wire};
 use crate::error::Result;
 
-/// Checks and formats `json` (see `message::user_line`). With `fd`: checks that it is a
-/// socket a Node peer can take, duplicates it (close-on-exec; the caller keeps theirs) and
-/// wraps the line in the envelope for its type. Returns the line (with `\n`) and the
+/// Checks `json` and makes it one line (`user_json::user_line`: the text passes through).
+/// With `fd`: checks that it is a socket a Node peer can take, duplicates it (close-on-exec;
+/// the caller keeps theirs) and wraps the line in the envelope for its type. Returns the line (with `\n`) and the
 /// duplicate, to send together.
 pub fn user_message(json: &str, fd: Option<BorrowedFd<'_>>) -> Result<(Vec<u8>, Option<OwnedFd>)> {
-    let line = message::user_line(json)?;
+    let line = user_json::user_line(json)?;
     let Some(fd) = fd else { return Ok((line, None)) };
     let (dup, ty) = crate::handle::prepare(fd)?;
     let mut env = Vec::with_capacity(line.len() + 64);

@@ -261,8 +261,9 @@ static inline int np_write_all(int fd, const char *s) {
     return 0;
 }
 
-/* The text of string field `key` in a compact JSON object (as libcluster delivers messages:
- * serde_json's compact form), unescaped only for plain text. Returns 1 if found. */
+/* The text of string field `key` in a compact JSON object (libcluster delivers a message as
+ * its sender wrote it, minus whitespace outside strings), unescaped only for plain text.
+ * Returns 1 if found. */
 static inline int np_json_str(const char *json, const char *key, char *out, size_t len) {
     char pat[128];
     snprintf(pat, sizeof pat, "\"%s\":\"", key);

@@ -9,8 +9,8 @@
  * Deliberate differences: Node's primary exits as soon as the message arrives (the worker
  * then dies with its channel); here the primary also waits for the worker's exit, which
  * must follow by itself (code 0) once the worker has nothing left to do, and then kills
- * whatever is left. The message is read as compact JSON (libcluster re-serializes
- * messages), with both fields checked. */
+ * whatever is left. The message is read as compact JSON (the worker writes it so, and
+ * libcluster passes its text through), with both fields checked. */
 #include "np.h"
 
 static int worker(void) {
