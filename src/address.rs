@@ -28,10 +28,12 @@ pub enum Target {
 impl Target {
     /// Validates a worker's (or user's) request. Host names are resolved here, in the worker,
     /// as Node resolves them before `queryServer`. A path is any address containing `/`.
+    /// A path longer than a socket address holds is allowed: the primary binds the shorter
+    /// of it and the path relative to its cwd, as Node's does (`bind` fails if neither fits).
     pub fn from_user(address: Option<&str>, port: i32) -> Result<Target> {
         match address {
             Some(a) if a.contains('/') => {
-                if a.len() >= 108 || a.contains('\0') {
+                if a.len() >= libc::PATH_MAX as usize || a.contains('\0') {
                     return Err(Error::errno(libc::EINVAL, "socket path is too long or contains NUL"));
                 }
                 let p = Path::new(a);

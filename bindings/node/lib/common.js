@@ -56,14 +56,40 @@ function sendArgs(message, sendHandle, options, callback) {
   return { message, sendHandle, options, callback };
 }
 
-module.exports = { KIND, createCluster, startEvents, sendArgs };
+// Node's `serialization: 'advanced'` between two peers of this package: the message goes
+// through v8.serialize (circular references, Maps, Sets, typed arrays, BigInts, ...) and
+// travels as one JSON object holding it in base64. The primary tells its workers through
+// the environment (as Node does with NODE_CHANNEL_SERIALIZATION_MODE).
+const V8_CMD = 'LIBCLUSTER_V8';
+const SERIALIZATION_ENV = 'LIBCLUSTER_NODE_SERIALIZATION';
+
+function encode(message, advanced) {
+  if (!advanced) return JSON.stringify(message);
+  return JSON.stringify({ cmd: V8_CMD, v8: require('node:v8').serialize(message).toString('base64') });
+}
+
+// The message in `text` (JSON; text that is not JSON is delivered as it is).
+function decode(text, advanced) {
+  let message;
+  try {
+    message = JSON.parse(text);
+  } catch {
+    return text;
+  }
+  if (advanced && message && message.cmd === V8_CMD && typeof message.v8 === 'string') {
+    return require('node:v8').deserialize(Buffer.from(message.v8, 'base64'));
+  }
+  return message;
+}
+
+module.exports = { KIND, createCluster, startEvents, sendArgs, encode, decode, SERIALIZATION_ENV };
 
 // worker.send() / process.send(): JSON text (and a socket) to worker `id` (0: the primary).
 // `connectedHere`: whether this thread has not yet seen the channel's 'disconnect' event.
 // libcluster closes a channel on its own thread, so a send can find it closed before JS
 // knows; as in Node (which would still write it into the closing channel), such a message
 // is dropped without an error. Once 'disconnect' was emitted, sending is an error.
-function sendTo(id, connectedHere, ...args) {
+function sendTo(id, connectedHere, advanced, ...args) {
   const E = require('./errors');
   const { handleFd } = require('./handles');
   const { message, sendHandle, options, callback } = sendArgs(...args);
@@ -74,7 +100,7 @@ function sendTo(id, connectedHere, ...args) {
   }
   if (options !== undefined && options !== null) E.validateObject(options, 'options');
   if (callback !== undefined) E.validateFunction(callback, 'callback');
-  const json = JSON.stringify(message);
+  const json = encode(message, advanced);
   if (json === undefined) throw E.typeError('message', 'serializable as JSON', message);
   const fd = sendHandle === undefined || sendHandle === null ? -1 : handleFd(sendHandle);
   const rc = native.send(id, json, fd);

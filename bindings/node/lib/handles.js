@@ -10,13 +10,16 @@ const { typeError } = require('./errors');
 function handleFd(handle) {
   let fd;
   if (handle instanceof net.Socket || handle instanceof net.Server) {
-    fd = handle._handle && handle._handle.fd;
+    fd = handle._handle ? handle._handle.fd : null;
   } else if (handle instanceof dgram.Socket) {
     const state = Object.getOwnPropertySymbols(handle).map((s) => handle[s]).find((v) => v && v.handle && typeof v.handle.fd === 'number');
-    fd = state && state.handle.fd;
+    fd = state ? state.handle.fd : null;
   } else {
     throw typeError('handle', 'an instance of net.Socket, net.Server or dgram.Socket', handle);
   }
+  // A socket already sent (and so closed here) goes no further: as in Node, the message is
+  // sent without it.
+  if (fd === undefined || fd === null) return -1;
   if (typeof fd !== 'number' || fd < 0) {
     const err = new TypeError('This handle type cannot be sent (it has no file descriptor of its own)');
     err.code = 'ERR_INVALID_HANDLE_TYPE';

@@ -6,6 +6,7 @@
 'use strict';
 const net = require('node:net');
 const dns = require('node:dns');
+const nodePath = require('node:path');
 const native = require('./native');
 const E = require('./errors');
 
@@ -98,6 +99,9 @@ function start(server, address, port, opts, pipePath) {
       if (rc >= 0) native.serverClose(h);
       return;
     }
+    // The channel closed (a disconnect) while the primary was being asked: as in Node, the
+    // listen never completes, and no error is raised.
+    if (rc === E.CLUSTER_E.CLUSTER_E_CLOSED) return;
     if (rc < 0) {
       const err = E.clusterError(rc, 'listen', message);
       if (pipePath) err.address = pipePath;
@@ -145,12 +149,7 @@ function listen(server, options, callback) {
   const { host, path: pipePath, backlog = 0, ipv6Only = false, exclusive = false } = options;
   const port = options.port === undefined || options.port === null ? 0 : E.validatePort(options.port);
   if (host !== undefined && host !== null) E.validateString(host, 'options.host');
-  if (pipePath !== undefined && pipePath !== null) {
-    E.validateString(pipePath, 'options.path');
-    if (!pipePath.includes('/')) {
-      throw E.rangeError('ERR_INVALID_ARG_VALUE', `The argument 'options.path' must contain a '/' (a Unix socket path). Received '${pipePath}'`);
-    }
-  }
+  if (pipePath !== undefined && pipePath !== null) E.validateString(pipePath, 'options.path');
   E.validateInt(backlog, 'options.backlog', 0, 0x7fffffff);
   E.validateBoolean(ipv6Only, 'options.ipv6Only');
   E.validateBoolean(exclusive, 'options.exclusive');
@@ -162,7 +161,9 @@ function listen(server, options, callback) {
   if (callback) server.once('listening', callback);
   const opts = { backlog, ipv6Only, exclusive };
   if (pipePath) {
-    start(server, pipePath, -1, opts, pipePath);
+    // As Node's workers: a relative name is made absolute here; the primary binds the
+    // shorter of it and the path relative to its own cwd (the ~108-byte limit).
+    start(server, nodePath.resolve(pipePath), -1, opts, pipePath);
   } else if (host && !net.isIP(host)) {
     dns.lookup(host, (err, address) => {
       if (err) server.emit('error', err);

@@ -7,7 +7,7 @@ const net = require('node:net');
 const path = require('node:path');
 const native = require('./native');
 const E = require('./errors');
-const { KIND, createCluster, startEvents, sendTo } = require('./common');
+const { KIND, createCluster, startEvents, sendTo, decode, SERIALIZATION_ENV } = require('./common');
 const { wrapFd } = require('./handles');
 const BaseWorker = require('./worker_base');
 
@@ -100,7 +100,7 @@ class Worker extends BaseWorker {
   }
 
   send(...args) {
-    return sendTo(this.id, !this._disconnected && this.state !== 'dead', ...args);
+    return sendTo(this.id, !this._disconnected && this.state !== 'dead', this._advanced, ...args);
   }
 
   // v20: the signal at once, without disconnecting first.
@@ -234,6 +234,9 @@ function applySettings(s) {
   }
   out.cwd = s.cwd;
   out.env = s.env === undefined ? [] : envList(s.env, 'settings.env');
+  // 'advanced' is carried out by this package on both sides (lib/common.js); libcluster
+  // itself moves JSON.
+  out.env.push(`${SERIALIZATION_ENV}=${s.serialization === 'advanced' ? 'advanced' : 'json'}`);
   out.silent = s.silent ? 1 : 0;
   // Always explicit: 'inherit' is passed as our own fd i, not CLUSTER_STDIO_INHERIT,
   // because Node marks fds 0-2 close-on-exec and libcluster's INHERIT leaves them so
@@ -247,7 +250,7 @@ function applySettings(s) {
   });
   out.uid = s.uid;
   out.gid = s.gid;
-  out.serialization = s.serialization;
+  out.serialization = 'json';
   // As in Node, the policy is frozen by the first setupPrimary (a fork calls it).
   if (!initialized) out.sched = s.schedulingPolicy || cluster.schedulingPolicy;
   const rc = native.setupPrimary(out);
@@ -289,11 +292,14 @@ function pipesOf(worker) {
 
 cluster.fork = function fork(env) {
   const list = env === undefined || env === null ? null : envList(env, 'env');
+  // As Node's fork, what cluster.settings holds now (it may have been changed in place).
   if (!initialized) cluster.setupPrimary();
+  else applySettings(cluster.settings);
   const id = native.fork(list);
   if (id < 0) throw E.clusterError(id, 'fork', native.lastError());
   const pid = native.workerPid(id);
   const worker = new Worker(id, pid > 0 ? pid : undefined);
+  worker._advanced = cluster.settings.serialization === 'advanced';
   all.set(id, worker);
   running.add(worker);
   cluster.workers[id] = worker;
@@ -365,12 +371,7 @@ function onEvent(ev) {
       break;
     }
     case KIND.MESSAGE: {
-      let message;
-      try {
-        message = JSON.parse(ev.data);
-      } catch {
-        message = ev.data;
-      }
+      const message = decode(ev.data, w._advanced);
       const handle = wrapFd(ev.fd);
       cluster.emit('message', w, message, handle);
       w.process.emit('message', message, handle);

@@ -5,7 +5,11 @@
 'use strict';
 const native = require('./native');
 const E = require('./errors');
-const { KIND, createCluster, startEvents, sendTo } = require('./common');
+const { KIND, createCluster, startEvents, sendTo, decode, SERIALIZATION_ENV } = require('./common');
+
+// The primary's `serialization` setting, as Node's children learn it from their environment.
+const advanced = process.env[SERIALIZATION_ENV] === 'advanced';
+delete process.env[SERIALIZATION_ENV];
 const { servers, interceptListen } = require('./listen');
 const { wrapFd } = require('./handles');
 const dgram = require('./dgram');
@@ -39,7 +43,7 @@ class Worker extends BaseWorker {
   }
 
   send(...args) {
-    return sendTo(0, !this._disconnected, ...args);
+    return sendTo(0, !this._disconnected, advanced, ...args);
   }
 
   // As process.connected in a Node worker: true until this process disconnects or the
@@ -113,12 +117,7 @@ if (ownProcessIpc) {
 function onEvent(ev) {
   switch (ev.kind) {
     case KIND.MESSAGE: {
-      let message;
-      try {
-        message = JSON.parse(ev.data);
-      } catch {
-        message = ev.data;
-      }
+      const message = decode(ev.data, advanced);
       const handle = wrapFd(ev.fd);
       // worker 'message' follows process 'message' (cluster.Worker listens to its process).
       if (ownProcessIpc) process.emit('message', message, handle);
