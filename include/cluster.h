@@ -65,6 +65,11 @@
 #define CLUSTER_STDIO_IGNORE -3
 
 /*
+ The channel's place in a `stdio` list longer than 3 (index 3; Node's `'ipc'`).
+ */
+#define CLUSTER_STDIO_IPC -4
+
+/*
  Node's scheduling policies (`cluster.SCHED_NONE`, `cluster.SCHED_RR`).
  */
 #define CLUSTER_SCHED_NONE 1
@@ -288,6 +293,14 @@ typedef struct cluster_settings {
    with `EMFILE`); 0: unchanged. Default 64, or `LIBCLUSTER_MAX_SERVERS`.
    */
   int max_servers;
+  /*
+   How many entries `stdio` has (0: 3). Past 3 (Node's `stdio` with an `'ipc'` entry
+   and more after it): entry 3 must be `CLUSTER_STDIO_IPC` (the channel is always the
+   worker's fd 3) and entries 4, 5, ... become the worker's fds 4, 5, ...; there
+   `CLUSTER_STDIO_PIPE` is a socket pair (read and write both ways, as Node's),
+   `CLUSTER_STDIO_INHERIT` gives the worker this process's fd of that number. At most 64.
+   */
+  int stdio_count;
 } cluster_settings;
 
 /*

@@ -4,7 +4,7 @@ use std::ffi::{CStr, OsString, c_char, c_int};
 use std::os::unix::ffi::OsStringExt;
 
 use super::types::{
-    CLUSTER_SCHED_NONE, CLUSTER_SCHED_REUSEPORT, CLUSTER_SCHED_RR, CLUSTER_STDIO_IGNORE, CLUSTER_STDIO_INHERIT, CLUSTER_STDIO_PIPE, cluster_settings,
+    CLUSTER_SCHED_NONE, CLUSTER_SCHED_REUSEPORT, CLUSTER_SCHED_RR, CLUSTER_STDIO_IGNORE, CLUSTER_STDIO_INHERIT, CLUSTER_STDIO_IPC, CLUSTER_STDIO_PIPE, cluster_settings,
 };
 use crate::primary::settings::Stdio;
 use super::{invalid, ret};
@@ -182,6 +182,7 @@ fn unchanged_settings() -> cluster_settings {
         max_in_flight: 0,
         least_loaded: -1,
         max_servers: 0,
+        stdio_count: 0,
     }
 }
 
@@ -203,15 +204,15 @@ fn split_env(entry: &[u8]) -> crate::error::Result<(OsString, OsString)> {
 pub extern "C" fn cluster_worker_stdio(worker_id: c_int, n: c_int) -> c_int {
     ffi_guard!({
         let r = (|| {
-            if !(0..=2).contains(&n) {
-                return Err(invalid("n must be 0 (stdin), 1 (stdout) or 2 (stderr)"));
+            if !(0..=2).contains(&n) && !(4..64).contains(&n) {
+                return Err(invalid("n must be 0 (stdin), 1 (stdout), 2 (stderr) or an extra fd (4 to 63)"));
             }
             if worker_id <= 0 {
                 return Err(Error::errno(libc::ESRCH, format!("no worker with id {worker_id}")));
             }
             let w = context::primary()?.worker(worker_id as u32)?;
-            let fd = w.stdio[n as usize]
-                .as_ref()
+            let fd = w.stdio.get(n as usize)
+                .and_then(Option::as_ref)
                 .ok_or_else(|| Error::errno(libc::ENOENT, format!("stdio {n} of worker {worker_id} is not a pipe")))?;
             let dup = crate::sys::fd::dup_cloexec_min(std::os::fd::AsFd::as_fd(fd.as_ref()), 0).map_err(|e| Error::io("dup", e))?;
             Ok(std::os::fd::IntoRawFd::into_raw_fd(dup))
@@ -292,22 +293,37 @@ pub unsafe extern "C" fn cluster_setup_primary(settings: *const cluster_settings
                 1 => Some(true),
                 _ => return Err(invalid("silent must be -1, 0 or 1")),
             };
-            let stdio = if s.stdio.is_null() {
-                None
+            let count = match s.stdio_count {
+                0 => 3,
+                n if (3..=64).contains(&n) => n as usize,
+                _ => return Err(invalid("stdio_count must be 0 or 3 to 64")),
+            };
+            let (stdio, extra_stdio) = if s.stdio.is_null() {
+                (None, None)
             } else {
-                let mut out = [Stdio::Inherit; 3];
-                for (i, slot) in out.iter_mut().enumerate() {
-                    // SAFETY: `stdio` points to 3 ints (contract).
-                    *slot = match unsafe { *s.stdio.add(i) } {
+                let entry = |i: usize| -> crate::error::Result<Stdio> {
+                    // SAFETY: `stdio` points to `count` ints (contract).
+                    Ok(match unsafe { *s.stdio.add(i) } {
                         CLUSTER_STDIO_INHERIT => Stdio::Inherit,
                         CLUSTER_STDIO_PIPE => Stdio::Pipe,
                         CLUSTER_STDIO_IGNORE => Stdio::Ignore,
                         fd if fd >= 0 && crate::sys::fd::is_open(fd) => Stdio::Fd(fd),
                         fd if fd >= 0 => return Err(Error::errno(libc::EBADF, format!("stdio[{i}]: fd {fd} is not open"))),
                         _ => return Err(invalid("stdio entries must be CLUSTER_STDIO_* or an open fd")),
-                    };
+                    })
+                };
+                let mut out = [Stdio::Inherit; 3];
+                for (i, slot) in out.iter_mut().enumerate() {
+                    *slot = entry(i)?;
                 }
-                Some(out)
+                if count > 3 {
+                    // SAFETY: as above.
+                    if unsafe { *s.stdio.add(3) } != CLUSTER_STDIO_IPC {
+                        return Err(invalid("stdio[3] must be CLUSTER_STDIO_IPC (the channel is the worker's fd 3)"));
+                    }
+                }
+                let extra = (4..count).map(entry).collect::<crate::error::Result<Vec<_>>>()?;
+                (Some(out), Some(extra))
             };
             let id = |v: c_int, what: &str| -> crate::error::Result<Option<u32>> {
                 match v {
@@ -348,7 +364,7 @@ pub unsafe extern "C" fn cluster_setup_primary(settings: *const cluster_settings
                 n if (1..=65536).contains(&n) => p.set_max_servers(n as usize),
                 _ => return Err(invalid("max_servers must be 0 (unchanged) or 1 to 65536")),
             }
-            p.setup(Settings { exec, args, cwd, env, silent, stdio, uid, gid });
+            p.setup(Settings { exec, args, cwd, env, silent, stdio, extra_stdio, uid, gid });
             Ok(0)
         })();
         ret(r)

@@ -22,6 +22,8 @@ pub struct Settings {
     pub silent: Option<bool>,
     /// Node's `stdio` (overrides `silent`).
     pub stdio: Option<[Stdio; 3]>,
+    /// The worker's fds 4, 5, ... (set together with `stdio`).
+    pub extra_stdio: Option<Vec<Stdio>>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
 }
@@ -46,6 +48,7 @@ impl Settings {
         }
         if update.stdio.is_some() {
             self.stdio = update.stdio;
+            self.extra_stdio = update.extra_stdio;
         }
         if update.uid.is_some() {
             self.uid = update.uid;

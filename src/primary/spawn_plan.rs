@@ -55,6 +55,7 @@ pub(super) fn build_plan(id: u32, settings: &Settings, extra_env: &[(OsString, O
         uid: settings.uid,
         gid: settings.gid,
         stdio: settings.stdio(),
+        extra: settings.extra_stdio.clone().unwrap_or_default(),
         parent_death_signal: libc::SIGTERM,
     })
 }

@@ -41,7 +41,8 @@ pub struct WorkerInfo {
     /// In `cluster.workers` (a primary-side disconnect takes a worker out at once, §6.6).
     pub listed: bool,
     /// The primary's ends of the worker's stdio pipes (`silent` / `stdio: pipe`).
-    pub stdio: [Option<Arc<OwnedFd>>; 3],
+    /// Index n is the worker's fd n (3, the channel, is always `None`).
+    pub stdio: Vec<Option<Arc<OwnedFd>>>,
 }
 
 pub(crate) enum Command {
@@ -131,7 +132,7 @@ impl Shared {
                 if w.stdio.iter().any(Option::is_some) {
                     with_pipes += 1;
                     if with_pipes > RETAINED_STDIO {
-                        w.stdio = [None, None, None];
+                        w.stdio.clear();
                     }
                 }
             }

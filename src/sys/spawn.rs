@@ -27,6 +27,9 @@ pub enum Stdio {
 #[derive(Debug, Clone)]
 pub struct SpawnPlan {
     pub stdio: [Stdio; 3],
+    /// The worker's fds 4, 5, ... (fd 3 is the channel): Node's `stdio` entries past the
+    /// `'ipc'` one. A `Pipe` here is a socket pair (both ways), as libuv makes it.
+    pub extra: Vec<Stdio>,
     pub path: CString,
     pub argv: Vec<CString>,
     pub envp: Vec<CString>,
@@ -45,47 +48,90 @@ pub(crate) const CHANNEL_FD: RawFd = 3;
 pub struct Spawned {
     pub pid: i32,
     pub stdio: [Option<OwnedFd>; 3],
+    /// Our ends of the `extra` pipes (fd 4, 5, ... of the child), `None` for the others.
+    pub extra: Vec<Option<OwnedFd>>,
 }
 
-/// Prepares the child's ends of stdio: `(child fd to dup2, or -1 to inherit)` and the
-/// parent's pipe ends. Every fd is above `CHANNEL_FD` so no dup2 clobbers another.
-fn prepare_stdio(plan: &SpawnPlan) -> io::Result<([Option<OwnedFd>; 3], [Option<OwnedFd>; 3])> {
-    let mut child: [Option<OwnedFd>; 3] = [None, None, None];
-    let mut parent: [Option<OwnedFd>; 3] = [None, None, None];
-    for (i, how) in plan.stdio.iter().enumerate() {
-        match *how {
-            Stdio::Inherit => {}
-            Stdio::Pipe => {
-                let (r, w) = fd::pipe()?;
-                let (mine, theirs) = if i == 0 { (w, r) } else { (r, w) };
-                child[i] = Some(fd::dup_cloexec_min(theirs.as_fd(), CHANNEL_FD + 1)?);
-                parent[i] = Some(mine);
+/// The lowest fd number our prepared fds may take: above the channel and every extra fd
+/// the child gets, so no `dup2` in the child overwrites one still to be used.
+fn lowest_free(plan: &SpawnPlan) -> RawFd {
+    CHANNEL_FD + 1 + plan.extra.len() as RawFd
+}
+
+/// The child's end (`None`: inherit) and our end of one stdio entry.
+fn prepare_one(how: Stdio, i: usize, min: RawFd) -> io::Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+    Ok(match how {
+        Stdio::Inherit if i <= 2 => (None, None),
+        // Past stdio, 'inherit' means our own fd of that number.
+        Stdio::Inherit => {
+            if !fd::is_open(i as RawFd) {
+                return Err(io::Error::from_raw_os_error(libc::EBADF));
             }
-            Stdio::Ignore => {
-                let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
-                child[i] = Some(fd::dup_cloexec_min(null.as_fd(), CHANNEL_FD + 1)?);
-            }
-            Stdio::Fd(f) => {
-                if !fd::is_open(f) {
-                    return Err(io::Error::from_raw_os_error(libc::EBADF));
-                }
-                // SAFETY: the fd is open; borrowed only to duplicate it.
-                let b = unsafe { BorrowedFd::borrow_raw(f) };
-                child[i] = Some(fd::dup_cloexec_min(b, CHANNEL_FD + 1)?);
-            }
+            // SAFETY: the fd is open; borrowed only to duplicate it.
+            let b = unsafe { BorrowedFd::borrow_raw(i as RawFd) };
+            (Some(fd::dup_cloexec_min(b, min)?), None)
         }
+        Stdio::Pipe if i > 2 => {
+            let (mine, theirs) = fd::socketpair()?;
+            (Some(fd::dup_cloexec_min(theirs.as_fd(), min)?), Some(mine))
+        }
+        Stdio::Pipe => {
+            let (r, w) = fd::pipe()?;
+            let (mine, theirs) = if i == 0 { (w, r) } else { (r, w) };
+            (Some(fd::dup_cloexec_min(theirs.as_fd(), min)?), Some(mine))
+        }
+        Stdio::Ignore => {
+            let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
+            (Some(fd::dup_cloexec_min(null.as_fd(), min)?), None)
+        }
+        Stdio::Fd(f) => {
+            if !fd::is_open(f) {
+                return Err(io::Error::from_raw_os_error(libc::EBADF));
+            }
+            // SAFETY: the fd is open; borrowed only to duplicate it.
+            let b = unsafe { BorrowedFd::borrow_raw(f) };
+            (Some(fd::dup_cloexec_min(b, min)?), None)
+        }
+    })
+}
+
+/// The prepared ends of every stdio entry (0-2, then the extra fds 4, ...).
+struct Prepared {
+    child: [Option<OwnedFd>; 3],
+    parent: [Option<OwnedFd>; 3],
+    extra_child: Vec<OwnedFd>,
+    extra_parent: Vec<Option<OwnedFd>>,
+}
+
+/// Prepares the child's ends of stdio (to dup2; none: inherit) and ours. Every fd is above
+/// the channel and the extra fds so no dup2 clobbers another.
+fn prepare_stdio(plan: &SpawnPlan) -> io::Result<Prepared> {
+    let min = lowest_free(plan);
+    let mut p = Prepared { child: [None, None, None], parent: [None, None, None], extra_child: Vec::new(), extra_parent: Vec::new() };
+    for (i, how) in plan.stdio.iter().enumerate() {
+        (p.child[i], p.parent[i]) = prepare_one(*how, i, min)?;
     }
-    Ok((child, parent))
+    for (k, how) in plan.extra.iter().enumerate() {
+        let target = (CHANNEL_FD + 1) as usize + k;
+        let (child, parent) = prepare_one(*how, target, min)?;
+        // An extra entry always gives the child an fd ('inherit' duplicated ours above).
+        let child = child.ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
+        p.extra_child.push(child);
+        p.extra_parent.push(parent);
+    }
+    Ok(p)
 }
 
 /// Starts `plan` with `channel` as fd 3. Returns the child's pid and our stdio pipe ends.
 pub fn spawn(plan: &SpawnPlan, channel: BorrowedFd<'_>) -> io::Result<Spawned> {
     // Keep our own fds clear of the number the child's channel must take.
-    let chan = fd::dup_cloexec_min(channel, CHANNEL_FD + 1)?;
-    let (child_stdio, parent_stdio) = prepare_stdio(plan)?;
-    let stdio_raw: [RawFd; 3] = std::array::from_fn(|i| child_stdio[i].as_ref().map_or(-1, |f| f.as_raw_fd()));
+    let min = lowest_free(plan);
+    let chan = fd::dup_cloexec_min(channel, min)?;
+    let prepared = prepare_stdio(plan)?;
+    let stdio_raw: [RawFd; 3] = std::array::from_fn(|i| prepared.child[i].as_ref().map_or(-1, |f| f.as_raw_fd()));
+    let extra_raw: Vec<RawFd> = prepared.extra_child.iter().map(|f| f.as_raw_fd()).collect();
     let (err_r, err_w_low) = fd::pipe()?;
-    let err_w = fd::dup_cloexec_min(err_w_low.as_fd(), CHANNEL_FD + 1)?;
+    let err_w = fd::dup_cloexec_min(err_w_low.as_fd(), min)?;
     // Only the high copy may stay open, or the read below never sees EOF.
     drop(err_w_low);
 
@@ -105,11 +151,13 @@ pub fn spawn(plan: &SpawnPlan, channel: BorrowedFd<'_>) -> io::Result<Spawned> {
     }
     if pid == 0 {
         // SAFETY: see the module docs: async-signal-safe calls only, no allocation, no drop.
-        unsafe { child(plan, &argv, &envp, cwd, chan_raw, err_raw, parent, &stdio_raw) }
+        unsafe { child(plan, &argv, &envp, cwd, chan_raw, err_raw, parent, &stdio_raw, &extra_raw) }
     }
     drop(err_w);
     drop(chan);
+    let Prepared { child: child_stdio, parent: parent_stdio, extra_child, extra_parent } = prepared;
     drop(child_stdio);
+    drop(extra_child);
     let mut buf = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -123,7 +171,7 @@ pub fn spawn(plan: &SpawnPlan, channel: BorrowedFd<'_>) -> io::Result<Spawned> {
         super::pidfd::reap_pid(pid);
         return Err(io::Error::from_raw_os_error(i32::from_ne_bytes(buf)));
     }
-    Ok(Spawned { pid, stdio: parent_stdio })
+    Ok(Spawned { pid, stdio: parent_stdio, extra: extra_parent })
 }
 
 /// The child between fork and exec. Never returns.
@@ -140,6 +188,7 @@ unsafe fn child(
     err: RawFd,
     parent: i32,
     stdio: &[RawFd; 3],
+    extra: &[RawFd],
 ) -> ! {
     // SAFETY: the caller's contract; each call is async-signal-safe.
     unsafe {
@@ -161,6 +210,11 @@ unsafe fn child(
                 // Inherited stdio must survive the exec even if the host made it
                 // close-on-exec (Node does, for its own fds 0-2); libuv clears it too.
                 libc::fcntl(i as i32, libc::F_SETFD, 0);
+            }
+        }
+        for (k, &f) in extra.iter().enumerate() {
+            if libc::dup2(f, CHANNEL_FD + 1 + k as RawFd) < 0 {
+                fail(err);
             }
         }
         // Signals: default dispositions and an empty mask, as libuv gives its children.

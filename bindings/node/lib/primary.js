@@ -11,7 +11,7 @@ const { KIND, createCluster, startEvents, sendTo, decode, SERIALIZATION_ENV } = 
 const { wrapFd } = require('./handles');
 const BaseWorker = require('./worker_base');
 
-const STDIO = { inherit: -1, pipe: -2, overlapped: -2, ignore: -3 };
+const STDIO = { inherit: -1, pipe: -2, overlapped: -2, ignore: -3, ipc: -4 };
 const launcher = path.join(__dirname, '..', 'bin', 'libcluster-node');
 
 const cluster = createCluster(false);
@@ -196,7 +196,13 @@ function validateSettings(s) {
   if (typeof s.stdio === 'string' && !Object.hasOwn(STDIO, s.stdio)) {
     throw E.rangeError('ERR_INVALID_ARG_VALUE', `settings.stdio must be 'pipe', 'inherit' or 'ignore'. Received '${s.stdio}'`);
   }
-  if (Array.isArray(s.stdio)) s.stdio.slice(0, 3).forEach(stdioEntry);
+  if (Array.isArray(s.stdio)) {
+    s.stdio.forEach(stdioEntry);
+    const ipc = s.stdio.indexOf('ipc');
+    if (s.stdio.length > 64 || (s.stdio.length > 3 && ipc !== 3) || (ipc >= 0 && ipc !== 3) || s.stdio.lastIndexOf('ipc') !== ipc) {
+      throw E.rangeError('ERR_INVALID_ARG_VALUE', "settings.stdio: the channel ('ipc') must be entry 3, once (libcluster gives workers their channel as fd 3), with at most 64 entries");
+    }
+  }
   if (s.uid !== undefined) E.validateInt(s.uid, 'settings.uid', 0, 0x7fffffff);
   if (s.gid !== undefined) E.validateInt(s.gid, 'settings.gid', 0, 0x7fffffff);
   if (s.serialization !== undefined) {
@@ -244,10 +250,13 @@ function applySettings(s) {
   let list;
   if (s.stdio !== undefined) list = typeof s.stdio === 'string' ? [s.stdio, s.stdio, s.stdio] : s.stdio;
   else list = s.silent ? ['pipe', 'pipe', 'pipe'] : ['inherit', 'inherit', 'inherit'];
-  out.stdio = [0, 1, 2].map((i) => {
+  const count = Math.max(3, list.length);
+  out.stdio = Array.from({ length: count }, (_, i) => {
+    if (i === 3) return STDIO.ipc;
     const v = stdioEntry(list[i], i);
-    return v === STDIO.inherit ? i : v;
+    return v === STDIO.inherit && i < 3 ? i : v;
   });
+  if (count === 4) out.stdio.length = 3; // [0, 1, 2, 'ipc']: just the three
   out.uid = s.uid;
   out.gid = s.gid;
   out.serialization = 'json';
@@ -276,18 +285,25 @@ cluster.setupPrimary = function setupPrimary(settings) {
 };
 cluster.setupMaster = cluster.setupPrimary;
 
-function pipesOf(worker) {
+// worker.process.stdin/stdout/stderr and worker.process.stdio (null where not a pipe; the
+// channel's entry, 3, is null as in Node).
+function pipesOf(worker, count) {
   const names = ['stdin', 'stdout', 'stderr'];
-  for (let n = 0; n < 3; n++) {
+  const stdio = [];
+  for (let n = 0; n < count; n++) {
+    stdio.push(null);
+    if (n === 3) continue;
     const fd = native.workerStdio(worker.id, n);
     if (fd < 0) continue;
     try {
-      const stream = new net.Socket({ fd, readable: n > 0, writable: n === 0 });
-      worker.process[names[n]] = stream;
+      const stream = n < 3 ? new net.Socket({ fd, readable: n > 0, writable: n === 0 }) : new net.Socket({ fd, readable: true, writable: true });
+      if (n < 3) worker.process[names[n]] = stream;
+      stdio[n] = stream;
     } catch {
       native.closeFd(fd);
     }
   }
+  worker.process.stdio = stdio;
 }
 
 cluster.fork = function fork(env) {
@@ -303,7 +319,7 @@ cluster.fork = function fork(env) {
   all.set(id, worker);
   running.add(worker);
   cluster.workers[id] = worker;
-  pipesOf(worker);
+  pipesOf(worker, Array.isArray(cluster.settings.stdio) ? Math.max(3, cluster.settings.stdio.length) : 3);
   updateRef();
   return worker;
 };

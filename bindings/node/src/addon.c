@@ -528,7 +528,7 @@ static napi_value SetupPrimary(napi_env env, napi_callback_info info) {
     cluster_settings st;
     cluster_settings_init(&st, sizeof st);
     char *exec = NULL, *cwd = NULL, *serialization = NULL, **args = NULL, **envv = NULL;
-    int stdio[3];
+    int stdio[64];
     napi_value v;
     bool ok = true;
     int r = 0;
@@ -560,12 +560,19 @@ static napi_value SetupPrimary(napi_env env, napi_callback_info info) {
     if (FIELD("sched") && !arg_int(env, v, &st.sched_policy))
         goto fail;
     if (FIELD("stdio")) {
-        for (uint32_t i = 0; i < 3; i++) {
+        /* 3 entries, or more with CLUSTER_STDIO_IPC at index 3 (fds 4, 5, ... after it). */
+        uint32_t n = 0;
+        if (napi_get_array_length(env, v, &n) != napi_ok || n < 3 || n > 64) {
+            napi_throw_range_error(env, NULL, "libcluster addon: stdio needs 3 to 64 entries");
+            goto fail;
+        }
+        for (uint32_t i = 0; i < n; i++) {
             napi_value el;
             if (napi_get_element(env, v, i, &el) != napi_ok || !arg_int(env, el, &stdio[i]))
                 goto fail;
         }
         st.stdio = stdio;
+        st.stdio_count = (int)n;
     }
 #undef FIELD
     r = cluster_setup_primary(&st);
