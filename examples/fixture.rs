@@ -181,6 +181,10 @@ fn primary() {
                 Ok(()) => serde_json::json!({"disconnecting": id}),
                 Err(e) => serde_json::json!({"error": e.code, "message": e.message}),
             },
+            ["close-channel", id] => match p.close_channel(id.parse().unwrap_or(0)) {
+                Ok(()) => serde_json::json!({"closing": id}),
+                Err(e) => serde_json::json!({"error": e.code, "message": e.message}),
+            },
             ["disconnect-all"] => serde_json::json!({"disconnecting_all": p.disconnect_all()}),
             ["sched", policy] => match p.set_sched_none(*policy == "none") {
                 Ok(()) => serde_json::json!({"sched": policy}),

@@ -125,6 +125,11 @@ fn c_fd_hygiene() {
     run_c("fd_hygiene");
 }
 
+#[test]
+fn c_extra_stdio() {
+    run_c("extra_stdio");
+}
+
 /// `text` without `/* */` and `//` comments (string literals are not special-cased: the
 /// header has none that contain comment markers).
 fn strip_comments(text: &str) -> String {

@@ -82,6 +82,29 @@ fn primary_disconnect_closes_servers_and_the_worker_exits_0() {
     assert!(again["error"].as_i64().unwrap() < 0);
 }
 
+/// Node's `worker.process.disconnect()`: the bare channel closes, with no protocol message;
+/// the worker sees its primary gone and exits 0; `exitedAfterDisconnect` stays false; its
+/// server leaves the handle, so connections go to the other worker.
+#[test]
+fn closing_the_channel_makes_the_worker_exit_0() {
+    let mut p = Proc::fixture(&[]);
+    let (a, _) = p.fork("");
+    let port = listening_port(&mut p, a);
+    let (b, b_pid) = p.fork("");
+    listening_port(&mut p, b);
+    p.cmd(&format!("close-channel {a}"), "closing");
+    let d = p.event("disconnect", a);
+    assert_eq!(d["ead"], false, "{d}");
+    let ex = p.event("exit", a);
+    assert_eq!((ex["code"].as_i64(), ex["signal"].as_i64(), ex["ead"].as_bool()), (Some(0), Some(0), Some(false)), "{ex}");
+    for _ in 0..4 {
+        assert_eq!(fetch_pid(port), b_pid);
+    }
+    let again = p.cmd(&format!("close-channel {a}"), "error");
+    assert!(again["error"].as_i64().unwrap() < 0, "{again}");
+    assert_eq!(p.cmd("close-channel 99", "error")["error"], -libc::ESRCH);
+}
+
 #[test]
 fn disconnect_all_runs_the_callback_when_no_worker_is_left() {
     let mut p = Proc::fixture(&[]);

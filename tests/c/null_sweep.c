@@ -171,7 +171,8 @@ static void sweep_common(void) {
     long_path[0] = '/';
     long_path[sizeof long_path - 1] = '\0';
     s = SENTINEL;
-    CT_EXPECT_ERR(cluster_get_server(&s, long_path, 0, NULL), -EINVAL);
+    /* Longer than a socket address holds, and no shorter relative form: the bind says so. */
+    CT_EXPECT_ERR(cluster_get_server(&s, long_path, 0, NULL), -ENAMETOOLONG);
     CT_CHECK(s == NULL, "cluster_get_server(300-byte socket path) left *out set");
 
     cluster_server_options opts;
@@ -246,6 +247,7 @@ static void sweep_primary(void) {
         CT_EXPECT_ERR(cluster_worker_is_dead(bid), -ESRCH);
         CT_EXPECT_ERR(cluster_worker_exited_after_disconnect(bid), -ESRCH);
         CT_EXPECT_ERR(cluster_disconnect_worker(bid), -ESRCH);
+        CT_EXPECT_ERR(cluster_close_channel(bid), -ESRCH);
         CT_EXPECT_ERR(cluster_worker_stdio(bid, 1), -ESRCH);
         CT_EXPECT_ERR(cluster_send(bid, "{}", -1), -ESRCH);
         /* Two things wrong at once: either error will do. */
@@ -405,6 +407,7 @@ static void sweep_worker(void) {
     CT_EXPECT_ERR(cluster_setup_primary(&st), CLUSTER_E_WRONG_ROLE);
     CT_EXPECT_ERR(cluster_setup_primary(NULL), -EINVAL);
     CT_EXPECT_ERR(cluster_disconnect_worker(1), CLUSTER_E_WRONG_ROLE);
+    CT_EXPECT_ERR(cluster_close_channel(1), CLUSTER_E_WRONG_ROLE);
     CT_EXPECT_ERR(cluster_allow_bind(NULL, -2), CLUSTER_E_WRONG_ROLE);
     CT_EXPECT_ERR(cluster_disconnect(NULL, NULL), CLUSTER_E_WRONG_ROLE);
     CT_EXPECT_ERR(cluster_worker_get_state(1), CLUSTER_E_WRONG_ROLE);
@@ -531,6 +534,7 @@ int main(void) {
                  "\"-ESRCH (not in the table)\"; cluster_worker_count() is %d)", id, rc, cluster_worker_count());
     CT_EXPECT_ERR(cluster_send(id, "{}", -1), -ESRCH);
     CT_EXPECT_ERR(cluster_disconnect_worker(id), -ESRCH);
+    CT_EXPECT_ERR(cluster_close_channel(id), -ESRCH);
     /* Gone, and its stdout never was a pipe: -ESRCH or -ENOENT. */
     expect_negative("cluster_worker_stdio(dead, 1)", cluster_worker_stdio(id, 1));
     /* Its state stays queryable: dead. */
