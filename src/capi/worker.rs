@@ -184,6 +184,25 @@ pub unsafe extern "C" fn cluster_accept(server: *mut cluster_server) -> c_int {
     })
 }
 
+/// Gives the next connection waiting for this server back to the primary instead of
+/// accepting it, as a Node v20 worker does at its server's `maxConnections`: the primary
+/// hands it to another worker, so it is not lost. Returns 1 (one was given back) or 0 (none
+/// waits). Errors: `-EINVAL` (NULL), `-EBADF` (closed), `-EOPNOTSUPP` when connections do
+/// not come one by one (the fast lane between libcluster peers, a shared or reuseport
+/// listener, a server bound here): then stop calling `cluster_accept` while full — the
+/// primary takes back a fast lane's waiting connections after about a second, and a
+/// listener's backlog is served by the other workers.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cluster_server_refuse(server: *mut cluster_server) -> c_int {
+    ffi_guard!({
+        // SAFETY: `server` is NULL or a live handle from cluster_get_server.
+        match unsafe { server.as_ref() } {
+            Some(s) => ret(s.inner.refuse().map(|given| given as c_int)),
+            None => ret(Err(invalid("server is NULL"))),
+        }
+    })
+}
+
 /// Closes the server and frees the handle: connections not yet accepted are refused (the
 /// primary hands them to another worker), the primary is told (`close`), and the last
 /// holder's close releases the port. NULL does nothing. Returns 0.

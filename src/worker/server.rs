@@ -378,6 +378,30 @@ impl Server {
         }
     }
 
+    /// Node v20's answer for a server at its `maxConnections`: the next connection handed to
+    /// this worker goes back to the primary, which gives it to another worker (`accepted:
+    /// false`), so it is not lost. Returns whether one was given back (`false`: none waits).
+    /// Only connections handed one by one (`newconn`) can be: `EOPNOTSUPP` for the fast lane
+    /// and for listeners, where a program that stops accepting leaves its connections to
+    /// the others (the primary takes a lane's back once they wait; a listener's queue is
+    /// shared or rebalanced). `EBADF` once closed.
+    pub fn refuse(&self) -> Result<bool> {
+        match &self.state.source {
+            Source::RoundRobin => match self.state.take_queued() {
+                Some((seq, conn)) => {
+                    drop(conn);
+                    if let Some((w, ..)) = &self.cluster {
+                        w.shared.send_with(|out, s| wire::accepted(out, seq, false, s))?;
+                    }
+                    Ok(true)
+                }
+                None if self.state.is_closed() => Err(Error::errno(libc::EBADF, "server is closed")),
+                None => Ok(false),
+            },
+            _ => Err(Error::errno(libc::EOPNOTSUPP, "only connections handed one by one (newconn) can be given back; stop accepting instead")),
+        }
+    }
+
     /// A connection from the fast lane is the program's only if it is a stream socket: one
     /// `getsockopt(SO_TYPE)` per connection (the lane's only syscall besides `recvmsg`; no
     /// cheaper check tells a socket from a pipe). Anything else (a hostile primary's pipe)

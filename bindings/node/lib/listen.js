@@ -52,6 +52,16 @@ class ClusterHandle {
 class PipeClusterHandle extends ClusterHandle {}
 PipeClusterHandle.prototype.getsockname = undefined;
 
+// Node v20 worker at `server.maxConnections`: connections are not taken (Node answers
+// `accepted: false` and its primary gives them to another worker); the addon is told how
+// many more this server takes, and gives the rest back or leaves them for the others.
+function updateLimit(server, handle) {
+  if (handle.closed) return;
+  const max = server.maxConnections;
+  const budget = typeof max === 'number' && max >= 0 ? Math.max(0, Math.floor(max) - server._connections) : -1;
+  native.serverLimit(handle.native, budget);
+}
+
 function onConnections(server, handle, fds, code) {
   for (const fd of fds) {
     if (handle.closed || (typeof server.maxConnections === 'number' && server._connections >= server.maxConnections)) {
@@ -80,8 +90,10 @@ function onConnections(server, handle, fds, code) {
     server._connections++;
     socket.server = server;
     socket._server = server;
+    socket.once('close', () => updateLimit(server, handle));
     server.emit('connection', socket);
   }
+  updateLimit(server, handle);
   if (code === EBADF) {
     // A disconnect closed the server: stop, and let open connections finish (Node's
     // worker does server.close() too).
@@ -132,6 +144,7 @@ function start(server, address, port, opts, pipePath) {
       return;
     }
     if (server._unref) handle.unref();
+    updateLimit(server, handle);
     process.nextTick(() => server.emit('listening'));
   });
 }

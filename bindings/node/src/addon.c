@@ -639,6 +639,11 @@ typedef struct {
     napi_ref cb;
     napi_async_context actx;
     int has_actx;
+    /* How many more connections JS takes (server.maxConnections); -1: no limit. At 0,
+     * waiting connections go back to the primary (cluster_server_refuse) or, where that is
+     * not how they come, the poll pauses until JS raises it. */
+    int32_t budget;
+    int paused;
 } server_t;
 
 static void server_maybe_free(server_t *s) {
@@ -708,9 +713,23 @@ static void on_server_fd(uv_poll_t *p, int status, int events) {
     uint32_t n = 0;
     int code = status < 0 ? status : 0;
     while (code == 0 && n < ACCEPTS_PER_CALLBACK) {
+        if (s->budget == 0) {
+            int r = cluster_server_refuse(s->srv);
+            if (r == 1)
+                continue;
+            if (r == -EOPNOTSUPP) {
+                uv_poll_stop(&s->poll);
+                s->paused = 1;
+            } else if (r < 0) {
+                code = r;
+            }
+            break;
+        }
         int fd = cluster_accept(s->srv);
         if (fd >= 0) {
             napi_set_element(env, arr, n++, js_int(env, fd));
+            if (s->budget > 0)
+                s->budget--;
         } else if (fd != -EINTR) {
             if (fd != -EAGAIN)
                 code = fd;
@@ -773,6 +792,23 @@ static napi_value ServerDupFd(napi_env env, napi_callback_info info) {
         return js_int(env, fd);
     int dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
     return js_int(env, dup < 0 ? -errno : dup);
+}
+
+/* serverLimit(handle, n): JS takes at most n more connections (-1: any number). */
+static napi_value ServerLimit(napi_env env, napi_callback_info info) {
+    size_t argc = 2;
+    napi_value argv[2];
+    int32_t n;
+    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    server_t *s = unwrap_server(env, argv[0]);
+    if (!s || !arg_int(env, argv[1], &n))
+        return NULL;
+    s->budget = n < 0 ? -1 : n;
+    if (s->budget != 0 && s->paused && s->poll_state == 1 && s->srv) {
+        s->paused = 0;
+        uv_poll_start(&s->poll, UV_READABLE, on_server_fd);
+    }
+    return js_int(env, 0);
 }
 
 /* serverRef(handle, bool): whether a listening server keeps the process alive. */
@@ -893,6 +929,7 @@ static void get_server_complete(napi_env env, napi_status status, void *data) {
         if (s && napi_create_object(env, &handle) == napi_ok &&
             napi_wrap(env, handle, s, server_finalize, NULL, NULL) == napi_ok) {
             s->env = env;
+            s->budget = -1;
             s->srv = j->srv;
             s->port = cluster_server_port(j->srv);
             j->srv = NULL;
@@ -1040,6 +1077,7 @@ static napi_value Init(napi_env env, napi_value exports) {
         FN("serverClose", ServerClose),
         FN("serverPort", ServerPort),
         FN("serverDupFd", ServerDupFd),
+        FN("serverLimit", ServerLimit),
         FN("fdInfo", FdInfo),
         FN("closeFd", CloseFd),
 #undef FN
