@@ -341,6 +341,13 @@ typedef struct cluster_server_options {
    UDP only: `SO_REUSEADDR` (Node's `reuseAddr`).
    */
   int reuse_addr;
+  /*
+   A Unix socket path: make the socket file readable (`readable_all`) and writable
+   (`writable_all`) by every user, as Node's `readableAll` / `writableAll` listen
+   options do (in a worker, the primary applies them where it binds).
+   */
+  int readable_all;
+  int writable_all;
 } cluster_server_options;
 
 #ifdef __cplusplus

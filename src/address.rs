@@ -170,6 +170,15 @@ impl Target {
     }
 }
 
+/// Node's `readableAll` / `writableAll` on a bound Unix socket (nothing for IP addresses).
+pub fn apply_pipe_mode(bound: &Addr, readable_all: bool, writable_all: bool) -> Result<()> {
+    match bound {
+        Addr::Unix(p) if readable_all || writable_all => socket::add_pipe_permissions(p, readable_all, writable_all)
+            .map_err(|e| Error::io(format!("chmod {}", p.display()), e)),
+        _ => Ok(()),
+    }
+}
+
 fn shortest_path(abs: &Path) -> PathBuf {
     if let Ok(cwd) = std::env::current_dir()
         && let Ok(rel) = abs.strip_prefix(&cwd)

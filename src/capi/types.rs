@@ -104,6 +104,11 @@ pub struct cluster_server_options {
     pub udp: c_int,
     /// UDP only: `SO_REUSEADDR` (Node's `reuseAddr`).
     pub reuse_addr: c_int,
+    /// A Unix socket path: make the socket file readable (`readable_all`) and writable
+    /// (`writable_all`) by every user, as Node's `readableAll` / `writableAll` listen
+    /// options do (in a worker, the primary applies them where it binds).
+    pub readable_all: c_int,
+    pub writable_all: c_int,
 }
 
 /// A server obtained with `cluster_get_server`. Opaque; freed by `cluster_server_close`.

@@ -29,6 +29,8 @@ pub unsafe extern "C" fn cluster_server_options_init(opts: *mut cluster_server_o
             nonblocking: d.nonblocking as c_int,
             udp: d.udp as c_int,
             reuse_addr: d.reuse_addr as c_int,
+            readable_all: d.readable_all as c_int,
+            writable_all: d.writable_all as c_int,
         };
         // SAFETY: the caller's struct has `size` writable bytes (contract); we write at most
         // that many, and no more than our own struct has.
@@ -78,6 +80,12 @@ unsafe fn read_options(opts: *const cluster_server_options) -> crate::error::Res
         }
         if has(offset_of!(cluster_server_options, reuse_addr) + 4) {
             o.reuse_addr = (*opts).reuse_addr != 0;
+        }
+        if has(offset_of!(cluster_server_options, readable_all) + 4) {
+            o.readable_all = (*opts).readable_all != 0;
+        }
+        if has(offset_of!(cluster_server_options, writable_all) + 4) {
+            o.writable_all = (*opts).writable_all != 0;
         }
     }
     if o.backlog < 0 {

@@ -54,6 +54,17 @@ pub struct Msg<'a> {
     /// bits); in the reply, the fd that came with it is the lane.
     #[serde(rename = "libclusterLane", default)]
     pub lane: Option<i64>,
+    /// `queryServer` for a pipe: Node's `readableAll` / `writableAll` listen options
+    /// (anything but `true` is false, as Node reads them).
+    #[serde(rename = "readableAll", borrow, default)]
+    pub readable_all: Option<&'a RawValue>,
+    #[serde(rename = "writableAll", borrow, default)]
+    pub writable_all: Option<&'a RawValue>,
+}
+
+/// Whether an optional raw JSON field is exactly `true`.
+pub fn is_true(v: Option<&RawValue>) -> bool {
+    v.is_some_and(|v| v.get() == "true")
 }
 
 /// `Option<Cow<str>>` that borrows from the line when the string has no escapes. (serde's

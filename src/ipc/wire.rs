@@ -75,6 +75,10 @@ pub struct ServerQuery {
     pub inflight: Option<i64>,
     /// libcluster's extension (`libclusterLane`, `LANE_*` bits): the fast lane is wanted.
     pub lane: Option<i64>,
+    /// Pipes: Node's `readableAll` / `writableAll` (written only when true, as Node omits
+    /// options that were not given).
+    pub readable_all: bool,
+    pub writable_all: bool,
 }
 
 /// `queryServer` (or `listening`, with the bound port) as Node's worker writes it.
@@ -95,6 +99,12 @@ pub fn query(out: &mut Vec<u8>, act: &str, q: &ServerQuery, port: i64, seq: i64)
     let _ = write!(out, ",\"flags\":{}", q.flags);
     if let Some(b) = q.backlog {
         let _ = write!(out, ",\"backlog\":{b}");
+    }
+    if q.readable_all {
+        out.extend_from_slice(b",\"readableAll\":true");
+    }
+    if q.writable_all {
+        out.extend_from_slice(b",\"writableAll\":true");
     }
     if let Some(n) = q.inflight {
         let _ = write!(out, ",\"libclusterInflight\":{n}");
@@ -161,7 +171,7 @@ mod tests {
     #[test]
     fn bytes_match_node_v20_captures() {
         assert_eq!(s(|o| act(o, "online", 0)), "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"online\",\"seq\":0}\n");
-        let q = ServerQuery { index: 0, address: Some("127.0.0.1".into()), port: 18231, address_type: "4".into(), fd: None, flags: 0, backlog: Some(0), inflight: None, lane: None };
+        let q = ServerQuery { index: 0, address: Some("127.0.0.1".into()), port: 18231, address_type: "4".into(), fd: None, flags: 0, backlog: Some(0), inflight: None, lane: None, readable_all: false, writable_all: false };
         assert_eq!(
             s(|o| query(o, "queryServer", &q, 18231, 1)),
             "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"queryServer\",\"index\":0,\"data\":null,\"address\":\"127.0.0.1\",\"port\":18231,\"addressType\":4,\"flags\":0,\"backlog\":0,\"seq\":1}\n"
@@ -187,7 +197,16 @@ mod tests {
             s(|o| close(o, "127.0.0.1:18231:4:undefined:0", 5)),
             "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"close\",\"key\":\"127.0.0.1:18231:4:undefined:0\",\"seq\":5}\n"
         );
-        let u = ServerQuery { index: 0, address: Some("127.0.0.1".into()), port: 18241, address_type: "udp4".into(), fd: Some(-1), flags: 0, backlog: None, inflight: None, lane: None };
+        // A pipe with Node's readableAll/writableAll: the fields Node adds, and our parser
+        // reads them back (anything but `true` is false).
+        let pq = ServerQuery { index: 0, address: Some("/tmp/s.sock".into()), port: -1, address_type: "-1".into(), fd: None, flags: 0, backlog: Some(0), inflight: None, lane: None, readable_all: true, writable_all: true };
+        let line = s(|o| query(o, "queryServer", &pq, -1, 4));
+        assert!(line.contains(",\"readableAll\":true,\"writableAll\":true,"), "{line}");
+        let crate::ipc::message::Parsed::Internal(m) = crate::ipc::message::parse(line.as_bytes()).unwrap() else { panic!() };
+        assert!(crate::ipc::message::is_true(m.readable_all) && crate::ipc::message::is_true(m.writable_all));
+        let crate::ipc::message::Parsed::Internal(m) = crate::ipc::message::parse(br#"{"cmd":"NODE_CLUSTER","act":"queryServer","readableAll":1,"writableAll":null}"#).unwrap() else { panic!() };
+        assert!(!crate::ipc::message::is_true(m.readable_all) && !crate::ipc::message::is_true(m.writable_all));
+        let u = ServerQuery { index: 0, address: Some("127.0.0.1".into()), port: 18241, address_type: "udp4".into(), fd: Some(-1), flags: 0, backlog: None, inflight: None, lane: None, readable_all: false, writable_all: false };
         assert_eq!(
             s(|o| query(o, "queryServer", &u, 18241, 1)),
             "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"queryServer\",\"index\":0,\"data\":null,\"address\":\"127.0.0.1\",\"port\":18241,\"addressType\":\"udp4\",\"fd\":-1,\"flags\":0,\"seq\":1}\n"

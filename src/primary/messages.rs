@@ -307,12 +307,14 @@ impl Distributor {
         let shared = udp || self.shared.sched_none.load(std::sync::atomic::Ordering::Relaxed);
         let policy_reuseport = self.shared.reuseport.load(Ordering::Relaxed) && !matches!(target, Target::Pipe(_));
         let least_loaded = self.shared.least_loaded.load(Ordering::Relaxed);
+        let (readable_all, writable_all) = (message::is_true(m.readable_all), message::is_true(m.writable_all));
         let mut handle = bind(&|| {
             Ok(if udp {
                 let (sock, bound) = target.bind_datagram(ipv6_only, flags & 4 != 0)?;
                 Handle::Shared(SharedHandle::new(key.to_string(), sock, bound, data.clone(), true))
             } else if shared {
                 let (sock, bound) = target.bind(ipv6_only, None)?;
+                crate::address::apply_pipe_mode(&bound, readable_all, writable_all)?;
                 Handle::Shared(SharedHandle::new(key.to_string(), sock, bound, data.clone(), false))
             } else if policy_reuseport {
                 let opts = ListenOpts { backlog: Some(backlog), ipv6_only, reuse_port: true };
@@ -320,6 +322,7 @@ impl Distributor {
                 Handle::ReusePort(ReusePortHandle::new(key.to_string(), first, bound, data.clone(), opts))
             } else {
                 let (listener, bound) = target.bind(ipv6_only, Some(backlog))?;
+                crate::address::apply_pipe_mode(&bound, readable_all, writable_all)?;
                 Handle::RoundRobin(RoundRobinHandle::new(key.to_string(), listener, bound, data.clone(), least_loaded))
             })
         })?;

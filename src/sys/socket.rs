@@ -152,6 +152,21 @@ pub fn bind_datagram(addr: &Addr, ipv6_only: bool, reuse_addr: bool) -> io::Resu
 }
 
 /// `shutdown(fd, SHUT_RDWR)`: the peer reads EOF, our blocked reads return 0.
+/// Node's `readableAll` / `writableAll` for a Unix socket path, as libuv's `uv_pipe_chmod`:
+/// adds read (write) permission for user, group and others to what the file has.
+pub fn add_pipe_permissions(path: &Path, readable_all: bool, writable_all: bool) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let want = if readable_all { 0o444 } else { 0 } | if writable_all { 0o222 } else { 0 };
+    if want == 0 {
+        return Ok(());
+    }
+    let mode = std::fs::metadata(path)?.permissions().mode();
+    if mode & want == want {
+        return Ok(());
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode((mode | want) & 0o7777))
+}
+
 pub fn shutdown(fd: BorrowedFd<'_>) -> io::Result<()> {
     syscall!(shutdown(fd.as_raw_fd(), libc::SHUT_RDWR)).map(drop)
 }

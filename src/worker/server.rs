@@ -152,6 +152,10 @@ pub struct ServerOptions {
     pub udp: bool,
     /// UDP: `SO_REUSEADDR` (Node's `reuseAddr`, flag 4).
     pub reuse_addr: bool,
+    /// A Unix socket path readable / writable by every user (Node's `readableAll`,
+    /// `writableAll`: the socket file gets those permission bits).
+    pub readable_all: bool,
+    pub writable_all: bool,
 }
 
 pub struct Server {
@@ -188,6 +192,7 @@ impl Server {
         } else {
             let backlog = if opts.backlog > 0 { opts.backlog } else { DEFAULT_BACKLOG };
             let (sock, bound) = target.bind(opts.ipv6_only, Some(backlog))?;
+            crate::address::apply_pipe_mode(&bound, opts.readable_all, opts.writable_all)?;
             (Source::Listener { sock, poll: Epoll::new().map_err(|e| Error::io("epoll_create1", e))? }, bound)
         };
         let (port, unlink) = match &bound {
@@ -220,6 +225,8 @@ impl Server {
             backlog: if opts.udp { None } else { Some(opts.backlog.max(0) as i64) },
             inflight: (!opts.udp).then_some(super::INFLIGHT),
             lane: (!opts.udp).then_some(wire::LANE_WANTED | if opts.nonblocking { wire::LANE_NONBLOCKING } else { 0 }),
+            readable_all: opts.readable_all && matches!(target, Target::Pipe(_)),
+            writable_all: opts.writable_all && matches!(target, Target::Pipe(_)),
         };
         let reply = match worker.request(|out, seq| wire::query(out, "queryServer", &q, q.port, seq)) {
             Ok(r) => r,

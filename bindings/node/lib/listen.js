@@ -146,7 +146,7 @@ function start(server, address, port, opts, pipePath) {
     if (server._unref) handle.unref();
     updateLimit(server, handle);
     process.nextTick(() => server.emit('listening'));
-  });
+  }, (opts.readableAll ? 4 : 0) | (opts.writableAll ? 8 : 0));
 }
 
 function listen(server, options, callback) {
@@ -159,7 +159,7 @@ function listen(server, options, callback) {
   if (options === undefined || options === null) options = {};
   E.validateObject(options, 'options');
   if (callback !== undefined) E.validateFunction(callback, 'callback');
-  const { host, path: pipePath, backlog = 0, ipv6Only = false, exclusive = false } = options;
+  const { host, path: pipePath, backlog = 0, ipv6Only = false, exclusive = false, readableAll = false, writableAll = false } = options;
   const port = options.port === undefined || options.port === null ? 0 : E.validatePort(options.port);
   if (host !== undefined && host !== null) E.validateString(host, 'options.host');
   if (pipePath !== undefined && pipePath !== null) E.validateString(pipePath, 'options.path');
@@ -172,7 +172,7 @@ function listen(server, options, callback) {
     throw err;
   }
   if (callback) server.once('listening', callback);
-  const opts = { backlog, ipv6Only, exclusive };
+  const opts = { backlog, ipv6Only, exclusive, readableAll: readableAll === true, writableAll: writableAll === true };
   if (pipePath) {
     // As Node's workers: a relative name is made absolute here; the primary binds the
     // shorter of it and the path relative to its own cwd (the ~108-byte limit).
@@ -253,7 +253,7 @@ function workerListen(...args) {
     return listen(this, { ...common, port, host: options.host || undefined }, cb);
   }
   if (options.path && isPipeName(options.path)) {
-    return listen(this, { ...common, path: options.path }, cb);
+    return listen(this, { ...common, path: options.path, readableAll: options.readableAll === true, writableAll: options.writableAll === true }, cb);
   }
   const err = new TypeError(!('port' in options) && !('path' in options)
     ? `The argument 'options' must have the property "port" or "path". Received ${JSON.stringify(options)}`

@@ -980,7 +980,8 @@ static napi_value GetServer(napi_env env, napi_callback_info info) {
     }
     j->opts.ipv6_only = ipv6_only;
     j->opts.exclusive = exclusive;
-    /* Optional 7th argument: 1 = UDP (a dgram bind), 3 = UDP with SO_REUSEADDR. */
+    /* Optional 7th argument, bits: 1 UDP (a dgram bind), 2 SO_REUSEADDR (UDP), 4 readableAll,
+     * 8 writableAll (a Unix socket path). */
     int32_t udp = 0;
     if (argc > 6 && !is_nullish(env, argv[6]) && !arg_int(env, argv[6], &udp)) {
         free(j->address);
@@ -989,6 +990,8 @@ static napi_value GetServer(napi_env env, napi_callback_info info) {
     }
     j->opts.udp = udp & 1;
     j->opts.reuse_addr = (udp & 2) ? 1 : 0;
+    j->opts.readable_all = (udp & 4) ? 1 : 0;
+    j->opts.writable_all = (udp & 8) ? 1 : 0;
     queue_job(env, j, argv[5], "libcluster:getServer", get_server_execute, get_server_complete);
     return NULL;
 }
