@@ -24,7 +24,9 @@ cluster.schedulingPolicy = { none: cluster.SCHED_NONE, reuseport: cluster.SCHED_
 const all = new Map();
 // Workers whose 'exit' has not been emitted: they keep the process alive.
 const running = new Set();
-// cluster.disconnect() callbacks waiting for cluster.workers to empty.
+// cluster.disconnect() calls waiting: { cb, waiting: workers whose 'disconnect' is still
+// to be emitted, drained: cluster.workers is empty }. As in Node, the callback runs once
+// both hold, after the workers' 'disconnect' events.
 let pendingDisconnect = [];
 let initialized = false;
 
@@ -328,7 +330,8 @@ cluster.disconnect = function disconnect(callback) {
   if (callback !== undefined) E.validateFunction(callback, 'callback');
   const n = native.disconnectAll();
   if (n < 0) throw E.clusterError(n, 'disconnect', native.lastError());
-  pendingDisconnect.push(callback || null);
+  const waiting = new Set([...all.values()].filter((w) => !w._disconnected && w.state !== 'dead'));
+  pendingDisconnect.push({ cb: callback || null, waiting, drained: false });
   syncWorkers();
   updateRef();
 };
@@ -360,11 +363,21 @@ function forget(w) {
   if (w.state === 'dead' && w._disconnected) all.delete(w.id);
 }
 
+function settleDisconnects(gone) {
+  const ready = [];
+  pendingDisconnect = pendingDisconnect.filter((p) => {
+    if (gone) p.waiting.delete(gone);
+    if (!p.drained || p.waiting.size > 0) return true;
+    ready.push(p);
+    return false;
+  });
+  for (const p of ready) if (p.cb) p.cb();
+}
+
 function onEvent(ev) {
   if (ev.kind === KIND.DRAINED) {
-    const cbs = pendingDisconnect;
-    pendingDisconnect = [];
-    for (const cb of cbs) if (cb) cb();
+    for (const p of pendingDisconnect) p.drained = true;
+    settleDisconnects();
     return;
   }
   syncWorkers();
@@ -402,6 +415,7 @@ function onEvent(ev) {
       w.process.emit('disconnect');
       w.emit('disconnect');
       cluster.emit('disconnect', w);
+      settleDisconnects(w);
       break;
     case KIND.EXIT: {
       w._exitedAfterDisconnect = ev.exitedAfterDisconnect;
@@ -412,6 +426,7 @@ function onEvent(ev) {
       const signal = E.signalName(ev.signal);
       w.process.exitCode = code;
       w.process.signalCode = signal;
+      settleDisconnects(w);
       w.process.emit('exit', code, signal);
       w.emit('exit', code, signal);
       cluster.emit('exit', w, code, signal);
