@@ -310,9 +310,9 @@ function pipesOf(worker, count) {
 
 cluster.fork = function fork(env) {
   const list = env === undefined || env === null ? null : envList(env, 'env');
-  // As Node's fork, what cluster.settings holds now (it may have been changed in place).
-  if (!initialized) cluster.setupPrimary();
-  else applySettings(cluster.settings);
+  // As Node's fork: setupPrimary() each time (what cluster.settings holds now, which may
+  // have been changed in place; 'setup' is emitted).
+  cluster.setupPrimary();
   const id = native.fork(list);
   if (id < 0) throw E.clusterError(id, 'fork', native.lastError());
   const pid = native.workerPid(id);
