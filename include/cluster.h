@@ -53,7 +53,7 @@
 /*
  Number of event kinds (one past the last value).
  */
-#define CLUSTER_EVENT_COUNT 8
+#define CLUSTER_EVENT_COUNT 9
 
 /*
  `cluster_settings.stdio` entries (an fd >= 0 is also allowed).
@@ -136,6 +136,13 @@ typedef enum cluster_event_type {
    protocol and its channel was closed.
    */
   CLUSTER_EVENT_ERROR = 7,
+  /*
+   Worker, only after `cluster_worker_keep_channel(1)`: the primary asked this worker to
+   disconnect. Its servers are closed (no new connection comes); the channel stays open
+   (messages still flow) until the program calls `cluster_worker_disconnect()`, which
+   it does once its open connections are done, as Node's workers do. DISCONNECT follows.
+   */
+  CLUSTER_EVENT_DISCONNECT_REQUESTED = 8,
 } cluster_event_type;
 
 /*
@@ -509,6 +516,15 @@ int cluster_disconnect(cluster_event_cb cb, void *userdata);
  `CLUSTER_E_WRONG_ROLE` in the primary. Blocks until the primary acks.
  */
 int cluster_worker_disconnect(void);
+
+/*
+ Worker: `on` = 1 makes a primary's disconnect behave as in a Node worker: the servers
+ close at once, a `CLUSTER_EVENT_DISCONNECT_REQUESTED` event comes, and the channel stays
+ open until this program calls `cluster_worker_disconnect()` (once its open connections
+ are done). 0 (the default): the servers and the channel close together and
+ `CLUSTER_EVENT_DISCONNECT` comes. Returns 0. Errors: `CLUSTER_E_WRONG_ROLE` in the primary.
+ */
+int cluster_worker_keep_channel(int on);
 
 /*
  Node's `cluster.worker.kill()` / `destroy()` (worker): if the channel is open, tells

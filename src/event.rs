@@ -21,6 +21,10 @@ pub enum Event {
     /// A user message (JSON text), with the socket that came with it, if any.
     Message { id: u32, pid: i32, json: String, fd: Option<OwnedFd> },
     Disconnect { id: u32, pid: i32, exited_after_disconnect: bool },
+    /// Worker, with the channel kept on a disconnect (`keep_channel`): the primary asked this
+    /// worker to disconnect; its servers are closed, the channel stays open until the
+    /// program calls `disconnect` (Node's worker does that once its servers have closed).
+    DisconnectRequested { id: u32, pid: i32 },
     /// `code` is -1 when a signal ended the worker; `signal` is 0 otherwise.
     Exit { id: u32, pid: i32, code: i32, signal: i32, exited_after_disconnect: bool },
     /// Something went wrong with a worker (its channel is closed) or the library.

@@ -83,6 +83,11 @@ fn to_c(ev: Event) -> cluster_event {
             out.exited_after_disconnect = exited_after_disconnect as c_int;
             (id, pid)
         }
+        Event::DisconnectRequested { id, pid } => {
+            out.kind = CLUSTER_EVENT_DISCONNECT_REQUESTED;
+            out.exited_after_disconnect = 1;
+            (id, pid)
+        }
         Event::Exit { id, pid, code, signal, exited_after_disconnect } => {
             out.kind = CLUSTER_EVENT_EXIT;
             out.exit_code = code;
@@ -219,6 +224,7 @@ fn kind_of(ev: &Event) -> cluster_event_type {
         Event::Listening { .. } => CLUSTER_EVENT_LISTENING,
         Event::Message { .. } => CLUSTER_EVENT_MESSAGE,
         Event::Disconnect { .. } => CLUSTER_EVENT_DISCONNECT,
+        Event::DisconnectRequested { .. } => CLUSTER_EVENT_DISCONNECT_REQUESTED,
         Event::Exit { .. } => CLUSTER_EVENT_EXIT,
         Event::Error { .. } => CLUSTER_EVENT_ERROR,
         Event::Drained => CLUSTER_EVENT_NONE,

@@ -115,6 +115,16 @@ pub extern "C" fn cluster_worker_disconnect() -> c_int {
     ffi_guard!({ ret(context::worker().and_then(|w| w.disconnect()).map(|_| 0)) })
 }
 
+/// Worker: `on` = 1 makes a primary's disconnect behave as in a Node worker: the servers
+/// close at once, a `CLUSTER_EVENT_DISCONNECT_REQUESTED` event comes, and the channel stays
+/// open until this program calls `cluster_worker_disconnect()` (once its open connections
+/// are done). 0 (the default): the servers and the channel close together and
+/// `CLUSTER_EVENT_DISCONNECT` comes. Returns 0. Errors: `CLUSTER_E_WRONG_ROLE` in the primary.
+#[unsafe(no_mangle)]
+pub extern "C" fn cluster_worker_keep_channel(on: c_int) -> c_int {
+    ffi_guard!({ ret(context::worker().map(|w| w.keep_channel(on != 0)).map(|_| 0)) })
+}
+
 /// Node's `cluster.worker.kill()` / `destroy()` (worker): if the channel is open, tells
 /// the primary the exit is voluntary and waits for its ack, closes the channel, then ends
 /// the process with code 0 (`exit`, so `atexit` handlers run). Servers are not closed

@@ -26,6 +26,11 @@ pub enum cluster_event_type {
     /// Something failed (`error`: the code, `data`: the message), e.g. a worker broke the
     /// protocol and its channel was closed.
     CLUSTER_EVENT_ERROR = 7,
+    /// Worker, only after `cluster_worker_keep_channel(1)`: the primary asked this worker to
+    /// disconnect. Its servers are closed (no new connection comes); the channel stays open
+    /// (messages still flow) until the program calls `cluster_worker_disconnect()`, which
+    /// it does once its open connections are done, as Node's workers do. DISCONNECT follows.
+    CLUSTER_EVENT_DISCONNECT_REQUESTED = 8,
 }
 
 /// `address_type` values (Node's `addressType`; `"udp4"`/`"udp6"` get numbers here).
@@ -36,7 +41,7 @@ pub const CLUSTER_ADDRESS_UDP4: c_int = 104;
 pub const CLUSTER_ADDRESS_UDP6: c_int = 106;
 
 /// Number of event kinds (one past the last value).
-pub const CLUSTER_EVENT_COUNT: c_int = 8;
+pub const CLUSTER_EVENT_COUNT: c_int = 9;
 
 /// One event, with Node's payload. Fields a kind does not use are 0, -1 or NULL as noted.
 ///

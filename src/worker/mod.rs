@@ -59,6 +59,11 @@ pub(crate) struct Shared {
     pub servers: Mutex<Vec<Arc<server::ServerState>>>,
     pub connected: AtomicBool,
     pub disconnecting: AtomicBool,
+    /// `cluster_worker_keep_channel(1)`: a primary's `disconnect` closes the servers and
+    /// leaves the channel to the program (`DisconnectRequested`).
+    pub keep_channel: AtomicBool,
+    /// The primary asked this worker to disconnect and the channel was kept.
+    pub disconnect_requested: AtomicBool,
     /// A `NODE_HANDLE_ACK` for a queued `newconn` not yet written: it goes out with the
     /// `accepted` reply when the program accepts, or alone after `ACK_DELAY_MS` (the reader
     /// sees to that), so a Node primary is never kept waiting. Changed under `writer`.
@@ -156,6 +161,8 @@ impl Worker {
             servers: Mutex::new(Vec::new()),
             connected: AtomicBool::new(true),
             disconnecting: AtomicBool::new(false),
+            keep_channel: AtomicBool::new(false),
+            disconnect_requested: AtomicBool::new(false),
             ack_owed: AtomicUsize::new(0),
             events,
         });
@@ -189,6 +196,12 @@ impl Worker {
         let acked = self.request(|out, seq| crate::ipc::wire::act(out, "exitedAfterDisconnect", seq));
         let _ = socket::shutdown(self.sock.as_fd());
         acked.map(drop)
+    }
+
+    /// Whether a primary's `disconnect` leaves the channel open until `disconnect()` (Node's
+    /// worker finishes its connections first) instead of closing it with the servers.
+    pub fn keep_channel(&self, on: bool) {
+        self.shared.keep_channel.store(on, Ordering::Release);
     }
 
     /// `cluster.worker.kill()` / `destroy()` in a worker (§7.5): if still connected, tells

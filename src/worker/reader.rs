@@ -86,7 +86,7 @@ fn read_loop(shared: &Shared, sock: &OwnedFd) -> Result<()> {
 /// its server closing could otherwise return from its accept loop and exit 0 before the
 /// message is written (issue 11, defect 6). Exiting closes everything anyway.
 fn channel_lost(shared: &Shared, sock: &OwnedFd, err: Option<Error>) {
-    if !shared.disconnecting.load(Ordering::Acquire) {
+    if !shared.disconnecting.load(Ordering::Acquire) && !shared.disconnect_requested.load(Ordering::Acquire) {
         let why = err.as_ref().map(|e| format!("channel to the primary closed: {}", e.message));
         shared.leave(why.as_deref());
     }
@@ -258,6 +258,15 @@ fn handle_cluster(shared: &Shared, m: &Msg<'_>, fd: Option<OwnedFd>) -> Result<(
             if refused.is_some() {
                 // Unknown or closing server: refuse, and the primary hands it on (§7.4).
                 shared.send_with(|out, s| wire::accepted(out, seq, false, s))?;
+            }
+            Ok(())
+        }
+        "disconnect" if shared.keep_channel.load(Ordering::Acquire) => {
+            // As Node's worker: close every server now; the program closes the channel
+            // once their connections are done (`disconnect`).
+            if !shared.disconnect_requested.swap(true, Ordering::AcqRel) {
+                shared.close_servers();
+                shared.events.push(Event::DisconnectRequested { id: shared.id, pid: process::getpid() });
             }
             Ok(())
         }

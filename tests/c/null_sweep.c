@@ -195,6 +195,7 @@ static void sweep_common(void) {
     CT_EXPECT_ERR(cluster_server_fd(NULL), -EINVAL);
     CT_EXPECT_ERR(cluster_server_port(NULL), -EINVAL);
     CT_EXPECT_ERR(cluster_accept(NULL), -EINVAL);
+    CT_EXPECT_ERR(cluster_server_refuse(NULL), -EINVAL);
     CT_CHECK(cluster_server_close(NULL) == 0, "cluster_server_close(NULL) must do nothing and return 0");
 
     /* The message of a failure stays valid until the next failing call on this thread
@@ -408,6 +409,8 @@ static void sweep_worker(void) {
     CT_EXPECT_ERR(cluster_setup_primary(NULL), -EINVAL);
     CT_EXPECT_ERR(cluster_disconnect_worker(1), CLUSTER_E_WRONG_ROLE);
     CT_EXPECT_ERR(cluster_close_channel(1), CLUSTER_E_WRONG_ROLE);
+    int kc = cluster_worker_keep_channel(0); /* a worker may choose (0: the default) */
+    CT_CHECK(kc == 0, "cluster_worker_keep_channel(0) in a worker: %d", kc);
     CT_EXPECT_ERR(cluster_allow_bind(NULL, -2), CLUSTER_E_WRONG_ROLE);
     CT_EXPECT_ERR(cluster_disconnect(NULL, NULL), CLUSTER_E_WRONG_ROLE);
     CT_EXPECT_ERR(cluster_worker_get_state(1), CLUSTER_E_WRONG_ROLE);
@@ -535,6 +538,7 @@ int main(void) {
     CT_EXPECT_ERR(cluster_send(id, "{}", -1), -ESRCH);
     CT_EXPECT_ERR(cluster_disconnect_worker(id), -ESRCH);
     CT_EXPECT_ERR(cluster_close_channel(id), -ESRCH);
+    CT_EXPECT_ERR(cluster_worker_keep_channel(1), CLUSTER_E_WRONG_ROLE);
     /* Gone, and its stdout never was a pipe: -ESRCH or -ENOENT. */
     expect_negative("cluster_worker_stdio(dead, 1)", cluster_worker_stdio(id, 1));
     /* Its state stays queryable: dead. */

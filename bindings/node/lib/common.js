@@ -4,7 +4,7 @@ const EventEmitter = require('node:events');
 const native = require('./native');
 const { listen } = require('./listen');
 
-const KIND = { DRAINED: -1, FORK: 1, ONLINE: 2, LISTENING: 3, MESSAGE: 4, DISCONNECT: 5, EXIT: 6, ERROR: 7 };
+const KIND = { DRAINED: -1, FORK: 1, ONLINE: 2, LISTENING: 3, MESSAGE: 4, DISCONNECT: 5, EXIT: 6, ERROR: 7, DISCONNECT_REQUESTED: 8 };
 
 function createCluster(isWorker) {
   const cluster = new EventEmitter();

@@ -12,7 +12,8 @@ const E = require('./errors');
 
 const EBADF = -9;
 
-// Servers fed by libcluster in this process (cluster.worker.disconnect() closes them).
+// Servers fed by libcluster in this process, until their 'close' event (a disconnect
+// closes them and waits for that).
 const servers = new Set();
 
 class ClusterHandle {
@@ -35,7 +36,6 @@ class ClusterHandle {
   close() {
     if (this.closed) return;
     this.closed = true;
-    servers.delete(this.server);
     native.serverClose(this.native);
   }
 
@@ -136,6 +136,7 @@ function start(server, address, port, opts, pipePath) {
     server._handle = handle;
     if (pipePath) server._pipeName = pipePath;
     servers.add(server);
+    server.once('close', () => servers.delete(server));
     const r = native.serverStart(h, (fds, code) => onConnections(server, handle, fds, code));
     if (r < 0) {
       handle.close();

@@ -23,7 +23,7 @@ dgram.interceptBind();
 // Closes this worker's clustered servers and sockets; `done` once all have closed (a
 // server's connections ended, as server.close() waits for them).
 function closeHandles(done) {
-  const list = [...servers].filter((s) => s._handle || s.listening);
+  const list = [...servers];
   let waiting = list.length + 1;
   const one = () => {
     if (--waiting === 0) done();
@@ -61,6 +61,12 @@ class Worker extends BaseWorker {
   // event follows.
   disconnect() {
     if (this._disconnecting || !this.isConnected()) return this;
+    this._disconnect();
+    return this;
+  }
+
+  // Closes the servers (waiting for their connections to end), then the channel.
+  _disconnect() {
     this._disconnecting = true;
     this.exitedAfterDisconnect = true;
     closeHandles(() => {
@@ -73,7 +79,6 @@ class Worker extends BaseWorker {
         }
       });
     });
-    return this;
   }
 
   kill() {
@@ -124,6 +129,11 @@ function onEvent(ev) {
       else worker.emit('message', message, handle);
       break;
     }
+    case KIND.DISCONNECT_REQUESTED:
+      // The primary asked (Node's worker._disconnect(true)): close the servers, wait for
+      // their connections to end, then close the channel; 'disconnect' follows.
+      if (!worker._disconnecting) worker._disconnect();
+      break;
     case KIND.DISCONNECT: {
       // The channel is closed: no more events. libcluster closed the servers (their polls
       // saw it); as in a Node worker, 'disconnect' is emitted once they have closed, that
@@ -156,6 +166,7 @@ function onEvent(ev) {
 
 // A Node worker stays alive while its channel is open (the channel is ref'd), so ours does.
 startEvents(onEvent);
+native.keepChannel(true);
 native.eventsRef(true);
 
 module.exports = cluster;

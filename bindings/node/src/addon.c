@@ -507,6 +507,18 @@ static napi_value DisconnectAll(napi_env env, napi_callback_info info) {
     return js_int(env, cluster_disconnect(on_drained, NULL));
 }
 
+/* keepChannel(bool) -> 0 or a negative code: in a worker, a primary's disconnect leaves the
+ * channel open until workerDisconnect() (DISCONNECT_REQUESTED comes first). */
+static napi_value KeepChannel(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1];
+    bool on = false;
+    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    if (argc < 1 || napi_get_value_bool(env, argv[0], &on) != napi_ok)
+        return NULL;
+    return js_int(env, cluster_worker_keep_channel(on ? 1 : 0));
+}
+
 /* closeChannel(id) -> 0 or a negative code: worker.process.disconnect(). */
 static napi_value CloseChannel(napi_env env, napi_callback_info info) {
     size_t argc = 1;
@@ -1065,6 +1077,7 @@ static napi_value Init(napi_env env, napi_value exports) {
         FN("disconnectWorker", DisconnectWorker),
         FN("disconnectAll", DisconnectAll),
         FN("closeChannel", CloseChannel),
+        FN("keepChannel", KeepChannel),
         FN("workerState", WorkerState),
         FN("workerIsConnected", WorkerIsConnected),
         FN("workerIsDead", WorkerIsDead),
