@@ -91,6 +91,7 @@ fn event_json(ev: &Event) -> serde_json::Value {
             json!({"event":"exit","id":id,"pid":pid,"code":code,"signal":signal,"ead":exited_after_disconnect})
         }
         Event::Error { id, pid, code, message } => json!({"event":"error","id":id,"pid":pid,"code":code,"message":message}),
+        Event::DisconnectRequested { id, pid } => json!({"event":"disconnect_requested","id":id,"pid":pid}),
         Event::Drained => json!({"event":"drained"}),
     }
 }

@@ -489,8 +489,13 @@ int cluster_disconnect_worker(int worker_id);
  sees its primary gone and exits with code 0, as Node's workers do; a DISCONNECT event
  follows here, then EXIT.
 
+ In a worker, `worker_id` 0 is Node's `process.disconnect()`: this worker closes its
+ channel to the primary without the protocol (its servers stay; the primary sees
+ `exited_after_disconnect` 0); a DISCONNECT event follows and the process is not ended
+ by the library.
+
  Returns 0. Errors: `-ESRCH` (unknown or dead worker), `CLUSTER_E_CLOSED` (already
- disconnected), `CLUSTER_E_WRONG_ROLE` in a worker.
+ disconnected), `CLUSTER_E_WRONG_ROLE` in a worker for an id other than 0.
  */
 int cluster_close_channel(int worker_id);
 
@@ -591,10 +596,11 @@ int cluster_worker_id(void);
  fd 3, as Node's `cluster.fork(env)` does. stdio is inherited.
 
  `env`: NULL, or a NULL-terminated array of `"KEY=VALUE"` strings, borrowed for the call.
+ An entry `"KEY"` (no `=`) leaves KEY out of the worker's environment, as Node's
+ `fork({ KEY: undefined })` does.
 
  Returns the worker id (1, 2, ..., never reused) once the program has been exec'd; a
- `CLUSTER_EVENT_FORK` event follows. Errors: `-EINVAL` (an entry without `=` or with an
- empty key), `CLUSTER_E_WRONG_ROLE` in a worker, or the errno of a failed spawn or exec
+ `CLUSTER_EVENT_FORK` event follows. Errors: `-EINVAL` (an empty entry or key), `CLUSTER_E_WRONG_ROLE` in a worker, or the errno of a failed spawn or exec
  (e.g. `-ENOENT`, `-EAGAIN`). Any thread, including inside an event callback.
  */
 int cluster_fork(const char *const *env);

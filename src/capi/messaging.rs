@@ -70,11 +70,19 @@ pub extern "C" fn cluster_disconnect_worker(worker_id: c_int) -> c_int {
 /// sees its primary gone and exits with code 0, as Node's workers do; a DISCONNECT event
 /// follows here, then EXIT.
 ///
+/// In a worker, `worker_id` 0 is Node's `process.disconnect()`: this worker closes its
+/// channel to the primary without the protocol (its servers stay; the primary sees
+/// `exited_after_disconnect` 0); a DISCONNECT event follows and the process is not ended
+/// by the library.
+///
 /// Returns 0. Errors: `-ESRCH` (unknown or dead worker), `CLUSTER_E_CLOSED` (already
-/// disconnected), `CLUSTER_E_WRONG_ROLE` in a worker.
+/// disconnected), `CLUSTER_E_WRONG_ROLE` in a worker for an id other than 0.
 #[unsafe(no_mangle)]
 pub extern "C" fn cluster_close_channel(worker_id: c_int) -> c_int {
     ffi_guard!({
+        if worker_id == 0 && let Ok(w) = context::worker() {
+            return ret(w.close_channel().map(|_| 0));
+        }
         if worker_id <= 0 {
             return ret(Err(Error::errno(libc::ESRCH, format!("no worker with id {worker_id}"))));
         }

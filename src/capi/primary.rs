@@ -52,15 +52,17 @@ pub extern "C" fn cluster_worker_id() -> c_int {
 /// fd 3, as Node's `cluster.fork(env)` does. stdio is inherited.
 ///
 /// `env`: NULL, or a NULL-terminated array of `"KEY=VALUE"` strings, borrowed for the call.
+/// An entry `"KEY"` (no `=`) leaves KEY out of the worker's environment, as Node's
+/// `fork({ KEY: undefined })` does.
 ///
 /// Returns the worker id (1, 2, ..., never reused) once the program has been exec'd; a
-/// `CLUSTER_EVENT_FORK` event follows. Errors: `-EINVAL` (an entry without `=` or with an
-/// empty key), `CLUSTER_E_WRONG_ROLE` in a worker, or the errno of a failed spawn or exec
+/// `CLUSTER_EVENT_FORK` event follows. Errors: `-EINVAL` (an empty entry or key), `CLUSTER_E_WRONG_ROLE` in a worker, or the errno of a failed spawn or exec
 /// (e.g. `-ENOENT`, `-EAGAIN`). Any thread, including inside an event callback.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cluster_fork(env: *const *const c_char) -> c_int {
     ffi_guard!({
         let mut extra = Vec::new();
+        let mut unset = Vec::new();
         if !env.is_null() {
             for i in 0.. {
                 // SAFETY: the caller passes a NULL-terminated array of C strings.
@@ -73,13 +75,17 @@ pub unsafe extern "C" fn cluster_fork(env: *const *const c_char) -> c_int {
                 }
                 // SAFETY: each entry is a NUL-terminated string, per the contract.
                 let entry = unsafe { CStr::from_ptr(p) }.to_bytes();
+                if !entry.is_empty() && !entry.contains(&b'=') {
+                    unset.push(OsString::from_vec(entry.to_vec()));
+                    continue;
+                }
                 match split_env(entry) {
                     Ok(kv) => extra.push(kv),
                     Err(e) => return ret(Err(e)),
                 }
             }
         }
-        ret(context::primary().and_then(|p| p.fork(&extra)).map(|id| id as c_int))
+        ret(context::primary().and_then(|p| p.fork_env(&extra, &unset)).map(|id| id as c_int))
     })
 }
 

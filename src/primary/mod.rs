@@ -124,10 +124,16 @@ impl Primary {
     /// Starts a worker running this program again, with `extra_env` added to our
     /// environment. Returns its id (1, 2, ... never reused).
     pub fn fork(&self, extra_env: &[(OsString, OsString)]) -> Result<u32> {
+        self.fork_env(extra_env, &[])
+    }
+
+    /// As `fork`, also leaving the variables named in `unset` out of the worker's
+    /// environment (Node's `fork({ KEY: undefined })`).
+    pub fn fork_env(&self, extra_env: &[(OsString, OsString)], unset: &[OsString]) -> Result<u32> {
         self.ensure_started()?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let settings = self.settings.lock().clone();
-        let plan = build_plan(id, &settings, extra_env)?;
+        let plan = build_plan(id, &settings, extra_env, unset)?;
         let (tx, rx) = mpsc::sync_channel(1);
         self.command(Command::Spawn { id, plan, reply: tx });
         rx.recv().map_err(|_| Error::protocol("distributor thread is gone"))??;

@@ -14,7 +14,7 @@ use super::settings::{self, Settings};
 /// Builds the worker's command line before anything forks (house style P2): this program's
 /// executable and argv, our environment plus `extra_env`, then `NODE_UNIQUE_ID`,
 /// `NODE_CHANNEL_FD=3` and `NODE_CHANNEL_SERIALIZATION_MODE=json`, in Node's order (§2.1).
-pub(super) fn build_plan(id: u32, settings: &Settings, extra_env: &[(OsString, OsString)]) -> Result<SpawnPlan> {
+pub(super) fn build_plan(id: u32, settings: &Settings, extra_env: &[(OsString, OsString)], unset: &[OsString]) -> Result<SpawnPlan> {
     let (mut exe, mut args) = process::current_command().map_err(|e| Error::io("read /proc/self", e))?;
     if let Some(prog) = &settings.exec {
         exe = settings::resolve_program(prog)
@@ -35,6 +35,7 @@ pub(super) fn build_plan(id: u32, settings: &Settings, extra_env: &[(OsString, O
         env.retain(|(ek, _)| ek != k);
         env.push((k.clone(), v.clone()));
     }
+    env.retain(|(k, _)| !unset.contains(k));
     env.push(("NODE_UNIQUE_ID".into(), id.to_string().into()));
     env.push(("NODE_CHANNEL_FD".into(), "3".into()));
     env.push(("NODE_CHANNEL_SERIALIZATION_MODE".into(), "json".into()));

@@ -64,6 +64,9 @@ pub(crate) struct Shared {
     pub keep_channel: AtomicBool,
     /// The primary asked this worker to disconnect and the channel was kept.
     pub disconnect_requested: AtomicBool,
+    /// The program closed the bare channel (Node's `process.disconnect()`): no
+    /// `exitedAfterDisconnect`, and the process is not ended by the library.
+    pub bare_close: AtomicBool,
     /// A `NODE_HANDLE_ACK` for a queued `newconn` not yet written: it goes out with the
     /// `accepted` reply when the program accepts, or alone after `ACK_DELAY_MS` (the reader
     /// sees to that), so a Node primary is never kept waiting. Changed under `writer`.
@@ -163,6 +166,7 @@ impl Worker {
             disconnecting: AtomicBool::new(false),
             keep_channel: AtomicBool::new(false),
             disconnect_requested: AtomicBool::new(false),
+            bare_close: AtomicBool::new(false),
             ack_owed: AtomicUsize::new(0),
             events,
         });
@@ -196,6 +200,18 @@ impl Worker {
         let acked = self.request(|out, seq| crate::ipc::wire::act(out, "exitedAfterDisconnect", seq));
         let _ = socket::shutdown(self.sock.as_fd());
         acked.map(drop)
+    }
+
+    /// Node's `process.disconnect()` in a worker: closes the channel itself, without the
+    /// cluster's disconnect protocol (the primary sees `exitedAfterDisconnect` false); the
+    /// servers stay. A `disconnect` event follows (`exited_after_disconnect` 0); the
+    /// process is left running (Node's worker then exits 0 by itself).
+    pub fn close_channel(&self) -> Result<()> {
+        if !self.shared.connected.load(Ordering::Acquire) || self.shared.disconnecting.swap(true, Ordering::AcqRel) {
+            return Err(Error::new(code::CLOSED, "already disconnecting or disconnected"));
+        }
+        self.shared.bare_close.store(true, Ordering::Release);
+        socket::shutdown(self.sock.as_fd()).map_err(|e| Error::io("shutdown the channel", e))
     }
 
     /// Whether a primary's `disconnect` leaves the channel open until `disconnect()` (Node's

@@ -104,7 +104,8 @@ fn channel_lost(shared: &Shared, sock: &OwnedFd, err: Option<Error>) {
     if let Some(e) = &err {
         let _ = writeln!(std::io::stderr(), "libcluster: worker {}: channel to the primary closed: {}", shared.id, e.message);
     }
-    shared.events.push(Event::Disconnect { id: shared.id, pid: process::getpid(), exited_after_disconnect: true });
+    let ead = !shared.bare_close.load(Ordering::Acquire);
+    shared.events.push(Event::Disconnect { id: shared.id, pid: process::getpid(), exited_after_disconnect: ead });
 }
 
 /// Handles one line by the channel rules in `ipc::inbound`. An error ends the channel (a

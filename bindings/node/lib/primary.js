@@ -171,7 +171,12 @@ function envList(env, name) {
   }
   const out = [];
   for (const [k, v] of Object.entries({ ...env })) {
-    if (v === undefined) continue;
+    if (v === undefined) {
+      // fork({ KEY: undefined }) leaves KEY out, as Node's spread over process.env does
+      // ("KEY" alone tells libcluster so).
+      if (name === 'env' && k !== '' && !k.includes('=') && !k.includes('\0')) out.push(k);
+      continue;
+    }
     const pair = `${k}=${v}`;
     if (pair.includes('\0')) {
       const err = new TypeError(`The argument '${name}' must be a string without null bytes. Received ${JSON.stringify(pair)}`);
@@ -337,6 +342,11 @@ cluster.disconnect = function disconnect(callback) {
 };
 
 cluster.Worker = BaseWorker;
+// As Node's primary, cluster.Worker.prototype itself has disconnect() and destroy().
+BaseWorker.prototype.disconnect = Worker.prototype.disconnect;
+BaseWorker.prototype.destroy = function destroy(signal) {
+  this.process.kill(signal || 'SIGTERM');
+};
 // Not Node's: a worker object for libcluster worker `id` (forked elsewhere, or none: its
 // operations then fail with ESRCH). Non-enumerable; the tests use it.
 Object.defineProperty(cluster, '_workerForId', { value: (id) => new Worker(id) });
@@ -402,9 +412,11 @@ function onEvent(ev) {
     case KIND.MESSAGE: {
       const message = decode(ev.data, w._advanced);
       const handle = wrapFd(ev.fd);
+      // Node's order: the worker's listener on its process comes first and emits the
+      // worker's 'message', whose first listener (added by fork) emits the cluster's.
       cluster.emit('message', w, message, handle);
-      w.process.emit('message', message, handle);
       w.emit('message', message, handle);
+      w.process.emit('message', message, handle);
       break;
     }
     case KIND.DISCONNECT:
@@ -412,10 +424,10 @@ function onEvent(ev) {
       w._exitedAfterDisconnect = ev.exitedAfterDisconnect;
       if (w.state !== 'dead') w.state = 'disconnected';
       forget(w);
-      w.process.emit('disconnect');
       w.emit('disconnect');
       cluster.emit('disconnect', w);
       settleDisconnects(w);
+      w.process.emit('disconnect');
       break;
     case KIND.EXIT: {
       w._exitedAfterDisconnect = ev.exitedAfterDisconnect;
@@ -427,9 +439,9 @@ function onEvent(ev) {
       w.process.exitCode = code;
       w.process.signalCode = signal;
       settleDisconnects(w);
-      w.process.emit('exit', code, signal);
       w.emit('exit', code, signal);
       cluster.emit('exit', w, code, signal);
+      w.process.emit('exit', code, signal);
       break;
     }
     case KIND.ERROR: {

@@ -92,6 +92,10 @@ class Worker extends BaseWorker {
   }
 }
 
+// As Node's worker side, cluster.Worker.prototype itself has disconnect() and destroy().
+BaseWorker.prototype.disconnect = Worker.prototype.disconnect;
+BaseWorker.prototype.destroy = Worker.prototype.destroy;
+
 const worker = new Worker(native.workerId());
 cluster.worker = worker;
 
@@ -100,8 +104,17 @@ cluster.worker = worker;
 const ownProcessIpc = typeof process.send !== 'function';
 if (ownProcessIpc) {
   process.send = (...args) => worker.send(...args);
+  // Node's process.disconnect(): the bare channel closes (no cluster protocol; the primary
+  // sees exitedAfterDisconnect false) and, on 'disconnect', the worker exits 0.
   process.disconnect = () => {
-    worker.disconnect();
+    const rc = native.closeChannel(0);
+    if (rc < 0) {
+      const err = new Error('IPC channel is already disconnected');
+      err.code = 'ERR_IPC_DISCONNECTED';
+      process.nextTick(() => process.emit('error', err));
+    } else {
+      worker._disconnectRequested = true;
+    }
   };
   Object.defineProperty(process, 'connected', {
     configurable: true,
@@ -140,17 +153,21 @@ function onEvent(ev) {
       // is once their open connections have ended, and then the process exits once
       // nothing else keeps it alive.
       native.eventsStop();
-      worker.exitedAfterDisconnect = ev.exitedAfterDisconnect || worker.exitedAfterDisconnect === true;
+      if (ev.exitedAfterDisconnect) worker.exitedAfterDisconnect = true;
       worker._disconnectRequested = true;
-      closeHandles(() => {
+      const emit = () => {
         worker._disconnected = true;
         worker.state = 'disconnected';
-        if (ownProcessIpc) {
-          process.channel = undefined;
-          process.emit('disconnect');
-        }
+        if (ownProcessIpc) process.channel = undefined;
+        // Node's order: its own process 'disconnect' listener (registered first) emits the
+        // worker's 'disconnect' and ends a worker that did not ask for it (a bare channel
+        // close), before the program's process 'disconnect' listeners.
         worker.emit('disconnect');
-      });
+        if (!worker.exitedAfterDisconnect) process.exit(0);
+        if (ownProcessIpc) process.emit('disconnect');
+      };
+      if (worker.exitedAfterDisconnect) closeHandles(emit);
+      else emit();
       break;
     }
     case KIND.ERROR: {

@@ -27,13 +27,14 @@ scenario('worker.disconnect(): an open request is finished, then the worker exit
 
   const r = await p.command('disconnect', { id: w.id });
   assert.strictEqual(r.listed, false, 'a disconnected worker leaves cluster.workers at once');
+  // As in Node: the server closes, the held request is answered, and only once its
+  // connection has ended does the worker disconnect.
+  const res = await held;
+  assert.strictEqual(res.body, `held by worker ${w.pid}\n`);
   const wd = await p.waitFor('worker-side disconnect', (j) => j.worker === 'disconnect' && j.pid === w.pid);
   assert.strictEqual(wd.ead, true);
   assert.strictEqual(wd.connected, false);
   assert.strictEqual(wd.processConnected, false);
-
-  const res = await held;
-  assert.strictEqual(res.body, `held by worker ${w.pid}\n`);
 
   const dis = await p.event('disconnect', { id: w.id });
   assert.strictEqual(dis.ead, true);

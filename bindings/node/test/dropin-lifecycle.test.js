@@ -62,7 +62,7 @@ scenario('process.disconnect() in a listening worker: it exits with code 0, no s
   assert.deepStrictEqual(await p.exited, { code: 0, signal: null });
 });
 
-scenario('process.disconnect() in a worker is the bare channel close: exitedAfterDisconnect false, as in Node', { timeout: 30000, todo: 'the package maps process.disconnect() to cluster.worker.disconnect() (true)' }, async (t) => {
+scenario('process.disconnect() in a worker is the bare channel close: exitedAfterDisconnect false, as in Node', { timeout: 30000 }, async (t) => {
   const p = run(t, 'worker-process-disconnect');
   const exit = await disconnectThenExit(p, 1);
   assert.strictEqual(exit.ead, false);

@@ -85,7 +85,7 @@ scenario('fork(env): added and overridden variables; a number arrives as a strin
   assert.deepStrictEqual(await p.exited, { code: 0, signal: null });
 });
 
-scenario("fork({ NAME: undefined }) leaves NAME out even when the primary's environment has it", { timeout: 30000, todo: 'the package still passes on the primary\'s own value' }, async (t) => {
+scenario("fork({ NAME: undefined }) leaves NAME out even when the primary's environment has it", { timeout: 30000 }, async (t) => {
   const p = run(t, 'fork-env');
   const { msg } = await p.event('message');
   // Node: the env is { ...process.env, ...env } and child_process drops undefined values.
@@ -116,7 +116,7 @@ scenario('cluster.Worker: constructed bare, with options, or called without new,
   }
 });
 
-scenario("cluster.Worker.prototype has the primary's disconnect() and destroy(), as Node's", { todo: 'only the forked workers\' subclass has them' }, () => {
+scenario("cluster.Worker.prototype has the primary's disconnect() and destroy(), as Node's", () => {
   const cluster = require('libcluster');
   assert.strictEqual(typeof cluster.Worker.prototype.disconnect, 'function');
   assert.strictEqual(typeof cluster.Worker.prototype.destroy, 'function');
