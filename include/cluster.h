@@ -65,7 +65,7 @@
 #define CLUSTER_STDIO_IGNORE -3
 
 /*
- The channel's place in a `stdio` list longer than 3 (index 3; Node's `'ipc'`).
+ The channel's place in a `stdio` list longer than 3 (Node's `'ipc'`).
  */
 #define CLUSTER_STDIO_IPC -4
 
@@ -301,9 +301,9 @@ typedef struct cluster_settings {
    */
   int max_servers;
   /*
-   How many entries `stdio` has (0: 3). Past 3 (Node's `stdio` with an `'ipc'` entry
-   and more after it): entry 3 must be `CLUSTER_STDIO_IPC` (the channel is always the
-   worker's fd 3) and entries 4, 5, ... become the worker's fds 4, 5, ...; there
+   How many entries `stdio` has (0: 3). Past 3 (Node's `stdio` with an `'ipc'` entry):
+   entry n becomes the worker's fd n, and exactly one of entries 3, 4, ... must be
+   `CLUSTER_STDIO_IPC`, the channel's fd (`NODE_CHANNEL_FD`); there
    `CLUSTER_STDIO_PIPE` is a socket pair (read and write both ways, as Node's),
    `CLUSTER_STDIO_INHERIT` gives the worker this process's fd of that number. At most 64.
    */
@@ -647,12 +647,13 @@ int cluster_settings_init(struct cluster_settings *settings, size_t size);
 
 /*
  The primary's end of worker `worker_id`'s stdin (`n` = 0, write to it), stdout (1) or
- stderr (2), when settings made it a pipe (`silent` or `CLUSTER_STDIO_PIPE`). Returns a
- new close-on-exec duplicate that the caller owns and closes. Also works after the worker
- is gone, for the 16 most recently gone silent workers, so its last output can be read.
+ stderr (2), or its fd `n` past those (a socket pair, both ways), when settings made it a
+ pipe (`silent` or `CLUSTER_STDIO_PIPE`). Returns a new close-on-exec duplicate that the
+ caller owns and closes. Also works after the worker is gone, for the 16 most recently
+ gone workers with pipes, so its last output can be read.
 
- Errors: `-EINVAL` (`n` not 0-2), `-ENOENT` (that stream is not a pipe, or no longer
- kept), `-ESRCH` (never forked), `CLUSTER_E_WRONG_ROLE`.
+ Errors: `-EINVAL` (`n` negative or past 63), `-ENOENT` (that fd is not a pipe — the
+ channel's never is — or no longer kept), `-ESRCH` (never forked), `CLUSTER_E_WRONG_ROLE`.
  */
 int cluster_worker_stdio(int worker_id, int n);
 

@@ -200,18 +200,19 @@ fn split_env(entry: &[u8]) -> crate::error::Result<(OsString, OsString)> {
 }
 
 /// The primary's end of worker `worker_id`'s stdin (`n` = 0, write to it), stdout (1) or
-/// stderr (2), when settings made it a pipe (`silent` or `CLUSTER_STDIO_PIPE`). Returns a
-/// new close-on-exec duplicate that the caller owns and closes. Also works after the worker
-/// is gone, for the 16 most recently gone silent workers, so its last output can be read.
+/// stderr (2), or its fd `n` past those (a socket pair, both ways), when settings made it a
+/// pipe (`silent` or `CLUSTER_STDIO_PIPE`). Returns a new close-on-exec duplicate that the
+/// caller owns and closes. Also works after the worker is gone, for the 16 most recently
+/// gone workers with pipes, so its last output can be read.
 ///
-/// Errors: `-EINVAL` (`n` not 0-2), `-ENOENT` (that stream is not a pipe, or no longer
-/// kept), `-ESRCH` (never forked), `CLUSTER_E_WRONG_ROLE`.
+/// Errors: `-EINVAL` (`n` negative or past 63), `-ENOENT` (that fd is not a pipe — the
+/// channel's never is — or no longer kept), `-ESRCH` (never forked), `CLUSTER_E_WRONG_ROLE`.
 #[unsafe(no_mangle)]
 pub extern "C" fn cluster_worker_stdio(worker_id: c_int, n: c_int) -> c_int {
     ffi_guard!({
         let r = (|| {
-            if !(0..=2).contains(&n) && !(4..64).contains(&n) {
-                return Err(invalid("n must be 0 (stdin), 1 (stdout), 2 (stderr) or an extra fd (4 to 63)"));
+            if !(0..64).contains(&n) {
+                return Err(invalid("n must be 0 (stdin), 1 (stdout), 2 (stderr) or a further fd (3 to 63)"));
             }
             if worker_id <= 0 {
                 return Err(Error::errno(libc::ESRCH, format!("no worker with id {worker_id}")));
@@ -322,13 +323,15 @@ pub unsafe extern "C" fn cluster_setup_primary(settings: *const cluster_settings
                 for (i, slot) in out.iter_mut().enumerate() {
                     *slot = entry(i)?;
                 }
-                if count > 3 {
+                // Past the first three: exactly one CLUSTER_STDIO_IPC, where the channel goes.
+                let mut extra = Vec::new();
+                for i in 3..count {
                     // SAFETY: as above.
-                    if unsafe { *s.stdio.add(3) } != CLUSTER_STDIO_IPC {
-                        return Err(invalid("stdio[3] must be CLUSTER_STDIO_IPC (the channel is the worker's fd 3)"));
-                    }
+                    extra.push(if unsafe { *s.stdio.add(i) } == CLUSTER_STDIO_IPC { Stdio::Channel } else { entry(i)? });
                 }
-                let extra = (4..count).map(entry).collect::<crate::error::Result<Vec<_>>>()?;
+                if count > 3 && extra.iter().filter(|e| **e == Stdio::Channel).count() != 1 {
+                    return Err(invalid("a stdio list longer than 3 needs exactly one CLUSTER_STDIO_IPC past index 2 (the channel's fd)"));
+                }
                 (Some(out), Some(extra))
             };
             let id = |v: c_int, what: &str| -> crate::error::Result<Option<u32>> {

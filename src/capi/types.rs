@@ -166,9 +166,9 @@ pub struct cluster_settings {
     /// Most servers one worker may hold (its next `cluster_get_server` / `listen` then fails
     /// with `EMFILE`); 0: unchanged. Default 64, or `LIBCLUSTER_MAX_SERVERS`.
     pub max_servers: c_int,
-    /// How many entries `stdio` has (0: 3). Past 3 (Node's `stdio` with an `'ipc'` entry
-    /// and more after it): entry 3 must be `CLUSTER_STDIO_IPC` (the channel is always the
-    /// worker's fd 3) and entries 4, 5, ... become the worker's fds 4, 5, ...; there
+    /// How many entries `stdio` has (0: 3). Past 3 (Node's `stdio` with an `'ipc'` entry):
+    /// entry n becomes the worker's fd n, and exactly one of entries 3, 4, ... must be
+    /// `CLUSTER_STDIO_IPC`, the channel's fd (`NODE_CHANNEL_FD`); there
     /// `CLUSTER_STDIO_PIPE` is a socket pair (read and write both ways, as Node's),
     /// `CLUSTER_STDIO_INHERIT` gives the worker this process's fd of that number. At most 64.
     pub stdio_count: c_int,
@@ -178,7 +178,7 @@ pub struct cluster_settings {
 pub const CLUSTER_STDIO_INHERIT: c_int = -1;
 pub const CLUSTER_STDIO_PIPE: c_int = -2;
 pub const CLUSTER_STDIO_IGNORE: c_int = -3;
-/// The channel's place in a `stdio` list longer than 3 (index 3; Node's `'ipc'`).
+/// The channel's place in a `stdio` list longer than 3 (Node's `'ipc'`).
 pub const CLUSTER_STDIO_IPC: c_int = -4;
 
 /// Node's scheduling policies (`cluster.SCHED_NONE`, `cluster.SCHED_RR`).

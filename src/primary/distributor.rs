@@ -164,10 +164,7 @@ impl Distributor {
             .map_err(|e| Error::io(format!("spawn {}", plan.path.to_string_lossy()), e))?;
         let pid = spawned.pid;
         let mut stdio: Vec<_> = spawned.stdio.into_iter().map(|f| f.map(Arc::new)).collect();
-        if !spawned.extra.is_empty() {
-            stdio.push(None);
-            stdio.extend(spawned.extra.into_iter().map(|f| f.map(Arc::new)));
-        }
+        stdio.extend(spawned.extra.into_iter().map(|f| f.map(Arc::new)));
         drop(theirs);
         // From here on the child exists: on any failure it is killed and reaped.
         let child = match pidfd::Child::open(pid) {

@@ -37,7 +37,9 @@ pub(super) fn build_plan(id: u32, settings: &Settings, extra_env: &[(OsString, O
     }
     env.retain(|(k, _)| !unset.contains(k));
     env.push(("NODE_UNIQUE_ID".into(), id.to_string().into()));
-    env.push(("NODE_CHANNEL_FD".into(), "3".into()));
+    let extra = settings.extra_stdio.clone().unwrap_or_default();
+    let channel_fd = extra.iter().position(|s| *s == settings::Stdio::Channel).map_or(3, |k| 3 + k);
+    env.push(("NODE_CHANNEL_FD".into(), channel_fd.to_string().into()));
     env.push(("NODE_CHANNEL_SERIALIZATION_MODE".into(), "json".into()));
     let envp = env
         .into_iter()
@@ -56,7 +58,7 @@ pub(super) fn build_plan(id: u32, settings: &Settings, extra_env: &[(OsString, O
         uid: settings.uid,
         gid: settings.gid,
         stdio: settings.stdio(),
-        extra: settings.extra_stdio.clone().unwrap_or_default(),
+        extra,
         parent_death_signal: libc::SIGTERM,
     })
 }

@@ -41,7 +41,7 @@ pub struct WorkerInfo {
     /// In `cluster.workers` (a primary-side disconnect takes a worker out at once, §6.6).
     pub listed: bool,
     /// The primary's ends of the worker's stdio pipes (`silent` / `stdio: pipe`).
-    /// Index n is the worker's fd n (3, the channel, is always `None`).
+    /// Index n is the worker's fd n (the channel's is always `None`).
     pub stdio: Vec<Option<Arc<OwnedFd>>>,
 }
 

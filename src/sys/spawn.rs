@@ -21,14 +21,17 @@ pub enum Stdio {
     Ignore,
     /// This fd of ours (duplicated for the child).
     Fd(RawFd),
+    /// The IPC channel's place (Node's `'ipc'`), for fds past 2 only.
+    Channel,
 }
 
 /// A fully prepared command line, built before forking.
 #[derive(Debug, Clone)]
 pub struct SpawnPlan {
     pub stdio: [Stdio; 3],
-    /// The worker's fds 4, 5, ... (fd 3 is the channel): Node's `stdio` entries past the
-    /// `'ipc'` one. A `Pipe` here is a socket pair (both ways), as libuv makes it.
+    /// The worker's fds 3, 4, ...: Node's `stdio` entries past the first three, one of them
+    /// `Channel` (empty: the channel is fd 3). A `Pipe` here is a socket pair (both ways),
+    /// as libuv makes it.
     pub extra: Vec<Stdio>,
     pub path: CString,
     pub argv: Vec<CString>,
@@ -40,22 +43,30 @@ pub struct SpawnPlan {
     pub parent_death_signal: i32,
 }
 
-/// The fd number the channel gets in the child (Node's `NODE_CHANNEL_FD`).
+/// The fd number the channel gets in the child unless `extra` places it (Node's
+/// `NODE_CHANNEL_FD`).
 pub(crate) const CHANNEL_FD: RawFd = 3;
+
+impl SpawnPlan {
+    /// The child's fd for the channel: where `extra` has `Channel`, else 3.
+    pub fn channel_fd(&self) -> RawFd {
+        self.extra.iter().position(|s| *s == Stdio::Channel).map_or(CHANNEL_FD, |k| CHANNEL_FD + k as RawFd)
+    }
+}
 
 /// A started child: its pid and the primary's ends of its stdio pipes.
 #[derive(Debug)]
 pub struct Spawned {
     pub pid: i32,
     pub stdio: [Option<OwnedFd>; 3],
-    /// Our ends of the `extra` pipes (fd 4, 5, ... of the child), `None` for the others.
+    /// Our ends of the `extra` pipes (fd 3, 4, ... of the child), `None` for the others.
     pub extra: Vec<Option<OwnedFd>>,
 }
 
 /// The lowest fd number our prepared fds may take: above the channel and every extra fd
 /// the child gets, so no `dup2` in the child overwrites one still to be used.
 fn lowest_free(plan: &SpawnPlan) -> RawFd {
-    CHANNEL_FD + 1 + plan.extra.len() as RawFd
+    CHANNEL_FD + (plan.extra.len() as RawFd).max(1)
 }
 
 /// The child's end (`None`: inherit) and our end of one stdio entry.
@@ -92,14 +103,17 @@ fn prepare_one(how: Stdio, i: usize, min: RawFd) -> io::Result<(Option<OwnedFd>,
             let b = unsafe { BorrowedFd::borrow_raw(f) };
             (Some(fd::dup_cloexec_min(b, min)?), None)
         }
+        // The channel is placed by `spawn` itself.
+        Stdio::Channel => (None, None),
     })
 }
 
-/// The prepared ends of every stdio entry (0-2, then the extra fds 4, ...).
+/// The prepared ends of every stdio entry (0-2, then the extra fds 3, ...).
 struct Prepared {
     child: [Option<OwnedFd>; 3],
     parent: [Option<OwnedFd>; 3],
-    extra_child: Vec<OwnedFd>,
+    /// `None` at the channel's place.
+    extra_child: Vec<Option<OwnedFd>>,
     extra_parent: Vec<Option<OwnedFd>>,
 }
 
@@ -112,24 +126,28 @@ fn prepare_stdio(plan: &SpawnPlan) -> io::Result<Prepared> {
         (p.child[i], p.parent[i]) = prepare_one(*how, i, min)?;
     }
     for (k, how) in plan.extra.iter().enumerate() {
-        let target = (CHANNEL_FD + 1) as usize + k;
+        let target = CHANNEL_FD as usize + k;
         let (child, parent) = prepare_one(*how, target, min)?;
-        // An extra entry always gives the child an fd ('inherit' duplicated ours above).
-        let child = child.ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
+        // An extra entry other than the channel always gives the child an fd ('inherit'
+        // duplicated ours above).
+        if child.is_none() && *how != Stdio::Channel {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        }
         p.extra_child.push(child);
         p.extra_parent.push(parent);
     }
     Ok(p)
 }
 
-/// Starts `plan` with `channel` as fd 3. Returns the child's pid and our stdio pipe ends.
+/// Starts `plan` with `channel` as fd `plan.channel_fd()`. Returns the child's pid and our stdio pipe ends.
 pub fn spawn(plan: &SpawnPlan, channel: BorrowedFd<'_>) -> io::Result<Spawned> {
     // Keep our own fds clear of the number the child's channel must take.
     let min = lowest_free(plan);
     let chan = fd::dup_cloexec_min(channel, min)?;
     let prepared = prepare_stdio(plan)?;
     let stdio_raw: [RawFd; 3] = std::array::from_fn(|i| prepared.child[i].as_ref().map_or(-1, |f| f.as_raw_fd()));
-    let extra_raw: Vec<RawFd> = prepared.extra_child.iter().map(|f| f.as_raw_fd()).collect();
+    let extra_raw: Vec<RawFd> = prepared.extra_child.iter().map(|f| f.as_ref().map_or(-1, |f| f.as_raw_fd())).collect();
+    let chan_fd = plan.channel_fd();
     let (err_r, err_w_low) = fd::pipe()?;
     let err_w = fd::dup_cloexec_min(err_w_low.as_fd(), min)?;
     // Only the high copy may stay open, or the read below never sees EOF.
@@ -151,7 +169,7 @@ pub fn spawn(plan: &SpawnPlan, channel: BorrowedFd<'_>) -> io::Result<Spawned> {
     }
     if pid == 0 {
         // SAFETY: see the module docs: async-signal-safe calls only, no allocation, no drop.
-        unsafe { child(plan, &argv, &envp, cwd, chan_raw, err_raw, parent, &stdio_raw, &extra_raw) }
+        unsafe { child(plan, &argv, &envp, cwd, (chan_raw, chan_fd), err_raw, parent, &stdio_raw, &extra_raw) }
     }
     drop(err_w);
     drop(chan);
@@ -184,7 +202,7 @@ unsafe fn child(
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
     cwd: Option<*const libc::c_char>,
-    chan: RawFd,
+    (chan, chan_fd): (RawFd, RawFd),
     err: RawFd,
     parent: i32,
     stdio: &[RawFd; 3],
@@ -198,7 +216,7 @@ unsafe fn child(
             libc::write(err_fd, b.as_ptr().cast(), 4);
             libc::_exit(127)
         };
-        if libc::dup2(chan, CHANNEL_FD) < 0 {
+        if libc::dup2(chan, chan_fd) < 0 {
             fail(err);
         }
         for (i, &f) in stdio.iter().enumerate() {
@@ -213,7 +231,7 @@ unsafe fn child(
             }
         }
         for (k, &f) in extra.iter().enumerate() {
-            if libc::dup2(f, CHANNEL_FD + 1 + k as RawFd) < 0 {
+            if f >= 0 && libc::dup2(f, CHANNEL_FD + k as RawFd) < 0 {
                 fail(err);
             }
         }

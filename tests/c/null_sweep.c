@@ -504,7 +504,8 @@ int main(void) {
     /* Its stdio is inherited, so there is no pipe to hand out; bad stream numbers. */
     CT_EXPECT_ERR(cluster_worker_stdio(id, 1), -ENOENT);
     CT_EXPECT_ERR(cluster_worker_stdio(id, -1), -EINVAL);
-    CT_EXPECT_ERR(cluster_worker_stdio(id, 3), -EINVAL);
+    CT_EXPECT_ERR(cluster_worker_stdio(id, 3), -ENOENT);
+    CT_EXPECT_ERR(cluster_worker_stdio(id, 64), -EINVAL);
     CT_CHECK(cluster_worker_get_state(id) == CLUSTER_WORKER_LISTENING, "cluster_worker_get_state(live) = %d",
              cluster_worker_get_state(id));
     CT_CHECK(cluster_worker_is_connected(id) == 1 && cluster_worker_is_dead(id) == 0 &&

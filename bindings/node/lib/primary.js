@@ -206,8 +206,13 @@ function validateSettings(s) {
   if (Array.isArray(s.stdio)) {
     s.stdio.forEach(stdioEntry);
     const ipc = s.stdio.indexOf('ipc');
-    if (s.stdio.length > 64 || (s.stdio.length > 3 && ipc !== 3) || (ipc >= 0 && ipc !== 3) || s.stdio.lastIndexOf('ipc') !== ipc) {
-      throw E.rangeError('ERR_INVALID_ARG_VALUE', "settings.stdio: the channel ('ipc') must be entry 3, once (libcluster gives workers their channel as fd 3), with at most 64 entries");
+    if (s.stdio.length > 3 && ipc < 0) {
+      const err = new Error("Forked processes must have an IPC channel, missing value 'ipc' in settings.stdio");
+      err.code = 'ERR_CHILD_PROCESS_IPC_REQUIRED';
+      throw err;
+    }
+    if (s.stdio.length > 64 || (ipc >= 0 && ipc < 3) || s.stdio.lastIndexOf('ipc') !== ipc) {
+      throw E.rangeError('ERR_INVALID_ARG_VALUE', "settings.stdio: one 'ipc' entry, past the first three (libcluster keeps stdin, stdout and stderr for stdio), with at most 64 entries");
     }
   }
   if (s.uid !== undefined) E.validateInt(s.uid, 'settings.uid', 0, 0x7fffffff);
@@ -259,11 +264,9 @@ function applySettings(s) {
   else list = s.silent ? ['pipe', 'pipe', 'pipe'] : ['inherit', 'inherit', 'inherit'];
   const count = Math.max(3, list.length);
   out.stdio = Array.from({ length: count }, (_, i) => {
-    if (i === 3) return STDIO.ipc;
     const v = stdioEntry(list[i], i);
     return v === STDIO.inherit && i < 3 ? i : v;
   });
-  if (count === 4) out.stdio.length = 3; // [0, 1, 2, 'ipc']: just the three
   out.uid = s.uid;
   out.gid = s.gid;
   out.serialization = 'json';
@@ -292,14 +295,13 @@ cluster.setupPrimary = function setupPrimary(settings) {
 };
 cluster.setupMaster = cluster.setupPrimary;
 
-// worker.process.stdin/stdout/stderr and worker.process.stdio (null where not a pipe; the
-// channel's entry, 3, is null as in Node).
+// worker.process.stdin/stdout/stderr and worker.process.stdio (null where not a pipe, and
+// at the channel's entry, as in Node).
 function pipesOf(worker, count) {
   const names = ['stdin', 'stdout', 'stderr'];
   const stdio = [];
   for (let n = 0; n < count; n++) {
     stdio.push(null);
-    if (n === 3) continue;
     const fd = native.workerStdio(worker.id, n);
     if (fd < 0) continue;
     try {

@@ -113,7 +113,10 @@ if (ownProcessIpc) {
       err.code = 'ERR_IPC_DISCONNECTED';
       process.nextTick(() => process.emit('error', err));
     } else {
+      // As Node's: 'disconnect' on the next tick, before any further I/O callback.
       worker._disconnectRequested = true;
+      native.eventsStop();
+      process.nextTick(emitDisconnect);
     }
   };
   Object.defineProperty(process, 'connected', {
@@ -130,6 +133,19 @@ if (ownProcessIpc) {
       native.eventsRef(false);
     },
   };
+}
+
+// The channel is closed: 'disconnect', once. Node's order: its own process 'disconnect'
+// listener (registered first) emits the worker's 'disconnect' and ends a worker that did
+// not ask for it (a bare channel close), before the program's process listeners.
+function emitDisconnect() {
+  if (worker._disconnected) return;
+  worker._disconnected = true;
+  worker.state = 'disconnected';
+  if (ownProcessIpc) process.channel = undefined;
+  worker.emit('disconnect');
+  if (!worker.exitedAfterDisconnect) process.exit(0);
+  if (ownProcessIpc) process.emit('disconnect');
 }
 
 function onEvent(ev) {
@@ -155,19 +171,8 @@ function onEvent(ev) {
       native.eventsStop();
       if (ev.exitedAfterDisconnect) worker.exitedAfterDisconnect = true;
       worker._disconnectRequested = true;
-      const emit = () => {
-        worker._disconnected = true;
-        worker.state = 'disconnected';
-        if (ownProcessIpc) process.channel = undefined;
-        // Node's order: its own process 'disconnect' listener (registered first) emits the
-        // worker's 'disconnect' and ends a worker that did not ask for it (a bare channel
-        // close), before the program's process 'disconnect' listeners.
-        worker.emit('disconnect');
-        if (!worker.exitedAfterDisconnect) process.exit(0);
-        if (ownProcessIpc) process.emit('disconnect');
-      };
-      if (worker.exitedAfterDisconnect) closeHandles(emit);
-      else emit();
+      if (worker.exitedAfterDisconnect) closeHandles(emitDisconnect);
+      else emitDisconnect();
       break;
     }
     case KIND.ERROR: {

@@ -78,7 +78,8 @@ scenario('libcluster errors carry code and negative errno', async () => {
   w.kill(); // a dead or unknown worker: nothing to do, as Node's kill()
 
   // The channel must stay the worker's fd 3.
-  throwsLike(() => cluster.setupPrimary({ stdio: ['pipe', 'pipe', 'pipe', 'pipe', 'ipc'] }), RangeError, 'ERR_INVALID_ARG_VALUE', /'ipc'/);
+  throwsLike(() => cluster.setupPrimary({ stdio: ['ipc', 'pipe', 'pipe', 'pipe'] }), RangeError, 'ERR_INVALID_ARG_VALUE', /'ipc'/);
+  assert.throws(() => cluster.setupPrimary({ stdio: ['pipe', 'pipe', 'pipe', 'pipe'] }), { code: 'ERR_CHILD_PROCESS_IPC_REQUIRED' });
   // A program that does not exist: ENOENT from fork().
   cluster.setupPrimary({ exec: '/nonexistent/libcluster-test-program' });
   assert.throws(() => cluster.fork(), (err) => {
