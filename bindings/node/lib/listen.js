@@ -103,6 +103,28 @@ function onConnections(server, handle, fds, code) {
   }
 }
 
+// A failed listen, worded as Node's workers word the primary's answer: a system error is
+// `bind <CODE> <address>:<port>` (`bind <CODE> <path>` for a pipe) with syscall 'bind', and
+// a pipe's ENOENT is EACCES, as libuv reports it; libcluster's own failures keep their text.
+function bindError(rc, message, address, port, isPipe) {
+  // In the primary (cluster.listen there listens here): server.listen()'s own wording.
+  if (rc <= -4096 || !native.isWorker()) {
+    const err = E.clusterError(rc, 'listen', message);
+    err.address = address === null ? '::' : address;
+    if (!isPipe) err.port = port;
+    return err;
+  }
+  const errno = isPipe && rc === -2 ? -13 : rc;
+  const code = E.codeName(errno);
+  const err = new Error(`bind ${code} ${port > 0 ? `${address}:${port}` : address}`);
+  err.code = code;
+  err.errno = errno;
+  err.syscall = 'bind';
+  err.address = address;
+  err.port = port;
+  return err;
+}
+
 function start(server, address, port, opts, pipePath) {
   // As Node's cluster workers: a close() while the primary is being asked cancels the listen.
   const listeningId = server._listeningId;
@@ -115,13 +137,7 @@ function start(server, address, port, opts, pipePath) {
     // listen never completes, and no error is raised.
     if (rc === E.CLUSTER_E.CLUSTER_E_CLOSED) return;
     if (rc < 0) {
-      const err = E.clusterError(rc, 'listen', message);
-      if (pipePath) err.address = pipePath;
-      else {
-        err.address = address || '::';
-        err.port = port;
-      }
-      server.emit('error', err);
+      server.emit('error', bindError(rc, message, pipePath || address, pipePath ? -1 : port, pipePath));
       return;
     }
     if (server._handle) {
