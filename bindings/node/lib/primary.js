@@ -315,11 +315,34 @@ function pipesOf(worker, count) {
   worker.process.stdio = stdio;
 }
 
+// Node gives each worker started with an inspector flag (in execArgv or NODE_OPTIONS) its
+// own port: settings.inspectPort (a number, or a function called per fork), else
+// process.debugPort + 1, + 2, ... (wrapping past 65535 into 1024 and up).
+const DEBUG_ARG = /--inspect(?:-brk|-port)?|--debug-port/;
+let debugPortOffset = 1;
+
+function inspectArgv(settings) {
+  const execArgv = settings.execArgv || [];
+  if (!execArgv.some((a) => DEBUG_ARG.test(a)) && !DEBUG_ARG.test(process.env.NODE_OPTIONS || '')) return null;
+  let port;
+  if ('inspectPort' in settings) {
+    port = typeof settings.inspectPort === 'function' ? settings.inspectPort() : settings.inspectPort;
+    E.validatePort(port, 'inspectPort');
+  } else {
+    port = process.debugPort + debugPortOffset;
+    if (port > 65535) port = port - 65535 + 1024 - 1;
+    debugPortOffset++;
+  }
+  return [...execArgv, `--inspect-port=${port}`];
+}
+
 cluster.fork = function fork(env) {
   const list = env === undefined || env === null ? null : envList(env, 'env');
   // As Node's fork: setupPrimary() each time (what cluster.settings holds now, which may
   // have been changed in place; 'setup' is emitted).
   cluster.setupPrimary();
+  const inspect = inspectArgv(cluster.settings);
+  if (inspect) applySettings({ ...cluster.settings, execArgv: inspect });
   const id = native.fork(list);
   if (id < 0) throw E.clusterError(id, 'fork', native.lastError());
   const pid = native.workerPid(id);

@@ -65,7 +65,6 @@ scenario("a Unix socket held by a plain child process of the worker: 'error' EAD
 for (const sched of ['rr', 'none']) {
   scenario(`the worker's EADDRINUSE is a 'bind' error, as Node words it (SCHED_${sched.toUpperCase()})`, {
     timeout: 30000,
-    todo: "libcluster's error has syscall 'listen' and message 'listen EADDRINUSE: primary could not bind ADDR:PORT: ...'; Node's has syscall 'bind' and message 'bind EADDRINUSE ADDR:PORT'",
   }, async (t) => {
     const { workers } = await run(t, 'taken-by-primary', { SCHED: sched, DETAIL: '1' });
     const e = workers.find((w) => w.worker === 'error');

@@ -81,7 +81,6 @@ for (const flag of ['--inspect-brk', '--inspect-brk=0']) {
 
 scenario("with --inspect-brk in execArgv, worker 1's inspector port is the primary's debugPort + 1, as Node assigns it", {
   timeout: 30000,
-  todo: 'the package passes execArgv unchanged, so the worker listens on 9229 (or the port given in the flag); Node adds --inspect-port=<process.debugPort + n> for the n-th such worker (9230 for the first)',
 }, async (t) => {
   const { result } = await run(t, 'inspect-brk', { INSPECT: '--inspect-brk' });
   assert.match(result.stderr, /^Debugger listening on ws:\/\/127\.0\.0\.1:9230\//);
