@@ -18,7 +18,7 @@ CARGOFLAGS := $(if $(filter release,$(PROFILE)),--release,)
 EXDIR    := $(if $(filter release,$(PROFILE)),target/examples-release,target/examples)
 EXAMPLES := $(EXDIR)/hello
 
-.PHONY: all lib examples demo test test-deps test-rust check-header check-abi install clean bench bench-short bench-slow bench-bins test-valgrind test-python test-node
+.PHONY: all lib examples demo test test-deps test-rust check-header check-abi install clean bench bench-short bench-slow bench-bins test-valgrind test-python test-node npm-pack test-npm
 
 all: lib examples
 
@@ -60,6 +60,17 @@ test-python: lib
 # Node addon (npm install builds it against the local Node headers; node --test).
 test-node: lib examples
 	bindings/node/run-tests.sh
+
+# The npm package `libcluster-node`: target/npm/libcluster-node-<version>.tgz, holding a
+# prebuilt binary for this platform and the crate's sources (bindings/node/scripts/prepack.js).
+npm-pack:
+	@mkdir -p target/npm
+	cd bindings/node && npm pack --pack-destination $(abspath target/npm)
+
+# Only the package's test (also part of test-node): pack, install into temporary projects
+# outside the tree (prebuilt without cargo; from source), a clustered server; publish --dry-run.
+test-npm:
+	cd bindings/node && node --test test/pack-install.test.js
 
 test: test-deps check-header check-abi test-rust test-python test-node
 

@@ -8,7 +8,7 @@
       "libraries": [
         "-L<!(node scripts/paths.js libDir)",
         "-l:<!(node scripts/paths.js libName)",
-        "-Wl,-rpath,<!(node scripts/paths.js libDir)"
+        "<!(node scripts/paths.js rpathFlag)"
       ]
     }
   ]

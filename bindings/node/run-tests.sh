@@ -8,7 +8,9 @@
 # then `npm install` here (builds build/Release/cluster_addon.node against the library;
 # nothing is downloaded: the package has no dependencies and node-gyp uses the local Node
 # headers), then `node --test`. PROFILE=release links the addon to target/release instead
-# (`npm install` alone does that by default, building it if missing).
+# (`npm install` alone does that by default, building it if missing). test/pack-install.test.js
+# packs the npm package (building target/npm) and installs it outside the tree, so this takes
+# about a minute more than the rest.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)

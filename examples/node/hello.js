@@ -13,7 +13,7 @@ const os = require('node:os');
 
 let cluster;
 try {
-  cluster = require('libcluster');
+  cluster = require('libcluster-node');
 } catch (err) {
   if (err.code !== 'MODULE_NOT_FOUND') throw err;
   cluster = require('../../bindings/node'); // in this repository

@@ -1,81 +1,85 @@
-// `npm install` in bindings/node runs this: it makes sure libcluster is built, then builds
-// the addon (build/Release/cluster_addon.node) with node-gyp against the headers of the node
-// that runs it (--nodedir: nothing is downloaded). If node-gyp is missing or fails, it
-// falls back to one `cc -shared` invocation with the same flags.
+// The package's `install` script: makes sure lib/native.js finds an addon that loads here.
+//
+// 1. In the repository, LIBCLUSTER_LIBRARY=/path/to/libcluster.so (development): build the
+//    addon against that library, with its directory as RUNPATH. An installed package ignores
+//    the variable (the Python binding reads it too: a user may have it set for that).
+// 2. A prebuilt binary for this machine is in the package (prebuilds/<platform>-<arch>-<libc>/,
+//    see scripts/platform.js): nothing to do; no Rust toolchain or compiler is needed.
+//    LIBCLUSTER_BUILD_FROM_SOURCE=1 skips it and builds as in 3.
+// 3. The crate's sources are vendored into the package (native/, by scripts/prepack.js):
+//    `cargo build --release --locked` there (cargo fetches the crates it needs), then the
+//    addon; libcluster.so is copied beside it in build/Release/ (RUNPATH $ORIGIN) and the
+//    cargo target directory removed.
+// 4. In the repository (bindings/node of a libcluster checkout): build <repo>/target/release
+//    if missing and link it, as 1.
+// Otherwise, or when cargo is missing in 3, it stops with a message saying what is needed.
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
-const { spawnSync } = require('node:child_process');
 const paths = require('./paths');
+const { prebuilt } = require('./platform');
+const { PKG, log, die, have, cargoBuild, buildAddon } = require('./build');
 
-const pkg = path.resolve(__dirname, '..');
+const NATIVE = path.join(PKG, 'native');
+const RELEASE = path.join(PKG, 'build', 'Release');
 
-function run(cmd, args, opts = {}) {
-  console.log(`libcluster: ${cmd} ${args.join(' ')}`);
-  const r = spawnSync(cmd, args, { stdio: 'inherit', ...opts });
-  if (r.error) return r.error.message;
-  if (r.status !== 0) return `${cmd} exited with ${r.status ?? r.signal}`;
-  return null;
-}
-
-function die(msg) {
-  console.error(`libcluster: ${msg}`);
-  process.exit(1);
-}
-
-// 1. The library.
-if (!fs.existsSync(paths.library)) {
-  if (paths.overridden) die(`LIBCLUSTER_LIBRARY=${paths.library} does not exist`);
-  const err = run('cargo', ['build', '--release'], { cwd: paths.root });
-  if (err) die(`building libcluster failed: ${err}`);
-  if (!fs.existsSync(paths.library)) die(`cargo did not produce ${paths.library}`);
-}
-if (!fs.existsSync(path.join(paths.includeDir, 'cluster.h'))) die(`no cluster.h in ${paths.includeDir}`);
-
-// 2. Node's headers: those of the node running us (<prefix>/include/node).
-function nodeDir() {
-  const candidates = [path.resolve(path.dirname(process.execPath), '..'), process.env.npm_config_nodedir].filter(Boolean);
-  for (const dir of candidates) {
-    if (fs.existsSync(path.join(dir, 'include', 'node', 'node_api.h')) && fs.existsSync(path.join(dir, 'include', 'node', 'uv.h'))) return dir;
+// 1 and 4: a development build linked to a libcluster.so where it is.
+function developmentBuild() {
+  if (paths.overridden) log(`LIBCLUSTER_LIBRARY=${paths.library}`);
+  if (!fs.existsSync(paths.library)) {
+    if (paths.overridden) die(`LIBCLUSTER_LIBRARY=${paths.library} does not exist`);
+    cargoBuild(paths.root, path.join(paths.root, 'target'));
   }
-  return null;
-}
-const nodedir = nodeDir();
-if (!nodedir) die(`no Node headers (include/node/node_api.h, uv.h) next to ${process.execPath}; install them (e.g. Debian's libnode-dev or nodejs)`);
-
-// 3. The addon, with node-gyp (npm's own copy) or cc.
-function nodeGyp() {
-  const candidates = [
-    process.env.npm_config_node_gyp,
-    path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
-  ].filter(Boolean);
-  return candidates.find((p) => fs.existsSync(p)) || null;
+  if (!fs.existsSync(path.join(paths.includeDir, 'cluster.h'))) die(`no cluster.h in ${paths.includeDir}`);
+  const out = buildAddon({ library: paths.library, includeDir: paths.includeDir, rpath: paths.rpath });
+  log(`built ${out} (libcluster: ${paths.library})`);
 }
 
-function buildWithGyp() {
-  const gyp = nodeGyp();
-  if (!gyp || !fs.existsSync(path.join(nodedir, 'include', 'node', 'common.gypi'))) return 'node-gyp or common.gypi not found';
-  return run(process.execPath, [gyp, 'rebuild', `--nodedir=${nodedir}`], { cwd: pkg });
+// 3: from the vendored sources, self-contained in build/Release.
+function sourceBuild(why) {
+  if (!have('cargo')) {
+    die(
+      `${why}, and building from source needs a Rust toolchain (cargo: https://rustup.rs) ` +
+        'and a C compiler. Install them and run `npm rebuild`, or install on linux-x64 with glibc, ' +
+        'for which the package ships a prebuilt binary.',
+    );
+  }
+  log(`${why}: building from the sources in ${NATIVE}`);
+  const target = path.join(NATIVE, 'target');
+  const built = cargoBuild(NATIVE, target);
+  const out = buildAddon({ library: built, includeDir: path.join(NATIVE, 'include'), rpath: '$ORIGIN' });
+  fs.copyFileSync(built, path.join(RELEASE, 'libcluster.so'));
+  if (!process.env.LIBCLUSTER_KEEP_TARGET) fs.rmSync(target, { recursive: true, force: true });
+  log(`built ${out} with libcluster.so beside it`);
 }
 
-function buildWithCc() {
-  const out = path.join(pkg, 'build', 'Release');
-  fs.mkdirSync(out, { recursive: true });
-  const cc = process.env.CC || 'cc';
-  return run(cc, [
-    '-std=gnu11', '-O2', '-g', '-fPIC', '-shared', '-Wall', '-Wextra', '-Wno-unused-parameter',
-    '-DNODE_GYP_MODULE_NAME=cluster_addon', '-DBUILDING_NODE_EXTENSION',
-    `-I${path.join(nodedir, 'include', 'node')}`, `-I${paths.includeDir}`,
-    path.join(pkg, 'src', 'addon.c'),
-    '-o', path.join(out, 'cluster_addon.node'),
-    `-L${paths.libDir}`, `-l:${paths.libName}`, `-Wl,-rpath,${paths.libDir}`,
-  ], { cwd: pkg });
+// A checkout: bindings/node of libcluster's crate, not a package installed in node_modules
+// (two folders up from an installed package is the user's own folder).
+function inCheckout() {
+  if (PKG.split(path.sep).includes('node_modules')) return false;
+  try {
+    return /^name = "libcluster"$/m.test(fs.readFileSync(path.join(paths.root, 'Cargo.toml'), 'utf8')) && fs.existsSync(path.join(paths.root, 'src', 'capi'));
+  } catch {
+    return false;
+  }
 }
+const inRepo = inCheckout();
+const vendored = fs.existsSync(path.join(NATIVE, 'Cargo.toml'));
 
-let err = process.env.LIBCLUSTER_NO_GYP ? 'skipped (LIBCLUSTER_NO_GYP)' : buildWithGyp();
-if (err) {
-  console.log(`libcluster: node-gyp: ${err}; building with cc instead`);
-  err = buildWithCc();
-  if (err) die(`building the addon failed: ${err}`);
+if (paths.overridden && inRepo) {
+  developmentBuild();
+} else {
+  const p = prebuilt();
+  const forced = Boolean(process.env.LIBCLUSTER_BUILD_FROM_SOURCE);
+  if (p.ok && !forced) {
+    // A build left by an earlier install would shadow the prebuilt in lib/native.js.
+    fs.rmSync(path.join(PKG, 'build'), { recursive: true, force: true });
+    log(`using the prebuilt binary in prebuilds/${p.tag}/ (glibc >= ${p.manifest.glibc}, N-API >= ${p.manifest.napi})`);
+  } else if (vendored) {
+    sourceBuild(forced ? 'LIBCLUSTER_BUILD_FROM_SOURCE is set' : p.reason);
+  } else if (inRepo) {
+    developmentBuild();
+  } else {
+    die(`${p.reason}, and the package holds no sources to build from (native/ is missing)`);
+  }
 }
-console.log(`libcluster: built ${path.join(pkg, 'build', 'Release', 'cluster_addon.node')} (libcluster: ${paths.library})`);

@@ -6,7 +6,7 @@ const assert = require('node:assert');
 const http = require('node:http');
 const net = require('node:net');
 const path = require('node:path');
-const cluster = require('libcluster');
+const cluster = require('libcluster-node');
 const { scenario, FIXTURES, addonPrimary, get } = require('./helpers');
 
 const WORKER = path.join(FIXTURES, 'worker.js');
