@@ -1,6 +1,6 @@
-// require('libcluster'): node:cluster's API, implemented over libcluster.
+// require('libcluster-node'): node:cluster's API, implemented over libcluster.
 //
-//   const cluster = require('libcluster');
+//   const cluster = require('libcluster-node');
 //   if (cluster.isPrimary) { cluster.fork(); cluster.on('exit', ...); }
 //   else http.createServer(handler).listen(8000, '127.0.0.1');
 //

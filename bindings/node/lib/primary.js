@@ -231,7 +231,7 @@ function validateSettings(s) {
 
 // Hands the settings to libcluster. A Node script runs as
 //   bin/libcluster-node <node> [...execArgv] <exec> [...args]
-// (so require('libcluster') gets the channel); anything else (an ELF executable, a
+// (so require('libcluster-node') gets the channel); anything else (an ELF executable, a
 // non-node #! script, a name on PATH) runs as <exec> [...args]. `nodeIpc: true` runs
 // <node> [...execArgv] <exec> [...args] directly, for unmodified node:cluster workers.
 function applySettings(s) {

@@ -1,4 +1,4 @@
-/* libcluster for Node.js: the native half of require('libcluster').
+/* libcluster for Node.js: the native half of require('libcluster-node').
  *
  * A thin layer over include/cluster.h; lib/ builds node:cluster's API on top of it.
  *

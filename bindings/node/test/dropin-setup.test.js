@@ -93,7 +93,7 @@ scenario("fork({ NAME: undefined }) leaves NAME out even when the primary's envi
 });
 
 scenario('cluster.Worker: constructed bare, with options, or called without new, as in Node', () => {
-  const cluster = require('libcluster');
+  const cluster = require('libcluster-node');
   const bare = new cluster.Worker();
   assert.strictEqual(bare.state, 'none');
   assert.strictEqual(bare.id, 0);
@@ -117,7 +117,7 @@ scenario('cluster.Worker: constructed bare, with options, or called without new,
 });
 
 scenario("cluster.Worker.prototype has the primary's disconnect() and destroy(), as Node's", () => {
-  const cluster = require('libcluster');
+  const cluster = require('libcluster-node');
   assert.strictEqual(typeof cluster.Worker.prototype.disconnect, 'function');
   assert.strictEqual(typeof cluster.Worker.prototype.destroy, 'function');
 });
