@@ -15,4 +15,5 @@ pub mod handle;
 pub mod ipc;
 pub mod primary;
 pub mod sys;
+pub(crate) mod trace;
 pub mod worker;

@@ -69,6 +69,9 @@ fn send_lane(h: &mut RoundRobinHandle, w: u32, batch: &mut Vec<(u32, OwnedFd)>) 
         }
         k += 1;
     }
+    if n > 0 {
+        crate::trace::trace!("primary", "lane worker={w} key={} sent={sent} held={}", h.key, n - sent);
+    }
     n > sent
 }
 
@@ -147,6 +150,7 @@ impl Distributor {
         let Some(h) = self.handles.get(&hid) else { return };
         self.out.clear();
         wire::newconn(&mut self.out, h.key(), seq);
+        crate::trace::trace!("primary", "newconn worker={w} key={} seq={seq}", h.key());
         let raw = conn.as_raw_fd();
         match self.workers.get_mut(&w) {
             Some(wc) if wc.connected() => wc.in_flight.push(InFlight { seq, handle: hid, conn }),

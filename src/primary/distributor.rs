@@ -206,6 +206,7 @@ impl Distributor {
             id,
             WorkerInfo { id, pid, child: Some(child), state: WorkerState::None, connected: true, dead: false, exited_after_disconnect: false, listed: true, stdio },
         );
+        crate::trace::trace!("primary", "fork worker={id} pid={pid} exec={}", plan.path.to_string_lossy());
         self.shared.events.push(Event::Fork { id, pid });
         Ok(pid)
     }
@@ -340,6 +341,7 @@ impl Distributor {
         }
         // The channel always closes before the exit is handled (on_pidfd drains it first),
         // so the worker is still in the table here; its exit retires it.
+        crate::trace::trace!("primary", "channel closed worker={id} exitedAfterDisconnect={ead}");
         self.shared.events.push(Event::Disconnect { id, pid, exited_after_disconnect: ead });
     }
 
@@ -387,12 +389,14 @@ impl Distributor {
             ExitStatus::Code(c) => (c, 0),
             ExitStatus::Signal(s) => (-1, s),
         };
+        crate::trace::trace!("primary", "exit worker={id} pid={pid} code={code} signal={signal} exitedAfterDisconnect={ead}");
         self.shared.retire(id, Event::Exit { id, pid, code, signal, exited_after_disconnect: ead });
     }
 
     /// Node's `worker.disconnect()` in the primary: leave every handle now, tell the worker.
     fn disconnect(&mut self, id: u32) {
         let Some(w) = self.workers.get_mut(&id) else { return };
+        crate::trace::trace!("primary", "disconnect worker={id}");
         w.exited_after_disconnect = Some(true);
         self.leave_all_handles(id);
         let seq = self.next_seq();

@@ -73,11 +73,13 @@ impl Distributor {
         }
         if let Some(ack) = m.ack {
             if let Some(accepted) = m.accepted {
+                crate::trace::trace!("primary", "accepted worker={id} ack={ack} accepted={accepted}");
                 self.on_newconn_reply(id, ack, accepted);
             }
             return Ok(());
         }
         let pid = self.pid(id);
+        crate::trace::trace!("primary", "{} worker={id} key={} seq={}", m.act(), m.key.as_deref().unwrap_or("-"), m.seq.unwrap_or(-1));
         match m.act() {
             "online" => {
                 self.set_state(id, WorkerState::Online);

@@ -247,6 +247,7 @@ impl Worker {
             let mut w = self.shared.writer.lock();
             seq = self.shared.next_seq();
             f(&mut line, seq);
+            crate::trace::trace!("worker", "send {}", String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line)));
             self.shared.pending.lock().insert(seq, None);
             if let Err(e) = w.send(&line, None) {
                 self.shared.pending.lock().remove(&seq);

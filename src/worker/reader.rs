@@ -105,6 +105,7 @@ fn channel_lost(shared: &Shared, sock: &OwnedFd, err: Option<Error>) {
         let _ = writeln!(std::io::stderr(), "libcluster: worker {}: channel to the primary closed: {}", shared.id, e.message);
     }
     let ead = !shared.bare_close.load(Ordering::Acquire);
+    crate::trace::trace!("worker", "channel closed exitedAfterDisconnect={ead}");
     shared.events.push(Event::Disconnect { id: shared.id, pid: process::getpid(), exited_after_disconnect: ead });
 }
 
@@ -209,6 +210,7 @@ fn open_newconn(shared: &Shared, n: &Msg<'_>) -> Option<(i64, Arc<ServerState>)>
 /// `accepted` reply, or alone after `ACK_DELAY_MS`); a server that refuses it gets the ACK
 /// and `accepted: false` in one write.
 fn queue_newconn(shared: &Shared, seq: i64, server: &ServerState, fd: OwnedFd) -> Result<()> {
+    crate::trace::trace!("worker", "newconn seq={seq}");
     let mut w = shared.writer.lock();
     match server.push(seq, fd) {
         Ok(()) => {
@@ -226,6 +228,7 @@ fn queue_newconn(shared: &Shared, seq: i64, server: &ServerState, fd: OwnedFd) -
 }
 
 fn handle_cluster(shared: &Shared, m: &Msg<'_>, fd: Option<OwnedFd>) -> Result<()> {
+    crate::trace::trace!("worker", "{} key={} seq={} ack={} errno={}", if m.ack.is_some() { "reply" } else { m.act() }, m.key.as_deref().unwrap_or("-"), m.seq.unwrap_or(-1), m.ack.unwrap_or(-1), m.errno.unwrap_or(0));
     if let Some(ack) = m.ack {
         let mut pending = shared.pending.lock();
         if let Some(slot) = pending.get_mut(&ack) {
@@ -263,6 +266,7 @@ fn handle_cluster(shared: &Shared, m: &Msg<'_>, fd: Option<OwnedFd>) -> Result<(
             Ok(())
         }
         "disconnect" if shared.keep_channel.load(Ordering::Acquire) => {
+            crate::trace::trace!("worker", "disconnect keep-channel=true");
             // As Node's worker: close every server now; the program closes the channel
             // once their connections are done (`disconnect`).
             if !shared.disconnect_requested.swap(true, Ordering::AcqRel) {
@@ -272,6 +276,7 @@ fn handle_cluster(shared: &Shared, m: &Msg<'_>, fd: Option<OwnedFd>) -> Result<(
             Ok(())
         }
         "disconnect" => {
+            crate::trace::trace!("worker", "disconnect keep-channel=false");
             // Primary-initiated disconnect (§7.5): close every server, then the channel.
             shared.disconnecting.store(true, Ordering::Release);
             shared.close_servers();

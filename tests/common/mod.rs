@@ -87,8 +87,13 @@ pub struct Proc {
 }
 
 impl Proc {
-    pub fn spawn(mut cmd: Command) -> Proc {
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    pub fn spawn(cmd: Command) -> Proc {
+        Proc::spawn_with_stderr(cmd, Stdio::inherit())
+    }
+
+    /// As `spawn`, with stderr going to `stderr` (e.g. a file to read afterwards).
+    pub fn spawn_with_stderr(mut cmd: Command, stderr: Stdio) -> Proc {
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(stderr);
         let mut child = cmd.spawn().expect("spawn test process");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = channel();
@@ -109,11 +114,16 @@ impl Proc {
 
     /// The fixture as primary, with extra environment for itself and its workers.
     pub fn fixture(env: &[(&str, &str)]) -> Proc {
+        Proc::fixture_with_stderr(env, Stdio::inherit())
+    }
+
+    /// As `fixture`, with the primary's and its workers' stderr going to `stderr`.
+    pub fn fixture_with_stderr(env: &[(&str, &str)], stderr: Stdio) -> Proc {
         let mut cmd = Command::new(fixture_bin());
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut p = Proc::spawn(cmd);
+        let mut p = Proc::spawn_with_stderr(cmd, stderr);
         p.ready = p.expect(|v| v.get("ready").is_some(), "fixture ready");
         p
     }
