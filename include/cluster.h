@@ -85,20 +85,6 @@
 #define CLUSTER_SCHED_REUSEPORT 3
 
 /*
- Node's `addressType` `"udp4"`/`"udp6"` as numbers.
- */
-#define ADDRESS_UDP4 104
-
-#define ADDRESS_UDP6 106
-
-/*
- Connections a libcluster primary may hand this worker before it has accepted the first
- (announced in `queryServer` as `libclusterInflight`; a Node primary ignores the field
- and sends one at a time).
- */
-#define INFLIGHT 4
-
-/*
  What happened. The values are stable; new kinds are appended.
  */
 typedef enum cluster_event_type {
@@ -360,14 +346,6 @@ typedef struct cluster_server_options {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
-
-/*
- Forces a panic inside the library, for testing that none crosses the ABI.
-
- Always returns `CLUSTER_E_PANIC`, with `cluster_last_error()` starting with "panic:".
- Safe to call from any thread.
- */
-int cluster_debug_panic(void);
 
 /*
  The message of the last failed call on this thread: one line, never NULL (empty if no

@@ -34,8 +34,8 @@ pub enum Event {
 }
 
 /// Node's `addressType` `"udp4"`/`"udp6"` as numbers.
-pub const ADDRESS_UDP4: i32 = 104;
-pub const ADDRESS_UDP6: i32 = 106;
+pub(crate) const ADDRESS_UDP4: i32 = 104;
+pub(crate) const ADDRESS_UDP6: i32 = 106;
 
 #[derive(Debug)]
 pub struct EventQueue {

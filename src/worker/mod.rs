@@ -31,7 +31,7 @@ pub use server::Server;
 /// Connections a libcluster primary may hand this worker before it has accepted the first
 /// (announced in `queryServer` as `libclusterInflight`; a Node primary ignores the field
 /// and sends one at a time).
-pub const INFLIGHT: i64 = 4;
+pub(crate) const INFLIGHT: i64 = 4;
 
 /// The reply to one of our requests, as the reader thread stores it (validated: a reply
 /// outside these ranges is a protocol error and never reaches the program).

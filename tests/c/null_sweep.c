@@ -12,6 +12,9 @@
  * connection whose text is its verdict), checks the bad-signal cases against that live
  * worker, reads the verdict and kills it. */
 #include "ctest.h"
+
+/* Exported for this test, not declared in cluster.h: panics inside the library on purpose. */
+int cluster_debug_panic(void);
 #include <stddef.h>
 
 #include <limits.h>
