@@ -108,6 +108,73 @@ fn errno_text(errno: i32) -> &'static str {
         libc::ECHILD => "no child processes",
         libc::EALREADY => "operation already in progress",
         libc::ENOEXEC => "exec format error",
+        libc::EOPNOTSUPP => "operation not supported",
+        libc::ECANCELED => "operation canceled",
+        libc::EPROTO => "protocol error",
+        libc::ECONNABORTED => "software caused connection abort",
+        libc::ENFILE => "too many open files in system",
+        libc::ENOBUFS => "no buffer space available",
+        libc::EISCONN => "socket is already connected",
+        libc::ENETUNREACH => "network is unreachable",
+        libc::EHOSTUNREACH => "no route to host",
+        libc::EPROTONOSUPPORT => "protocol not supported",
+        libc::ELOOP => "too many levels of symbolic links",
+        libc::EROFS => "read-only file system",
+        libc::E2BIG => "argument list too long",
+        libc::ETXTBSY => "text file busy",
+        libc::EISDIR => "is a directory",
         _ => "system error",
+    }
+}
+
+#[cfg(test)]
+mod strerror_tests {
+    /// Every errno this library's own code returns has its own text, never "system error":
+    /// the `libc::E*` names in `src/` are read at test time.
+    #[test]
+    fn every_errno_the_library_returns_has_a_text() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut names = std::collections::BTreeSet::new();
+        let mut dirs = vec![src];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    let text = std::fs::read_to_string(&p).unwrap();
+                    for (i, _) in text.match_indices("libc::E") {
+                        let name: String = text[i + 6..].chars().take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit()).collect();
+                        if name.len() > 1 && !name.starts_with("EPOLL") && name != "EFD" {
+                            names.insert(name);
+                        }
+                    }
+                }
+            }
+        }
+        assert!(names.contains("EOPNOTSUPP") && names.len() > 20, "{names:?}");
+        let table: std::collections::HashMap<&str, i32> = [
+            ("EACCES", libc::EACCES), ("EADDRINUSE", libc::EADDRINUSE), ("EADDRNOTAVAIL", libc::EADDRNOTAVAIL),
+            ("EAFNOSUPPORT", libc::EAFNOSUPPORT), ("EAGAIN", libc::EAGAIN), ("EALREADY", libc::EALREADY),
+            ("EBADF", libc::EBADF), ("EBUSY", libc::EBUSY), ("ECHILD", libc::ECHILD), ("ECANCELED", libc::ECANCELED),
+            ("ECONNABORTED", libc::ECONNABORTED), ("ECONNREFUSED", libc::ECONNREFUSED), ("ECONNRESET", libc::ECONNRESET),
+            ("EEXIST", libc::EEXIST), ("EFAULT", libc::EFAULT), ("EINTR", libc::EINTR), ("EINVAL", libc::EINVAL),
+            ("EIO", libc::EIO), ("EMFILE", libc::EMFILE), ("EMSGSIZE", libc::EMSGSIZE), ("ENAMETOOLONG", libc::ENAMETOOLONG),
+            ("ENOENT", libc::ENOENT), ("ENOEXEC", libc::ENOEXEC), ("ENOMEM", libc::ENOMEM), ("ENOSPC", libc::ENOSPC),
+            ("ENOSYS", libc::ENOSYS), ("ENOTCONN", libc::ENOTCONN), ("ENOTDIR", libc::ENOTDIR), ("ENOTSOCK", libc::ENOTSOCK),
+            ("EOPNOTSUPP", libc::EOPNOTSUPP), ("EPERM", libc::EPERM), ("EPIPE", libc::EPIPE), ("EPROTO", libc::EPROTO),
+            ("ESRCH", libc::ESRCH), ("ETIMEDOUT", libc::ETIMEDOUT), ("ENFILE", libc::ENFILE),
+            ("ENOBUFS", libc::ENOBUFS), ("EISCONN", libc::EISCONN), ("ENETUNREACH", libc::ENETUNREACH),
+            ("EHOSTUNREACH", libc::EHOSTUNREACH), ("EPROTONOSUPPORT", libc::EPROTONOSUPPORT), ("ELOOP", libc::ELOOP),
+            ("EROFS", libc::EROFS), ("E2BIG", libc::E2BIG), ("ETXTBSY", libc::ETXTBSY), ("EISDIR", libc::EISDIR),
+        ]
+        .into_iter()
+        .collect();
+        for name in &names {
+            let errno = *table.get(name.as_str()).unwrap_or_else(|| panic!("{name} is used in src/: add it to this table and to errno_text"));
+            assert_ne!(super::errno_text(errno), "system error", "{name} has no text of its own");
+        }
+        // The Node addon returns ECANCELED too.
+        assert_ne!(super::errno_text(libc::ECANCELED), "system error");
     }
 }
