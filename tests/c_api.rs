@@ -270,3 +270,29 @@ fn header_macros_are_prefixed_and_no_debug_entry_point_is_declared() {
     assert!(unprefixed.is_empty(), "macros without the CLUSTER_ prefix in include/cluster.h: {unprefixed:?}");
     assert!(!strip_comments(&header).contains("cluster_debug_panic"), "include/cluster.h declares cluster_debug_panic");
 }
+
+/// The README's C example compiles as a careful C user builds it: `-O2
+/// -D_FORTIFY_SOURCE=2 -Wall -Wextra -Werror -pedantic` (fortify adds warn_unused_result).
+#[test]
+fn readme_c_example_builds_with_fortify() {
+    let root = common::root();
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("read README.md");
+    let start = readme.find("```c\n").expect("a C block in README.md") + 5;
+    let code = &readme[start..start + readme[start..].find("```").expect("end of the C block")];
+    let dir = common::target_dir().join("ctests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("readme_example.c");
+    std::fs::write(&src, code).unwrap();
+    let lib = common::target_dir();
+    let out = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        .args(["-std=c11", "-O2", "-D_FORTIFY_SOURCE=2", "-Wall", "-Wextra", "-Werror", "-pedantic"])
+        .arg(format!("-I{}", root.join("include").display()))
+        .arg(&src)
+        .arg("-o")
+        .arg(dir.join("readme_example"))
+        .arg(format!("-L{}", lib.display()))
+        .arg("-lcluster")
+        .output()
+        .expect("run cc");
+    assert!(out.status.success(), "the README's C example does not build:\n{}", String::from_utf8_lossy(&out.stderr));
+}
