@@ -186,9 +186,10 @@ typedef struct cluster_event {
    */
   int address_type;
   /*
-   LISTENING: Node's `fd` field (-1 when absent). MESSAGE: a socket that came with the
-   message, now owned by the receiver (close it), or -1. If a MESSAGE event with an fd
-   is dispatched without a MESSAGE callback, the library closes the fd.
+   MESSAGE: a socket that came with the message, now owned by the receiver (close it),
+   or -1. If a MESSAGE event with an fd is dispatched without a MESSAGE callback, the
+   library closes the fd. -1 for every other kind: this is the only field that ever
+   holds an fd of this process.
    */
   int fd;
   /*
@@ -204,9 +205,15 @@ typedef struct cluster_event {
    */
   const char *data;
   /*
+   LISTENING: the `fd` number the worker named in its `listening` message (Node's
+   `address.fd`: a number in the worker's own fd table, -1 when absent). Never an fd of
+   this process: do not close it.
+   */
+  int listening_fd;
+  /*
    Room for fields added later without changing the struct's size; always 0.
    */
-  int reserved[8];
+  int reserved[7];
 } cluster_event;
 
 /*

@@ -52,7 +52,8 @@ fn to_c(ev: Event) -> cluster_event {
         error: 0,
         address: std::ptr::null(),
         data: std::ptr::null(),
-        reserved: [0; 8],
+        listening_fd: -1,
+        reserved: [0; 7],
     };
     let (mut address, mut data) = (None, None);
     let (id, pid) = match ev {
@@ -68,7 +69,7 @@ fn to_c(ev: Event) -> cluster_event {
             out.kind = CLUSTER_EVENT_LISTENING;
             out.port = port;
             out.address_type = address_type;
-            out.fd = fd;
+            out.listening_fd = fd;
             address = a.as_deref().map(cstring);
             (id, pid)
         }

@@ -67,9 +67,10 @@ pub struct cluster_event {
     /// LISTENING: Node's `addressType`: `CLUSTER_ADDRESS_IPV4` (4), `CLUSTER_ADDRESS_IPV6` (6),
     /// `CLUSTER_ADDRESS_PIPE` (-1), `CLUSTER_ADDRESS_UDP4` or `CLUSTER_ADDRESS_UDP6`.
     pub address_type: c_int,
-    /// LISTENING: Node's `fd` field (-1 when absent). MESSAGE: a socket that came with the
-    /// message, now owned by the receiver (close it), or -1. If a MESSAGE event with an fd
-    /// is dispatched without a MESSAGE callback, the library closes the fd.
+    /// MESSAGE: a socket that came with the message, now owned by the receiver (close it),
+    /// or -1. If a MESSAGE event with an fd is dispatched without a MESSAGE callback, the
+    /// library closes the fd. -1 for every other kind: this is the only field that ever
+    /// holds an fd of this process.
     pub fd: c_int,
     /// ERROR: the negative code.
     pub error: c_int,
@@ -77,8 +78,12 @@ pub struct cluster_event {
     pub address: *const c_char,
     /// MESSAGE: the JSON text; ERROR: the message.
     pub data: *const c_char,
+    /// LISTENING: the `fd` number the worker named in its `listening` message (Node's
+    /// `address.fd`: a number in the worker's own fd table, -1 when absent). Never an fd of
+    /// this process: do not close it.
+    pub listening_fd: c_int,
     /// Room for fields added later without changing the struct's size; always 0.
-    pub reserved: [c_int; 8],
+    pub reserved: [c_int; 7],
 }
 
 /// Event callback. `event` is borrowed for the call only. Runs on the thread that calls

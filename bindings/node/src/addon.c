@@ -236,7 +236,7 @@ static napi_value event_object(napi_env env, const cluster_event *e) {
         set_prop(env, o, "address", js_str_or_null(env, e->address));
         set_prop(env, o, "port", js_int(env, e->port));
         set_prop(env, o, "addressType", js_int(env, e->address_type));
-        set_prop(env, o, "fd", js_int(env, e->fd));
+        set_prop(env, o, "fd", js_int(env, e->listening_fd));
         break;
     case CLUSTER_EVENT_MESSAGE:
         set_prop(env, o, "data", js_str_or_null(env, e->data));

@@ -547,7 +547,7 @@ def _emit_event(ev: _ffi.Event) -> None:
             "addressType": _address_type(ev.address_type),
             "address": address,
             "port": ev.port,
-            "fd": ev.fd if ev.fd >= 0 else None,
+            "fd": ev.listening_fd if ev.listening_fd >= 0 else None,
         }
         w.emit("listening", info)
         _cluster.emit("listening", w, info)

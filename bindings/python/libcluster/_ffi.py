@@ -94,7 +94,8 @@ class Event(ctypes.Structure):
         # c_void_p, not c_char_p: the strings are copied explicitly, at once.
         ("address", ctypes.c_void_p),
         ("data", ctypes.c_void_p),
-        ("reserved", ctypes.c_int * 8),
+        ("listening_fd", ctypes.c_int),
+        ("reserved", ctypes.c_int * 7),
     ]
 
 

@@ -95,7 +95,7 @@ static int primary(void) {
              ev.address ? ev.address : "(null)");
     NP_CHECK(ev.address_type == CLUSTER_ADDRESS_IPV4, "LISTENING addressType %d, expected 4",
              ev.address_type);
-    NP_CHECK(ev.fd == -1, "LISTENING fd %d, expected -1 (undefined)", ev.fd);
+    NP_CHECK(ev.fd == -1 && ev.listening_fd == -1, "LISTENING fd %d / listening_fd %d, expected -1 (undefined)", ev.fd, ev.listening_fd);
     NP_CHECK(ev.port >= 1 && ev.port <= 65535, "LISTENING port %d out of range", ev.port);
 
     /* worker.kill(): SIGTERM by default. */
