@@ -428,8 +428,9 @@ int cluster_dispatch(void);
 
 /*
  The blocking loop for simple programs: waits for events and dispatches them on the
- calling thread until `cluster_stop` is called or, in the primary, no worker is left and
- no event is pending. Returns 0.
+ calling thread until `cluster_stop` is called, or, in the primary, until no worker is left
+ and no event is pending, or, in a worker, until its channel to the primary has closed and
+ that DISCONNECT event has been dispatched (no event can follow). Returns 0.
  */
 int cluster_run(void);
 

@@ -130,6 +130,11 @@ fn c_extra_stdio() {
     run_c("extra_stdio");
 }
 
+#[test]
+fn c_worker_run() {
+    run_c("worker_run");
+}
+
 /// `text` without `/* */` and `//` comments (string literals are not special-cased: the
 /// header has none that contain comment markers).
 fn strip_comments(text: &str) -> String {

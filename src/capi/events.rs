@@ -248,12 +248,18 @@ pub(crate) fn set_disconnect_callback(cb: cluster_event_cb, userdata: *mut c_voi
     *DISCONNECT_CB.lock() = cb.map(|cb| Callback { cb, userdata });
 }
 
+/// A worker's channel closed and its DISCONNECT was dispatched: no event can follow.
+static WORKER_DONE: AtomicBool = AtomicBool::new(false);
+
 fn dispatch(ctx: &context::Context) -> c_int {
     let mut n = 0;
     while let Some(ev) = ctx.events.pop() {
         if let Event::Drained = ev {
             run_disconnect_callback();
             continue;
+        }
+        if matches!(ev, Event::Disconnect { .. }) && matches!(ctx.role, Role::Worker(_)) {
+            WORKER_DONE.store(true, Ordering::Release);
         }
         let cb = CALLBACKS.lock()[kind_of(&ev) as usize];
         // Without a callback the event is dropped, and with it any fd it carried.
@@ -281,8 +287,9 @@ pub extern "C" fn cluster_dispatch() -> c_int {
 }
 
 /// The blocking loop for simple programs: waits for events and dispatches them on the
-/// calling thread until `cluster_stop` is called or, in the primary, no worker is left and
-/// no event is pending. Returns 0.
+/// calling thread until `cluster_stop` is called, or, in the primary, until no worker is left
+/// and no event is pending, or, in a worker, until its channel to the primary has closed and
+/// that DISCONNECT event has been dispatched (no event can follow). Returns 0.
 #[unsafe(no_mangle)]
 pub extern "C" fn cluster_run() -> c_int {
     ffi_guard!({
@@ -300,6 +307,9 @@ pub extern "C" fn cluster_run() -> c_int {
                 && !p.has_workers_or(|| !ctx.events.is_empty()) {
                     return 0;
                 }
+            if WORKER_DONE.load(Ordering::Acquire) && ctx.events.is_empty() {
+                return 0;
+            }
             if let Err(e) = ctx.events.wait(-1) {
                 return ret(Err(e.into()));
             }
