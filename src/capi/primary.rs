@@ -350,28 +350,43 @@ pub unsafe extern "C" fn cluster_setup_primary(settings: *const cluster_settings
                 }
                 Some(other) => return Err(invalid(&format!("serialization must be \"json\" or \"advanced\", not {other:?}"))),
             }
-            let p = context::primary()?;
-            match s.sched_policy {
-                0 => {}
-                CLUSTER_SCHED_RR => p.set_sched_policy(SchedPolicy::RoundRobin)?,
-                CLUSTER_SCHED_NONE => p.set_sched_policy(SchedPolicy::None)?,
-                CLUSTER_SCHED_REUSEPORT => p.set_sched_policy(SchedPolicy::ReusePort)?,
+            // Everything is checked before anything is applied: a call that fails changes
+            // nothing.
+            let sched = match s.sched_policy {
+                0 => None,
+                CLUSTER_SCHED_RR => Some(SchedPolicy::RoundRobin),
+                CLUSTER_SCHED_NONE => Some(SchedPolicy::None),
+                CLUSTER_SCHED_REUSEPORT => Some(SchedPolicy::ReusePort),
                 _ => return Err(invalid("sched_policy must be 0, CLUSTER_SCHED_RR, CLUSTER_SCHED_NONE or CLUSTER_SCHED_REUSEPORT")),
-            }
-            match s.max_in_flight {
-                0 => {}
-                n if (1..=1024).contains(&n) => p.set_max_in_flight(n as usize),
+            };
+            let max_in_flight = match s.max_in_flight {
+                0 => None,
+                n if (1..=1024).contains(&n) => Some(n as usize),
                 _ => return Err(invalid("max_in_flight must be 0 (unchanged) or 1 to 1024")),
-            }
-            match s.least_loaded {
-                -1 => {}
-                0 | 1 => p.set_least_loaded(s.least_loaded == 1),
+            };
+            let least_loaded = match s.least_loaded {
+                -1 => None,
+                0 | 1 => Some(s.least_loaded == 1),
                 _ => return Err(invalid("least_loaded must be -1, 0 or 1")),
-            }
-            match s.max_servers {
-                0 => {}
-                n if (1..=65536).contains(&n) => p.set_max_servers(n as usize),
+            };
+            let max_servers = match s.max_servers {
+                0 => None,
+                n if (1..=65536).contains(&n) => Some(n as usize),
                 _ => return Err(invalid("max_servers must be 0 (unchanged) or 1 to 65536")),
+            };
+            let p = context::primary()?;
+            // The one change that can be refused (EBUSY after the first fork) comes first.
+            if let Some(policy) = sched {
+                p.set_sched_policy(policy)?;
+            }
+            if let Some(n) = max_in_flight {
+                p.set_max_in_flight(n);
+            }
+            if let Some(on) = least_loaded {
+                p.set_least_loaded(on);
+            }
+            if let Some(n) = max_servers {
+                p.set_max_servers(n);
             }
             p.setup(Settings { exec, args, cwd, env, silent, stdio, extra_stdio, uid, gid });
             Ok(0)
