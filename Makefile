@@ -53,6 +53,10 @@ check-header: lib
 check-abi:
 	./scripts/check-abi
 
+# Every link in a tracked Markdown file stays inside the repository and names a file that exists.
+check-links:
+	./scripts/check-links
+
 # Python binding (pytest in target/pyvenv, installed from PyPI when missing).
 test-python: lib
 	LIBCLUSTER_LIBRARY=$(abspath $(LIB)) bindings/python/run-tests.sh
@@ -72,7 +76,7 @@ npm-pack:
 test-npm:
 	cd bindings/node && node --test test/pack-install.test.js
 
-test: test-deps check-header check-abi test-rust test-python test-node
+test: test-deps check-header check-abi test-rust test-python test-node check-links
 
 # The benchmark: release library and demo, the load generator and the SO_REUSEPORT server.
 bench-bins:

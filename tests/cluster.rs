@@ -108,7 +108,7 @@ fn fork_is_refused_in_a_worker() {
     assert_eq!(r["tryfork"], cluster::capi::error::CLUSTER_E_WRONG_ROLE);
 }
 
-/// Design §5: a connection handed to a worker that dies before taking it goes to another
+/// `docs/design.md` §5: a connection handed to a worker that dies before taking it goes to another
 /// worker. Node v20 leaks it (the client hangs).
 #[test]
 fn connection_of_a_dying_worker_is_served_by_another() {

@@ -1,6 +1,6 @@
 //! Node v20's IPC channel: `json` framing (one JSON value per line), `SCM_RIGHTS` fds bound
 //! to the `NODE_HANDLE` line they arrive with, the handle-in-flight rule, and the
-//! `NODE_CLUSTER` messages (see `node-cluster-protocol.md` §3–§5).
+//! `NODE_CLUSTER` messages (see `docs/protocol.md` §3–§5).
 
 #![forbid(unsafe_code)]
 

@@ -1,4 +1,4 @@
-//! Carrying out the handles' scheduling (design §4–§5): the distributor accepts, deals
+//! Carrying out the handles' scheduling (`docs/design.md` §4–§5): the distributor accepts, deals
 //! connections over lanes (batched) or Node's `newconn`, takes answers and refusals, detaches
 //! workers, and does the periodic work of lanes (stalls, probes) and of the reuseport policy
 //! (orphans, rebalancing). The decisions are the `Scheduler`'s; this is the I/O.

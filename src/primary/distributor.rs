@@ -1,5 +1,5 @@
 //! The distributor thread: one epoll loop owning every listening socket, worker channel and
-//! worker pidfd (design §3). It never calls user code and never waits for the user's thread.
+//! worker pidfd (`docs/design.md` §3). It never calls user code and never waits for the user's thread.
 
 #![forbid(unsafe_code)]
 

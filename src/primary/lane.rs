@@ -1,4 +1,4 @@
-//! The primary's side of one worker's fast lane for one server (design §4–§5): the end it
+//! The primary's side of one worker's fast lane for one server (`docs/design.md` §4–§5): the end it
 //! sends connections on, and its copy of the worker's end, from which it reads the queue's
 //! length and takes back what the worker's program has not received.
 

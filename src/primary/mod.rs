@@ -1,6 +1,6 @@
 //! The primary: forks workers and runs the distributor thread.
 //!
-//! Protocol (see `node-cluster-protocol.md` §5–§6): a worker sends `online`, then
+//! Protocol (see `docs/protocol.md` §5–§6): a worker sends `online`, then
 //! `queryServer` per server; we bind once per handle key and reply; each accepted connection
 //! goes to one worker inside a `NODE_HANDLE` `newconn` with the fd, and the worker answers
 //! `{ack, accepted}`.
