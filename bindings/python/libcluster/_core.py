@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import os
 import select
 import signal as _signal
 import socket
-import sys
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
-from . import _ffi
+from . import _ffi, _signals
 from ._ffi import check, lib
+
+#: The library's own messages (an unhandled 'error' event, a signal-initiated stop).
+#: Nothing configured: WARNING and above reach stderr through logging's last resort.
+log = logging.getLogger("libcluster")
 
 F = TypeVar("F", bound=Callable[..., Any])
 Handle = Optional[socket.socket]
@@ -119,7 +123,7 @@ is_primary: bool = bool(lib.cluster_is_primary())
 #: channel and tells the primary it is ``online``.
 is_worker: bool = bool(lib.cluster_is_worker())
 
-_signals = {int(s): s for s in _signal.Signals}
+_signal_enum = {int(s): s for s in _signal.Signals}
 
 
 def _signal_of(sig: Union[int, str, _signal.Signals]) -> int:
@@ -147,7 +151,7 @@ def _fd_of(sock: Optional[SocketLike]) -> int:
 
 
 def _state_name(code: int) -> str:
-    return _ffi.WORKER_STATES[code] if 0 <= code < len(_ffi.WORKER_STATES) else str(code)
+    return _ffi.WORKER_STATES.get(code, str(code))
 
 
 class Worker(EventEmitter):
@@ -214,7 +218,7 @@ class Worker(EventEmitter):
         if n not in self._stdio:
             rc = lib.cluster_worker_stdio(self.id, n)
             if rc < 0:
-                if rc in (-2, -3):  # ENOENT (not a pipe), ESRCH (gone)
+                if rc in (-_ffi.ENOENT, -_ffi.ESRCH):  # not a pipe, or gone
                     return None
                 check(rc)
             self._stdio[n] = open(rc, "wb" if n == 0 else "rb", buffering=0)
@@ -273,6 +277,7 @@ class ThisWorker(EventEmitter):
         return bool(check(lib.cluster_worker_is_connected(0)))
 
     def is_dead(self) -> bool:
+        """False: this process is running."""
         return False
 
 
@@ -331,11 +336,15 @@ def fork(env: Optional[Mapping[str, str]] = None) -> Worker:
         entries = [os.fsencode(str(k)) + b"=" + os.fsencode(str(v)) for k, v in env.items()]
         arr = (ctypes.c_char_p * (len(entries) + 1))(*entries, None)
     id = check(lib.cluster_fork(arr))
+    global _forks
+    _forks += 1
     pid = lib.cluster_worker_pid(id)
     w = _worker_by_id(id, pid if pid > 0 else 0)
     _awaiting_exit.add(id)
     return w
 
+
+_forks = 0  # how many fork() calls succeeded (run() disconnects late ones while stopping)
 
 _STDIO = {"inherit": _ffi.STDIO_INHERIT, "pipe": _ffi.STDIO_PIPE, "ignore": _ffi.STDIO_IGNORE}
 _UNSET: Any = object()
@@ -360,6 +369,7 @@ def setup_primary(
     scheduling_policy: Optional[Union[int, str]] = None,
     max_in_flight: Optional[int] = None,
     least_loaded: Optional[bool] = None,
+    max_servers: Optional[int] = None,
 ) -> None:
     """Node's ``cluster.setupPrimary()``: changes what later :func:`fork` calls run.
 
@@ -376,7 +386,8 @@ def setup_primary(
       ``scheduling_policy``: 'rr'/``SCHED_RR``, 'none'/``SCHED_NONE`` or 'reuseport'/``SCHED_REUSEPORT`` (before the first fork).
     - libcluster extensions (round-robin, libcluster workers only): ``max_in_flight``,
       connections a worker may be handed before it accepted the first (Node: 1);
-      ``least_loaded``: hand each connection to the worker with the fewest pending.
+      ``least_loaded``: hand each connection to the worker with the fewest pending;
+      ``max_servers``: most servers one worker may hold (default 64).
     """
     s = _ffi.Settings.unchanged()
     keep: List[Any] = []
@@ -446,6 +457,11 @@ def setup_primary(
     if least_loaded is not None:
         s.least_loaded = 1 if least_loaded else 0
         given["least_loaded"] = bool(least_loaded)
+    if max_servers is not None:
+        if max_servers < 1:
+            raise ValueError("max_servers must be >= 1")
+        s.max_servers = int(max_servers)
+        given["max_servers"] = max_servers
     check(lib.cluster_setup_primary(ctypes.byref(s)))
     settings.update(given)
     _cluster.emit("setup", dict(settings))
@@ -489,7 +505,7 @@ def _address_type(t: int) -> Union[int, str]:
 
 
 def _report_unhandled(exc: BaseException) -> None:
-    print(f"libcluster: {exc}", file=sys.stderr, flush=True)
+    log.error("unhandled 'error' event: %s", exc)
 
 
 def _emit_event(ev: _ffi.Event) -> None:
@@ -514,11 +530,7 @@ def _emit_event(ev: _ffi.Event) -> None:
             handle.close()
         return
     if kind == _ffi.EVENT_ERROR:
-        exc: BaseException
-        try:
-            _ffi.raise_code(ev.error or _ffi.E_PROTOCOL, data or "")
-        except OSError as e:
-            exc = e
+        exc = _ffi.error_for(ev.error or _ffi.E_PROTOCOL, data or "")
         if ev.worker_id == 0:
             if worker is not None:
                 handled = worker.emit("error", exc)
@@ -557,7 +569,7 @@ def _emit_event(ev: _ffi.Event) -> None:
     elif kind == _ffi.EVENT_EXIT:
         _awaiting_exit.discard(ev.worker_id)
         code: Optional[int] = None if ev.signal else ev.exit_code
-        sig: Optional[_signal.Signals] = _signals.get(ev.signal, ev.signal) if ev.signal else None  # type: ignore[assignment]
+        sig: Optional[_signal.Signals] = _signal_enum.get(ev.signal, ev.signal) if ev.signal else None  # type: ignore[assignment]
         w.emit("exit", code, sig)
         _cluster.emit("exit", w, code, sig)
 
@@ -624,31 +636,99 @@ def stop() -> None:
     check(lib.cluster_stop())
 
 
-def _wait_readable(fd: int, timeout: Optional[float]) -> bool:
+def _wait_readable(fd: int, timeout: Optional[float], *more: int) -> bool:
     p = select.poll()
-    p.register(fd, select.POLLIN)
+    for f in (fd,) + more:
+        if f >= 0:
+            p.register(f, select.POLLIN)
     ms = None if timeout is None else max(0, int(timeout * 1000))
     return bool(p.poll(ms))
 
 
-def run() -> None:
+def leave() -> None:
+    """Worker: leaves the cluster on its own (``worker.disconnect()``), ignoring a
+    disconnect already under way or done. Its servers close, so the serving loops return."""
+    if worker is not None:
+        try:
+            worker.disconnect()
+        except _ffi.ChannelClosedError:
+            pass
+
+
+class _Stopping:
+    """The primary's signal-initiated stop: disconnect every worker (also ones forked while
+    stopping); a second signal kills the rest."""
+
+    def __init__(self, sig: int) -> None:
+        self.sig = sig
+        self.forks = _forks
+        self.killed = False
+        n = disconnect()
+        log.warning("%s: stopping %d worker%s (again to kill them)",
+                    _signals.name(sig), n, "" if n == 1 else "s")
+
+    def again(self) -> None:
+        if not self.killed:
+            self.killed = True
+            for w in _workers().values():
+                try:
+                    w.kill(_signal.SIGKILL)
+                except OSError:
+                    pass
+
+    def after_dispatch(self) -> None:
+        if _forks != self.forks:  # an 'exit' listener forked a replacement: stop it too
+            self.forks = _forks
+            disconnect()
+
+
+def run(*, handle_signals: bool = True) -> None:
     """Dispatches events on this thread until :func:`stop` is called or, in the primary,
     no forked worker is left (each one's ``'exit'`` has been dispatched); in a worker,
     until its channel is closed.
 
-    Waits in Python (``poll`` on :func:`fileno`), so signal handlers run and Ctrl-C
-    raises ``KeyboardInterrupt`` here.
+    Waits in Python (``poll`` on :func:`fileno`), so signal handlers run. With
+    ``handle_signals`` (the default), on the main thread, and while the program has not
+    set its own handler:
+
+    - in the primary, SIGINT (Ctrl-C) and SIGTERM disconnect every worker (they finish
+      what they are doing and exit; workers forked meanwhile are disconnected too), one
+      line is logged, and once all have exited ``run()`` raises ``SystemExit(128 +
+      signal)`` (130 for SIGINT, 143 for SIGTERM, what a shell reports for a process the
+      signal ended) instead of a ``KeyboardInterrupt`` traceback. A second signal kills
+      the workers that are left (SIGKILL).
+    - in a worker, SIGINT makes it leave (``worker.disconnect()``) and ``run()`` return,
+      quietly. SIGTERM keeps its default (``worker.kill()`` ends the process at once, as
+      in Node).
+
+    The handlers are restored when ``run()`` returns.
     """
     global _stop_requested
     _stop_requested = False
     fd = fileno()
-    while True:
-        dispatch()
-        if _stop_requested:
-            _stop_requested = False
-            return
-        if is_primary and not _awaiting_exit:
-            return
-        if is_worker and _this_disconnected and worker is not None and not worker.is_connected():
-            return
-        _wait_readable(fd, None)
+    wanted = (_signal.SIGINT, _signal.SIGTERM) if is_primary else (_signal.SIGINT,)
+    stopping: Optional[_Stopping] = None
+    with _signals.SignalStop(wanted if handle_signals else ()) as sigs:
+        while True:
+            dispatch()
+            if stopping is not None:
+                stopping.after_dispatch()
+            if _stop_requested:
+                _stop_requested = False
+                break
+            if is_primary and not _awaiting_exit:
+                break
+            if is_worker and _this_disconnected and worker is not None and not worker.is_connected():
+                break
+            sig = sigs.take()
+            if sig is not None:
+                if not is_primary:
+                    leave()
+                elif stopping is None:
+                    stopping = _Stopping(sig)
+                else:
+                    stopping.again()
+                continue
+            _wait_readable(fd, None, sigs.fileno())
+    if stopping is not None:
+        raise SystemExit(128 + stopping.sig)
