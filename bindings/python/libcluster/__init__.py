@@ -24,8 +24,14 @@ Names follow Node's API in Python spelling: ``is_primary``, ``is_worker``, ``wor
 ``workers``, ``fork``, ``setup_primary``, ``disconnect``, ``on``; events carry Node's
 arguments. Failures raise ``OSError(errno, message)`` (or :class:`ClusterError`).
 ``LIBCLUSTER_LIBRARY`` overrides which ``libcluster.so`` is loaded, ``LIBCLUSTER_INCLUDE``
-the directory of the ``cluster.h`` it is described by. The library's own messages go to
-the ``logging`` logger ``"libcluster"``.
+the directory of the ``cluster.h`` it is described by.
+
+Data: ``is_primary`` / ``is_worker`` (this process's role), ``worker`` (this worker's
+:class:`ThisWorker`, None in the primary), ``workers`` (the primary's live workers by id),
+``settings`` (what :func:`setup_primary` was given so far), ``SCHED_RR``, ``SCHED_NONE``,
+``SCHED_REUSEPORT`` (scheduling policies, from the header), ``library_path`` (the
+``libcluster.so`` loaded) and ``log`` (``logging.getLogger("libcluster")``, where the
+library's own messages go: an unhandled ``'error'`` event, a signal-initiated stop).
 """
 
 from . import _core
@@ -37,6 +43,7 @@ from ._core import (
     set_max_message,
     SCHED_RR,
     EventEmitter,
+    ListeningAddress,
     ThisWorker,
     Worker,
     disconnect,
@@ -91,6 +98,7 @@ __all__ = [
     "ClusterThreadingHTTPServer",
     "ClusterThreadingTCPServer",
     "EventEmitter",
+    "ListeningAddress",
     "ForkedError",
     "PanicError",
     "ProtocolError",

@@ -9,7 +9,11 @@ import os
 import select
 import signal as _signal
 import socket
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
+import sys
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union, overload
+
+if sys.version_info >= (3, 8):
+    from typing import TypedDict
 
 from . import _ffi, _signals
 from ._ffi import check, lib
@@ -49,6 +53,11 @@ class EventEmitter:
         if event not in self.EVENTS:
             raise ValueError(f"unknown event {event!r}; expected one of {', '.join(self.EVENTS)}")
 
+    @overload
+    def on(self, event: str) -> Callable[[F], F]: ...
+    @overload
+    def on(self, event: str, fn: F) -> F: ...
+
     def on(self, event: str, fn: Optional[F] = None) -> Any:
         """Calls ``fn`` on every ``event`` (Node's ``emitter.on``). Returns ``fn``.
 
@@ -61,6 +70,11 @@ class EventEmitter:
             raise TypeError("listener must be callable")
         self._listeners.setdefault(event, []).append((fn, False))
         return fn
+
+    @overload
+    def once(self, event: str) -> Callable[[F], F]: ...
+    @overload
+    def once(self, event: str, fn: F) -> F: ...
 
     def once(self, event: str, fn: Optional[F] = None) -> Any:
         """Like :meth:`on`, but the listener is removed after its first call."""
@@ -101,6 +115,16 @@ class EventEmitter:
                     continue
             fn(*args)
         return True
+
+
+class ListeningAddress(TypedDict):
+    """The ``'listening'`` event's address (Node's): ``addressType`` (4, 6, -1 for a Unix
+    socket, 'udp4', 'udp6'), ``address`` (None: every interface), ``port``, ``fd``."""
+
+    addressType: Union[int, str]
+    address: Optional[str]
+    port: int
+    fd: Optional[int]
 
 
 class _Cluster(EventEmitter):
@@ -287,7 +311,7 @@ worker: Optional[ThisWorker] = ThisWorker(check(lib.cluster_worker_id())) if is_
 # Primary: every Worker object by id (kept so listeners and identity survive).
 _registry: Dict[int, Worker] = {}
 # Primary: ids forked whose 'exit' event has not been dispatched yet (run() waits for them).
-_awaiting_exit: set = set()
+_awaiting_exit: "set[int]" = set()
 
 #: Node's ``cluster.settings``: what :func:`setup_primary` was given so far.
 settings: Dict[str, Any] = {}
@@ -471,8 +495,7 @@ _drained_callbacks: List[Callable[[], Any]] = []
 _deferred: List[BaseException] = []
 
 
-@_ffi.EVENT_CB
-def _on_drained(_event: Any, _userdata: Any) -> None:
+def _drained(_event: Any, _userdata: Any) -> None:
     # Runs inside cluster_poll_event on the dispatching thread; exceptions are re-raised
     # by _poll_one once the call has returned.
     callbacks = _drained_callbacks[:]
@@ -482,6 +505,9 @@ def _on_drained(_event: Any, _userdata: Any) -> None:
             cb()
         except BaseException as e:  # noqa: BLE001 - re-raised after the C call returns
             _deferred.append(e)
+
+
+_on_drained = _ffi.EVENT_CB(_drained)  # a module global: stays referenced while registered
 
 
 def disconnect(callback: Optional[Callable[[], Any]] = None) -> int:
@@ -508,7 +534,7 @@ def _report_unhandled(exc: BaseException) -> None:
     log.error("unhandled 'error' event: %s", exc)
 
 
-def _emit_event(ev: _ffi.Event) -> None:
+def _emit_event(ev: Any) -> None:  # ev: an _ffi.Event
     kind = ev.kind
     # Copy the strings now: they are only valid until the next poll on this thread.
     address = _ffi.string_at(ev.address)
@@ -555,7 +581,7 @@ def _emit_event(ev: _ffi.Event) -> None:
         w.emit("online")
         _cluster.emit("online", w)
     elif kind == _ffi.EVENT_LISTENING:
-        info = {
+        info: ListeningAddress = {
             "addressType": _address_type(ev.address_type),
             "address": address,
             "port": ev.port,
@@ -569,7 +595,7 @@ def _emit_event(ev: _ffi.Event) -> None:
     elif kind == _ffi.EVENT_EXIT:
         _awaiting_exit.discard(ev.worker_id)
         code: Optional[int] = None if ev.signal else ev.exit_code
-        sig: Optional[_signal.Signals] = _signal_enum.get(ev.signal, ev.signal) if ev.signal else None  # type: ignore[assignment]
+        sig: Optional[_signal.Signals] = _signal_enum.get(ev.signal, ev.signal) if ev.signal else None
         w.emit("exit", code, sig)
         _cluster.emit("exit", w, code, sig)
 

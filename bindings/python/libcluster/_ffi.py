@@ -113,7 +113,7 @@ def _load_header(library: str) -> _header.Header:
 
 
 library_path = _loaded_path(_find_library())
-lib = ctypes.CDLL(library_path, use_errno=False)
+lib: _t.Any = ctypes.CDLL(library_path, use_errno=False)
 #: The parsed ``cluster.h`` shipped with the library: every constant and layout below.
 header = _load_header(library_path)
 
@@ -168,14 +168,14 @@ WORKER_STATES: _t.Dict[int, str] = {
 }
 
 #: ``cluster_event`` (its ``address``/``data`` read as ``bytes`` copies, or None).
-Event = header.struct("cluster_event")
-EVENT_CB = header.callbacks["cluster_event_cb"]
+Event: _t.Any = header.struct("cluster_event")
+EVENT_CB: _t.Any = header.callbacks["cluster_event_cb"]
 
 
 #: ``cluster_settings``; ``Settings.unchanged()`` is what ``cluster_settings_init`` gives.
-Settings = header.struct("cluster_settings")
+Settings: _t.Any = header.struct("cluster_settings")
 #: ``cluster_server_options``; ``ServerOptions.defaults()``: ``cluster_server_options_init``.
-ServerOptions = header.struct("cluster_server_options")
+ServerOptions: _t.Any = header.struct("cluster_server_options")
 
 #: Every ``CLUSTER_E_*`` code the header defines.
 LIBRARY_CODES = {v for k, v in header.defines.items() if k.startswith("CLUSTER_E_")}

@@ -193,15 +193,17 @@ def parse(text: str, path: str = "cluster.h", bases: Bases = None) -> Header:
     function prototypes then take that class.
     """
     h = Header(path)
-    for m in re.finditer(rf"^[ \t]*#[ \t]*define[ \t]+({_IDENT})[ \t]+([^\n]*)$",
+    for d in re.finditer(rf"^[ \t]*#[ \t]*define[ \t]+({_IDENT})[ \t]+([^\n]*)$",
                          _strip_comments(text), flags=re.M):
-        v = _int(_strip_comments(m.group(2)))
+        v = _int(_strip_comments(d.group(2)))
         if v is not None:
-            h.defines[m.group(1)] = v
+            h.defines[d.group(1)] = v
     body = _strip_comments(re.sub(r"^[ \t]*#[^\n]*$", " ", text, flags=re.M))
     body = re.sub(r'extern\s+"C"\s*\{', " ", body)
     # Top-level statements: split on ';' outside braces.
-    statements, depth, cur = [], 0, []
+    statements: _t.List[str] = []
+    depth = 0
+    cur: _t.List[str] = []
     for ch in body:
         if ch == "{":
             depth += 1
@@ -218,7 +220,7 @@ def parse(text: str, path: str = "cluster.h", bases: Bases = None) -> Header:
         if not st:
             continue
         st = st.lstrip("} ").strip()
-        m = re.match(rf"^typedef enum ({_IDENT}) \{{(.*)\}} ({_IDENT})$", st)
+        m: _t.Optional[_t.Match[str]] = re.match(rf"^typedef enum ({_IDENT}) \{{(.*)\}} ({_IDENT})$", st)
         if m:
             members: _t.Dict[str, int] = {}
             nxt = 0

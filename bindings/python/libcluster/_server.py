@@ -31,7 +31,7 @@ class Server:
         self._lock = threading.Lock()
         self._nonblocking = nonblocking
         self._udp = udp
-        self._fd = lib.cluster_server_fd(ptr)
+        self._fd: int = lib.cluster_server_fd(ptr)
         #: The address asked for (None: every interface; a path for a Unix socket).
         self.host: Optional[str] = host
         #: The bound port (the real one when 0 was asked for); -1 for a Unix socket.
@@ -71,7 +71,7 @@ class Server:
         with self._lock:
             if self._ptr is None:
                 raise OSError(_ffi.EBADF, "server is closed")
-            fd = lib.cluster_accept(self._ptr)
+            fd: int = lib.cluster_accept(self._ptr)
             if fd < 0 and fd != -_ffi.EAGAIN:
                 _ffi.raise_code(fd)  # same thread: the message is still ours
             return fd
@@ -194,6 +194,8 @@ class ClusterServerMixin:
     socket: Any
     server_address: Any
     RequestHandlerClass: Any
+    server_name: str
+    server_port: int
 
     def __init__(
         self,
@@ -203,7 +205,7 @@ class ClusterServerMixin:
         **options: Any,
     ) -> None:
         # BaseServer, not TCPServer: no socket of our own to create.
-        socketserver.BaseServer.__init__(self, server_address, RequestHandlerClass)  # type: ignore[arg-type]
+        socketserver.BaseServer.__init__(self, server_address, RequestHandlerClass)  # type: ignore[type-var]
         self._cluster_opts = {**self.cluster_options, **options}
         self.socket = None
         self._stop_serving = False
@@ -238,7 +240,7 @@ class ClusterServerMixin:
 
     def fileno(self) -> int:
         """The server's fd (see :meth:`Server.fileno`)."""
-        return self.socket.fileno()
+        return int(self.socket.fileno())
 
     def get_request(self) -> Tuple[socket.socket, Any]:
         """The next connection (blocking), tracked so a disconnect can close it if idle."""
