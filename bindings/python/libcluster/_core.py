@@ -9,11 +9,7 @@ import os
 import select
 import signal as _signal
 import socket
-import sys
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union, overload
-
-if sys.version_info >= (3, 8):
-    from typing import TypedDict
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypedDict, TypeVar, Union, overload
 
 from . import _ffi, _signals
 from ._ffi import check, lib

@@ -1,4 +1,4 @@
-"""ctypes declarations of include/cluster.h, library loading and error mapping.
+"""Library loading, its ctypes declarations (read from its ``cluster.h``), error mapping.
 
 Private: the public API is in ``libcluster``. Every function here is called through
 ``ctypes.CDLL``, so each foreign call releases the GIL while it runs (the blocking ones:

@@ -220,7 +220,7 @@ def parse(text: str, path: str = "cluster.h", bases: Bases = None) -> Header:
         if not st:
             continue
         st = st.lstrip("} ").strip()
-        m: _t.Optional[_t.Match[str]] = re.match(rf"^typedef enum ({_IDENT}) \{{(.*)\}} ({_IDENT})$", st)
+        m: "_t.Optional[re.Match[str]]" = re.match(rf"^typedef enum ({_IDENT}) \{{(.*)\}} ({_IDENT})$", st)
         if m:
             members: _t.Dict[str, int] = {}
             nxt = 0
