@@ -41,14 +41,25 @@ impl Error {
     /// Wraps an OS error with what we were doing: `"bind 127.0.0.1:80: Permission denied"`.
     pub fn io(context: impl fmt::Display, e: io::Error) -> Error {
         let errno = e.raw_os_error().unwrap_or(libc::EIO);
-        Error::new(-errno, format!("{context}: {e}"))
+        Error::new(-errno, format!("{context}: {}", io_text(&e)))
+    }
+}
+
+/// An OS error's text without std's `" (os error N)"` suffix: the code travels as the
+/// result code already, and bindings (Python's `OSError`, Node's `err.errno`) show it
+/// their own way.
+pub fn io_text(e: &io::Error) -> String {
+    let text = e.to_string();
+    match e.raw_os_error() {
+        Some(n) => text.strip_suffix(&format!(" (os error {n})")).map(str::to_owned).unwrap_or(text),
+        None => text,
     }
 }
 
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Error {
         let errno = e.raw_os_error().unwrap_or(libc::EIO);
-        Error::new(-errno, e.to_string())
+        Error::new(-errno, io_text(&e))
     }
 }
 
@@ -176,5 +187,21 @@ mod strerror_tests {
         }
         // The Node addon returns ECANCELED too.
         assert_ne!(super::errno_text(libc::ECANCELED), "system error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_error_text_has_no_rust_suffix() {
+        let e = Error::io("bind 127.0.0.1:80", io::Error::from_raw_os_error(libc::EADDRINUSE));
+        assert_eq!(e.code, -libc::EADDRINUSE);
+        assert_eq!(e.message, "bind 127.0.0.1:80: Address in use".replace("in use", "already in use"));
+        let e = Error::from(io::Error::from_raw_os_error(libc::ENOENT));
+        assert!(!e.message.contains("os error"), "{}", e.message);
+        let custom = io::Error::other("custom (os error 1)");
+        assert_eq!(io_text(&custom), "custom (os error 1)");
     }
 }

@@ -18,8 +18,8 @@ if [ ! -x "$venv/bin/python" ]; then
     mkdir -p "$(dirname "$venv")"
     "$python" -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c 'import pytest' 2>/dev/null; then
-    "$venv/bin/python" -m pip install --quiet pytest
+if ! "$venv/bin/python" -c 'import pytest, mypy' 2>/dev/null; then
+    "$venv/bin/python" -m pip install --quiet pytest mypy
 fi
 
 if [ -z "${LIBCLUSTER_LIBRARY:-}" ]; then

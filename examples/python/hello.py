@@ -1,22 +1,21 @@
 """The Python twin of examples/hello.c: PORT=8000 WORKERS=4 python3 examples/python/hello.py
-(also runs as a worker under a real Node primary)."""
+(also runs as a worker under a real Node primary). Ctrl-C stops the workers gracefully."""
 import os
 import signal
 from http.server import BaseHTTPRequestHandler
+from typing import Optional
 
 import libcluster
 
-signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends every process quietly, as in C
 
-
-def say(line):  # one write per line, so lines of several processes never mix
+def say(line: str) -> None:  # one write per line, so lines of several processes never mix
     print(line + "\n", end="", flush=True)
 
 
 class Hello(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like hello.c
 
-    def do_GET(self):
+    def do_GET(self) -> None:
         body = f"hello from worker {os.getpid()}\n".encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
@@ -24,23 +23,28 @@ class Hello(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, *args):  # quiet, like hello.c
+    def log_message(self, format: str, *args: object) -> None:  # quiet, like hello.c
         pass
 
 
-def died(worker, code, signal):
-    say(f"worker {worker.pid} died ({'signal' if signal else 'code'} {signal or code})")
-    libcluster.fork()  # keep the fleet at size
+def died(worker: libcluster.Worker, code: Optional[int], sig: Optional[signal.Signals]) -> None:
+    say(f"worker {worker.pid} died ({'signal' if sig else 'code'} {int(sig) if sig else code})")
+    if not worker.exited_after_disconnect:
+        libcluster.fork()  # keep the fleet at size (not while Ctrl-C stops the cluster)
+
+
+def listening(worker: libcluster.Worker, address: libcluster.ListeningAddress) -> None:
+    say(f"worker {worker.pid} listening on {address['address']}:{address['port']}")
 
 
 if libcluster.is_primary:
     say(f"Primary {os.getpid()} is running")
     libcluster.on("exit", died)
-    libcluster.on("listening", lambda w, a: say(f"worker {w.pid} listening on {a['address']}:{a['port']}"))
-    for _ in range(int(os.environ.get("WORKERS") or os.cpu_count())):
+    libcluster.on("listening", listening)
+    for _ in range(int(os.environ.get("WORKERS") or os.cpu_count() or 1)):
         libcluster.fork()
-    libcluster.run()
+    libcluster.run()  # Ctrl-C: disconnects the workers, then exits 130
 else:
     with libcluster.ClusterThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT") or 8000)), Hello) as httpd:
         say(f"Worker {os.getpid()} started")
-        httpd.serve_forever()  # until the primary disconnects this worker
+        httpd.serve_forever()  # until the primary disconnects this worker (or Ctrl-C)

@@ -170,7 +170,7 @@ fn check_connection(fd: &OwnedFd) -> Result<()> {
     match crate::sys::fdkind::is_stream_socket(fd.as_fd()) {
         Ok(true) => Ok(()),
         Ok(false) => Err(Error::protocol("newconn carried an fd that is not a stream socket")),
-        Err(e) => Err(Error::protocol(format!("newconn carried an fd that is not a stream socket ({e})"))),
+        Err(e) => Err(Error::protocol(format!("newconn carried an fd that is not a stream socket ({})", crate::error::io_text(&e)))),
     }
 }
 

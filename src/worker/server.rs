@@ -238,7 +238,7 @@ impl Server {
         if reply.errno != 0 {
             worker.release_index(&tuple, index);
             let errno = reply.errno; // positive and in range: the reader checked it
-            let text = io::Error::from_raw_os_error(errno);
+            let text = crate::error::io_text(&io::Error::from_raw_os_error(errno));
             let where_ = match target {
                 Target::Pipe(p) => p.display().to_string(),
                 _ => format!("{}:{}", q.address.as_deref().unwrap_or("null"), q.port),
@@ -428,7 +428,7 @@ impl Server {
                 return Ok(conn);
             }
             Ok(false) => "the fast lane carried an fd that is not a stream socket".to_string(),
-            Err(e) => format!("the fast lane carried an fd that is not a stream socket ({e})"),
+            Err(e) => format!("the fast lane carried an fd that is not a stream socket ({})", crate::error::io_text(&e)),
         };
         drop(conn);
         if let Some((w, ..)) = &self.cluster

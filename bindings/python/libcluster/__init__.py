@@ -23,12 +23,16 @@ can run Python workers and a Python primary can run Node workers)::
 Names follow Node's API in Python spelling: ``is_primary``, ``is_worker``, ``worker``,
 ``workers``, ``fork``, ``setup_primary``, ``disconnect``, ``on``; events carry Node's
 arguments. Failures raise ``OSError(errno, message)`` (or :class:`ClusterError`).
-``LIBCLUSTER_LIBRARY`` overrides which ``libcluster.so`` is loaded.
+``LIBCLUSTER_LIBRARY`` overrides which ``libcluster.so`` is loaded, ``LIBCLUSTER_INCLUDE``
+the directory of the ``cluster.h`` it is described by.
+
+Data: ``is_primary`` / ``is_worker`` (this process's role), ``worker`` (this worker's
+:class:`ThisWorker`, None in the primary), ``workers`` (the primary's live workers by id),
+``settings`` (what :func:`setup_primary` was given so far), ``SCHED_RR``, ``SCHED_NONE``,
+``SCHED_REUSEPORT`` (scheduling policies, from the header), ``library_path`` (the
+``libcluster.so`` loaded) and ``log`` (``logging.getLogger("libcluster")``, where the
+library's own messages go: an unhandled ``'error'`` event, a signal-initiated stop).
 """
-
-from __future__ import annotations
-
-from typing import Any, Dict
 
 from . import _core
 from ._asyncio import AsyncServer, add_reader, remove_reader, start_server
@@ -39,6 +43,7 @@ from ._core import (
     set_max_message,
     SCHED_RR,
     EventEmitter,
+    ListeningAddress,
     ThisWorker,
     Worker,
     disconnect,
@@ -48,7 +53,9 @@ from ._core import (
     fork,
     is_primary,
     is_worker,
+    leave,
     listener_count,
+    log,
     off,
     on,
     once,
@@ -91,6 +98,7 @@ __all__ = [
     "ClusterThreadingHTTPServer",
     "ClusterThreadingTCPServer",
     "EventEmitter",
+    "ListeningAddress",
     "ForkedError",
     "PanicError",
     "ProtocolError",
@@ -113,7 +121,9 @@ __all__ = [
     "get_server",
     "is_primary",
     "is_worker",
+    "leave",
     "library_path",
+    "log",
     "listener_count",
     "off",
     "on",
@@ -129,17 +139,19 @@ __all__ = [
     "workers",
 ]
 
-workers: Dict[int, Worker]
+#: Primary: Node's ``cluster.workers``, the live workers by id (a fresh dict on each
+#: access); ``{}`` in a worker.
+workers: "dict[int, Worker]"
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "dict[int, Worker]":
     # `libcluster.workers` is computed on each access (Node's live `cluster.workers`).
     if name == "workers":
         return _core._workers()
     raise AttributeError(f"module 'libcluster' has no attribute {name!r}")
 
 
-def __dir__() -> list:
+def __dir__() -> "list[str]":
     return sorted(set(globals()) | {"workers"})
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import signal
+import threading
 from typing import Any, Awaitable, Callable, Optional, Set, Union
 
-from . import _core
+from . import _core, _signals
 from ._server import Server, get_server
 
 ClientConnected = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Union[None, Awaitable[None]]]
@@ -33,6 +35,7 @@ class AsyncServer:
         return self.server.port
 
     def is_serving(self) -> bool:
+        """True until the server is closed."""
         return not self._closed.done()
 
     def _on_readable(self) -> None:
@@ -72,9 +75,32 @@ class AsyncServer:
         """Waits until the server is closed (by :meth:`close` or a disconnect)."""
         await asyncio.shield(self._closed)
 
-    async def serve_forever(self) -> None:
-        """Waits until the server is closed, e.g. by the primary's disconnect."""
-        await self.wait_closed()
+    async def serve_forever(self, *, handle_signals: bool = True) -> None:
+        """Waits until the server is closed, e.g. by the primary's disconnect.
+
+        With ``handle_signals``, on the main thread and unless the program set its own
+        SIGINT handler, Ctrl-C closes the server gracefully instead of raising
+        ``KeyboardInterrupt`` (a worker leaves the cluster: ``worker.disconnect()``);
+        connections in progress are left to finish.
+        """
+        installed = False
+        if (handle_signals and threading.current_thread() is threading.main_thread()
+                and _signals.is_default(signal.SIGINT, signal.getsignal(signal.SIGINT))):
+            self._loop.add_signal_handler(signal.SIGINT, self._on_sigint)
+            installed = True
+        try:
+            await self.wait_closed()
+        finally:
+            if installed:
+                self._loop.remove_signal_handler(signal.SIGINT)
+
+    def _on_sigint(self) -> None:
+        if _core.is_worker:
+            # worker.disconnect() waits for the primary's ack: not on the loop's thread.
+            fut = self._loop.run_in_executor(None, _core.leave)
+            fut.add_done_callback(lambda _f: self.close())
+        else:
+            self.close()
 
     async def __aenter__(self) -> "AsyncServer":
         return self

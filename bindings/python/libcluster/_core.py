@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import os
 import select
 import signal as _signal
 import socket
-import sys
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypedDict, TypeVar, Union, overload
 
-from . import _ffi
+from . import _ffi, _signals
 from ._ffi import check, lib
+
+#: The library's own messages (an unhandled 'error' event, a signal-initiated stop).
+#: Nothing configured: WARNING and above reach stderr through logging's last resort.
+log = logging.getLogger("libcluster")
 
 F = TypeVar("F", bound=Callable[..., Any])
 Handle = Optional[socket.socket]
@@ -45,6 +49,11 @@ class EventEmitter:
         if event not in self.EVENTS:
             raise ValueError(f"unknown event {event!r}; expected one of {', '.join(self.EVENTS)}")
 
+    @overload
+    def on(self, event: str) -> Callable[[F], F]: ...
+    @overload
+    def on(self, event: str, fn: F) -> F: ...
+
     def on(self, event: str, fn: Optional[F] = None) -> Any:
         """Calls ``fn`` on every ``event`` (Node's ``emitter.on``). Returns ``fn``.
 
@@ -57,6 +66,11 @@ class EventEmitter:
             raise TypeError("listener must be callable")
         self._listeners.setdefault(event, []).append((fn, False))
         return fn
+
+    @overload
+    def once(self, event: str) -> Callable[[F], F]: ...
+    @overload
+    def once(self, event: str, fn: F) -> F: ...
 
     def once(self, event: str, fn: Optional[F] = None) -> Any:
         """Like :meth:`on`, but the listener is removed after its first call."""
@@ -99,6 +113,16 @@ class EventEmitter:
         return True
 
 
+class ListeningAddress(TypedDict):
+    """The ``'listening'`` event's address (Node's): ``addressType`` (4, 6, -1 for a Unix
+    socket, 'udp4', 'udp6'), ``address`` (None: every interface), ``port``, ``fd``."""
+
+    addressType: Union[int, str]
+    address: Optional[str]
+    port: int
+    fd: Optional[int]
+
+
 class _Cluster(EventEmitter):
     EVENTS = ("fork", "online", "listening", "message", "disconnect", "exit", "error", "setup")
 
@@ -119,7 +143,7 @@ is_primary: bool = bool(lib.cluster_is_primary())
 #: channel and tells the primary it is ``online``.
 is_worker: bool = bool(lib.cluster_is_worker())
 
-_signals = {int(s): s for s in _signal.Signals}
+_signal_enum = {int(s): s for s in _signal.Signals}
 
 
 def _signal_of(sig: Union[int, str, _signal.Signals]) -> int:
@@ -147,7 +171,7 @@ def _fd_of(sock: Optional[SocketLike]) -> int:
 
 
 def _state_name(code: int) -> str:
-    return _ffi.WORKER_STATES[code] if 0 <= code < len(_ffi.WORKER_STATES) else str(code)
+    return _ffi.WORKER_STATES.get(code, str(code))
 
 
 class Worker(EventEmitter):
@@ -214,7 +238,7 @@ class Worker(EventEmitter):
         if n not in self._stdio:
             rc = lib.cluster_worker_stdio(self.id, n)
             if rc < 0:
-                if rc in (-2, -3):  # ENOENT (not a pipe), ESRCH (gone)
+                if rc in (-_ffi.ENOENT, -_ffi.ESRCH):  # not a pipe, or gone
                     return None
                 check(rc)
             self._stdio[n] = open(rc, "wb" if n == 0 else "rb", buffering=0)
@@ -273,6 +297,7 @@ class ThisWorker(EventEmitter):
         return bool(check(lib.cluster_worker_is_connected(0)))
 
     def is_dead(self) -> bool:
+        """False: this process is running."""
         return False
 
 
@@ -282,7 +307,7 @@ worker: Optional[ThisWorker] = ThisWorker(check(lib.cluster_worker_id())) if is_
 # Primary: every Worker object by id (kept so listeners and identity survive).
 _registry: Dict[int, Worker] = {}
 # Primary: ids forked whose 'exit' event has not been dispatched yet (run() waits for them).
-_awaiting_exit: set = set()
+_awaiting_exit: "set[int]" = set()
 
 #: Node's ``cluster.settings``: what :func:`setup_primary` was given so far.
 settings: Dict[str, Any] = {}
@@ -331,11 +356,15 @@ def fork(env: Optional[Mapping[str, str]] = None) -> Worker:
         entries = [os.fsencode(str(k)) + b"=" + os.fsencode(str(v)) for k, v in env.items()]
         arr = (ctypes.c_char_p * (len(entries) + 1))(*entries, None)
     id = check(lib.cluster_fork(arr))
+    global _forks
+    _forks += 1
     pid = lib.cluster_worker_pid(id)
     w = _worker_by_id(id, pid if pid > 0 else 0)
     _awaiting_exit.add(id)
     return w
 
+
+_forks = 0  # how many fork() calls succeeded (run() disconnects late ones while stopping)
 
 _STDIO = {"inherit": _ffi.STDIO_INHERIT, "pipe": _ffi.STDIO_PIPE, "ignore": _ffi.STDIO_IGNORE}
 _UNSET: Any = object()
@@ -360,6 +389,7 @@ def setup_primary(
     scheduling_policy: Optional[Union[int, str]] = None,
     max_in_flight: Optional[int] = None,
     least_loaded: Optional[bool] = None,
+    max_servers: Optional[int] = None,
 ) -> None:
     """Node's ``cluster.setupPrimary()``: changes what later :func:`fork` calls run.
 
@@ -376,7 +406,8 @@ def setup_primary(
       ``scheduling_policy``: 'rr'/``SCHED_RR``, 'none'/``SCHED_NONE`` or 'reuseport'/``SCHED_REUSEPORT`` (before the first fork).
     - libcluster extensions (round-robin, libcluster workers only): ``max_in_flight``,
       connections a worker may be handed before it accepted the first (Node: 1);
-      ``least_loaded``: hand each connection to the worker with the fewest pending.
+      ``least_loaded``: hand each connection to the worker with the fewest pending;
+      ``max_servers``: most servers one worker may hold (default 64).
     """
     s = _ffi.Settings.unchanged()
     keep: List[Any] = []
@@ -446,6 +477,11 @@ def setup_primary(
     if least_loaded is not None:
         s.least_loaded = 1 if least_loaded else 0
         given["least_loaded"] = bool(least_loaded)
+    if max_servers is not None:
+        if max_servers < 1:
+            raise ValueError("max_servers must be >= 1")
+        s.max_servers = int(max_servers)
+        given["max_servers"] = max_servers
     check(lib.cluster_setup_primary(ctypes.byref(s)))
     settings.update(given)
     _cluster.emit("setup", dict(settings))
@@ -455,8 +491,7 @@ _drained_callbacks: List[Callable[[], Any]] = []
 _deferred: List[BaseException] = []
 
 
-@_ffi.EVENT_CB
-def _on_drained(_event: Any, _userdata: Any) -> None:
+def _drained(_event: Any, _userdata: Any) -> None:
     # Runs inside cluster_poll_event on the dispatching thread; exceptions are re-raised
     # by _poll_one once the call has returned.
     callbacks = _drained_callbacks[:]
@@ -466,6 +501,9 @@ def _on_drained(_event: Any, _userdata: Any) -> None:
             cb()
         except BaseException as e:  # noqa: BLE001 - re-raised after the C call returns
             _deferred.append(e)
+
+
+_on_drained = _ffi.EVENT_CB(_drained)  # a module global: stays referenced while registered
 
 
 def disconnect(callback: Optional[Callable[[], Any]] = None) -> int:
@@ -489,10 +527,10 @@ def _address_type(t: int) -> Union[int, str]:
 
 
 def _report_unhandled(exc: BaseException) -> None:
-    print(f"libcluster: {exc}", file=sys.stderr, flush=True)
+    log.error("unhandled 'error' event: %s", exc)
 
 
-def _emit_event(ev: _ffi.Event) -> None:
+def _emit_event(ev: Any) -> None:  # ev: an _ffi.Event
     kind = ev.kind
     # Copy the strings now: they are only valid until the next poll on this thread.
     address = _ffi.string_at(ev.address)
@@ -514,11 +552,7 @@ def _emit_event(ev: _ffi.Event) -> None:
             handle.close()
         return
     if kind == _ffi.EVENT_ERROR:
-        exc: BaseException
-        try:
-            _ffi.raise_code(ev.error or _ffi.E_PROTOCOL, data or "")
-        except OSError as e:
-            exc = e
+        exc = _ffi.error_for(ev.error or _ffi.E_PROTOCOL, data or "")
         if ev.worker_id == 0:
             if worker is not None:
                 handled = worker.emit("error", exc)
@@ -543,7 +577,7 @@ def _emit_event(ev: _ffi.Event) -> None:
         w.emit("online")
         _cluster.emit("online", w)
     elif kind == _ffi.EVENT_LISTENING:
-        info = {
+        info: ListeningAddress = {
             "addressType": _address_type(ev.address_type),
             "address": address,
             "port": ev.port,
@@ -557,7 +591,7 @@ def _emit_event(ev: _ffi.Event) -> None:
     elif kind == _ffi.EVENT_EXIT:
         _awaiting_exit.discard(ev.worker_id)
         code: Optional[int] = None if ev.signal else ev.exit_code
-        sig: Optional[_signal.Signals] = _signals.get(ev.signal, ev.signal) if ev.signal else None  # type: ignore[assignment]
+        sig: Optional[_signal.Signals] = _signal_enum.get(ev.signal, ev.signal) if ev.signal else None
         w.emit("exit", code, sig)
         _cluster.emit("exit", w, code, sig)
 
@@ -624,31 +658,99 @@ def stop() -> None:
     check(lib.cluster_stop())
 
 
-def _wait_readable(fd: int, timeout: Optional[float]) -> bool:
+def _wait_readable(fd: int, timeout: Optional[float], *more: int) -> bool:
     p = select.poll()
-    p.register(fd, select.POLLIN)
+    for f in (fd,) + more:
+        if f >= 0:
+            p.register(f, select.POLLIN)
     ms = None if timeout is None else max(0, int(timeout * 1000))
     return bool(p.poll(ms))
 
 
-def run() -> None:
+def leave() -> None:
+    """Worker: leaves the cluster on its own (``worker.disconnect()``), ignoring a
+    disconnect already under way or done. Its servers close, so the serving loops return."""
+    if worker is not None:
+        try:
+            worker.disconnect()
+        except _ffi.ChannelClosedError:
+            pass
+
+
+class _Stopping:
+    """The primary's signal-initiated stop: disconnect every worker (also ones forked while
+    stopping); a second signal kills the rest."""
+
+    def __init__(self, sig: int) -> None:
+        self.sig = sig
+        self.forks = _forks
+        self.killed = False
+        n = disconnect()
+        log.warning("%s: stopping %d worker%s (again to kill them)",
+                    _signals.name(sig), n, "" if n == 1 else "s")
+
+    def again(self) -> None:
+        if not self.killed:
+            self.killed = True
+            for w in _workers().values():
+                try:
+                    w.kill(_signal.SIGKILL)
+                except OSError:
+                    pass
+
+    def after_dispatch(self) -> None:
+        if _forks != self.forks:  # an 'exit' listener forked a replacement: stop it too
+            self.forks = _forks
+            disconnect()
+
+
+def run(*, handle_signals: bool = True) -> None:
     """Dispatches events on this thread until :func:`stop` is called or, in the primary,
     no forked worker is left (each one's ``'exit'`` has been dispatched); in a worker,
     until its channel is closed.
 
-    Waits in Python (``poll`` on :func:`fileno`), so signal handlers run and Ctrl-C
-    raises ``KeyboardInterrupt`` here.
+    Waits in Python (``poll`` on :func:`fileno`), so signal handlers run. With
+    ``handle_signals`` (the default), on the main thread, and while the program has not
+    set its own handler:
+
+    - in the primary, SIGINT (Ctrl-C) and SIGTERM disconnect every worker (they finish
+      what they are doing and exit; workers forked meanwhile are disconnected too), one
+      line is logged, and once all have exited ``run()`` raises ``SystemExit(128 +
+      signal)`` (130 for SIGINT, 143 for SIGTERM, what a shell reports for a process the
+      signal ended) instead of a ``KeyboardInterrupt`` traceback. A second signal kills
+      the workers that are left (SIGKILL).
+    - in a worker, SIGINT makes it leave (``worker.disconnect()``) and ``run()`` return,
+      quietly. SIGTERM keeps its default (``worker.kill()`` ends the process at once, as
+      in Node).
+
+    The handlers are restored when ``run()`` returns.
     """
     global _stop_requested
     _stop_requested = False
     fd = fileno()
-    while True:
-        dispatch()
-        if _stop_requested:
-            _stop_requested = False
-            return
-        if is_primary and not _awaiting_exit:
-            return
-        if is_worker and _this_disconnected and worker is not None and not worker.is_connected():
-            return
-        _wait_readable(fd, None)
+    wanted = (_signal.SIGINT, _signal.SIGTERM) if is_primary else (_signal.SIGINT,)
+    stopping: Optional[_Stopping] = None
+    with _signals.SignalStop(wanted if handle_signals else ()) as sigs:
+        while True:
+            dispatch()
+            if stopping is not None:
+                stopping.after_dispatch()
+            if _stop_requested:
+                _stop_requested = False
+                break
+            if is_primary and not _awaiting_exit:
+                break
+            if is_worker and _this_disconnected and worker is not None and not worker.is_connected():
+                break
+            sig = sigs.take()
+            if sig is not None:
+                if not is_primary:
+                    leave()
+                elif stopping is None:
+                    stopping = _Stopping(sig)
+                else:
+                    stopping.again()
+                continue
+            _wait_readable(fd, None, sigs.fileno())
+    if stopping is not None:
+        raise SystemExit(128 + stopping.sig)

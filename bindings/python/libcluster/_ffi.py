@@ -1,21 +1,22 @@
-"""ctypes declarations of include/cluster.h, library loading and error mapping.
+"""Library loading, its ctypes declarations (read from its ``cluster.h``), error mapping.
 
 Private: the public API is in ``libcluster``. Every function here is called through
 ``ctypes.CDLL``, so each foreign call releases the GIL while it runs (the blocking ones:
 ``cluster_get_server``, ``cluster_worker_disconnect``, ``cluster_fork``).
 """
 
-from __future__ import annotations
-
 import ctypes
 import ctypes.util
 import errno as _errno
 import os
-from typing import NoReturn
+import typing as _t
+
+from . import _header
 
 __all__ = [
     "lib",
     "library_path",
+    "header",
     "check",
     "raise_code",
     "ClusterError",
@@ -24,133 +25,6 @@ __all__ = [
     "ServerOptions",
     "EVENT_CB",
 ]
-
-# Result codes below -10000 (CLUSTER_E_*).
-E_PANIC = -10001
-E_WRONG_ROLE = -10002
-E_PROTOCOL = -10003
-E_FORKED = -10004
-E_CLOSED = -10005
-E_UNSUPPORTED = -10006
-
-# cluster_event_type
-EVENT_NONE = 0
-EVENT_FORK = 1
-EVENT_ONLINE = 2
-EVENT_LISTENING = 3
-EVENT_MESSAGE = 4
-EVENT_DISCONNECT = 5
-EVENT_EXIT = 6
-EVENT_ERROR = 7
-
-# address_type
-ADDRESS_IPV4 = 4
-ADDRESS_IPV6 = 6
-ADDRESS_PIPE = -1
-ADDRESS_UDP4 = 104
-ADDRESS_UDP6 = 106
-
-# cluster_settings.stdio
-STDIO_INHERIT = -1
-STDIO_PIPE = -2
-STDIO_IGNORE = -3
-
-SCHED_NONE = 1
-SCHED_RR = 2
-SCHED_REUSEPORT = 3
-
-# cluster_worker_state
-WORKER_STATES = ("none", "online", "listening", "disconnected", "dead")
-
-
-class ClusterError(OSError):
-    """A libcluster failure that is not an errno (a ``CLUSTER_E_*`` code below -10000).
-
-    ``code`` is the negative library code (e.g. ``-10002`` for the wrong role), ``errno``
-    is the same number and ``strerror`` libcluster's message.
-    """
-
-    code: int
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(code, message)
-        self.code = code
-
-
-class Event(ctypes.Structure):
-    """``cluster_event``."""
-
-    _fields_ = [
-        ("kind", ctypes.c_int),
-        ("worker_id", ctypes.c_int),
-        ("pid", ctypes.c_int),
-        ("exit_code", ctypes.c_int),
-        ("signal", ctypes.c_int),
-        ("exited_after_disconnect", ctypes.c_int),
-        ("port", ctypes.c_int),
-        ("address_type", ctypes.c_int),
-        ("fd", ctypes.c_int),
-        ("error", ctypes.c_int),
-        # c_void_p, not c_char_p: the strings are copied explicitly, at once.
-        ("address", ctypes.c_void_p),
-        ("data", ctypes.c_void_p),
-        ("listening_fd", ctypes.c_int),
-        ("reserved", ctypes.c_int * 7),
-    ]
-
-
-class Settings(ctypes.Structure):
-    """``cluster_settings``."""
-
-    _fields_ = [
-        ("size", ctypes.c_size_t),
-        ("exec", ctypes.c_char_p),
-        ("args", ctypes.POINTER(ctypes.c_char_p)),
-        ("cwd", ctypes.c_char_p),
-        ("env", ctypes.POINTER(ctypes.c_char_p)),
-        ("silent", ctypes.c_int),
-        ("stdio", ctypes.POINTER(ctypes.c_int)),
-        ("uid", ctypes.c_int),
-        ("gid", ctypes.c_int),
-        ("serialization", ctypes.c_char_p),
-        ("sched_policy", ctypes.c_int),
-        # Appended later (the library reads only the fields `size` covers).
-        ("max_in_flight", ctypes.c_int),
-        ("least_loaded", ctypes.c_int),
-        ("max_servers", ctypes.c_int),
-    ]
-
-    @classmethod
-    def unchanged(cls) -> "Settings":
-        """Every field "unchanged", ``size`` = this declaration's size.
-
-        Filled here, like ``cluster_settings_init(&s, sizeof s)`` would (the library
-        writes only the ``size`` bytes the caller declares)."""
-        return cls(size=ctypes.sizeof(cls), silent=-1, uid=-1, gid=-1, sched_policy=0,
-                   max_in_flight=0, least_loaded=-1, max_servers=0)
-
-
-class ServerOptions(ctypes.Structure):
-    """``cluster_server_options``."""
-
-    _fields_ = [
-        ("size", ctypes.c_size_t),
-        ("backlog", ctypes.c_int),
-        ("ipv6_only", ctypes.c_int),
-        ("exclusive", ctypes.c_int),
-        ("nonblocking", ctypes.c_int),
-        ("udp", ctypes.c_int),
-        ("reuse_addr", ctypes.c_int),
-    ]
-
-    @classmethod
-    def defaults(cls) -> "ServerOptions":
-        """The defaults, ``size`` = this declaration's size (what
-        ``cluster_server_options_init(&o, sizeof o)`` gives)."""
-        return cls(size=ctypes.sizeof(cls))
-
-
-EVENT_CB = ctypes.CFUNCTYPE(None, ctypes.POINTER(Event), ctypes.c_void_p)
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -174,66 +48,137 @@ def _find_library() -> str:
     )
 
 
-library_path = _find_library()
-lib = ctypes.CDLL(library_path, use_errno=False)
+def _loaded_path(name: str) -> str:
+    """The file the dynamic loader mapped for ``name`` (``find_library`` gives a bare name)."""
+    if os.path.isabs(name):
+        return os.path.realpath(name)
+    base = os.path.basename(name)
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.rstrip("\n").split(None, 5)[-1]
+                if os.path.basename(path) == base:
+                    return os.path.realpath(path)
+    except OSError:
+        pass
+    return name
 
-_P = ctypes.POINTER
-_int = ctypes.c_int
-_cstr = ctypes.c_char_p
-_vp = ctypes.c_void_p
 
-_PROTOTYPES = {
-    "cluster_last_error": (ctypes.c_void_p, []),
-    "cluster_strerror": (ctypes.c_void_p, [_int]),
-    "cluster_on": (_int, [_int, EVENT_CB, _vp]),
-    "cluster_event_fd": (_int, []),
-    "cluster_poll_event": (_int, [_P(Event), _int]),
-    "cluster_dispatch": (_int, []),
-    "cluster_run": (_int, []),
-    "cluster_stop": (_int, []),
-    "cluster_send": (_int, [_int, _cstr, _int]),
-    "cluster_disconnect_worker": (_int, [_int]),
-    "cluster_disconnect": (_int, [EVENT_CB, _vp]),
-    "cluster_worker_disconnect": (_int, []),
-    "cluster_worker_get_state": (_int, [_int]),
-    "cluster_worker_is_connected": (_int, [_int]),
-    "cluster_worker_is_dead": (_int, [_int]),
-    "cluster_worker_exited_after_disconnect": (_int, [_int]),
-    "cluster_is_primary": (_int, []),
-    "cluster_is_worker": (_int, []),
-    "cluster_worker_id": (_int, []),
-    "cluster_fork": (_int, [_P(_cstr)]),
-    "cluster_kill": (_int, [_int, _int]),
-    "cluster_worker_count": (_int, []),
-    "cluster_workers": (_int, [_P(_int), ctypes.c_size_t]),
-    "cluster_worker_pid": (_int, [_int]),
-    "cluster_settings_init": (_int, [_P(Settings), ctypes.c_size_t]),
-    "cluster_worker_stdio": (_int, [_int, _int]),
-    "cluster_setup_primary": (_int, [_P(Settings)]),
-    "cluster_server_options_init": (_int, [_P(ServerOptions), ctypes.c_size_t]),
-    "cluster_get_server": (_int, [_P(_vp), _cstr, _int, _P(ServerOptions)]),
-    "cluster_server_fd": (_int, [_vp]),
-    "cluster_server_port": (_int, [_vp]),
-    "cluster_accept": (_int, [_vp]),
-    "cluster_server_close": (_int, [_vp]),
-}
+def header_candidates(library: str) -> _t.List[str]:
+    """Where ``cluster.h`` is looked for, in order: ``$LIBCLUSTER_INCLUDE/cluster.h``, next
+    to the library (the installed package ships both), ``<prefix>/include`` for a library
+    in ``<prefix>/lib`` (``make install``), and ``<repo>/include`` for a library in
+    ``<repo>/target/<profile>`` (a checkout)."""
+    include = os.environ.get("LIBCLUSTER_INCLUDE")
+    if include:
+        return [os.path.join(include, "cluster.h")]
+    out = []
+    for lib_path in dict.fromkeys([os.path.abspath(library), os.path.realpath(library)]):
+        d = os.path.dirname(lib_path)
+        out.append(os.path.join(d, "cluster.h"))
+        out.append(os.path.join(d, os.pardir, "include", "cluster.h"))
+        out.append(os.path.join(d, os.pardir, os.pardir, "include", "cluster.h"))
+    return [os.path.normpath(p) for p in dict.fromkeys(out)]
 
-# Newer calls: declared when the loaded library has them.
-_OPTIONAL = {
-    "cluster_set_max_message": (_int, [ctypes.c_size_t]),
-    "cluster_allow_bind": (_int, [_cstr, _int]),
-}
 
-for _name, (_res, _args) in _PROTOTYPES.items():
-    _fn = getattr(lib, _name)
-    _fn.restype = _res
-    _fn.argtypes = _args
+class _SettingsBase(ctypes.Structure):
+    @classmethod
+    def unchanged(cls) -> _t.Any:
+        """Every field "unchanged", from ``cluster_settings_init(&s, sizeof s)``."""
+        s = cls()
+        check(lib.cluster_settings_init(ctypes.byref(s), ctypes.sizeof(s)))
+        return s
 
-for _name, (_res, _args) in _OPTIONAL.items():
+
+class _ServerOptionsBase(ctypes.Structure):
+    @classmethod
+    def defaults(cls) -> _t.Any:
+        """The defaults, from ``cluster_server_options_init(&o, sizeof o)``."""
+        o = cls()
+        check(lib.cluster_server_options_init(ctypes.byref(o), ctypes.sizeof(o)))
+        return o
+
+
+def _load_header(library: str) -> _header.Header:
+    candidates = header_candidates(library)
+    bases = {"cluster_settings": _SettingsBase, "cluster_server_options": _ServerOptionsBase}
+    for path in candidates:
+        if os.path.exists(path):
+            return _header.load(path, bases)
+    raise _header.HeaderError(
+        f"cluster.h (libcluster's header, read for its constants and struct layouts) not found "
+        f"for {library}; looked in: {', '.join(candidates)}. Set LIBCLUSTER_INCLUDE to the "
+        f"directory that holds it"
+    )
+
+
+library_path = _loaded_path(_find_library())
+lib: _t.Any = ctypes.CDLL(library_path, use_errno=False)
+#: The parsed ``cluster.h`` shipped with the library: every constant and layout below.
+header = _load_header(library_path)
+
+# Prototypes: every function the header declares and the loaded library exports (an
+# older library may lack the newest calls; `has()` tells).
+for _name, (_res, _args) in header.functions.items():
     if hasattr(lib, _name):
         _fn = getattr(lib, _name)
         _fn.restype = _res
         _fn.argtypes = _args
+del _name, _res, _args, _fn
+
+C = header.constant
+
+# Result codes below -10000 (CLUSTER_E_*).
+E_PANIC = C("CLUSTER_E_PANIC")
+E_WRONG_ROLE = C("CLUSTER_E_WRONG_ROLE")
+E_PROTOCOL = C("CLUSTER_E_PROTOCOL")
+E_FORKED = C("CLUSTER_E_FORKED")
+E_CLOSED = C("CLUSTER_E_CLOSED")
+E_UNSUPPORTED = C("CLUSTER_E_UNSUPPORTED")
+
+# cluster_event_type
+EVENT_NONE = C("CLUSTER_EVENT_NONE")
+EVENT_FORK = C("CLUSTER_EVENT_FORK")
+EVENT_ONLINE = C("CLUSTER_EVENT_ONLINE")
+EVENT_LISTENING = C("CLUSTER_EVENT_LISTENING")
+EVENT_MESSAGE = C("CLUSTER_EVENT_MESSAGE")
+EVENT_DISCONNECT = C("CLUSTER_EVENT_DISCONNECT")
+EVENT_EXIT = C("CLUSTER_EVENT_EXIT")
+EVENT_ERROR = C("CLUSTER_EVENT_ERROR")
+
+# address_type
+ADDRESS_IPV4 = C("CLUSTER_ADDRESS_IPV4")
+ADDRESS_IPV6 = C("CLUSTER_ADDRESS_IPV6")
+ADDRESS_PIPE = C("CLUSTER_ADDRESS_PIPE")
+ADDRESS_UDP4 = C("CLUSTER_ADDRESS_UDP4")
+ADDRESS_UDP6 = C("CLUSTER_ADDRESS_UDP6")
+
+# cluster_settings.stdio
+STDIO_INHERIT = C("CLUSTER_STDIO_INHERIT")
+STDIO_PIPE = C("CLUSTER_STDIO_PIPE")
+STDIO_IGNORE = C("CLUSTER_STDIO_IGNORE")
+
+SCHED_NONE = C("CLUSTER_SCHED_NONE")
+SCHED_RR = C("CLUSTER_SCHED_RR")
+SCHED_REUSEPORT = C("CLUSTER_SCHED_REUSEPORT")
+
+# cluster_worker_state: {value: Node's name} ('none', 'online', ..., 'dead').
+WORKER_STATES: _t.Dict[int, str] = {
+    v: k[len("CLUSTER_WORKER_"):].lower() for k, v in header.enums["cluster_worker_state"].items()
+}
+
+#: ``cluster_event`` (its ``address``/``data`` read as ``bytes`` copies, or None).
+Event: _t.Any = header.struct("cluster_event")
+EVENT_CB: _t.Any = header.callbacks["cluster_event_cb"]
+
+
+#: ``cluster_settings``; ``Settings.unchanged()`` is what ``cluster_settings_init`` gives.
+Settings: _t.Any = header.struct("cluster_settings")
+#: ``cluster_server_options``; ``ServerOptions.defaults()``: ``cluster_server_options_init``.
+ServerOptions: _t.Any = header.struct("cluster_server_options")
+
+#: Every ``CLUSTER_E_*`` code the header defines.
+LIBRARY_CODES = {v for k, v in header.defines.items() if k.startswith("CLUSTER_E_")}
 
 
 def has(name: str) -> bool:
@@ -241,43 +186,48 @@ def has(name: str) -> bool:
     return hasattr(lib, name)
 
 
-def string_at(p: int | None) -> str | None:
-    """Copies a NUL-terminated UTF-8 string out of library memory (``None`` for NULL)."""
+def string_at(p: _t.Union[bytes, int, None]) -> _t.Optional[str]:
+    """Decodes a C string from the library (``bytes`` from a ``char *`` field or result,
+    or an address) as UTF-8; ``None`` for NULL."""
     if not p:
         return None
-    return ctypes.string_at(p).decode("utf-8", "replace")
+    raw = p if isinstance(p, bytes) else ctypes.string_at(p)
+    return raw.decode("utf-8", "replace")
 
 
 def last_error() -> str:
+    """``cluster_last_error()``: the message of this thread's last failed call."""
     return string_at(lib.cluster_last_error()) or ""
 
 
 def strerror(code: int) -> str:
+    """``cluster_strerror(code)``: the static description of a result code."""
     return string_at(lib.cluster_strerror(code)) or ""
 
 
-def raise_code(code: int, message: str | None = None) -> NoReturn:
-    """Raises the exception for a negative result ``code``.
+class ClusterError(OSError):
+    """A libcluster failure that is not an errno: a ``CLUSTER_E_*`` code (below -10000).
 
-    A negative errno becomes ``OSError(errno, message)`` (so Python picks the matching
-    subclass: ``FileNotFoundError``, ``BlockingIOError``, ...); a ``CLUSTER_E_*`` code
-    becomes a :class:`ClusterError` subclass.
+    ``code`` is the library's negative code (e.g. ``-10005`` for a closed channel) and
+    ``strerror`` its message, which is also ``str(exc)``. ``errno`` is None: Python's
+    ``errno`` is a positive errno number and these codes have none; catch the subclass
+    (e.g. :class:`ChannelClosedError`) or compare ``code``. A failure with an errno
+    raises the standard ``OSError`` subclass instead (``PermissionError``, ...).
     """
-    if message is None:
-        message = last_error() or strerror(code)
-    if code <= -10000:
-        raise _CLUSTER_ERRORS.get(code, ClusterError)(code, message)
-    raise OSError(-code, message)
 
+    #: The library's negative ``CLUSTER_E_*`` code.
+    code: int
 
-def check(rc: int) -> int:
-    """Returns ``rc`` if it is a success (>= 0); raises for a negative code.
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.strerror = message
 
-    Must be called on the thread that made the call (the message is per thread).
-    """
-    if rc < 0:
-        raise_code(rc)
-    return rc
+    def __str__(self) -> str:
+        return self.strerror or ""
+
+    def __reduce__(self) -> _t.Tuple[_t.Any, ...]:
+        return (type(self), (self.code, self.strerror))
 
 
 class WrongRoleError(ClusterError):
@@ -304,7 +254,7 @@ class PanicError(ClusterError):
     """An internal panic was caught at the library boundary; the library is still usable."""
 
 
-_CLUSTER_ERRORS: dict[int, type[ClusterError]] = {
+_CLUSTER_ERRORS: _t.Dict[int, _t.Type[ClusterError]] = {
     E_PANIC: PanicError,
     E_WRONG_ROLE: WrongRoleError,
     E_PROTOCOL: ProtocolError,
@@ -313,5 +263,42 @@ _CLUSTER_ERRORS: dict[int, type[ClusterError]] = {
     E_UNSUPPORTED: UnsupportedError,
 }
 
+# Linux's errno numbers end at 4095 (as libuv's negative codes): anything further down is
+# the library's own, even a code this binding does not know yet.
+_MAX_ERRNO = 4095
+
+
+def error_for(code: int, message: _t.Optional[str] = None) -> OSError:
+    """The exception for a negative result ``code`` (see :func:`raise_code`)."""
+    if message is None:
+        message = last_error() or strerror(code)
+    if code in LIBRARY_CODES or code < -_MAX_ERRNO:
+        return _CLUSTER_ERRORS.get(code, ClusterError)(code, message)
+    # OSError(errno, ...) returns the standard subclass (FileNotFoundError, ...).
+    return OSError(-code, message)
+
+
+def raise_code(code: int, message: _t.Optional[str] = None) -> _t.NoReturn:
+    """Raises the exception for a negative result ``code``.
+
+    A negative errno becomes ``OSError(errno, message)`` with the positive errno (so
+    Python picks the matching subclass: ``FileNotFoundError``, ``BlockingIOError``, ...);
+    a ``CLUSTER_E_*`` code becomes a :class:`ClusterError` subclass.
+    """
+    raise error_for(code, message)
+
+
+def check(rc: int) -> int:
+    """Returns ``rc`` if it is a success (>= 0); raises for a negative code.
+
+    Must be called on the thread that made the call (the message is per thread).
+    """
+    if rc < 0:
+        raise_code(rc)
+    return rc
+
+
 EAGAIN = _errno.EAGAIN
 EBADF = _errno.EBADF
+ENOENT = _errno.ENOENT
+ESRCH = _errno.ESRCH

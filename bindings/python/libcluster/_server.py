@@ -5,13 +5,14 @@ from __future__ import annotations
 import ctypes
 import http.server
 import selectors
+import signal
 import socket
 import socketserver
 import threading
 import time
 from typing import Any, Callable, Dict, Optional, Set, Tuple, Type, Union
 
-from . import _core, _ffi
+from . import _core, _ffi, _signals
 from ._ffi import lib
 
 Address = Union[Tuple[str, int], str]
@@ -30,7 +31,7 @@ class Server:
         self._lock = threading.Lock()
         self._nonblocking = nonblocking
         self._udp = udp
-        self._fd = lib.cluster_server_fd(ptr)
+        self._fd: int = lib.cluster_server_fd(ptr)
         #: The address asked for (None: every interface; a path for a Unix socket).
         self.host: Optional[str] = host
         #: The bound port (the real one when 0 was asked for); -1 for a Unix socket.
@@ -63,13 +64,14 @@ class Server:
         self._nonblocking = not flag
 
     def getblocking(self) -> bool:
+        """True unless :meth:`setblocking` made the server non-blocking."""
         return not self._nonblocking
 
     def _accept_fd(self) -> int:
         with self._lock:
             if self._ptr is None:
                 raise OSError(_ffi.EBADF, "server is closed")
-            fd = lib.cluster_accept(self._ptr)
+            fd: int = lib.cluster_accept(self._ptr)
             if fd < 0 and fd != -_ffi.EAGAIN:
                 _ffi.raise_code(fd)  # same thread: the message is still ours
             return fd
@@ -185,10 +187,15 @@ class ClusterServerMixin:
     cluster_options: Dict[str, Any] = {}
     #: Whether :meth:`serve_forever` dispatches libcluster events on its thread.
     dispatch_cluster_events: bool = True
+    #: Whether :meth:`serve_forever` (on the main thread) turns SIGINT into a graceful stop
+    #: while the program has no SIGINT handler of its own.
+    handle_signals: bool = True
 
     socket: Any
     server_address: Any
     RequestHandlerClass: Any
+    server_name: str
+    server_port: int
 
     def __init__(
         self,
@@ -198,7 +205,7 @@ class ClusterServerMixin:
         **options: Any,
     ) -> None:
         # BaseServer, not TCPServer: no socket of our own to create.
-        socketserver.BaseServer.__init__(self, server_address, RequestHandlerClass)  # type: ignore[arg-type]
+        socketserver.BaseServer.__init__(self, server_address, RequestHandlerClass)  # type: ignore[type-var]
         self._cluster_opts = {**self.cluster_options, **options}
         self.socket = None
         self._stop_serving = False
@@ -232,9 +239,11 @@ class ClusterServerMixin:
         """Nothing to do: the primary listens."""
 
     def fileno(self) -> int:
-        return self.socket.fileno()
+        """The server's fd (see :meth:`Server.fileno`)."""
+        return int(self.socket.fileno())
 
     def get_request(self) -> Tuple[socket.socket, Any]:
+        """The next connection (blocking), tracked so a disconnect can close it if idle."""
         conn, addr = self.socket.accept()
         conn.setblocking(True)
         with self._conns_lock:
@@ -242,6 +251,7 @@ class ClusterServerMixin:
         return conn, addr
 
     def close_request(self, request: Any) -> None:
+        """Forgets and closes a connection."""
         with self._conns_lock:
             self._conns.discard(request)
         super().close_request(request)  # type: ignore[misc]
@@ -283,18 +293,35 @@ class ClusterServerMixin:
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
         """Handles requests until :meth:`shutdown` or a disconnect; dispatches libcluster
-        events on this thread too (see ``dispatch_cluster_events``)."""
+        events on this thread too (see ``dispatch_cluster_events``).
+
+        Ctrl-C (SIGINT) in a worker leaves the cluster gracefully, as a disconnect from the
+        primary does (requests in progress finish), and returns quietly; in the primary it
+        just returns. See ``handle_signals``.
+        """
         self._not_serving.clear()
+        signals = (signal.SIGINT,) if self.handle_signals else ()
         try:
-            with selectors.DefaultSelector() as sel:
+            with _signals.SignalStop(signals) as sigs, selectors.DefaultSelector() as sel:
                 sel.register(self.socket.fileno(), selectors.EVENT_READ, "server")
                 if self.dispatch_cluster_events:
                     sel.register(_core.fileno(), selectors.EVENT_READ, "cluster")
+                if sigs.fileno() >= 0:
+                    sel.register(sigs.fileno(), selectors.EVENT_READ, "signal")
                 while not self._stop_serving and not self._cluster_closed:
                     for key, _ in sel.select(poll_interval):
                         if key.data == "cluster":
                             _core.dispatch()
-                        elif not self._stop_serving:
+                        elif key.data == "signal":
+                            if sigs.take() is None:
+                                continue
+                            if _core.is_worker:
+                                _core.leave()  # closes this worker's servers
+                                self._on_cluster_closed()
+                            else:
+                                self._stop_serving = True
+                            break
+                        elif not self._stop_serving and not self._cluster_closed:
                             self._handle_ready()
                     self.service_actions()  # type: ignore[attr-defined]
                 if self._cluster_closed and self.dispatch_cluster_events and _core.is_worker:
