@@ -829,8 +829,15 @@ fn serde_parse(line: &[u8]) -> std::result::Result<Option<Msg<'_>>, ()> {
         Ok(m) if m.cmd.as_deref().is_some_and(message::is_internal_cmd) => Ok(Some(m)),
         Ok(_) => Ok(None),
         Err(_) => {
-            let v: Value = serde_json::from_slice(line).map_err(|_| ())?;
-            if v.get("cmd").and_then(Value::as_str).is_some_and(message::is_internal_cmd) { Err(()) } else { Ok(None) }
+            // Invalid JSON is refused. Valid JSON that serde's generic value cannot hold
+            // (a number beyond f64 such as 1e400, a lone surrogate: JSON.parse takes both)
+            // is judged by its `cmd` alone, read by the text-level reader.
+            serde_json::from_slice::<serde::de::IgnoredAny>(line).map_err(|_| ())?;
+            let internal = match serde_json::from_slice::<Value>(line) {
+                Ok(v) => v.get("cmd").and_then(Value::as_str).is_some_and(message::is_internal_cmd),
+                Err(_) => cluster::ipc::user_json::has_internal_cmd(line).map_err(|_| ())?,
+            };
+            if internal { Err(()) } else { Ok(None) }
         }
     }
 }
