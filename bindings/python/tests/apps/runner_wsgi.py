@@ -1,0 +1,44 @@
+"""A WSGI app for tests/test_runner.py (served by `python -m libcluster runner_wsgi:app`).
+
+GET /anything      "wsgi worker <pid> <path>"
+GET /env           JSON: the environ values a test checks
+POST /echo         the request body (read by CONTENT_LENGTH)
+GET /slow?ms=N     prints {"slow_started": pid} on stdout, sleeps N ms, "slow done <pid>"
+GET /boom          raises (the server answers 500)
+`validated` is `app` wrapped by wsgiref.validate, which asserts on both sides of the
+WSGI contract (a non-compliant server makes it raise, hence a 500).
+"""
+import json
+import os
+import sys
+import time
+from urllib.parse import parse_qs
+from wsgiref.validate import validator
+
+ENV_KEYS = ("REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "SERVER_NAME", "SERVER_PORT",
+            "SERVER_PROTOCOL", "REMOTE_ADDR", "HTTP_X_TEST", "wsgi.multiprocess",
+            "wsgi.multithread", "wsgi.run_once", "wsgi.url_scheme")
+
+
+def app(environ, start_response):
+    path = environ.get("PATH_INFO", "")
+    pid = os.getpid()
+    if path == "/env":
+        body = json.dumps({k: environ.get(k) for k in ENV_KEYS} | {"pid": pid}).encode()
+    elif path == "/echo":
+        n = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(n)
+    elif path == "/slow":
+        ms = int(parse_qs(environ.get("QUERY_STRING", "")).get("ms", ["1500"])[0])
+        print(json.dumps({"slow_started": pid}), flush=True)
+        time.sleep(ms / 1000)
+        body = f"slow done {pid}\n".encode()
+    elif path == "/boom":
+        raise RuntimeError("boom")
+    else:
+        body = f"wsgi worker {pid} {path}\n".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+validated = validator(app)
