@@ -29,6 +29,9 @@ class _ServerHandler(ServerHandler):
     http_version = "1.1"
 
     def cleanup_headers(self) -> None:
+        # wsgiref's Headers edits the list the app passed to start_response in place; an
+        # app may reuse one list for every response, so work on a copy.
+        self.headers = self.headers_class(list(self.headers.items()))
         super().cleanup_headers()
         self.headers["Connection"] = "close"
 

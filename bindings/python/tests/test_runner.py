@@ -120,6 +120,9 @@ def test_serves_a_wsgi_app_from_every_worker(runner, mode):
     data = os.urandom(50000)
     status, _, echoed, _ = request(p.port, "POST", "/echo", body=data)
     assert (status, echoed) == (200, data)
+    # Every worker answers a reused header list more than once (round-robin: 2 each).
+    for _ in range(6):
+        assert http_get(p.port, "/const") == (200, "constant\n")
     # An application error is a 500 and logged; the worker goes on.
     status, _, _, _ = request(p.port, "GET", "/boom")
     assert status == 500

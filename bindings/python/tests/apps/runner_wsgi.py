@@ -5,6 +5,7 @@ GET /env           JSON: the environ values a test checks
 POST /echo         the request body (read by CONTENT_LENGTH)
 GET /slow?ms=N     prints {"slow_started": pid} on stdout, sleeps N ms, "slow done <pid>"
 GET /boom          raises (the server answers 500)
+GET /const         a fixed body, with one header list reused for every response
 `validated` is `app` wrapped by wsgiref.validate, which asserts on both sides of the
 WSGI contract (a non-compliant server makes it raise, hence a 500).
 """
@@ -19,10 +20,16 @@ ENV_KEYS = ("REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "SERVER_NAME", "SERVE
             "SERVER_PROTOCOL", "REMOTE_ADDR", "HTTP_X_TEST", "wsgi.multiprocess",
             "wsgi.multithread", "wsgi.run_once", "wsgi.url_scheme")
 
+CONST_BODY = b"constant\n"
+CONST_HEADERS = [("Content-Type", "text/plain"), ("Content-Length", str(len(CONST_BODY)))]
+
 
 def app(environ, start_response):
     path = environ.get("PATH_INFO", "")
     pid = os.getpid()
+    if path == "/const":  # the server must not add its own headers to the app's list
+        start_response("200 OK", CONST_HEADERS)
+        return [CONST_BODY]
     if path == "/env":
         body = json.dumps({k: environ.get(k) for k in ENV_KEYS} | {"pid": pid}).encode()
     elif path == "/echo":
