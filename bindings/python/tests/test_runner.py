@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from typing import Any, List, Optional
+from urllib.parse import quote
 
 import pytest
 
@@ -151,10 +152,10 @@ def test_a_killed_worker_is_replaced_and_the_server_keeps_answering(runner):
     assert len(worker_pids(p)) == 2
 
 
-def slow_request(port: int, out: dict) -> threading.Thread:
+def slow_request(port: int, until: str, out: dict) -> threading.Thread:
     def go() -> None:
         try:
-            out["result"] = http_get(port, "/slow?ms=1500", timeout=30)
+            out["result"] = http_get(port, f"/slow?until={quote(until)}", timeout=30)
         except Exception as e:  # noqa: BLE001 - the test asserts on it
             out["result"] = e
 
@@ -164,7 +165,7 @@ def slow_request(port: int, out: dict) -> threading.Thread:
 
 
 @pytest.mark.parametrize("sig,mode", [(signal.SIGTERM, "wsgi"), (signal.SIGINT, "wsgi"), (signal.SIGTERM, "asyncio")])
-def test_a_signal_stops_gracefully_and_finishes_the_request_in_flight(runner, sig, mode):
+def test_a_signal_stops_gracefully_and_finishes_the_request_in_flight(runner, tmp_path, sig, mode):
     if mode == "asyncio":
         p = runner("runner_aio:handler", "--asyncio", workers=2)
     else:
@@ -173,11 +174,15 @@ def test_a_signal_stops_gracefully_and_finishes_the_request_in_flight(runner, si
     p.pids |= workers
     assert len(workers) == 2
     out: dict = {}
-    t = slow_request(p.port, out)
+    release = tmp_path / "release"
+    t = slow_request(p.port, str(release), out)
     started = p.wait(lambda o: "slow_started" in o)["slow_started"]
     assert started in workers
     os.kill(p.pid, sig)
     wait_err(p, rf"{sig.name}: stopping 2 worker\(s\) gracefully")
+    # The other worker may be gone; this one waits for its request, and the primary for it.
+    assert p.popen.poll() is None and running(started) and "result" not in out
+    release.touch()  # the request in flight may finish now
     t.join(30)
     status, body = out["result"]
     assert status == 200 and str(started) in body, body

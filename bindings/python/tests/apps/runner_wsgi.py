@@ -3,7 +3,8 @@
 GET /anything      "wsgi worker <pid> <path>"
 GET /env           JSON: the environ values a test checks
 POST /echo         the request body (read by CONTENT_LENGTH)
-GET /slow?ms=N     prints {"slow_started": pid} on stdout, sleeps N ms, "slow done <pid>"
+GET /slow?until=F  prints {"slow_started": pid} on stdout, waits until the file F exists
+                   (20 s at most), answers "slow done <pid>"
 GET /boom          raises (the server answers 500)
 GET /const         a fixed body, with one header list reused for every response
 `validated` is `app` wrapped by wsgiref.validate, which asserts on both sides of the
@@ -36,9 +37,11 @@ def app(environ, start_response):
         n = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(n)
     elif path == "/slow":
-        ms = int(parse_qs(environ.get("QUERY_STRING", "")).get("ms", ["1500"])[0])
+        until = parse_qs(environ.get("QUERY_STRING", ""))["until"][0]
         print(json.dumps({"slow_started": pid}), flush=True)
-        time.sleep(ms / 1000)
+        deadline = time.monotonic() + 20
+        while not os.path.exists(until) and time.monotonic() < deadline:
+            time.sleep(0.02)
         body = f"slow done {pid}\n".encode()
     elif path == "/boom":
         raise RuntimeError("boom")
