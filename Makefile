@@ -18,7 +18,7 @@ CARGOFLAGS := $(if $(filter release,$(PROFILE)),--release,)
 EXDIR    := $(if $(filter release,$(PROFILE)),target/examples-release,target/examples)
 EXAMPLES := $(EXDIR)/hello
 
-.PHONY: all lib examples demo test test-deps test-rust check-header check-abi install clean bench bench-short bench-slow bench-bins test-valgrind test-python test-node npm-pack test-npm
+.PHONY: all lib examples demo test test-deps test-rust check-header check-abi install clean bench bench-short bench-slow bench-python bench-bins test-valgrind test-python test-node npm-pack test-npm
 
 all: lib examples
 
@@ -106,6 +106,15 @@ bench-short: bench-bins
 
 bench-slow: bench-bins
 	python3 bench/run.py --scenario slow --out target/bench/slow.md
+
+# The Python runner (python -m libcluster) against gunicorn's sync workers: the release
+# library, the load generator, and target/benchvenv with gunicorn from PyPI.
+bench-python:
+	$(MAKE) PROFILE=release lib
+	@mkdir -p target/bench
+	$(CC) -O2 -Wall -Wextra -o target/bench/loadgen bench/loadgen.c
+	test -x target/benchvenv/bin/gunicorn || (python3 -m venv target/benchvenv && target/benchvenv/bin/pip install --quiet gunicorn)
+	python3 bench/run.py --scenario python --out target/bench/python.md
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig

@@ -5,6 +5,7 @@ server, in interleaved rounds (A B C ..., A B C ...), on 127.0.0.1.
 
     python3 bench/run.py [--short] [--rounds N] [--seconds S] [--workers 2,4] [--conc 1,32]
     python3 bench/run.py --scenario slow [--short] [--slow-ms 5] ...
+    python3 bench/run.py --scenario python [--short] ...    (make bench-python)
 
 Scenarios:
   main  every server of MAIN_ROWS (default: 5 rounds, 2 and 4 workers, 1 and 32 conns, 5 s);
@@ -12,6 +13,10 @@ Scenarios:
         bench/reuseport.c's first worker and examples/hello.c's worker 1), the other none;
         compares latency and the slow worker's share across SLOW_ROWS (default: 3 rounds,
         8 and 32 conns, 3 s).
+  python  the Python runner (`python -m libcluster`, round-robin through the primary)
+        against gunicorn's sync workers, the same WSGI app (bench/bench_wsgi.py) and
+        interpreter (target/benchvenv, gunicorn from PyPI); reports how the responses
+        spread over the workers (default: 3 rounds, 2 and 4 workers, 1, 8 and 32 conns, 10 s).
 --short: 1 round, 2 workers, 2 s. A server that does not start (or dies) is skipped with a
 warning; the rest of the run goes on. Prints a Markdown table; --out FILE also writes it
 (RESULTS.md keeps the commentary)."""
@@ -20,6 +25,8 @@ import argparse, json, os, signal, socket, statistics, subprocess, sys, time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "bench")
 HELLO = os.path.join(ROOT, "target", "examples-release", "hello")
+# The Python rows: one interpreter for both (the venv gunicorn is installed in).
+BENCHVENV = os.path.join(ROOT, "target", "benchvenv", "bin")
 # bench/cluster_server.c: the libcluster twin of reuseport.c (same worker shape).
 CLUSTER = os.path.join(ROOT, "target", "bench", "cluster_server")
 TICK = os.sysconf("SC_CLK_TCK")
@@ -54,6 +61,15 @@ def rows():
         "node-none": (["node", node], {"NODE_CLUSTER_SCHED_POLICY": "none"}),
         "node-addon-libcluster": (["node", addon], {}),
     }
+    # The Python rows ({workers} and {port} are filled in per server): the runner on the
+    # release library and the repository's package, and gunicorn's default (sync) workers.
+    py_common = ["--chdir", os.path.join(ROOT, "bench"), "--log-level", "warning", "bench_wsgi:app"]
+    r["py-runner"] = ([os.path.join(BENCHVENV, "python"), "-m", "libcluster", "--workers", "{workers}",
+                       "--bind", "127.0.0.1:{port}", *py_common],
+                      {"LIBCLUSTER_LIBRARY": os.path.join(ROOT, "target", "release", "libcluster.so"),
+                       "PYTHONPATH": os.path.join(ROOT, "bindings", "python")})
+    r["gunicorn-sync"] = ([os.path.join(BENCHVENV, "gunicorn"), "--workers", "{workers}",
+                           "--bind", "127.0.0.1:{port}", *py_common], {})
     for name, path in COMPARE:
         r[name] = ([path], {})
     return r
@@ -64,6 +80,7 @@ MAIN_ROWS = ["reuseport", "libcluster-rr", "libcluster-rr-nodepath", "libcluster
              "libcluster-shared", "demo-rr", "node-rr", "node-none", "node-addon-libcluster"]
 # Rows whose servers implement BENCH_SLOW_MS (the C ones).
 SLOW_ROWS = ["reuseport", "libcluster-reuseport", "libcluster-rr", "libcluster-rr-nodepath"]
+PY_ROWS = ["py-runner", "gunicorn-sync"]
 SLOW_CAPABLE = {"reuseport", "libcluster-rr", "libcluster-rr-nodepath", "libcluster-reuseport",
                 "libcluster-shared", "libcluster-rr-inflight4", "demo-rr"}
 
@@ -119,8 +136,9 @@ class Server:
         self.name, self.port, self.proc = name, free_port(), None
         e = {k: v for k, v in os.environ.items() if k not in ROW_ENV}
         e.update(WORKERS=str(workers), PORT=str(self.port), **env)
+        cmd = [c.format(workers=workers, port=self.port) for c in cmd]
         if not os.path.exists(cmd[0]) and os.sep in cmd[0]:
-            raise RuntimeError(f"{name}: {cmd[0]} is missing (make bench-bins)")
+            raise RuntimeError(f"{name}: {cmd[0]} is missing (make bench-bins, or bench-python)")
         self.proc = subprocess.Popen(cmd, env=e, stdout=subprocess.DEVNULL, start_new_session=True)
         deadline = time.time() + 15
         while time.time() < deadline:
@@ -137,6 +155,10 @@ class Server:
         else:
             self.stop()
             raise RuntimeError(f"{name} did not answer within 15 s")
+        if name in PY_ROWS:  # Python workers boot for a while: wait until all are there
+            while len(self.pids()) < workers + 1 and time.time() < deadline:
+                time.sleep(0.05)
+            time.sleep(1.0)
         time.sleep(0.3)  # let every worker come up
 
     def pids(self):
@@ -158,7 +180,7 @@ class Server:
         self.proc.wait(timeout=10)
 
 
-def measure(srv, conc, seconds, slow=False):
+def measure(srv, conc, seconds, slow=False, workers=0):
     pids = srv.pids()
     before = {p: cpu_ticks(p) for p in pids}
     out = subprocess.run([os.path.join(BIN, "loadgen"), str(srv.port), str(conc), str(seconds)],
@@ -173,6 +195,13 @@ def measure(srv, conc, seconds, slow=False):
     r["fair_maxmin"] = max(shares) / max(min(shares), 1) if shares else 0
     r["fair_cv"] = statistics.pstdev(shares) / statistics.mean(shares) if shares else 0
     r["workers_seen"] = len(shares)
+    # Over every worker, those that served nothing included: the smallest and largest share
+    # of the responses (%), and the coefficient of variation.
+    padded = shares + [0] * max(0, workers - len(shares))
+    total = sum(padded)
+    r["share_min"] = min(padded) / total * 100 if total else None
+    r["share_max"] = max(padded) / total * 100 if total else None
+    r["cv_all"] = statistics.pstdev(padded) / statistics.mean(padded) if total else None
     r["slow_share"] = None
     if slow:  # the slow worker's share of the responses, in %
         slowest = [p for p in srv.pids() if p != srv.proc.pid and is_slow_worker(p)]
@@ -193,7 +222,10 @@ def fmt(vals, digits=0):
 
 def table(results, scenario):
     """results: (workers, conc, name) -> {round: result}; ratios within each round."""
-    if scenario == "slow":
+    if scenario == "python":
+        lines = ["| workers | conc | server | conns/s | p50 µs | p99 µs | CPU primary µs/conn | CPU total µs/conn | min share % | max share % | CV | errors |",
+                 "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    elif scenario == "slow":
         lines = ["| workers | conc | server | conns/s | p50 µs | p99 µs | p50 ratio to reuseport | p99 ratio | slow worker's share % | errors |",
                  "|---|---|---|---|---|---|---|---|---|---|"]
     else:
@@ -208,7 +240,11 @@ def table(results, scenario):
 
         col = lambda key, d=0: fmt([r[key] for r in rs], d)
         errors = sum(r["errors"] for r in rs)
-        if scenario == "slow":
+        if scenario == "python":
+            lines.append(f"| {w} | {conc} | {name} | {col('conns_per_s')} | {col('p50_us')} | {col('p99_us')} | "
+                         f"{col('cpu_primary_us', 1)} | {col('cpu_total_us', 1)} | {col('share_min', 1)} | "
+                         f"{col('share_max', 1)} | {col('cv_all', 3)} | {errors} |")
+        elif scenario == "slow":
             lines.append(f"| {w} | {conc} | {name} | {col('conns_per_s')} | {col('p50_us')} | {col('p99_us')} | "
                          f"{fmt(ratio('p50_us'), 2)} | {fmt(ratio('p99_us'), 2)} | {col('slow_share', 1)} | {errors} |")
         else:
@@ -222,7 +258,7 @@ def table(results, scenario):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scenario", choices=("main", "slow"), default="main")
+    ap.add_argument("--scenario", choices=("main", "slow", "python"), default="main")
     ap.add_argument("--short", action="store_true", help="1 round, 2 workers, 2 s")
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--seconds", type=float)
@@ -239,6 +275,8 @@ def main():
         COMPARE.append((name, os.path.abspath(path)))
     slow = a.scenario == "slow"
     defaults = (3, 3, "2", "8,32") if slow else (5, 5, "2,4", "1,32")
+    if a.scenario == "python":
+        defaults = (3, 10, "2,4", "1,8,32")
     if a.short:
         defaults = (1, 2, "2", defaults[3])
     a.rounds = a.rounds or defaults[0]
@@ -258,7 +296,7 @@ def main():
                 warn(f"{n} does not implement BENCH_SLOW_MS: its workers are all fast")
         names = [n for n in names if n in known]
     else:
-        names = (SLOW_ROWS if slow else MAIN_ROWS) + [n for n, _ in COMPARE]
+        names = {"slow": SLOW_ROWS, "python": PY_ROWS}.get(a.scenario, MAIN_ROWS) + [n for n, _ in COMPARE]
     if "node-addon-libcluster" in names and not os.path.exists(
             os.path.join(ROOT, "bindings", "node", "build", "Release")):
         warn("node-addon-libcluster skipped: the addon is not built (cd bindings/node && npm install)")
@@ -282,7 +320,7 @@ def main():
                             warn(f"{srv.name} exited (status {srv.proc.returncode}); skipping it")
                             continue
                         try:
-                            r = measure(srv, conc, a.seconds, slow)
+                            r = measure(srv, conc, a.seconds, slow, w)
                         except (subprocess.SubprocessError, ValueError, KeyError) as e:
                             warn(f"round {rnd + 1} workers {w} conc {conc} {srv.name}: measurement failed: {e}")
                             continue
@@ -299,6 +337,9 @@ def main():
     if slow:
         out = (f"Slow-worker scenario: {a.workers} workers, worker 1 sleeps {a.slow_ms} ms before "
                f"each response, {a.rounds} round(s) × {a.seconds:g} s.\n\n" + out)
+    if a.scenario == "python":
+        out = (f"Python scenario: {a.workers} workers, the same WSGI app (bench/bench_wsgi.py) and "
+               f"interpreter, {a.rounds} round(s) × {a.seconds:g} s; a fair share is 100/workers %.\n\n" + out)
     print(out)
     if a.out:
         with open(a.out, "w") as f:

@@ -1,0 +1,379 @@
+"""``python -m libcluster``: cluster an existing WSGI app or asyncio handler, no primary code.
+
+    python -m libcluster --workers 4 --bind 127.0.0.1:8000 module:app
+    python -m libcluster --asyncio --bind unix:/run/app.sock module:handler
+
+The primary forks ``--workers`` copies of this runner and keeps the fleet at size: a
+worker that dies is replaced (after a short delay that grows while workers keep dying
+young). Each worker imports the target and asks the primary for ``--bind``; the primary
+binds once and deals the connections round-robin. SIGTERM or SIGINT: the primary
+disconnects every worker, each finishes the requests it has and exits, then the primary
+exits 0 (a second signal kills the workers left at once). A worker that cannot load the
+target or listen exits with :data:`BOOT_ERROR`; the primary then stops and exits with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
+
+import libcluster
+
+log = logging.getLogger("libcluster.runner")
+
+#: A worker's exit code when it could not load its target or listen (gunicorn's too).
+BOOT_ERROR = 3
+# A worker that lived at least this long before dying resets the re-fork delay.
+STABLE_AFTER = 2.0
+FIRST_DELAY, MAX_DELAY = 0.1, 5.0
+
+Address = Union[Tuple[str, int], str]
+
+
+def parse_bind(text: str) -> Address:
+    """``host:port``, ``[v6]:port``, ``:port`` (every interface) or ``unix:/path``."""
+    if text.startswith("unix:"):
+        path = text[len("unix:"):]
+        if not path:
+            raise ValueError("unix: needs a path")
+        return os.path.abspath(path)
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", text
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"bad port in {text!r}")
+    return (host or "", int(port))
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m libcluster",
+        description="Serve a WSGI app (or an asyncio handler) from several worker processes; "
+                    "the primary binds once and deals connections round-robin.")
+    ap.add_argument("target", help="module:app (a WSGI callable; module:factory() calls it), or with "
+                                   "--asyncio module:handler, an `async def handler(reader, writer)`")
+    ap.add_argument("-w", "--workers", type=int, default=os.cpu_count() or 1,
+                    help="worker processes (default: the CPU count)")
+    ap.add_argument("-b", "--bind", default="127.0.0.1:8000",
+                    help="HOST:PORT, [V6]:PORT, :PORT or unix:PATH (default 127.0.0.1:8000; port 0: a random one)")
+    ap.add_argument("--asyncio", action="store_true",
+                    help="the target is an asyncio handler(reader, writer), as for asyncio.start_server")
+    ap.add_argument("--threaded", action="store_true",
+                    help="WSGI: a thread per connection in each worker (the app must be thread-safe)")
+    ap.add_argument("--chdir", help="change to this directory before loading the target")
+    ap.add_argument("--pythonpath", default="",
+                    help="comma-separated directories put first on sys.path (the current one always is)")
+    ap.add_argument("--graceful-timeout", type=float, default=30.0, metavar="SECONDS",
+                    help="after SIGTERM, how long workers may finish their requests (default 30)")
+    ap.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
+                    help="default info; debug adds one line per request")
+    return ap
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
+                        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+    if level != "debug":
+        logging.getLogger("libcluster.access").setLevel(logging.WARNING)
+
+
+def load_target(spec: str, pythonpath: str = "") -> Any:
+    """Imports ``module:attr`` (``module`` alone: ``module:application``) with the current
+    directory and ``pythonpath`` first on ``sys.path``; ``attr()`` calls a factory."""
+    for d in reversed([os.getcwd()] + [p for p in pythonpath.split(",") if p]):
+        d = os.path.abspath(d)
+        if d in sys.path:
+            sys.path.remove(d)
+        sys.path.insert(0, d)
+    modname, _, attr = spec.partition(":")
+    attr = attr or "application"
+    call = attr.endswith("()")
+    if call:
+        attr = attr[:-2]
+    obj: Any = importlib.import_module(modname)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if call:
+        obj = obj()
+    if not callable(obj):
+        raise TypeError(f"{spec} is not callable")
+    return obj
+
+
+def describe(bind: Address, port: Optional[int] = None) -> str:
+    if isinstance(bind, str):
+        return f"unix:{bind}"
+    host = bind[0] or "0.0.0.0"
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{bind[1] if port is None else port}"
+
+
+# --------------------------------------------------------------------------- primary
+
+
+class Primary:
+    """Forks the workers, replaces those that die, stops them on SIGTERM/SIGINT."""
+
+    def __init__(self, args: argparse.Namespace, argv: Sequence[str]) -> None:
+        self.args = args
+        self.argv = list(argv)
+        self.born: Dict[int, float] = {}  # live worker id -> when it was forked
+        self.listened: Set[int] = set()  # ids that got their server
+        self.pending: List[float] = []  # times at which to fork a replacement
+        self.delay = FIRST_DELAY / 2
+        self.stopping = False
+        self.deadline = 0.0
+        self.exit_code = 0
+        self.announced = False
+        self.signals: List[int] = []
+
+    def run(self) -> int:
+        libcluster.setup_primary(
+            exec=sys.executable,
+            args=[*subprocess._args_from_interpreter_flags(), "-m", "libcluster", *self.argv])  # type: ignore[attr-defined]
+        libcluster.on("listening", self._on_listening)
+        libcluster.on("exit", self._on_exit)
+        rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        old_wakeup = signal.set_wakeup_fd(wfd)
+        old = {s: signal.signal(s, lambda n, _f: self.signals.append(n)) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            for _ in range(self.args.workers):
+                self._fork()
+            with selectors.DefaultSelector() as sel:
+                sel.register(libcluster.fileno(), selectors.EVENT_READ)
+                sel.register(rfd, selectors.EVENT_READ)
+                while self.born or self.pending or not self.stopping:
+                    sel.select(self._timeout())
+                    try:
+                        os.read(rfd, 512)
+                    except BlockingIOError:
+                        pass
+                    libcluster.dispatch()
+                    while self.signals:
+                        self._stop(signal.Signals(self.signals.pop(0)).name)
+                    self._tick()
+        finally:
+            for wid in list(self.born):  # an unexpected error: leave no worker behind
+                self._kill(wid)
+            signal.set_wakeup_fd(old_wakeup)
+            for s, h in old.items():
+                signal.signal(s, h)
+            os.close(rfd)
+            os.close(wfd)
+        log.info("stopped")
+        return self.exit_code
+
+    def _timeout(self) -> Optional[float]:
+        now = time.monotonic()
+        times = list(self.pending) + ([self.deadline] if self.stopping and self.born else [])
+        return max(0.0, min(times) - now) if times else None
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        due = [t for t in self.pending if t <= now]
+        self.pending = [t for t in self.pending if t > now]
+        for _ in due:
+            self._fork()
+        if self.stopping and self.born and now >= self.deadline:
+            log.warning("graceful timeout: killing %d worker(s)", len(self.born))
+            for wid in list(self.born):
+                self._kill(wid)
+            self.deadline = now + 3600.0  # their exits follow
+
+    def _fork(self) -> None:
+        try:
+            w = libcluster.fork()
+        except OSError as e:
+            log.error("cannot fork a worker: %s", e)
+            self._schedule()
+            return
+        self.born[w.id] = time.monotonic()
+        log.debug("worker %d (pid %d) forked", w.id, w.pid)
+
+    def _schedule(self) -> None:
+        self.pending.append(time.monotonic() + self.delay)
+
+    def _kill(self, wid: int) -> None:
+        try:
+            libcluster.workers[wid].kill(signal.SIGKILL)
+        except (KeyError, OSError):
+            pass
+
+    def _on_listening(self, w: libcluster.Worker, address: Dict[str, Any]) -> None:
+        self.listened.add(w.id)
+        log.debug("worker %d (pid %d) listening", w.id, w.pid)
+        if not self.announced:
+            self.announced = True
+            log.info("serving %s (%s) on %s with %d workers (primary %d)", self.args.target,
+                     "asyncio" if self.args.asyncio else "wsgi", describe(parse_bind(self.args.bind), address.get("port")),
+                     self.args.workers, os.getpid())
+
+    def _on_exit(self, w: libcluster.Worker, code: Optional[int], sig: Optional[signal.Signals]) -> None:
+        lived = time.monotonic() - self.born.pop(w.id, time.monotonic())
+        how = f"signal {sig.name}" if sig else f"code {code}"
+        if self.stopping:
+            log.debug("worker %d (pid %d) exited (%s)", w.id, w.pid, how)
+            return
+        if code == BOOT_ERROR and w.id not in self.listened:
+            log.error("worker %d (pid %d) failed to boot: stopping", w.id, w.pid)
+            self.exit_code = BOOT_ERROR
+            self._stop(None)
+            return
+        self.delay = FIRST_DELAY if lived >= STABLE_AFTER else min(self.delay * 2, MAX_DELAY)
+        log.warning("worker %d (pid %d) exited (%s); replacing it in %.1f s", w.id, w.pid, how, self.delay)
+        self._schedule()
+
+    def _stop(self, why: Optional[str]) -> None:
+        if self.stopping:
+            if why:
+                log.warning("%s again: killing %d worker(s)", why, len(self.born))
+                for wid in list(self.born):
+                    self._kill(wid)
+            return
+        self.stopping = True
+        self.pending.clear()
+        self.deadline = time.monotonic() + self.args.graceful_timeout
+        if why:
+            log.info("%s: stopping %d worker(s) gracefully", why, len(self.born))
+        if self.born:
+            libcluster.disconnect()
+
+
+# --------------------------------------------------------------------------- worker
+
+
+def _quiet_signals(on_term: Callable[[], None]) -> None:
+    # Ctrl-C reaches the whole process group: the primary turns it into a disconnect, so
+    # a worker ignores it. SIGTERM to one worker: it leaves gracefully (and is replaced).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda _n, _f: on_term())
+
+
+def _leave() -> None:
+    me = libcluster.worker
+    try:
+        if me is not None and me.is_connected():
+            me.disconnect()
+    except OSError:
+        pass
+
+
+def _listen_failed(e: BaseException, bind: Address) -> int:
+    me = libcluster.worker
+    if me is None or not me.is_connected():  # disconnected while booting: just leave
+        return 0
+    log.error("cannot listen on %s: %s", describe(bind), e)
+    return BOOT_ERROR
+
+
+def run_wsgi_worker(app: Any, bind: Address, threaded: bool) -> int:
+    from ._wsgi import make_server
+
+    _quiet_signals(_leave)
+    try:
+        server = make_server(app, bind, threaded)
+    except OSError as e:
+        return _listen_failed(e, bind)
+    with server:
+        server.serve_forever()
+    return 0
+
+
+def run_asyncio_worker(handler: Any, bind: Address, graceful: float) -> int:
+    import asyncio
+    import inspect
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        libcluster.add_reader(loop)
+        busy: Set[asyncio.Task[Any]] = set()
+
+        async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            busy.add(task)
+            try:
+                res = handler(reader, writer)
+                if inspect.isawaitable(res):
+                    await res
+            except Exception:
+                log.exception("error in the handler")
+                writer.close()
+            finally:
+                busy.discard(task)
+
+        host, port = (bind, 0) if isinstance(bind, str) else bind
+        try:
+            server = await libcluster.start_server(tracked, host, port)
+        except OSError as e:
+            return _listen_failed(e, bind)
+        loop.add_signal_handler(signal.SIGTERM, _leave)
+        await server.serve_forever()  # until the primary disconnects us
+        if busy:
+            _done, left = await asyncio.wait(set(busy), timeout=graceful)
+            for t in left:
+                t.cancel()
+        libcluster.remove_reader(loop)
+        return 0
+
+    _quiet_signals(_leave)
+    return asyncio.run(main())
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    bind = parse_bind(args.bind)
+    try:
+        target = load_target(args.target, args.pythonpath)
+    except Exception as e:  # noqa: BLE001 - reported, and the primary stops
+        log.error("cannot load %s: %s", args.target, e, exc_info=args.log_level == "debug")
+        return BOOT_ERROR
+    if args.asyncio:
+        return run_asyncio_worker(target, bind, args.graceful_timeout)
+    return run_wsgi_worker(target, bind, args.threaded)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The command line: ``python -m libcluster [options] module:app``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ap = parser()
+    args = ap.parse_args(argv)
+    if args.workers < 1:
+        ap.error("--workers must be at least 1")
+    try:
+        parse_bind(args.bind)
+    except ValueError as e:
+        ap.error(f"--bind: {e}")
+    setup_logging(args.log_level)
+    if libcluster.is_worker:
+        return run_worker(args)
+    worker_args = worker_argv(args)  # paths resolved before --chdir
+    args.bind = worker_args[worker_args.index("--bind") + 1]
+    if args.chdir:
+        os.chdir(args.chdir)  # the workers start here
+    return Primary(args, worker_args).run()
+
+
+def worker_argv(args: argparse.Namespace) -> List[str]:
+    """The workers' command line: the primary's options, paths made absolute, no --chdir."""
+    bind = parse_bind(args.bind)
+    out = [args.target, "--workers", str(args.workers),
+           "--bind", f"unix:{bind}" if isinstance(bind, str) else args.bind,
+           "--graceful-timeout", str(args.graceful_timeout), "--log-level", args.log_level]
+    if args.pythonpath:
+        base = os.path.abspath(args.chdir or ".")
+        out += ["--pythonpath", ",".join(os.path.join(base, p) for p in args.pythonpath.split(",") if p)]
+    out += ["--asyncio"] * args.asyncio + ["--threaded"] * args.threaded
+    return out
