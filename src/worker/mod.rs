@@ -199,7 +199,15 @@ impl Worker {
         self.shared.close_servers();
         let acked = self.request(|out, seq| crate::ipc::wire::act(out, "exitedAfterDisconnect", seq));
         let _ = socket::shutdown(self.sock.as_fd());
-        acked.map(drop)
+        match acked {
+            Ok(_) => Ok(()),
+            // The primary closed the channel first (its own disconnect, or it is gone): the
+            // channel is closed either way, which is what was asked.
+            Err(e) if e.code == -libc::EPIPE || e.code == -libc::ECONNRESET => {
+                Err(Error::new(code::CLOSED, "the channel to the primary closed during the disconnect"))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Node's `process.disconnect()` in a worker: closes the channel itself, without the

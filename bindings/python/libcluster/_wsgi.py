@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import socket
 import socketserver
-from typing import Any, Callable, Optional, Tuple
+from typing import IO, Any, Callable, Dict, Optional, Tuple, cast
+from wsgiref.headers import Headers
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 from ._server import ClusterServerMixin
@@ -31,14 +32,17 @@ class _ServerHandler(ServerHandler):
     def cleanup_headers(self) -> None:
         # wsgiref's Headers edits the list the app passed to start_response in place; an
         # app may reuse one list for every response, so work on a copy.
-        self.headers = self.headers_class(list(self.headers.items()))
+        current: Headers = getattr(self, "headers")
+        fresh = self.headers_class(list(current.items()))
+        setattr(self, "headers", fresh)
         super().cleanup_headers()
-        self.headers["Connection"] = "close"
+        fresh["Connection"] = "close"
 
     def log_exception(self, exc_info: Any) -> None:
         # wsgiref prints the traceback to wsgi.errors; the runner's log gets it instead.
-        error_log.error("error in the application (%s %s)", self.environ.get("REQUEST_METHOD"),
-                        self.environ.get("PATH_INFO"), exc_info=exc_info)
+        environ: Dict[str, Any] = getattr(self, "environ", {})
+        error_log.error("error in the application (%s %s)", environ.get("REQUEST_METHOD"),
+                        environ.get("PATH_INFO"), exc_info=exc_info)
 
 
 class ClusterWSGIRequestHandler(WSGIRequestHandler):
@@ -61,7 +65,7 @@ class ClusterWSGIRequestHandler(WSGIRequestHandler):
         if not self.parse_request():  # an error response has been sent
             return
         handler = _ServerHandler(
-            self.rfile, self.wfile, self.get_stderr(), self.get_environ(),
+            cast(IO[bytes], self.rfile), cast(IO[bytes], self.wfile), self.get_stderr(), self.get_environ(),
             multithread=isinstance(self.server, socketserver.ThreadingMixIn),
             multiprocess=True,
         )

@@ -4,6 +4,7 @@ quietly (no KeyboardInterrupt traceback anywhere)."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -112,7 +113,10 @@ def test_ctrl_c_on_the_process_group(group, mode):
     code, out, err = g.finish()
     assert code == 128 + signal.SIGINT, (out, err)
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
-    assert err.strip().splitlines() == ["SIGINT: stopping 3 workers (again to kill them)"], err
+    # One line. Its count is the workers still connected when the primary handled the signal:
+    # a worker that got the same Ctrl-C may have left already.
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and re.fullmatch(r"SIGINT: stopping [0-3] workers? \(again to kill them\)", lines[0]), err
     ex = exits(out)
     assert len(ex) == 3 and all((e["code"], e["signal"], e["ead"]) == (0, None, True) for e in ex), out
     assert "run returned" not in out
