@@ -18,7 +18,7 @@ CARGOFLAGS := $(if $(filter release,$(PROFILE)),--release,)
 EXDIR    := $(if $(filter release,$(PROFILE)),target/examples-release,target/examples)
 EXAMPLES := $(EXDIR)/hello
 
-.PHONY: all lib examples demo test test-deps test-rust check-header check-abi install clean bench bench-short bench-slow bench-python bench-bins test-valgrind test-python test-node npm-pack test-npm
+.PHONY: all lib examples demo test test-deps test-rust check-header check-abi install clean bench bench-short bench-slow bench-python bench-bins test-valgrind test-python test-python-dist python-dist test-node npm-pack test-npm
 
 all: lib examples
 
@@ -57,9 +57,23 @@ check-abi:
 check-links:
 	./scripts/check-links
 
-# Python binding (pytest in target/pyvenv, installed from PyPI when missing).
+# Python binding (pytest in target/pyvenv, installed from PyPI when missing), with the
+# package test (about 80 s; LIBCLUSTER_DIST_TEST=fast leaves out the sdist's install).
 test-python: lib
 	LIBCLUSTER_LIBRARY=$(abspath $(LIB)) bindings/python/run-tests.sh
+
+# Only the package test: `python -m build`, auditwheel, installs outside the tree (the wheel
+# without cargo, the sdist with it), a 3-worker server from each.
+test-python-dist: lib
+	LIBCLUSTER_LIBRARY=$(abspath $(LIB)) bindings/python/run-tests.sh tests/test_packaging.py
+
+# The Python package `libcluster-py`: target/python-dist/ gets the sdist and a manylinux
+# wheel (`python -m build`, from PyPI into target/pybuild when missing).
+PYTHON ?= python3
+python-dist:
+	@test -x target/pybuild/bin/python || $(PYTHON) -m venv target/pybuild
+	@target/pybuild/bin/python -c 'import build' 2>/dev/null || target/pybuild/bin/python -m pip install --quiet build
+	target/pybuild/bin/python -m build bindings/python --outdir target/python-dist
 
 # Node addon (npm install builds it against the local Node headers; node --test).
 test-node: lib examples

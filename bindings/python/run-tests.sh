@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Runs the Python binding's tests against target/debug/libcluster.so.
 #
-#   bindings/python/run-tests.sh [pytest args...]
+#   bindings/python/run-tests.sh [pytest args...] [tests/test_x.py ...]
+#
+# With no test path among the arguments it runs all of tests/ (tests/test_packaging.py
+# builds the sdist and wheel and installs them into fresh venvs: about 90 s;
+# LIBCLUSTER_DIST_TEST=fast leaves out the sdist's install, =off skips it).
 #
 # Uses (creating it if needed) the venv target/pyvenv with pytest from PyPI, builds the
 # library with `cargo build` unless LIBCLUSTER_LIBRARY is already set, and runs pytest with
@@ -28,4 +32,8 @@ if [ -z "${LIBCLUSTER_LIBRARY:-}" ]; then
 fi
 
 cd "$here"
-exec "$venv/bin/python" -m pytest -p no:cacheprovider "$@" tests
+paths=(tests)
+for arg in "$@"; do
+    case "$arg" in tests/*) paths=() ;; esac
+done
+exec "$venv/bin/python" -m pytest -p no:cacheprovider "$@" ${paths[@]+"${paths[@]}"}
