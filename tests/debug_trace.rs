@@ -28,6 +28,13 @@ fn run(debug: bool, fast_lane: bool) -> String {
     p.event("exit", a);
     p.cmd(&format!("disconnect {b}"), "disconnecting");
     p.event("exit", b);
+    // A serving worker may exit as soon as its server closes, before its reader has written
+    // about the disconnect; an idle one closes its channel only after (and then stays, to
+    // be killed with the rest).
+    let (c, _) = p.fork("FIXTURE_MODE=idle");
+    p.event("online", c);
+    p.cmd(&format!("disconnect {c}"), "disconnecting");
+    p.event("disconnect", c);
     drop(p);
     let text = std::fs::read_to_string(&dir).unwrap_or_default();
     let _ = std::fs::remove_file(&dir);
