@@ -156,12 +156,14 @@ fn primary() {
                 Err(e) => serde_json::json!({"error": e.code, "message": e.message}),
             },
             ["setup", exec, args @ ..] => {
-                p.setup(cluster::primary::settings::Settings {
+                match p.setup(cluster::primary::settings::Settings {
                     exec: Some((*exec).into()),
                     args: Some(args.iter().map(|a| (*a).into()).collect()),
                     ..Default::default()
-                });
-                serde_json::json!({"setup": exec})
+                }) {
+                    Ok(()) => serde_json::json!({"setup": exec}),
+                    Err(e) => serde_json::json!({"error": e.code, "message": e.message}),
+                }
             }
             ["send", id, ..] => {
                 let json = line.splitn(3, ' ').nth(2).unwrap_or("");
@@ -187,7 +189,10 @@ fn primary() {
                 Err(e) => serde_json::json!({"error": e.code, "message": e.message}),
             },
             ["disconnect-all"] => serde_json::json!({"disconnecting_all": p.disconnect_all()}),
-            ["sched", policy] => match p.set_sched_none(*policy == "none") {
+            ["sched", policy] => match p.setup(cluster::primary::settings::Settings {
+                sched_policy: Some(if *policy == "none" { cluster::primary::SchedPolicy::None } else { cluster::primary::SchedPolicy::RoundRobin }),
+                ..Default::default()
+            }) {
                 Ok(()) => serde_json::json!({"sched": policy}),
                 Err(e) => serde_json::json!({"error": e.code, "message": e.message}),
             },
@@ -196,7 +201,7 @@ fn primary() {
                 Err(e) => serde_json::json!({"error": e.code, "message": e.message}),
             },
             ["ids", uid, gid] => {
-                p.setup(cluster::primary::settings::Settings { uid: uid.parse().ok(), gid: gid.parse().ok(), ..Default::default() });
+                p.setup(cluster::primary::settings::Settings { uid: uid.parse().ok(), gid: gid.parse().ok(), ..Default::default() }).expect("setup");
                 serde_json::json!({"ids": [uid, gid]})
             }
             ["allow", addr, port] => {
@@ -209,11 +214,11 @@ fn primary() {
                 serde_json::json!({"maxmsg": bytes})
             }
             ["inflight", n] => {
-                p.set_max_in_flight(n.parse().unwrap_or(1));
+                p.setup(cluster::primary::settings::Settings { max_in_flight: Some(n.parse().unwrap_or(1)), ..Default::default() }).expect("setup");
                 serde_json::json!({"inflight": n})
             }
             ["leastloaded"] => {
-                p.set_least_loaded(true);
+                p.setup(cluster::primary::settings::Settings { least_loaded: Some(true), ..Default::default() }).expect("setup");
                 serde_json::json!({"leastloaded": true})
             }
             ["cloexec-stdio"] => {
@@ -225,7 +230,7 @@ fn primary() {
                 serde_json::json!({"cloexec_stdio": true})
             }
             ["silent"] => {
-                p.setup(cluster::primary::settings::Settings { silent: Some(true), ..Default::default() });
+                p.setup(cluster::primary::settings::Settings { silent: Some(true), ..Default::default() }).expect("setup");
                 serde_json::json!({"silent": true})
             }
             ["stdout", id] => {

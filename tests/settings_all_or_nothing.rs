@@ -35,6 +35,17 @@ fn a_refused_call_changes_nothing() {
         assert_eq!(p.sched_policy(), SchedPolicy::RoundRobin, "case {bad}: the policy changed although the call failed");
         assert!(p.settings().exec.is_none(), "case {bad}: exec changed although the call failed");
     }
+    // A field checked by `Settings::validate` (a stdio fd that is not open) refuses the
+    // whole call too.
+    let fds = [0, 1, 1 << 20];
+    let mut s = settings();
+    s.sched_policy = CLUSTER_SCHED_NONE;
+    s.exec = exec.as_ptr();
+    s.stdio = fds.as_ptr();
+    // SAFETY: a valid settings struct; `stdio` points to 3 ints.
+    assert_eq!(unsafe { cluster_setup_primary(&s) }, -libc::EBADF);
+    assert_eq!(p.sched_policy(), SchedPolicy::RoundRobin, "the policy changed although the call failed");
+    assert!(p.settings().exec.is_none() && p.settings().stdio.is_none(), "exec or stdio changed although the call failed");
     // A valid call applies it all.
     let mut s = settings();
     s.sched_policy = CLUSTER_SCHED_NONE;

@@ -192,6 +192,15 @@ fn unchanged_settings() -> cluster_settings {
     }
 }
 
+/// -1: unchanged, 0: off, 1: on.
+fn tristate(v: c_int, what: &str) -> crate::error::Result<Option<bool>> {
+    match v {
+        -1 => Ok(None),
+        0 | 1 => Ok(Some(v == 1)),
+        _ => Err(invalid(&format!("{what} must be -1, 0 or 1"))),
+    }
+}
+
 fn split_env(entry: &[u8]) -> crate::error::Result<(OsString, OsString)> {
     match entry.iter().position(|&b| b == b'=') {
         Some(eq) if eq > 0 => Ok((OsString::from_vec(entry[..eq].to_vec()), OsString::from_vec(entry[eq + 1..].to_vec()))),
@@ -281,11 +290,10 @@ pub unsafe extern "C" fn cluster_setup_primary(settings: *const cluster_settings
                     size.min(std::mem::size_of::<cluster_settings>()),
                 )
             };
+            // Translation only: C values to a `Settings` update. Whether the update is valid
+            // is `Settings::validate`'s call, and `setup` applies it all or nothing.
             // SAFETY: the pointers are NULL or valid C strings/arrays (contract).
             let exec = unsafe { super::opt_str(s.exec, "exec") }?.map(OsString::from);
-            if exec.as_ref().is_some_and(|e| e.is_empty()) {
-                return Err(invalid("exec is empty"));
-            }
             // SAFETY: as above.
             let args = unsafe { string_array(s.args, "args") }?;
             // SAFETY: as above.
@@ -294,12 +302,7 @@ pub unsafe extern "C" fn cluster_setup_primary(settings: *const cluster_settings
             let env = unsafe { string_array(s.env, "env") }?
                 .map(|entries| entries.into_iter().map(|e| split_env(e.as_encoded_bytes())).collect::<crate::error::Result<Vec<_>>>())
                 .transpose()?;
-            let silent = match s.silent {
-                -1 => None,
-                0 => Some(false),
-                1 => Some(true),
-                _ => return Err(invalid("silent must be -1, 0 or 1")),
-            };
+            let silent = tristate(s.silent, "silent")?;
             let count = match s.stdio_count {
                 0 => 3,
                 n if (3..=64).contains(&n) => n as usize,
@@ -314,8 +317,8 @@ pub unsafe extern "C" fn cluster_setup_primary(settings: *const cluster_settings
                         CLUSTER_STDIO_INHERIT => Stdio::Inherit,
                         CLUSTER_STDIO_PIPE => Stdio::Pipe,
                         CLUSTER_STDIO_IGNORE => Stdio::Ignore,
-                        fd if fd >= 0 && crate::sys::fd::is_open(fd) => Stdio::Fd(fd),
-                        fd if fd >= 0 => return Err(Error::errno(libc::EBADF, format!("stdio[{i}]: fd {fd} is not open"))),
+                        CLUSTER_STDIO_IPC => Stdio::Channel,
+                        fd if fd >= 0 => Stdio::Fd(fd),
                         _ => return Err(invalid("stdio entries must be CLUSTER_STDIO_* or an open fd")),
                     })
                 };
@@ -323,16 +326,7 @@ pub unsafe extern "C" fn cluster_setup_primary(settings: *const cluster_settings
                 for (i, slot) in out.iter_mut().enumerate() {
                     *slot = entry(i)?;
                 }
-                // Past the first three: exactly one CLUSTER_STDIO_IPC, where the channel goes.
-                let mut extra = Vec::new();
-                for i in 3..count {
-                    // SAFETY: as above.
-                    extra.push(if unsafe { *s.stdio.add(i) } == CLUSTER_STDIO_IPC { Stdio::Channel } else { entry(i)? });
-                }
-                if count > 3 && extra.iter().filter(|e| **e == Stdio::Channel).count() != 1 {
-                    return Err(invalid("a stdio list longer than 3 needs exactly one CLUSTER_STDIO_IPC past index 2 (the channel's fd)"));
-                }
-                (Some(out), Some(extra))
+                (Some(out), Some((3..count).map(entry).collect::<crate::error::Result<Vec<_>>>()?))
             };
             let id = |v: c_int, what: &str| -> crate::error::Result<Option<u32>> {
                 match v {
@@ -350,45 +344,38 @@ pub unsafe extern "C" fn cluster_setup_primary(settings: *const cluster_settings
                 }
                 Some(other) => return Err(invalid(&format!("serialization must be \"json\" or \"advanced\", not {other:?}"))),
             }
-            // Everything is checked before anything is applied: a call that fails changes
-            // nothing.
-            let sched = match s.sched_policy {
+            let sched_policy = match s.sched_policy {
                 0 => None,
                 CLUSTER_SCHED_RR => Some(SchedPolicy::RoundRobin),
                 CLUSTER_SCHED_NONE => Some(SchedPolicy::None),
                 CLUSTER_SCHED_REUSEPORT => Some(SchedPolicy::ReusePort),
                 _ => return Err(invalid("sched_policy must be 0, CLUSTER_SCHED_RR, CLUSTER_SCHED_NONE or CLUSTER_SCHED_REUSEPORT")),
             };
-            let max_in_flight = match s.max_in_flight {
-                0 => None,
-                n if (1..=1024).contains(&n) => Some(n as usize),
-                _ => return Err(invalid("max_in_flight must be 0 (unchanged) or 1 to 1024")),
+            // 0: unchanged; a negative count is no count at all (the range is validate's).
+            let count = |v: c_int, msg: &str| -> crate::error::Result<Option<usize>> {
+                usize::try_from(v).map(|n| (n > 0).then_some(n)).map_err(|_| invalid(msg))
             };
-            let least_loaded = match s.least_loaded {
-                -1 => None,
-                0 | 1 => Some(s.least_loaded == 1),
-                _ => return Err(invalid("least_loaded must be -1, 0 or 1")),
+            let max_in_flight = count(s.max_in_flight, "max_in_flight must be 0 (unchanged) or 1 to 1024")?;
+            let max_servers = count(s.max_servers, "max_servers must be 0 (unchanged) or 1 to 65536")?;
+            let least_loaded = tristate(s.least_loaded, "least_loaded")?;
+            let update = Settings {
+                exec,
+                args,
+                cwd,
+                env,
+                silent,
+                stdio,
+                extra_stdio,
+                uid,
+                gid,
+                sched_policy,
+                max_in_flight,
+                least_loaded,
+                max_servers,
+                fast_lane: None,
+                lane_window: None,
             };
-            let max_servers = match s.max_servers {
-                0 => None,
-                n if (1..=65536).contains(&n) => Some(n as usize),
-                _ => return Err(invalid("max_servers must be 0 (unchanged) or 1 to 65536")),
-            };
-            let p = context::primary()?;
-            // The one change that can be refused (EBUSY after the first fork) comes first.
-            if let Some(policy) = sched {
-                p.set_sched_policy(policy)?;
-            }
-            if let Some(n) = max_in_flight {
-                p.set_max_in_flight(n);
-            }
-            if let Some(on) = least_loaded {
-                p.set_least_loaded(on);
-            }
-            if let Some(n) = max_servers {
-                p.set_max_servers(n);
-            }
-            p.setup(Settings { exec, args, cwd, env, silent, stdio, extra_stdio, uid, gid });
+            context::primary()?.setup(update)?;
             Ok(0)
         })();
         ret(r)

@@ -12,7 +12,8 @@ use super::reuseport::ReusePortHandle;
 use crate::sys::socket::ListenOpts;
 use std::os::fd::AsFd;
 use super::scheduler::Path;
-use std::sync::atomic::Ordering;
+use super::SchedPolicy;
+use super::settings::Distribution;
 
 /// Fds the primary keeps free for accepting connections and forking workers.
 const FD_RESERVE: u64 = 32;
@@ -131,10 +132,11 @@ impl Distributor {
         let Some(seq) = m.seq else {
             return Err(Error::protocol("queryServer without seq"));
         };
+        // The settings, read once for this query (a snapshot: never per connection).
+        let settings = self.shared.settings.read().distribution();
         // A libcluster worker may take several connections in flight (a Node one, one).
         if let Some(n) = m.inflight.filter(|&n| n > 1) {
-            let max = self.shared.max_in_flight.load(std::sync::atomic::Ordering::Relaxed);
-            let n = (n as usize).min(max).max(1);
+            let n = (n as usize).min(settings.max_in_flight).max(1);
             if let Some(w) = self.workers.get_mut(&id) {
                 w.max_in_flight = n;
                 if let Some(ch) = w.channel.as_mut() {
@@ -150,14 +152,14 @@ impl Distributor {
         let hid = if !self.shared.allowed(m.address.as_deref(), m.port) {
             let what = format!("{}:{}", m.address.as_deref().unwrap_or("null"), m.port.unwrap_or(0));
             Err(Error::errno(libc::EACCES, format!("{what} is not on the primary's bind allowlist")))
-        } else if let Err(e) = self.room_for_server(id) {
+        } else if let Err(e) = self.room_for_server(id, settings.max_servers) {
             let pid = self.pid(id);
             self.shared.events.push(Event::Error { id, pid, code: e.code, message: e.message.clone() });
             Err(e)
         } else {
             match self.keys.get(&key) {
                 Some(&hid) => Ok(hid),
-                None => self.create_handle(id, &key, m, &at, data),
+                None => self.create_handle(id, &key, m, &at, data, &settings),
             }
         };
         let hid = match hid {
@@ -184,13 +186,13 @@ impl Distributor {
             Handle::RoundRobin(rr) => {
                 // A libcluster peer that asks for the fast lane gets one (unless it is off).
                 let lane = match m.lane.filter(|f| f & wire::LANE_WANTED != 0) {
-                    Some(f) if self.shared.fast_lane.load(Ordering::Relaxed) => {
+                    Some(f) if settings.fast_lane => {
                         Lane::new(f & wire::LANE_NONBLOCKING != 0).and_then(|l| Ok((l.worker_end()?, l))).ok()
                     }
                     _ => None,
                 };
                 let path = match &lane {
-                    Some(_) => Path::Lane { window: self.shared.lane_window.load(Ordering::Relaxed) },
+                    Some(_) => Path::Lane { window: settings.lane_window },
                     None => Path::Node { max: max_in_flight },
                 };
                 let (end, lane) = lane.unzip();
@@ -266,8 +268,7 @@ impl Distributor {
     /// A worker holds at most `max_servers` servers, and the primary keeps its last
     /// `FD_RESERVE` fds for accepting and forking (every server, listener or lane, costs the
     /// primary fds): past either, the worker's `queryServer` fails with `EMFILE`.
-    fn room_for_server(&self, id: u32) -> Result<()> {
-        let max = self.shared.max_servers.load(Ordering::Relaxed);
+    fn room_for_server(&self, id: u32, max: usize) -> Result<()> {
         let held = self.handles.values().filter(|h| h.has(id)).count();
         if held >= max {
             return Err(Error::errno(libc::EMFILE, format!("worker {id} already holds {held} servers, the most one worker may (max_servers)")));
@@ -281,7 +282,7 @@ impl Distributor {
         }
     }
 
-    fn create_handle(&mut self, id: u32, key: &str, m: &Msg<'_>, address_type: &str, data: String) -> Result<u32> {
+    fn create_handle(&mut self, id: u32, key: &str, m: &Msg<'_>, address_type: &str, data: String, settings: &Distribution) -> Result<u32> {
         let target = Target::from_query(m.address.as_deref(), m.port, address_type)?;
         // A Unix path is bound (and later removed) with the asking worker's filesystem
         // rights, never the primary's: a worker cannot reach through it where it could not
@@ -306,9 +307,9 @@ impl Distributor {
         let flags = m.flags.unwrap_or(0);
         let ipv6_only = flags & FLAG_IPV6ONLY != 0;
         let udp = address_type.starts_with("udp");
-        let shared = udp || self.shared.sched_none.load(std::sync::atomic::Ordering::Relaxed);
-        let policy_reuseport = self.shared.reuseport.load(Ordering::Relaxed) && !matches!(target, Target::Pipe(_));
-        let least_loaded = self.shared.least_loaded.load(Ordering::Relaxed);
+        let shared = udp || settings.sched_policy == SchedPolicy::None;
+        let policy_reuseport = settings.sched_policy == SchedPolicy::ReusePort && !matches!(target, Target::Pipe(_));
+        let least_loaded = settings.least_loaded;
         let (readable_all, writable_all) = (message::is_true(m.readable_all), message::is_true(m.writable_all));
         let mut handle = bind(&|| {
             Ok(if udp {

@@ -38,7 +38,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
 use crate::event::EventQueue;
@@ -62,14 +62,10 @@ pub enum SchedPolicy {
     ReusePort,
 }
 
-/// Most servers one worker may hold unless set otherwise (Node programs hold a few).
-pub(crate) const DEFAULT_MAX_SERVERS: usize = 64;
-
 pub struct Primary {
     shared: Arc<Shared>,
     next_id: AtomicU32,
     started: Mutex<bool>,
-    settings: Mutex<Settings>,
 }
 
 impl Primary {
@@ -83,27 +79,10 @@ impl Primary {
                 table: Mutex::new(BTreeMap::new()),
                 retired: Mutex::new(BTreeMap::new()),
                 allow: Mutex::new(Vec::new()),
-                max_in_flight: std::sync::atomic::AtomicUsize::new(
-                    std::env::var("LIBCLUSTER_MAX_INFLIGHT").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1),
-                ),
-                least_loaded: std::sync::atomic::AtomicBool::new(false),
-                fast_lane: std::sync::atomic::AtomicBool::new(std::env::var("LIBCLUSTER_FAST_LANE").map_or(true, |v| v != "0")),
-                lane_window: std::sync::atomic::AtomicUsize::new(
-                    std::env::var("LIBCLUSTER_LANE_WINDOW").ok().and_then(|v| v.parse().ok()).unwrap_or(16).clamp(1, 1024),
-                ),
-                max_servers: std::sync::atomic::AtomicUsize::new(
-                    std::env::var("LIBCLUSTER_MAX_SERVERS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_MAX_SERVERS).max(1),
-                ),
-                sched_none: std::sync::atomic::AtomicBool::new(
-                    std::env::var("NODE_CLUSTER_SCHED_POLICY").is_ok_and(|v| v == "none"),
-                ),
-                reuseport: std::sync::atomic::AtomicBool::new(
-                    std::env::var("NODE_CLUSTER_SCHED_POLICY").is_ok_and(|v| v == "reuseport"),
-                ),
+                settings: RwLock::new(Settings::from_env()),
             }),
             next_id: AtomicU32::new(1),
             started: Mutex::new(false),
-            settings: Mutex::new(Settings::default()),
         })
     }
 
@@ -131,8 +110,12 @@ impl Primary {
     /// environment (Node's `fork({ KEY: undefined })`).
     pub fn fork_env(&self, extra_env: &[(OsString, OsString)], unset: &[OsString]) -> Result<u32> {
         self.ensure_started()?;
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let settings = self.settings.lock().clone();
+        // The id is taken under the settings lock: `setup` sees either no fork yet and its
+        // policy applies to this worker, or this fork and its policy change is refused.
+        let (id, settings) = {
+            let settings = self.shared.settings.read();
+            (self.next_id.fetch_add(1, Ordering::Relaxed), settings.clone())
+        };
         let plan = build_plan(id, &settings, extra_env, unset)?;
         let (tx, rx) = mpsc::sync_channel(1);
         self.command(Command::Spawn { id, plan, reply: tx });
@@ -140,13 +123,26 @@ impl Primary {
         Ok(id)
     }
 
-    /// Node's `setupPrimary`: changes what later forks run (fields left `None` are kept).
-    pub fn setup(&self, update: Settings) {
-        self.settings.lock().merge(update);
+    /// Node's `setupPrimary`, and libcluster's tuning: validates the whole update, then
+    /// applies it, all or nothing. Fields left `None` are kept. Fails with `EINVAL` (see
+    /// [`Settings::validate`]) or `EBUSY` (a different scheduling policy once a worker
+    /// was forked); then nothing changed.
+    pub fn setup(&self, update: Settings) -> Result<()> {
+        update.validate()?;
+        let mut current = self.shared.settings.write();
+        if let Some(policy) = update.sched_policy
+            && policy != current.sched_policy()
+            && self.next_id.load(Ordering::Relaxed) > 1
+        {
+            return Err(Error::errno(libc::EBUSY, "the scheduling policy is fixed once the first worker is forked"));
+        }
+        current.merge(update);
+        Ok(())
     }
 
+    /// The current settings (every field that has a value: set, or a default).
     pub fn settings(&self) -> Settings {
-        self.settings.lock().clone()
+        self.shared.settings.read().clone()
     }
 
     /// Adds an entry to the bind allowlist: once it has any, a `queryServer` for an address
@@ -155,48 +151,8 @@ impl Primary {
         self.shared.allow.lock().push(rule);
     }
 
-    /// Connections in flight per libcluster worker (1: Node's one-at-a-time).
-    pub fn set_max_in_flight(&self, n: usize) {
-        self.shared.max_in_flight.store(n.max(1), Ordering::Relaxed);
-    }
-
-    /// Most servers one worker may hold (its next `queryServer` fails with `EMFILE`).
-    pub fn set_max_servers(&self, n: usize) {
-        self.shared.max_servers.store(n.max(1), Ordering::Relaxed);
-    }
-
-    /// The least-loaded policy (fewest unanswered connections) instead of round-robin.
-    pub fn set_least_loaded(&self, on: bool) {
-        self.shared.least_loaded.store(on, Ordering::Relaxed);
-    }
-
-    /// Sets the scheduling policy. Fixed once a worker exists (setting the same one again
-    /// is not a change).
-    pub fn set_sched_policy(&self, policy: SchedPolicy) -> Result<()> {
-        if policy == self.sched_policy() {
-            return Ok(());
-        }
-        if self.next_id.load(Ordering::Relaxed) > 1 {
-            return Err(Error::errno(libc::EBUSY, "the scheduling policy is fixed once the first worker is forked"));
-        }
-        self.shared.sched_none.store(policy == SchedPolicy::None, Ordering::Relaxed);
-        self.shared.reuseport.store(policy == SchedPolicy::ReusePort, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Node's two policies: `none` (shared handles) or round-robin.
-    pub fn set_sched_none(&self, none: bool) -> Result<()> {
-        self.set_sched_policy(if none { SchedPolicy::None } else { SchedPolicy::RoundRobin })
-    }
-
     pub fn sched_policy(&self) -> SchedPolicy {
-        if self.shared.sched_none.load(Ordering::Relaxed) {
-            SchedPolicy::None
-        } else if self.shared.reuseport.load(Ordering::Relaxed) {
-            SchedPolicy::ReusePort
-        } else {
-            SchedPolicy::RoundRobin
-        }
+        self.shared.settings.read().sched_policy()
     }
 
     /// Sends `sig` to worker `id` (through its pidfd, so never to a recycled pid).

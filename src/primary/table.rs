@@ -1,6 +1,6 @@
 //! The worker table (Node's `cluster.workers`) and the rest of the state shared between the
 //! user's threads and the distributor thread: each worker's `WorkerInfo`, the commands the
-//! user's threads queue for the distributor, the bind allowlist and the policy switches.
+//! user's threads queue for the distributor, the bind allowlist and the settings.
 
 #![forbid(unsafe_code)]
 
@@ -9,13 +9,15 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use crate::error::Result;
 use crate::event::EventQueue;
 use crate::sys::eventfd::EventFd;
 use crate::sys::pidfd;
 use crate::sys::spawn::SpawnPlan;
+
+use super::settings::Settings;
 
 /// Node's worker states (`worker.state`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,23 +66,12 @@ pub(crate) struct Shared {
     pub table: Mutex<BTreeMap<u32, WorkerInfo>>,
     /// Workers that are gone, for late queries (state, exitedAfterDisconnect). Bounded.
     pub retired: Mutex<BTreeMap<u32, WorkerInfo>>,
-    /// SCHED_NONE (shared handles for TCP too) instead of round-robin; fixed at first fork.
-    pub sched_none: std::sync::atomic::AtomicBool,
-    /// The reuseport policy (one SO_REUSEPORT listener per worker) for TCP servers.
-    pub reuseport: std::sync::atomic::AtomicBool,
+    /// Every setting: what forks run and how connections reach workers. Written by
+    /// `Primary::setup` (validated, all at once); the distributor copies what it needs out
+    /// of it once per `queryServer` (`Settings::distribution`), never per connection.
+    pub settings: RwLock<Settings>,
     /// Addresses workers may ask us to bind; empty: any.
     pub allow: Mutex<Vec<AllowRule>>,
-    /// Most connections in flight per libcluster worker (Node workers always get 1).
-    pub max_in_flight: std::sync::atomic::AtomicUsize,
-    /// Hand a connection to the worker with the fewest unanswered ones, instead of the
-    /// longest idle.
-    pub least_loaded: std::sync::atomic::AtomicBool,
-    /// Grant the fast lane to libcluster workers that ask (`LIBCLUSTER_FAST_LANE=0`: no).
-    pub fast_lane: std::sync::atomic::AtomicBool,
-    /// Most connections waiting in one fast-lane worker's queue.
-    pub lane_window: std::sync::atomic::AtomicUsize,
-    /// Most servers one worker may hold (`LIBCLUSTER_MAX_SERVERS`, `max_servers`).
-    pub max_servers: std::sync::atomic::AtomicUsize,
 }
 
 /// How many gone workers keep their stdio pipes open for reading.
