@@ -7,6 +7,7 @@
 //! generated from it.
 
 pub mod address;
+pub mod api;
 pub mod capi;
 pub mod context;
 pub mod error;

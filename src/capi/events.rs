@@ -11,8 +11,8 @@ use parking_lot::Mutex;
 
 use super::types::{CLUSTER_EVENT_COUNT, cluster_event, cluster_event_cb, cluster_event_type};
 use super::{invalid, ret};
-use crate::context::{self, Role};
-use crate::event::Event;
+use crate::api;
+use crate::event::{Event, EventQueue};
 
 #[derive(Clone, Copy)]
 struct Callback {
@@ -163,7 +163,7 @@ pub extern "C" fn cluster_on_exit(cb: cluster_event_cb, userdata: *mut c_void) -
 /// `cluster_dispatch` or `cluster_poll_event`. Errors: start-up errors only.
 #[unsafe(no_mangle)]
 pub extern "C" fn cluster_event_fd() -> c_int {
-    ffi_guard!({ ret(context::get().map(|c| c.events.fd())) })
+    ffi_guard!({ ret(api::events().map(|q| q.fd())) })
 }
 
 /// Takes the next pending event into `*out`, waiting up to `timeout_ms` (0: don't wait,
@@ -178,13 +178,13 @@ pub unsafe extern "C" fn cluster_poll_event(out: *mut cluster_event, timeout_ms:
         if out.is_null() {
             return ret(Err(invalid("out is NULL")));
         }
-        let ctx = match context::get() {
-            Ok(c) => c,
+        let events = match api::events() {
+            Ok(q) => q,
             Err(e) => return ret(Err(e)),
         };
         let deadline = (timeout_ms >= 0).then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms as u64));
         loop {
-            while let Some(ev) = ctx.events.pop() {
+            while let Some(ev) = events.pop() {
                 if let Event::Drained = ev {
                     // Runs a pending cluster_disconnect callback; no event for the caller.
                     run_disconnect_callback();
@@ -206,11 +206,11 @@ pub unsafe extern "C" fn cluster_poll_event(out: *mut cluster_event, timeout_ms:
                     None => return none(),
                 },
             };
-            match ctx.events.wait(wait) {
+            match events.wait(wait) {
                 Ok(_) => {}
                 Err(e) => return ret(Err(e.into())),
             }
-            if wait == 0 && ctx.events.is_empty() {
+            if wait == 0 && events.is_empty() {
                 return none();
             }
         }
@@ -251,14 +251,14 @@ pub(crate) fn set_disconnect_callback(cb: cluster_event_cb, userdata: *mut c_voi
 /// A worker's channel closed and its DISCONNECT was dispatched: no event can follow.
 static WORKER_DONE: AtomicBool = AtomicBool::new(false);
 
-fn dispatch(ctx: &context::Context) -> c_int {
+fn dispatch(events: &EventQueue) -> c_int {
     let mut n = 0;
-    while let Some(ev) = ctx.events.pop() {
+    while let Some(ev) = events.pop() {
         if let Event::Drained = ev {
             run_disconnect_callback();
             continue;
         }
-        if matches!(ev, Event::Disconnect { .. }) && matches!(ctx.role, Role::Worker(_)) {
+        if api::is_last_event(&ev) {
             WORKER_DONE.store(true, Ordering::Release);
         }
         let cb = CALLBACKS.lock()[kind_of(&ev) as usize];
@@ -279,8 +279,8 @@ fn dispatch(ctx: &context::Context) -> c_int {
 #[unsafe(no_mangle)]
 pub extern "C" fn cluster_dispatch() -> c_int {
     ffi_guard!({
-        match context::get() {
-            Ok(ctx) => dispatch(ctx),
+        match api::events() {
+            Ok(events) => dispatch(events),
             Err(e) => ret(Err(e)),
         }
     })
@@ -293,24 +293,22 @@ pub extern "C" fn cluster_dispatch() -> c_int {
 #[unsafe(no_mangle)]
 pub extern "C" fn cluster_run() -> c_int {
     ffi_guard!({
-        let ctx = match context::get() {
-            Ok(c) => c,
+        let events = match api::events() {
+            Ok(q) => q,
             Err(e) => return ret(Err(e)),
         };
         STOP.store(false, Ordering::Release);
         loop {
-            dispatch(ctx);
+            dispatch(events);
             if STOP.swap(false, Ordering::AcqRel) {
                 return 0;
             }
-            if let Role::Primary(p) = &ctx.role
-                && !p.has_workers_or(|| !ctx.events.is_empty()) {
-                    return 0;
-                }
-            if WORKER_DONE.load(Ordering::Acquire) && ctx.events.is_empty() {
-                return 0;
+            match api::run_finished(WORKER_DONE.load(Ordering::Acquire)) {
+                Ok(true) => return 0,
+                Ok(false) => {}
+                Err(e) => return ret(Err(e)),
             }
-            if let Err(e) = ctx.events.wait(-1) {
+            if let Err(e) = events.wait(-1) {
                 return ret(Err(e.into()));
             }
         }
@@ -323,9 +321,9 @@ pub extern "C" fn cluster_run() -> c_int {
 pub extern "C" fn cluster_stop() -> c_int {
     ffi_guard!({
         STOP.store(true, Ordering::Release);
-        match context::get() {
-            Ok(ctx) => {
-                ctx.events.wake();
+        match api::events() {
+            Ok(events) => {
+                events.wake();
                 0
             }
             Err(e) => ret(Err(e)),

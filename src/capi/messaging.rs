@@ -5,7 +5,7 @@ use std::os::fd::BorrowedFd;
 
 use super::types::{cluster_event_cb, cluster_worker_state};
 use super::{invalid, opt_str, ret};
-use crate::context::{self, Role};
+use crate::api;
 use crate::error::Error;
 use crate::primary::WorkerState;
 
@@ -37,12 +37,7 @@ pub unsafe extern "C" fn cluster_send(worker_id: c_int, json: *const c_char, fd:
             }
             // SAFETY: the fd is open and borrowed for this call only (it is duplicated).
             let fd = (fd >= 0).then(|| unsafe { BorrowedFd::borrow_raw(fd) });
-            match &context::get()?.role {
-                Role::Primary(p) if worker_id > 0 => p.send(worker_id as u32, json, fd).map(|_| 0),
-                Role::Primary(_) => Err(Error::errno(libc::ESRCH, format!("no worker with id {worker_id}"))),
-                Role::Worker(w) if worker_id == 0 => w.send(json, fd).map(|_| 0),
-                Role::Worker(_) => Err(invalid("in a worker, messages go to the primary: worker_id must be 0")),
-            }
+            api::send(worker_id, json, fd).map(|_| 0)
         })();
         ret(r)
     })
@@ -57,12 +52,7 @@ pub unsafe extern "C" fn cluster_send(worker_id: c_int, json: *const c_char, fd:
 /// disconnecting or disconnected), `CLUSTER_E_WRONG_ROLE` in a worker.
 #[unsafe(no_mangle)]
 pub extern "C" fn cluster_disconnect_worker(worker_id: c_int) -> c_int {
-    ffi_guard!({
-        if worker_id <= 0 {
-            return ret(Err(Error::errno(libc::ESRCH, format!("no worker with id {worker_id}"))));
-        }
-        ret(context::primary().and_then(|p| p.disconnect(worker_id as u32)).map(|_| 0))
-    })
+    ffi_guard!({ ret(api::disconnect_worker(worker_id).map(|_| 0)) })
 }
 
 /// Node's `worker.process.disconnect()` (primary): closes worker `worker_id`'s IPC channel
@@ -79,15 +69,7 @@ pub extern "C" fn cluster_disconnect_worker(worker_id: c_int) -> c_int {
 /// disconnected), `CLUSTER_E_WRONG_ROLE` in a worker for an id other than 0.
 #[unsafe(no_mangle)]
 pub extern "C" fn cluster_close_channel(worker_id: c_int) -> c_int {
-    ffi_guard!({
-        if worker_id == 0 && let Ok(w) = context::worker() {
-            return ret(w.close_channel().map(|_| 0));
-        }
-        if worker_id <= 0 {
-            return ret(Err(Error::errno(libc::ESRCH, format!("no worker with id {worker_id}"))));
-        }
-        ret(context::primary().and_then(|p| p.close_channel(worker_id as u32)).map(|_| 0))
-    })
+    ffi_guard!({ ret(api::close_channel(worker_id).map(|_| 0)) })
 }
 
 /// Node's `cluster.disconnect([cb])` (primary): disconnects every connected worker. `cb`
@@ -99,15 +81,7 @@ pub extern "C" fn cluster_close_channel(worker_id: c_int) -> c_int {
 /// worker.
 #[unsafe(no_mangle)]
 pub extern "C" fn cluster_disconnect(cb: cluster_event_cb, userdata: *mut c_void) -> c_int {
-    ffi_guard!({
-        match context::primary() {
-            Ok(p) => {
-                super::events::set_disconnect_callback(cb, userdata);
-                p.disconnect_all() as c_int
-            }
-            Err(e) => ret(Err(e)),
-        }
-    })
+    ffi_guard!({ ret(api::disconnect_all(|| super::events::set_disconnect_callback(cb, userdata)).map(|n| n as c_int)) })
 }
 
 /// Node's `cluster.worker.disconnect()` (worker): closes every server (connections not
@@ -120,7 +94,7 @@ pub extern "C" fn cluster_disconnect(cb: cluster_event_cb, userdata: *mut c_void
 /// `CLUSTER_E_WRONG_ROLE` in the primary. Blocks until the primary acks.
 #[unsafe(no_mangle)]
 pub extern "C" fn cluster_worker_disconnect() -> c_int {
-    ffi_guard!({ ret(context::worker().and_then(|w| w.disconnect()).map(|_| 0)) })
+    ffi_guard!({ ret(api::worker_disconnect().map(|_| 0)) })
 }
 
 /// Worker: `on` = 1 makes a primary's disconnect behave as in a Node worker: the servers
@@ -130,7 +104,7 @@ pub extern "C" fn cluster_worker_disconnect() -> c_int {
 /// `CLUSTER_EVENT_DISCONNECT` comes. Returns 0. Errors: `CLUSTER_E_WRONG_ROLE` in the primary.
 #[unsafe(no_mangle)]
 pub extern "C" fn cluster_worker_keep_channel(on: c_int) -> c_int {
-    ffi_guard!({ ret(context::worker().map(|w| w.keep_channel(on != 0)).map(|_| 0)) })
+    ffi_guard!({ ret(api::keep_channel(on != 0).map(|_| 0)) })
 }
 
 /// Node's `cluster.worker.kill()` / `destroy()` (worker): if the channel is open, tells
@@ -141,18 +115,11 @@ pub extern "C" fn cluster_worker_keep_channel(on: c_int) -> c_int {
 #[unsafe(no_mangle)]
 pub extern "C" fn cluster_worker_destroy() -> c_int {
     ffi_guard!({
-        match context::worker() {
-            Ok(w) => w.destroy(),
+        match api::worker_destroy() {
+            Ok(never) => match never {},
             Err(e) => ret(Err(e)),
         }
     })
-}
-
-fn info(worker_id: c_int) -> crate::error::Result<crate::primary::WorkerInfo> {
-    if worker_id <= 0 {
-        return Err(Error::errno(libc::ESRCH, format!("no worker with id {worker_id}")));
-    }
-    context::primary()?.worker(worker_id as u32)
 }
 
 /// Node's `worker.state` of `worker_id` (a `cluster_worker_state` value), also after the
@@ -161,7 +128,7 @@ fn info(worker_id: c_int) -> crate::error::Result<crate::primary::WorkerInfo> {
 #[unsafe(no_mangle)]
 pub extern "C" fn cluster_worker_get_state(worker_id: c_int) -> c_int {
     ffi_guard!({
-        ret(info(worker_id).map(|w| {
+        ret(api::worker_info(worker_id).map(|w| {
             (match w.state {
                 WorkerState::None => cluster_worker_state::CLUSTER_WORKER_NONE,
                 WorkerState::Online => cluster_worker_state::CLUSTER_WORKER_ONLINE,
@@ -178,25 +145,19 @@ pub extern "C" fn cluster_worker_get_state(worker_id: c_int) -> c_int {
 /// this process's own channel.
 #[unsafe(no_mangle)]
 pub extern "C" fn cluster_worker_is_connected(worker_id: c_int) -> c_int {
-    ffi_guard!({
-        if worker_id == 0
-            && let Ok(w) = context::worker() {
-                return w.is_connected() as c_int;
-            }
-        ret(info(worker_id).map(|w| w.connected as c_int))
-    })
+    ffi_guard!({ ret(api::is_connected(worker_id).map(|c| c as c_int)) })
 }
 
 /// Node's `worker.isDead()`: 1 once the worker has exited, else 0.
 /// Errors: `-ESRCH` (never forked), `CLUSTER_E_WRONG_ROLE`.
 #[unsafe(no_mangle)]
 pub extern "C" fn cluster_worker_is_dead(worker_id: c_int) -> c_int {
-    ffi_guard!({ ret(info(worker_id).map(|w| w.dead as c_int)) })
+    ffi_guard!({ ret(api::worker_info(worker_id).map(|w| w.dead as c_int)) })
 }
 
 /// Node's `worker.exitedAfterDisconnect`: 1 if the worker's exit was asked for (a
 /// disconnect from either side), else 0. Errors: `-ESRCH`, `CLUSTER_E_WRONG_ROLE`.
 #[unsafe(no_mangle)]
 pub extern "C" fn cluster_worker_exited_after_disconnect(worker_id: c_int) -> c_int {
-    ffi_guard!({ ret(info(worker_id).map(|w| w.exited_after_disconnect as c_int)) })
+    ffi_guard!({ ret(api::worker_info(worker_id).map(|w| w.exited_after_disconnect as c_int)) })
 }

@@ -10,14 +10,14 @@ use crate::primary::settings::Stdio;
 use super::{invalid, ret};
 use crate::primary::settings::Settings;
 use crate::primary::SchedPolicy;
-use crate::context;
+use crate::api;
 use crate::error::Error;
 
 /// 1 if this process is the primary (no `NODE_UNIQUE_ID` in its environment), else 0.
 /// Any thread; never fails.
 #[unsafe(no_mangle)]
 pub extern "C" fn cluster_is_primary() -> c_int {
-    ffi_guard!({ (!context::is_worker()) as c_int })
+    ffi_guard!({ api::is_primary() as c_int })
 }
 
 /// 1 if this process is a worker (`NODE_UNIQUE_ID` was set when libcluster started), else 0.
@@ -28,10 +28,10 @@ pub extern "C" fn cluster_is_primary() -> c_int {
 #[unsafe(no_mangle)]
 pub extern "C" fn cluster_is_worker() -> c_int {
     ffi_guard!({
-        let w = context::is_worker();
+        let w = api::is_worker();
         if w {
             // Start the worker (online) even if this is the only call the program makes.
-            let _ = context::get();
+            let _ = api::start();
         }
         w as c_int
     })
@@ -43,7 +43,7 @@ pub extern "C" fn cluster_is_worker() -> c_int {
 /// take its channel. Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn cluster_worker_id() -> c_int {
-    ffi_guard!({ ret(context::worker().map(|w| w.id() as c_int)) })
+    ffi_guard!({ ret(api::worker_self_id().map(|id| id as c_int)) })
 }
 
 /// Forks a worker: a new process running this program again (the same executable and
@@ -85,7 +85,7 @@ pub unsafe extern "C" fn cluster_fork(env: *const *const c_char) -> c_int {
                 }
             }
         }
-        ret(context::primary().and_then(|p| p.fork_env(&extra, &unset)).map(|id| id as c_int))
+        ret(api::fork(&extra, &unset).map(|id| id as c_int))
     })
 }
 
@@ -97,12 +97,7 @@ pub unsafe extern "C" fn cluster_fork(env: *const *const c_char) -> c_int {
 /// `CLUSTER_E_WRONG_ROLE` in a worker. Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn cluster_kill(worker_id: c_int, signal: c_int) -> c_int {
-    ffi_guard!({
-        if worker_id <= 0 {
-            return ret(Err(Error::errno(libc::ESRCH, format!("no worker with id {worker_id}"))));
-        }
-        ret(context::primary().and_then(|p| p.kill(worker_id as u32, signal)).map(|_| 0))
-    })
+    ffi_guard!({ ret(api::kill(worker_id, signal).map(|_| 0)) })
 }
 
 /// The number of workers in the table (Node's `Object.keys(cluster.workers).length`): a
@@ -111,7 +106,7 @@ pub extern "C" fn cluster_kill(worker_id: c_int, signal: c_int) -> c_int {
 /// Errors: `CLUSTER_E_WRONG_ROLE` in a worker. Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn cluster_worker_count() -> c_int {
-    ffi_guard!({ ret(context::primary().map(|p| p.worker_count() as c_int)) })
+    ffi_guard!({ ret(api::worker_count().map(|n| n as c_int)) })
 }
 
 /// Writes up to `len` worker ids (ascending) to `out_ids` and returns how many workers there
@@ -124,8 +119,7 @@ pub unsafe extern "C" fn cluster_workers(out_ids: *mut c_int, len: usize) -> c_i
         if out_ids.is_null() && len > 0 {
             return ret(Err(invalid("out_ids is NULL")));
         }
-        ret(context::primary().map(|p| {
-            let ids = p.worker_ids();
+        ret(api::worker_ids().map(|ids| {
             for (i, id) in ids.iter().take(len).enumerate() {
                 // SAFETY: the caller provides room for `len` ints at `out_ids`.
                 unsafe { *out_ids.add(i) = *id as c_int };
@@ -139,12 +133,7 @@ pub unsafe extern "C" fn cluster_workers(out_ids: *mut c_int, len: usize) -> c_i
 /// `CLUSTER_E_WRONG_ROLE` in a worker.
 #[unsafe(no_mangle)]
 pub extern "C" fn cluster_worker_pid(worker_id: c_int) -> c_int {
-    ffi_guard!({
-        if worker_id <= 0 {
-            return ret(Err(Error::errno(libc::ESRCH, format!("no worker with id {worker_id}"))));
-        }
-        ret(context::primary().and_then(|p| p.live_worker(worker_id as u32)).map(|w| w.pid))
-    })
+    ffi_guard!({ ret(api::worker_pid(worker_id)) })
 }
 
 /// Sets every field of `*settings` to "unchanged" and `settings->size` to `size`, writing
@@ -223,14 +212,7 @@ pub extern "C" fn cluster_worker_stdio(worker_id: c_int, n: c_int) -> c_int {
             if !(0..64).contains(&n) {
                 return Err(invalid("n must be 0 (stdin), 1 (stdout), 2 (stderr) or a further fd (3 to 63)"));
             }
-            if worker_id <= 0 {
-                return Err(Error::errno(libc::ESRCH, format!("no worker with id {worker_id}")));
-            }
-            let w = context::primary()?.worker(worker_id as u32)?;
-            let fd = w.stdio.get(n as usize)
-                .and_then(Option::as_ref)
-                .ok_or_else(|| Error::errno(libc::ENOENT, format!("stdio {n} of worker {worker_id} is not a pipe")))?;
-            let dup = crate::sys::fd::dup_cloexec_min(std::os::fd::AsFd::as_fd(fd.as_ref()), 0).map_err(|e| Error::io("dup", e))?;
+            let dup = api::worker_stdio(worker_id, n as usize)?;
             Ok(std::os::fd::IntoRawFd::into_raw_fd(dup))
         })();
         ret(r)
@@ -375,7 +357,7 @@ pub unsafe extern "C" fn cluster_setup_primary(settings: *const cluster_settings
                 fast_lane: None,
                 lane_window: None,
             };
-            context::primary()?.setup(update)?;
+            api::setup(update)?;
             Ok(0)
         })();
         ret(r)
@@ -414,8 +396,7 @@ pub unsafe extern "C" fn cluster_allow_bind(address: *const c_char, port: c_int)
             }
             // SAFETY: NULL or a C string (contract).
             let address = unsafe { super::opt_str(address, "address") }?.map(str::to_string);
-            let p = context::primary()?;
-            p.allow_bind(crate::primary::AllowRule { address, port: (port != -2).then_some(port as i64) });
+            api::allow_bind(crate::primary::AllowRule { address, port: (port != -2).then_some(port as i64) })?;
             Ok(0)
         })();
         ret(r)

@@ -6,8 +6,7 @@ use std::os::fd::IntoRawFd;
 use super::types::{cluster_server, cluster_server_options};
 use super::{invalid, opt_str, ret};
 use crate::address::Target;
-use crate::context::{self, Role};
-use crate::worker::Server;
+use crate::api;
 use crate::worker::server::ServerOptions;
 
 /// Fills `*opts` with the defaults (backlog 0 = 511, dual-stack, not exclusive, blocking,
@@ -132,11 +131,7 @@ pub unsafe extern "C" fn cluster_get_server(
             let opts = unsafe { read_options(opts) }?;
             let port = if address.is_some_and(|a| a.contains('/')) && !opts.udp { -1 } else { port };
             let target = Target::from_user(address, port)?;
-            let ctx = context::get()?;
-            match &ctx.role {
-                Role::Worker(w) if !opts.exclusive => Server::query(w, &target, opts),
-                _ => Server::bind_local(&target, opts),
-            }
+            api::get_server(&target, opts)
         })();
         ret(r.map(|server| {
             let handle = Box::new(cluster_server { inner: server });

@@ -1,0 +1,238 @@
+//! The library's calls, whatever this process's role: the one place that decides what a call
+//! means in the primary and in a worker. `src/capi` translates C arguments to these and
+//! results to codes; it never looks at the role itself.
+//!
+//! Worker ids are `i32` as the user gives them: 1, 2, ... name a worker (primary only);
+//! 0 names the peer (a worker's primary) or this worker, where a call allows it.
+
+#![forbid(unsafe_code)]
+
+use std::ffi::OsString;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use crate::address::Target;
+use crate::context::{self, Role};
+use crate::error::{Error, Result};
+use crate::event::{Event, EventQueue};
+use crate::primary::settings::Settings;
+use crate::primary::{AllowRule, WorkerInfo};
+use crate::worker::Server;
+use crate::worker::server::ServerOptions;
+
+fn no_worker(id: i32) -> Error {
+    Error::errno(libc::ESRCH, format!("no worker with id {id}"))
+}
+
+/// `id` as a worker id (`ESRCH` for 0 and below).
+fn worker_id(id: i32) -> Result<u32> {
+    u32::try_from(id).ok().filter(|&n| n > 0).ok_or_else(|| no_worker(id))
+}
+
+// ---- role
+
+/// Whether this process is a worker (`NODE_UNIQUE_ID` was set), decided without starting
+/// anything.
+pub fn is_worker() -> bool {
+    context::is_worker()
+}
+
+/// Whether this process is the primary.
+pub fn is_primary() -> bool {
+    !context::is_worker()
+}
+
+/// Starts the library (in a worker: takes the channel and says `online`).
+pub fn start() -> Result<()> {
+    context::get().map(|_| ())
+}
+
+/// This worker's id (`WRONG_ROLE` in the primary).
+pub fn worker_self_id() -> Result<u32> {
+    context::worker().map(|w| w.id())
+}
+
+// ---- events
+
+/// This process's event queue.
+pub fn events() -> Result<&'static EventQueue> {
+    context::get().map(|c| &*c.events)
+}
+
+/// Whether `ev` is the last event this process can get: a worker's DISCONNECT (its
+/// channel to the primary is closed).
+pub fn is_last_event(ev: &Event) -> bool {
+    matches!(ev, Event::Disconnect { .. }) && context::is_worker()
+}
+
+/// Whether the blocking loop has nothing left to wait for. Primary: no worker is watched
+/// and no event waits. Worker: its last event was dispatched (`last_dispatched`) and no
+/// event waits.
+pub fn run_finished(last_dispatched: bool) -> Result<bool> {
+    let ctx = context::get()?;
+    Ok(match &ctx.role {
+        Role::Primary(p) => !p.has_workers_or(|| !ctx.events.is_empty()),
+        Role::Worker(_) => last_dispatched && ctx.events.is_empty(),
+    })
+}
+
+// ---- messages and channels, both roles
+
+/// `worker.send()` in the primary (`to` a worker id), `process.send()` in a worker (`to`
+/// must be 0: the primary). `fd` is duplicated; the caller keeps it.
+pub fn send(to: i32, json: &str, fd: Option<BorrowedFd<'_>>) -> Result<()> {
+    match &context::get()?.role {
+        Role::Primary(p) => p.send(worker_id(to)?, json, fd),
+        Role::Worker(w) if to == 0 => w.send(json, fd),
+        Role::Worker(_) => Err(Error::errno(libc::EINVAL, "in a worker, messages go to the primary: worker_id must be 0")),
+    }
+}
+
+/// Node's `worker.process.disconnect()` in the primary (worker `id`), or
+/// `process.disconnect()` in a worker (`id` 0).
+pub fn close_channel(id: i32) -> Result<()> {
+    if id == 0
+        && let Ok(w) = context::worker()
+    {
+        return w.close_channel();
+    }
+    let id = worker_id(id)?;
+    context::primary()?.close_channel(id)
+}
+
+/// Node's `worker.isConnected()`: in the primary for worker `id`, in a worker for its own
+/// channel (`id` 0).
+pub fn is_connected(id: i32) -> Result<bool> {
+    if id == 0
+        && let Ok(w) = context::worker()
+    {
+        return Ok(w.is_connected());
+    }
+    worker_info(id).map(|w| w.connected)
+}
+
+// ---- servers, both roles
+
+/// A server on `target`: in a worker, the primary's (`queryServer`) unless `exclusive`;
+/// in the primary, or exclusive, bound here.
+pub fn get_server(target: &Target, opts: ServerOptions) -> Result<Server> {
+    match &context::get()?.role {
+        Role::Worker(w) if !opts.exclusive => Server::query(w, target, opts),
+        _ => Server::bind_local(target, opts),
+    }
+}
+
+// ---- the primary's calls
+
+/// Forks a worker with `env` added to our environment and `unset` left out of it.
+pub fn fork(env: &[(OsString, OsString)], unset: &[OsString]) -> Result<u32> {
+    context::primary()?.fork_env(env, unset)
+}
+
+/// Validates and applies a settings update, all or nothing (`Primary::setup`).
+pub fn setup(update: Settings) -> Result<()> {
+    context::primary()?.setup(update)
+}
+
+pub fn allow_bind(rule: AllowRule) -> Result<()> {
+    context::primary()?.allow_bind(rule);
+    Ok(())
+}
+
+pub fn kill(id: i32, signal: i32) -> Result<()> {
+    let id = worker_id(id)?;
+    context::primary()?.kill(id, signal)
+}
+
+pub fn worker_count() -> Result<usize> {
+    context::primary().map(|p| p.worker_count())
+}
+
+/// The ids in `cluster.workers`, ascending.
+pub fn worker_ids() -> Result<Vec<u32>> {
+    context::primary().map(|p| p.worker_ids())
+}
+
+/// The pid of a worker in the table.
+pub fn worker_pid(id: i32) -> Result<i32> {
+    let id = worker_id(id)?;
+    context::primary()?.live_worker(id).map(|w| w.pid)
+}
+
+/// What the primary knows of worker `id`, also after it is gone.
+pub fn worker_info(id: i32) -> Result<WorkerInfo> {
+    let id = worker_id(id)?;
+    context::primary()?.worker(id)
+}
+
+/// A new close-on-exec duplicate of the primary's end of worker `id`'s fd `n` when
+/// settings made it a pipe.
+pub fn worker_stdio(id: i32, n: usize) -> Result<OwnedFd> {
+    let w = worker_info(id)?;
+    let fd = w
+        .stdio
+        .get(n)
+        .and_then(Option::as_ref)
+        .ok_or_else(|| Error::errno(libc::ENOENT, format!("stdio {n} of worker {id} is not a pipe")))?;
+    crate::sys::fd::dup_cloexec_min(fd.as_ref().as_fd(), 0).map_err(|e| Error::io("dup", e))
+}
+
+/// Node's `worker.disconnect()` in the primary.
+pub fn disconnect_worker(id: i32) -> Result<()> {
+    let id = worker_id(id)?;
+    context::primary()?.disconnect(id)
+}
+
+/// Node's `cluster.disconnect()`: `before` runs once the role is checked, before any
+/// worker is told (the caller registers what runs on `Event::Drained` there). Returns how
+/// many workers were told.
+pub fn disconnect_all(before: impl FnOnce()) -> Result<usize> {
+    let p = context::primary()?;
+    before();
+    Ok(p.disconnect_all())
+}
+
+// ---- a worker's calls
+
+/// Node's `cluster.worker.disconnect()` in a worker.
+pub fn worker_disconnect() -> Result<()> {
+    context::worker()?.disconnect()
+}
+
+pub fn keep_channel(on: bool) -> Result<()> {
+    context::worker().map(|w| w.keep_channel(on))
+}
+
+/// Node's `cluster.worker.destroy()` in a worker: does not return there.
+pub fn worker_destroy() -> Result<std::convert::Infallible> {
+    context::worker()?.destroy()
+}
+
+#[cfg(test)]
+mod tests {
+    /// The C layer only translates: it never reaches the role (or the context that holds
+    /// it) past this façade.
+    #[test]
+    fn capi_does_not_dispatch_on_the_role() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/capi");
+        let mut seen = 0;
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = e.path();
+            if path.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for needle in ["crate::context", "context::", "Role::", "Role}", "Role,"] {
+                    assert!(!text.contains(needle), "{} uses {needle:?}: go through crate::api", path.display());
+                }
+                seen += 1;
+            }
+        }
+        assert!(seen >= 6, "src/capi has {seen} files");
+    }
+
+    #[test]
+    fn ids_below_one_are_no_worker() {
+        for id in [0, -1, i32::MIN] {
+            assert_eq!(super::worker_id(id).unwrap_err().code, -libc::ESRCH);
+        }
+        assert_eq!(super::worker_id(7).unwrap(), 7);
+    }
+}
