@@ -5,14 +5,17 @@
 use std::fmt;
 use std::io;
 
-/// Library codes live below -10000 so they never collide with a negative errno.
+/// Library codes live below -10000 so they never collide with a negative errno. Their one
+/// source is `capi::error`'s `CLUSTER_E_*` (what `include/cluster.h` is generated from);
+/// these are the same values under the names the library uses.
 pub mod code {
-    pub(crate) const PANIC: i32 = -10001;
-    pub(crate) const WRONG_ROLE: i32 = -10002;
-    pub(crate) const PROTOCOL: i32 = -10003;
-    pub(crate) const FORKED: i32 = -10004;
-    pub(crate) const CLOSED: i32 = -10005;
-    pub(crate) const UNSUPPORTED: i32 = -10006;
+    use crate::capi::error as c;
+    pub(crate) const PANIC: i32 = c::CLUSTER_E_PANIC;
+    pub(crate) const WRONG_ROLE: i32 = c::CLUSTER_E_WRONG_ROLE;
+    pub(crate) const PROTOCOL: i32 = c::CLUSTER_E_PROTOCOL;
+    pub(crate) const FORKED: i32 = c::CLUSTER_E_FORKED;
+    pub(crate) const CLOSED: i32 = c::CLUSTER_E_CLOSED;
+    pub(crate) const UNSUPPORTED: i32 = c::CLUSTER_E_UNSUPPORTED;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,17 +4,29 @@ const EventEmitter = require('node:events');
 const native = require('./native');
 const { listen } = require('./listen');
 
-const KIND = { DRAINED: -1, FORK: 1, ONLINE: 2, LISTENING: 3, MESSAGE: 4, DISCONNECT: 5, EXIT: 6, ERROR: 7, DISCONNECT_REQUESTED: 8 };
+// Event kinds as cluster.h numbers them (the addon exports the header's values).
+const C = native.constants;
+const KIND = Object.freeze({
+  DRAINED: C.EVENT_DRAINED,
+  FORK: C.EVENT_FORK,
+  ONLINE: C.EVENT_ONLINE,
+  LISTENING: C.EVENT_LISTENING,
+  MESSAGE: C.EVENT_MESSAGE,
+  DISCONNECT: C.EVENT_DISCONNECT,
+  EXIT: C.EVENT_EXIT,
+  ERROR: C.EVENT_ERROR,
+  DISCONNECT_REQUESTED: C.EVENT_DISCONNECT_REQUESTED,
+});
 
 function createCluster(isWorker) {
   const cluster = new EventEmitter();
   cluster.isWorker = isWorker;
   cluster.isPrimary = !isWorker;
   cluster.isMaster = !isWorker;
-  cluster.SCHED_NONE = 1;
-  cluster.SCHED_RR = 2;
+  cluster.SCHED_NONE = C.SCHED_NONE;
+  cluster.SCHED_RR = C.SCHED_RR;
   // libcluster's: one SO_REUSEPORT listener per worker, made by the primary.
-  cluster.SCHED_REUSEPORT = 3;
+  cluster.SCHED_REUSEPORT = C.SCHED_REUSEPORT;
   cluster.listen = listen;
   return cluster;
 }

@@ -5,15 +5,10 @@
 const util = require('node:util');
 const os = require('node:os');
 
-// include/cluster.h's CLUSTER_E_* codes.
-const CLUSTER_CODES = {
-  [-10001]: 'CLUSTER_E_PANIC',
-  [-10002]: 'CLUSTER_E_WRONG_ROLE',
-  [-10003]: 'CLUSTER_E_PROTOCOL',
-  [-10004]: 'CLUSTER_E_FORKED',
-  [-10005]: 'CLUSTER_E_CLOSED',
-  [-10006]: 'CLUSTER_E_UNSUPPORTED',
-};
+// include/cluster.h's CLUSTER_E_* codes, as the addon (compiled against it) exports them.
+const CLUSTER_CODES = Object.fromEntries(
+  Object.entries(require('./native').constants).filter(([name]) => name.startsWith('E_')).map(([name, v]) => [v, `CLUSTER_${name}`]),
+);
 const CLUSTER_E = Object.fromEntries(Object.entries(CLUSTER_CODES).map(([n, name]) => [name, Number(n)]));
 
 function codeName(rc) {

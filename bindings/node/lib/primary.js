@@ -11,7 +11,8 @@ const { KIND, createCluster, startEvents, sendTo, decode, SERIALIZATION_ENV } = 
 const { wrapFd } = require('./handles');
 const BaseWorker = require('./worker_base');
 
-const STDIO = { inherit: -1, pipe: -2, overlapped: -2, ignore: -3, ipc: -4 };
+const C = native.constants;
+const STDIO = { inherit: C.STDIO_INHERIT, pipe: C.STDIO_PIPE, overlapped: C.STDIO_PIPE, ignore: C.STDIO_IGNORE, ipc: C.STDIO_IPC };
 const launcher = path.join(__dirname, '..', 'bin', 'libcluster-node');
 
 const cluster = createCluster(false);
@@ -377,8 +378,8 @@ BaseWorker.prototype.destroy = function destroy(signal) {
 Object.defineProperty(cluster, '_workerForId', { value: (id) => new Worker(id) });
 
 function addressType(t) {
-  if (t === 104) return 'udp4';
-  if (t === 106) return 'udp6';
+  if (t === C.ADDRESS_UDP4) return 'udp4';
+  if (t === C.ADDRESS_UDP6) return 'udp6';
   return t;
 }
 

@@ -260,12 +260,15 @@ static napi_value event_object(napi_env env, const cluster_event *e) {
     return o;
 }
 
+/* The "drained" pseudo-event's kind: not a cluster_event_type (this addon's own). */
+#define ADDON_EVENT_DRAINED -1
+
 /* The "drained" pseudo-event: a cluster.disconnect() callback is due. */
 static napi_value drained_object(napi_env env) {
     napi_value o;
     if (napi_create_object(env, &o) != napi_ok)
         return NULL;
-    set_prop(env, o, "kind", js_int(env, -1));
+    set_prop(env, o, "kind", js_int(env, ADDON_EVENT_DRAINED));
     return o;
 }
 
@@ -1046,6 +1049,37 @@ static napi_value WorkerDisconnect(napi_env env, napi_callback_info info) {
 
 /* ---------------------------------------------------------------- init */
 
+/* `native.constants`: the header's values under their names without "CLUSTER_", so
+ * lib/*.js never copies a number from cluster.h (this file is compiled against it). */
+static napi_value constants_object(napi_env env) {
+    static const struct {
+        const char *name;
+        int value;
+    } table[] = {
+#define K(name) {#name + sizeof "CLUSTER_" - 1, (int)(name)}
+        K(CLUSTER_EVENT_NONE), K(CLUSTER_EVENT_FORK), K(CLUSTER_EVENT_ONLINE),
+        K(CLUSTER_EVENT_LISTENING), K(CLUSTER_EVENT_MESSAGE), K(CLUSTER_EVENT_DISCONNECT),
+        K(CLUSTER_EVENT_EXIT), K(CLUSTER_EVENT_ERROR), K(CLUSTER_EVENT_DISCONNECT_REQUESTED),
+        K(CLUSTER_EVENT_COUNT),
+        K(CLUSTER_SCHED_NONE), K(CLUSTER_SCHED_RR), K(CLUSTER_SCHED_REUSEPORT),
+        K(CLUSTER_STDIO_INHERIT), K(CLUSTER_STDIO_PIPE), K(CLUSTER_STDIO_IGNORE), K(CLUSTER_STDIO_IPC),
+        K(CLUSTER_ADDRESS_IPV4), K(CLUSTER_ADDRESS_IPV6), K(CLUSTER_ADDRESS_PIPE),
+        K(CLUSTER_ADDRESS_UDP4), K(CLUSTER_ADDRESS_UDP6),
+        K(CLUSTER_WORKER_NONE), K(CLUSTER_WORKER_ONLINE), K(CLUSTER_WORKER_LISTENING),
+        K(CLUSTER_WORKER_DISCONNECTED), K(CLUSTER_WORKER_DEAD),
+        K(CLUSTER_E_PANIC), K(CLUSTER_E_WRONG_ROLE), K(CLUSTER_E_PROTOCOL), K(CLUSTER_E_FORKED),
+        K(CLUSTER_E_CLOSED), K(CLUSTER_E_UNSUPPORTED),
+#undef K
+        {"EVENT_DRAINED", ADDON_EVENT_DRAINED},
+    };
+    napi_value o;
+    if (napi_create_object(env, &o) != napi_ok)
+        return NULL;
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        set_prop(env, o, table[i].name, js_int(env, table[i].value));
+    return o;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
     static int loaded;
     if (loaded++) {
@@ -1099,6 +1133,10 @@ static napi_value Init(napi_env env, napi_value exports) {
 #undef FN
     };
     NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
+    napi_value constants = constants_object(env);
+    if (!constants)
+        return NULL;
+    NAPI_CALL(env, napi_set_named_property(env, exports, "constants", constants));
     return exports;
 }
 
