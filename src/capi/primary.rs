@@ -247,8 +247,12 @@ unsafe fn string_array(p: *const *const c_char, what: &str) -> crate::error::Res
 /// Fields left NULL keep their current value. Everything is copied; `settings` is borrowed
 /// for the call.
 ///
-/// Returns 0. Errors: `-EINVAL` (NULL, `size` not set, empty `exec`),
-/// `CLUSTER_E_WRONG_ROLE` in a worker.
+/// All or nothing: every field is checked before any is applied, so a call that fails
+/// changes nothing.
+///
+/// Returns 0. Errors: `-EINVAL` (NULL, `size` not set, empty `exec`, a value out of range),
+/// `-EBADF` (a `stdio` fd that is not open), `-EBUSY` (a different `sched_policy` once a
+/// worker was forked), `CLUSTER_E_WRONG_ROLE` in a worker.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn cluster_setup_primary(settings: *const cluster_settings) -> c_int {
     ffi_guard!({
