@@ -28,17 +28,22 @@ const ABI_MAJOR: u32 = 0;
 /// `CLUSTER_VERSION_MAJOR/MINOR/PATCH`, from Cargo.toml's version (what `cluster_version()`
 /// returns at run time is built from the same numbers, in `src/capi/version.rs`).
 fn version_macros() -> String {
-    let part = |name: &str| std::env::var(format!("CARGO_PKG_VERSION_{name}")).expect("CARGO_PKG_VERSION_*");
+    let part = |name: &str| -> u32 {
+        let v = std::env::var(format!("CARGO_PKG_VERSION_{name}")).expect("CARGO_PKG_VERSION_*");
+        v.parse().unwrap_or_else(|_| panic!("CARGO_PKG_VERSION_{name} {v:?} is not a number"))
+    };
     let (major, minor, patch) = (part("MAJOR"), part("MINOR"), part("PATCH"));
+    assert!(minor < 100 && patch < 100, "CLUSTER_VERSION needs minor and patch below 100");
+    // Plain integer literals: the Python binding reads the header's #defines at load time.
     format!(
-        "\n/*\n The version of libcluster this header belongs to (Cargo.toml's). `cluster_version()`\n \
-         returns the loaded library's as CLUSTER_VERSION_MAJOR * 10000 + CLUSTER_VERSION_MINOR * 100\n \
-         + CLUSTER_VERSION_PATCH, which CLUSTER_VERSION is for this header.\n */\n\
+        "\n/*\n The version of libcluster this header belongs to (Cargo.toml's), and the same as one\n \
+         number, MAJOR * 10000 + MINOR * 100 + PATCH: what `cluster_version()` returns for the\n \
+         loaded library.\n */\n\
          #define CLUSTER_VERSION_MAJOR {major}\n\
          #define CLUSTER_VERSION_MINOR {minor}\n\
          #define CLUSTER_VERSION_PATCH {patch}\n\
-         #define CLUSTER_VERSION \\\n    \
-         (CLUSTER_VERSION_MAJOR * 10000 + CLUSTER_VERSION_MINOR * 100 + CLUSTER_VERSION_PATCH)"
+         #define CLUSTER_VERSION {}",
+        major * 10000 + minor * 100 + patch
     )
 }
 

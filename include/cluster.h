@@ -8,15 +8,14 @@
 #include <stdint.h>
 
 /*
- The version of libcluster this header belongs to (Cargo.toml's). `cluster_version()`
- returns the loaded library's as CLUSTER_VERSION_MAJOR * 10000 + CLUSTER_VERSION_MINOR * 100
- + CLUSTER_VERSION_PATCH, which CLUSTER_VERSION is for this header.
+ The version of libcluster this header belongs to (Cargo.toml's), and the same as one
+ number, MAJOR * 10000 + MINOR * 100 + PATCH: what `cluster_version()` returns for the
+ loaded library.
  */
 #define CLUSTER_VERSION_MAJOR 0
 #define CLUSTER_VERSION_MINOR 1
 #define CLUSTER_VERSION_PATCH 0
-#define CLUSTER_VERSION \
-    (CLUSTER_VERSION_MAJOR * 10000 + CLUSTER_VERSION_MINOR * 100 + CLUSTER_VERSION_PATCH)
+#define CLUSTER_VERSION 100
 
 /*
  Internal panic caught at the ABI boundary; the library state is still usable.

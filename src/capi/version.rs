@@ -50,5 +50,7 @@ mod tests {
         for (name, v) in [("MAJOR", super::MAJOR), ("MINOR", super::MINOR), ("PATCH", super::PATCH)] {
             assert!(h.contains(&format!("#define CLUSTER_VERSION_{name} {v}\n")), "cluster.h lacks CLUSTER_VERSION_{name} {v}");
         }
+        let v = super::cluster_version();
+        assert!(h.contains(&format!("#define CLUSTER_VERSION {v}\n")), "cluster.h lacks CLUSTER_VERSION {v}");
     }
 }
