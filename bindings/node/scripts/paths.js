@@ -11,6 +11,7 @@
 // under that name.
 'use strict';
 const path = require('node:path');
+const { SONAME } = require('./platform');
 
 const root = path.resolve(__dirname, '..', '..', '..');
 const library = path.resolve(process.env.LIBCLUSTER_LIBRARY || path.join(root, 'target', 'release', 'libcluster.so'));
@@ -25,7 +26,7 @@ module.exports = {
   includeDir,
   rpath,
   overridden: Boolean(process.env.LIBCLUSTER_LIBRARY),
-  soname: 'libcluster.so.0',
+  soname: SONAME,
 };
 
 if (require.main === module) {
