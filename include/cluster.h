@@ -8,6 +8,16 @@
 #include <stdint.h>
 
 /*
+ The version of libcluster this header belongs to (Cargo.toml's), and the same as one
+ number, MAJOR * 10000 + MINOR * 100 + PATCH: what `cluster_version()` returns for the
+ loaded library.
+ */
+#define CLUSTER_VERSION_MAJOR 0
+#define CLUSTER_VERSION_MINOR 1
+#define CLUSTER_VERSION_PATCH 0
+#define CLUSTER_VERSION 100
+
+/*
  Internal panic caught at the ABI boundary; the library state is still usable.
  */
 #define CLUSTER_E_PANIC -10001
@@ -676,6 +686,17 @@ int cluster_set_max_message(size_t bytes);
  range), `CLUSTER_E_WRONG_ROLE` in a worker.
  */
 int cluster_allow_bind(const char *address, int port);
+
+/*
+ The version of the loaded library: `MAJOR * 10000 + MINOR * 100 + PATCH` (0.1.0 is 100),
+ never negative.
+
+ Compare it with `CLUSTER_VERSION`, the version of the header a program was compiled
+ with: a library older than the header may lack functions or struct fields the program
+ uses (structs grow by size, see `cluster_settings_init`). Safe to call from any thread,
+ in any role, before any other call.
+ */
+int cluster_version(void);
 
 /*
  Fills `*opts` with the defaults (backlog 0 = 511, dual-stack, not exclusive, blocking,

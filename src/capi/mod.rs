@@ -31,6 +31,7 @@ pub mod events;
 pub mod messaging;
 pub mod primary;
 pub mod types;
+pub mod version;
 pub mod worker;
 
 /// What an export returns when a panic was caught.

@@ -82,6 +82,10 @@ static void sweep_errors(void) {
     CT_CHECK(strcmp(cluster_strerror(-EINVAL), cluster_strerror(-ESRCH)) != 0,
              "cluster_strerror gives the same text for -EINVAL and -ESRCH");
 
+    /* No arguments to get wrong: the library is the version of the header it was built with. */
+    CT_CHECK(cluster_version() == CLUSTER_VERSION, "cluster_version() = %d, the header's CLUSTER_VERSION is %d",
+             cluster_version(), CLUSTER_VERSION);
+
     /* The panic boundary (house style 16 iii). */
     for (int round = 0; round < 3; round++) {
         int rc = cluster_debug_panic();

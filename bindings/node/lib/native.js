@@ -1,7 +1,7 @@
 // Loads the native addon: build/Release/cluster_addon.node when `npm install` built one (in
 // the repository, or from the sources vendored into the package), else the prebuilt binary
 // shipped in the package for this platform (prebuilds/<platform>-<arch>-<libc>/, see
-// scripts/platform.js). Either finds libcluster.so through its RUNPATH.
+// scripts/platform.js). Either finds libcluster.so.0 (the library's SONAME) through its RUNPATH.
 'use strict';
 const path = require('node:path');
 const { prebuilt } = require('../scripts/platform');

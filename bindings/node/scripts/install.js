@@ -8,8 +8,9 @@
 //    LIBCLUSTER_BUILD_FROM_SOURCE=1 skips it and builds as in 3.
 // 3. The crate's sources are vendored into the package (native/, by scripts/prepack.js):
 //    `cargo build --release --locked` there (cargo fetches the crates it needs), then the
-//    addon; libcluster.so is copied beside it in build/Release/ (RUNPATH $ORIGIN) and the
-//    cargo target directory removed.
+//    addon; libcluster.so is copied beside it in build/Release/ under its SONAME,
+//    libcluster.so.0, the name the addon needs (RUNPATH $ORIGIN), and the cargo target
+//    directory removed.
 // 4. In the repository (bindings/node of a libcluster checkout): build <repo>/target/release
 //    if missing and link it, as 1.
 // Otherwise, or when cargo is missing in 3, it stops with a message saying what is needed.
@@ -31,6 +32,10 @@ function developmentBuild() {
     cargoBuild(paths.root, path.join(paths.root, 'target'));
   }
   if (!fs.existsSync(path.join(paths.includeDir, 'cluster.h'))) die(`no cluster.h in ${paths.includeDir}`);
+  // The addon will need the library by its SONAME, from the same directory.
+  if (!fs.existsSync(path.join(paths.libDir, paths.soname))) {
+    die(`${paths.libDir} has no ${paths.soname} (the library's SONAME, which the addon loads): cargo build makes it beside libcluster.so; elsewhere, add the link`);
+  }
   const out = buildAddon({ library: paths.library, includeDir: paths.includeDir, rpath: paths.rpath });
   log(`built ${out} (libcluster: ${paths.library})`);
 }
@@ -48,9 +53,9 @@ function sourceBuild(why) {
   const target = path.join(NATIVE, 'target');
   const built = cargoBuild(NATIVE, target);
   const out = buildAddon({ library: built, includeDir: path.join(NATIVE, 'include'), rpath: '$ORIGIN' });
-  fs.copyFileSync(built, path.join(RELEASE, 'libcluster.so'));
+  fs.copyFileSync(built, path.join(RELEASE, paths.soname));
   if (!process.env.LIBCLUSTER_KEEP_TARGET) fs.rmSync(target, { recursive: true, force: true });
-  log(`built ${out} with libcluster.so beside it`);
+  log(`built ${out} with ${paths.soname} beside it`);
 }
 
 // A checkout: bindings/node of libcluster's crate, not a package installed in node_modules

@@ -4,8 +4,14 @@
 // <repo>/include. LIBCLUSTER_RPATH is the addon's RUNPATH: the library's directory by default
 // (a development build in the repository), `$ORIGIN` when libcluster.so is copied beside the
 // addon (a build from the sources vendored into the package; scripts/install.js sets it).
+//
+// The library's SONAME is `libcluster.so.0` (build.rs, ABI_MAJOR), so the addon needs that
+// name, whatever file it was linked against: cargo makes the link libcluster.so.0 ->
+// libcluster.so beside the library in target/<profile>/, and a copied library is copied
+// under that name.
 'use strict';
 const path = require('node:path');
+const { SONAME } = require('./platform');
 
 const root = path.resolve(__dirname, '..', '..', '..');
 const library = path.resolve(process.env.LIBCLUSTER_LIBRARY || path.join(root, 'target', 'release', 'libcluster.so'));
@@ -20,6 +26,7 @@ module.exports = {
   includeDir,
   rpath,
   overridden: Boolean(process.env.LIBCLUSTER_LIBRARY),
+  soname: SONAME,
 };
 
 if (require.main === module) {

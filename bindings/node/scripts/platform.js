@@ -2,7 +2,8 @@
 // to build) and lib/native.js (decides what to load).
 //
 // A prebuilt lives in prebuilds/<platform>-<arch>-<libc>/ (e.g. prebuilds/linux-x64-glibc/):
-// cluster_addon.node, libcluster.so beside it (the addon's RUNPATH is $ORIGIN) and
+// cluster_addon.node, libcluster.so.0 beside it (the library under its SONAME, the name the
+// addon needs; the addon's RUNPATH is $ORIGIN) and
 // manifest.json, written by scripts/prepack.js:
 //   { "platform": "linux", "arch": "x64", "libc": "glibc", "glibc": "2.34", "napi": 8, ... }
 // where "glibc" is the newest GLIBC_x.y symbol version the two files need and "napi" the
@@ -10,6 +11,9 @@
 'use strict';
 const fs = require('node:fs');
 const path = require('node:path');
+
+// The library's SONAME (build.rs, ABI_MAJOR): the file name the addon needs.
+const SONAME = 'libcluster.so.0';
 
 const PKG = path.resolve(__dirname, '..');
 const PREBUILDS = path.join(PKG, 'prebuilds');
@@ -53,7 +57,7 @@ function prebuilt() {
     const have = fs.existsSync(PREBUILDS) ? fs.readdirSync(PREBUILDS).join(', ') || 'none' : 'none';
     return no(`the package has no prebuilt binary for ${t} (it has: ${have})`);
   }
-  for (const f of ['cluster_addon.node', 'libcluster.so']) {
+  for (const f of ['cluster_addon.node', SONAME]) {
     if (!fs.existsSync(path.join(dir, f))) return no(`prebuilds/${t}/${f} is missing`);
   }
   const c = libc();
@@ -67,6 +71,6 @@ function prebuilt() {
   return { dir, tag: t, ok: true, manifest };
 }
 
-module.exports = { PKG, PREBUILDS, libc, tag, versionAtLeast, prebuilt };
+module.exports = { PKG, PREBUILDS, SONAME, libc, tag, versionAtLeast, prebuilt };
 
 if (require.main === module) process.stdout.write(`${JSON.stringify(prebuilt(), null, 2)}\n`);

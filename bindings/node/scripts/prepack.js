@@ -3,8 +3,8 @@
 // again once the tarball is written, so the working tree stays as it was):
 //
 //   prebuilds/<platform>-<arch>-<libc>/   (linux-x64-glibc here)
-//     cluster_addon.node   the addon, RUNPATH $ORIGIN, needing libcluster.so
-//     libcluster.so        the release library, no debug info, stripped
+//     cluster_addon.node   the addon, RUNPATH $ORIGIN, needing libcluster.so.0
+//     libcluster.so.0      the release library under its SONAME, no debug info, stripped
 //     manifest.json        what it needs: glibc floor (newest GLIBC_ symbol version), N-API
 //   native/                the crate's sources for a build where no prebuilt fits:
 //     Cargo.toml Cargo.lock build.rs cbindgen.toml src/ include/cluster.h
@@ -44,8 +44,10 @@ fs.mkdirSync(dir, { recursive: true });
 const cargoHome = process.env.CARGO_HOME || path.join(require('node:os').homedir(), '.cargo');
 const remap = `--remap-path-prefix=${root}=libcluster --remap-path-prefix=${cargoHome}=cargo`;
 const built = cargoBuild(root, path.join(root, 'target', 'npm'), { RUSTFLAGS: `${process.env.RUSTFLAGS || ''} ${remap}`.trim() });
-const lib = path.join(dir, 'libcluster.so');
+const lib = path.join(dir, paths.soname);
 fs.copyFileSync(built, lib);
+const soname = /\(SONAME\)\s+Library soname: \[(.*)\]/.exec(output('readelf', ['-d', lib]));
+if (!soname || soname[1] !== paths.soname) die(`${built}: SONAME ${soname ? soname[1] : 'missing'}, scripts/paths.js says ${paths.soname}`);
 
 // 2. The addon against it, looking for it beside itself.
 const addon = path.join(dir, 'cluster_addon.node');
@@ -57,6 +59,8 @@ for (const f of [lib, addon]) output('strip', ['--strip-unneeded', f]);
 const dyn = output('readelf', ['-d', addon]);
 const runpath = /\((?:RUNPATH|RPATH)\)\s+Library r(?:un)?path: \[(.*)\]/.exec(dyn);
 if (!runpath || runpath[1] !== '$ORIGIN') die(`${addon}: RUNPATH is ${runpath ? runpath[1] : 'missing'}, not $ORIGIN`);
+const addonNeeds = [...dyn.matchAll(/\(NEEDED\)\s+Shared library: \[(.*)\]/g)].map((m) => m[1]);
+if (!addonNeeds.includes(paths.soname)) die(`${addon} needs ${addonNeeds.join(', ')}, not ${paths.soname}`);
 for (const f of [lib, addon]) {
   const needed = [...output('readelf', ['-d', f]).matchAll(/\(NEEDED\)\s+Shared library: \[(.*)\]/g)].map((m) => m[1]);
   if (needed.some((n) => n.includes('/'))) die(`${f} needs a library by path: ${needed.join(', ')}`);

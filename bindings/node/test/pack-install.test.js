@@ -6,7 +6,7 @@
 //   - with no Rust toolchain and no C compiler on PATH: the prebuilt binary, nothing built;
 //   - with LIBCLUSTER_BUILD_FROM_SOURCE=1 and cargo on PATH: built from the vendored sources;
 //   - with LIBCLUSTER_BUILD_FROM_SOURCE=1 and no cargo: the install fails, saying why.
-// In each, the installed binaries find libcluster.so through $ORIGIN only and no installed
+// In each, the installed binaries find libcluster.so.0 (its SONAME) through $ORIGIN only and no installed
 // file names the repository's path. And `npm publish --dry-run` passes.
 // npm runs offline (a registry nobody listens on): the package has no dependencies.
 'use strict';
@@ -76,7 +76,7 @@ function pack(t) {
     const files = fs.readdirSync(dest).filter((f) => f.endsWith('.tgz'));
     assert.strictEqual(files.length, 1, `npm pack made ${files.join(', ')}`);
     const list = spawnSync('tar', ['tzf', path.join(dest, files[0])], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
-    for (const f of ['package/prebuilds/linux-x64-glibc/cluster_addon.node', 'package/prebuilds/linux-x64-glibc/libcluster.so', 'package/native/Cargo.lock', 'package/native/src/lib.rs', 'package/lib/index.js']) {
+    for (const f of ['package/prebuilds/linux-x64-glibc/cluster_addon.node', 'package/prebuilds/linux-x64-glibc/libcluster.so.0', 'package/native/Cargo.lock', 'package/native/src/lib.rs', 'package/lib/index.js']) {
       assert.ok(list.includes(f), `the tarball lacks ${f}`);
     }
     for (const f of list) assert.ok(!/\/(test|target|build)\//.test(f), `the tarball holds ${f}, which a user does not need`);
@@ -114,8 +114,8 @@ function walk(dir) {
 function assertRelocatable(pkgDir, binDir) {
   const addon = dynamic(path.join(binDir, 'cluster_addon.node'));
   assert.strictEqual(addon.runpath, '$ORIGIN');
-  assert.ok(addon.needed.includes('libcluster.so'), `the addon needs ${addon.needed.join(', ')}`);
-  const lib = dynamic(path.join(binDir, 'libcluster.so'));
+  assert.ok(addon.needed.includes('libcluster.so.0'), `the addon needs ${addon.needed.join(', ')}`);
+  const lib = dynamic(path.join(binDir, 'libcluster.so.0'));
   assert.strictEqual(lib.runpath, null);
   for (const n of [...addon.needed, ...lib.needed]) assert.ok(!n.includes('/'), `needed by path: ${n}`);
   const root = Buffer.from(ROOT);
@@ -148,7 +148,7 @@ if (cluster.isPrimary) {
 `;
 
 // Runs the server in the project; both workers answer; each process has the addon and
-// libcluster.so of `binDir` mapped.
+// libcluster.so.0 of `binDir` mapped.
 async function serve(t, dir, binDir) {
   fs.writeFileSync(path.join(dir, 'server.js'), SERVER);
   const port = await freePort();
@@ -162,7 +162,7 @@ async function serve(t, dir, binDir) {
   await everyWorkerAnswers(port, pids);
   for (const pid of [p.pid, ...pids]) {
     const maps = fs.readFileSync(`/proc/${pid}/maps`, 'utf8');
-    for (const f of ['cluster_addon.node', 'libcluster.so']) {
+    for (const f of ['cluster_addon.node', 'libcluster.so.0']) {
       const mapped = [...new Set(maps.split('\n').filter((l) => l.endsWith(`/${f}`)).map((l) => l.slice(l.indexOf('/'))))];
       assert.deepStrictEqual(mapped, [path.join(binDir, f)], `process ${pid} maps ${f} from ${mapped.join(', ') || 'nowhere'}`);
     }
