@@ -1,7 +1,9 @@
 //! A minimal epoll wrapper keyed by 64-bit tokens (never raw fds; see house style P6).
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use nix::sys::epoll::{self, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
 use super::retry;
 
@@ -12,7 +14,7 @@ pub(crate) const HUP: u32 = (libc::EPOLLHUP | libc::EPOLLRDHUP | libc::EPOLLERR)
 
 #[derive(Debug)]
 pub struct Epoll {
-    fd: OwnedFd,
+    ep: epoll::Epoll,
 }
 
 /// One readiness report: the token given at registration and the event bits.
@@ -24,63 +26,54 @@ pub struct Ready {
 
 /// A reusable buffer for `Epoll::wait`.
 pub struct Events {
-    buf: Vec<libc::epoll_event>,
+    buf: Vec<EpollEvent>,
     len: usize,
 }
 
 impl Events {
     pub fn with_capacity(n: usize) -> Events {
-        Events { buf: vec![libc::epoll_event { events: 0, u64: 0 }; n], len: 0 }
+        Events { buf: vec![EpollEvent::empty(); n], len: 0 }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Ready> + '_ {
-        self.buf[..self.len].iter().map(|e| Ready { token: e.u64, events: e.events })
+        self.buf[..self.len].iter().map(|e| Ready { token: e.data(), events: e.events().bits() as u32 })
     }
 }
 
 impl Epoll {
     pub fn new() -> io::Result<Epoll> {
-        let raw = syscall!(epoll_create1(libc::EPOLL_CLOEXEC))?;
-        // SAFETY: epoll_create1 returned a new fd that nothing else owns.
-        Ok(Epoll { fd: unsafe { OwnedFd::from_raw_fd(raw) } })
+        Ok(Epoll { ep: epoll::Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)? })
     }
 
-    fn ctl(&self, op: i32, fd: BorrowedFd<'_>, events: u32, token: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event { events, u64: token };
-        syscall!(epoll_ctl(self.fd.as_raw_fd(), op, fd.as_raw_fd(), &mut ev)).map(drop)
+    fn event(events: u32, token: u64) -> EpollEvent {
+        EpollEvent::new(EpollFlags::from_bits_retain(events as i32), token)
     }
 
     pub fn add(&self, fd: BorrowedFd<'_>, events: u32, token: u64) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, fd, events, token)
+        Ok(self.ep.add(fd, Self::event(events, token))?)
     }
 
     pub fn modify(&self, fd: BorrowedFd<'_>, events: u32, token: u64) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_MOD, fd, events, token)
+        Ok(self.ep.modify(fd, &mut Self::event(events, token))?)
     }
 
     pub fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
+        Ok(self.ep.delete(fd)?)
     }
 
     pub fn raw(&self) -> i32 {
-        self.fd.as_raw_fd()
+        self.ep.0.as_raw_fd()
     }
 
     pub fn as_fd(&self) -> BorrowedFd<'_> {
-        std::os::fd::AsFd::as_fd(&self.fd)
+        std::os::fd::AsFd::as_fd(&self.ep.0)
     }
 
     /// Waits for readiness; `timeout_ms` -1 waits without limit.
+    /// Any other negative `timeout_ms` is taken as -1, as the kernel takes it.
     pub fn wait(&self, events: &mut Events, timeout_ms: i32) -> io::Result<usize> {
-        let n = retry(|| {
-            syscall!(epoll_wait(
-                self.fd.as_raw_fd(),
-                events.buf.as_mut_ptr(),
-                events.buf.len() as i32,
-                timeout_ms
-            ))
-        })?;
-        events.len = n as usize;
+        let timeout = EpollTimeout::try_from(timeout_ms.max(-1)).unwrap_or(EpollTimeout::NONE);
+        events.len = retry(|| Ok(self.ep.wait(&mut events.buf, timeout)?))?;
         Ok(events.len)
     }
 }

@@ -1,7 +1,9 @@
 //! An eventfd used as a level-style "something is pending" flag.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use nix::sys::eventfd::{EfdFlags, EventFd as NixEventFd};
 
 use super::fd;
 
@@ -13,9 +15,8 @@ pub struct EventFd {
 
 impl EventFd {
     pub fn new() -> io::Result<EventFd> {
-        let raw = syscall!(eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?;
-        // SAFETY: eventfd returned a new fd that nothing else owns.
-        Ok(EventFd { fd: unsafe { OwnedFd::from_raw_fd(raw) } })
+        let efd = NixEventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
+        Ok(EventFd { fd: efd.into() })
     }
 
     /// Makes the fd readable. Never blocks (the counter cannot realistically overflow).

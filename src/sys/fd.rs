@@ -1,33 +1,44 @@
 //! File-descriptor helpers: flags, pipes, socketpairs, plain reads and writes.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::resource::{Resource, getrlimit};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType};
 
 use super::retry;
 
 /// Sets or clears `O_NONBLOCK` on the open file description behind `fd`.
 pub fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
-    let flags = syscall!(fcntl(fd.as_raw_fd(), libc::F_GETFL))?;
-    let want = if on { flags | libc::O_NONBLOCK } else { flags & !libc::O_NONBLOCK };
+    let flags = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL)?);
+    let want = if on { flags | OFlag::O_NONBLOCK } else { flags - OFlag::O_NONBLOCK };
     if want != flags {
-        syscall!(fcntl(fd.as_raw_fd(), libc::F_SETFL, want))?;
+        fcntl(fd, FcntlArg::F_SETFL(want))?;
     }
     Ok(())
 }
 
 /// Whether `O_NONBLOCK` is set on `fd`.
 pub fn is_nonblocking(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    let flags = syscall!(fcntl(fd.as_raw_fd(), libc::F_GETFL))?;
-    Ok(flags & libc::O_NONBLOCK != 0)
+    let flags = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL)?);
+    Ok(flags.contains(OFlag::O_NONBLOCK))
 }
 
 /// Sets `FD_CLOEXEC` on `fd`.
 pub fn set_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
-    syscall!(fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC)).map(drop)
+    fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    Ok(())
 }
 
 /// Whether `FD_CLOEXEC` is set on the raw fd `fd` (which need not be ours).
+///
+/// Raw `fcntl`: nix's takes a `BorrowedFd`, which must name an open fd, and this asks of a
+/// bare number whether it is open at all (`EBADF` if not).
 pub fn is_cloexec(fd: RawFd) -> io::Result<bool> {
+    // SAFETY (the macro's block): F_GETFD takes no pointer and only reads the fd's flags; any
+    // number is allowed.
     let flags = syscall!(fcntl(fd, libc::F_GETFD))?;
     Ok(flags & libc::FD_CLOEXEC != 0)
 }
@@ -39,30 +50,19 @@ pub fn is_open(fd: RawFd) -> bool {
 
 /// Duplicates `fd` to the lowest free number `>= min`, close-on-exec (`F_DUPFD_CLOEXEC`).
 pub fn dup_cloexec_min(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
-    let new = syscall!(fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min))?;
-    // SAFETY: fcntl just returned a new fd that nothing else owns.
+    let new = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(min))?;
+    // SAFETY: fcntl just returned a new fd that nothing else owns (nix returns it raw).
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
 /// A close-on-exec pipe: `(read end, write end)`.
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    syscall!(pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC))?;
-    // SAFETY: pipe2 filled both slots with new fds owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok(nix::unistd::pipe2(OFlag::O_CLOEXEC)?)
 }
 
 /// A close-on-exec `AF_UNIX` `SOCK_STREAM` socketpair.
 pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    syscall!(socketpair(
-        libc::AF_UNIX,
-        libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-        0,
-        fds.as_mut_ptr()
-    ))?;
-    // SAFETY: socketpair filled both slots with new fds owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok(nix::sys::socket::socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)?)
 }
 
 /// Takes ownership of a raw fd number inherited from the parent (the worker's channel).
@@ -79,20 +79,19 @@ pub fn adopt_inherited(fd: RawFd) -> io::Result<OwnedFd> {
 
 /// `read(2)`, retried on EINTR.
 pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
-    retry(|| {
-        syscall!(read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())).map(|n| n as usize)
-    })
+    retry(|| Ok(nix::unistd::read(fd, buf)?))
 }
 
 /// `write(2)`, retried on EINTR.
 pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
-    retry(|| syscall!(write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len())).map(|n| n as usize))
+    retry(|| Ok(nix::unistd::write(fd, buf)?))
 }
 
 /// Waits until `fd` is readable or `timeout_ms` passes (-1: no limit). Returns readiness.
 pub fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<bool> {
-    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    let n = retry(|| syscall!(poll(&mut p, 1, timeout_ms)))?;
+    let timeout = PollTimeout::try_from(timeout_ms.max(-1)).unwrap_or(PollTimeout::NONE);
+    let mut p = [PollFd::new(fd, PollFlags::POLLIN)];
+    let n = retry(|| Ok(nix::poll::poll(&mut p, timeout)?))?;
     Ok(n > 0)
 }
 
@@ -112,26 +111,19 @@ pub fn open_fds() -> io::Result<Vec<RawFd>> {
 
 /// `RLIMIT_NOFILE`'s soft limit: every fd number stays below it.
 pub fn soft_limit() -> u64 {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    match syscall!(getrlimit(libc::RLIMIT_NOFILE, &mut lim)) {
-        Ok(_) => lim.rlim_cur,
-        Err(_) => u64::MAX,
-    }
+    getrlimit(Resource::RLIMIT_NOFILE).map_or(u64::MAX, |(soft, _)| soft)
 }
 
 /// How many more fds this process may open: `RLIMIT_NOFILE`'s soft limit less the fds
 /// open now (`/proc/self/fd`).
 pub fn headroom() -> io::Result<u64> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    syscall!(getrlimit(libc::RLIMIT_NOFILE, &mut lim))?;
+    let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE)?;
     let open = std::fs::read_dir("/proc/self/fd")?.count() as u64;
-    Ok(lim.rlim_cur.saturating_sub(open))
+    Ok(soft.saturating_sub(open))
 }
 
 /// Whether `fd` is a socket (`fstat` reports `S_IFSOCK`).
 pub fn is_socket(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    // SAFETY: an all-zero `stat` is a valid value for fstat to overwrite.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    syscall!(fstat(fd.as_raw_fd(), &mut st))?;
+    let st = nix::sys::stat::fstat(fd)?;
     Ok(st.st_mode & libc::S_IFMT == libc::S_IFSOCK)
 }

@@ -2,18 +2,22 @@
 //! allows only one.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
+
+use nix::errno::Errno;
+use nix::sys::socket::{SockType, getsockopt, sockopt};
 
 /// Whether `fd` is a stream socket (a connection, as far as its type can tell): one
 /// `getsockopt(SO_TYPE)`, which fails with `ENOTSOCK` for a pipe, a file or anything else
 /// that is not a socket. Other errors are returned.
 pub fn is_stream_socket(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    let mut ty: i32 = 0;
-    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
-    match syscall!(getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TYPE, (&mut ty as *mut i32).cast(), &mut len)) {
-        Ok(_) => Ok(ty == libc::SOCK_STREAM),
-        Err(e) if e.raw_os_error() == Some(libc::ENOTSOCK) => Ok(false),
-        Err(e) => Err(e),
+    match getsockopt(&fd, sockopt::SockType) {
+        Ok(ty) => Ok(ty == SockType::Stream),
+        // ENOTSOCK: not a socket. EINVAL: nix's name for a type its enum lacks (SOCK_DCCP,
+        // SOCK_PACKET), which is not a stream either; the system call itself never says
+        // EINVAL for SO_TYPE.
+        Err(Errno::ENOTSOCK | Errno::EINVAL) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 

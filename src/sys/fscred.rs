@@ -6,6 +6,8 @@
 
 use std::io;
 
+use nix::unistd::{Gid, Uid, setfsgid, setfsuid};
+
 /// Filesystem credentials: fs uid, fs gid, supplementary groups.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Creds {
@@ -51,26 +53,25 @@ pub fn run_as<T>(creds: &Creds, f: impl FnOnce() -> T) -> io::Result<T> {
         }
         return Err(e);
     }
-    // SAFETY: setfsgid/setfsuid take plain ids and only change this thread's credentials.
-    unsafe { libc::setfsgid(creds.gid) };
-    // SAFETY: as above.
-    unsafe { libc::setfsuid(creds.uid) };
+    setfsgid(Gid::from_raw(creds.gid));
+    setfsuid(Uid::from_raw(creds.uid));
     let now = read("/proc/thread-self/status");
     let ok = now.as_ref().is_ok_and(|c| c.uid == creds.uid && c.gid == creds.gid);
     let r = ok.then(f);
     // Back to ours: uid first (which gives back the capabilities to set the rest).
-    // SAFETY: as above.
-    unsafe { libc::setfsuid(mine.uid) };
-    // SAFETY: as above.
-    unsafe { libc::setfsgid(mine.gid) };
+    setfsuid(Uid::from_raw(mine.uid));
+    setfsgid(Gid::from_raw(mine.gid));
     set_groups(&mine.groups)?;
     r.ok_or_else(|| io::Error::from_raw_os_error(libc::EPERM))
 }
 
-/// `setgroups` for the calling thread only: the raw system call (glibc's wrapper would set
-/// them in every thread of the process).
+/// `setgroups` for the calling thread only: the raw system call. Not nix's `setgroups`,
+/// which calls glibc's wrapper, and that one sets the groups of every thread of the process
+/// (by signalling them all).
 fn set_groups(groups: &[u32]) -> io::Result<()> {
     let gids: Vec<libc::gid_t> = groups.to_vec();
+    // SAFETY (the macro's block): `gids` is a live array of `gids.len()` gid_t values,
+    // which the kernel only reads.
     syscall!(syscall(libc::SYS_setgroups, gids.len() as libc::c_long, gids.as_ptr())).map(drop)
 }
 

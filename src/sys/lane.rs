@@ -4,6 +4,8 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+use nix::sys::socket::{AddressFamily, Shutdown, SockFlag, SockType};
+
 use super::retry;
 
 /// The byte each connection travels with.
@@ -13,10 +15,7 @@ pub(crate) const BATCH: usize = 32;
 
 /// A close-on-exec `AF_UNIX` `SOCK_SEQPACKET` pair: `(primary's sending end, worker's end)`.
 pub fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    syscall!(socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()))?;
-    // SAFETY: socketpair filled both slots with new fds owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok(nix::sys::socket::socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?)
 }
 
 #[repr(C, align(8))]
@@ -26,6 +25,9 @@ struct Cmsg([u8; 24]);
 /// Sends each fd of `conns` (the caller's, kept open for the call) as its own message, in one `sendmmsg` (never waits, never
 /// SIGPIPE). Returns how many were sent (the rest are still the caller's); an error only if
 /// none was.
+///
+/// Raw, not nix's `sendmmsg`: nix's gives every message the same control messages (each of
+/// ours carries its own fd), and it allocates its headers per call on this hot path.
 pub fn send(sock: BorrowedFd<'_>, conns: &[RawFd]) -> io::Result<usize> {
     let n = conns.len().min(BATCH);
     if n == 0 {
@@ -63,6 +65,11 @@ pub fn send(sock: BorrowedFd<'_>, conns: &[RawFd]) -> io::Result<usize> {
 
 /// One `recvmsg` of a lane message: (bytes, the fd it carried, whether it was not exactly a
 /// byte and an fd: longer, or with more fds, which the kernel then drops and closes).
+///
+/// Raw, as `scm::recv` and for the same reasons, which matter more here: the one-fd buffer
+/// makes `MSG_CTRUNC` routine for a message with extra fds, and nix would then refuse to
+/// hand over (so leak) the fd the kernel did install; nix would also allocate a `Vec` per
+/// connection.
 fn recv_msg(sock: BorrowedFd<'_>, flags: i32) -> io::Result<(usize, Option<OwnedFd>, bool)> {
     let mut byte = [0u8; 1];
     let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
@@ -115,9 +122,11 @@ pub fn next_fits(sock: BorrowedFd<'_>) -> io::Result<bool> {
     }
 }
 
-/// Connections waiting in the receive queue of `sock` (its bytes, `FIONREAD`).
+/// Connections waiting in the receive queue of `sock` (its bytes, `FIONREAD`). Raw: nix
+/// offers ioctls only as macros that generate `unsafe fn`s, no safe `FIONREAD`.
 pub fn queued(sock: BorrowedFd<'_>) -> io::Result<usize> {
     let mut n: libc::c_int = 0;
+    // SAFETY (the macro's block): FIONREAD writes one c_int, into the live local `n`.
     syscall!(ioctl(sock.as_raw_fd(), libc::FIONREAD, &mut n))?;
     Ok(n.max(0) as usize)
 }
@@ -125,7 +134,7 @@ pub fn queued(sock: BorrowedFd<'_>) -> io::Result<usize> {
 /// `shutdown(SHUT_RD)` on the worker's end: the sender gets `EPIPE`, a waiting receiver
 /// wakes, and what is queued can still be received (by the primary's copy).
 pub fn shut_read(sock: BorrowedFd<'_>) -> io::Result<()> {
-    syscall!(shutdown(sock.as_raw_fd(), libc::SHUT_RD)).map(drop)
+    Ok(nix::sys::socket::shutdown(sock.as_raw_fd(), Shutdown::Read)?)
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
+use nix::unistd::Pid;
+
 /// How a child ended, as Node reports it: an exit code or a signal number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExitStatus {
@@ -10,7 +12,7 @@ pub enum ExitStatus {
     Signal(i32),
 }
 
-/// `pidfd_open(pid, 0)`; the new fd is close-on-exec.
+/// `pidfd_open(pid, 0)`; the new fd is close-on-exec. Raw: nix has no `pidfd_open`.
 pub fn open(pid: i32) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes two integers and returns a new fd or -1.
     let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
@@ -21,7 +23,8 @@ pub fn open(pid: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw as i32) })
 }
 
-/// `pidfd_send_signal(pidfd, sig)`. `ESRCH` once the process has been reaped.
+/// `pidfd_send_signal(pidfd, sig)`. `ESRCH` once the process has been reaped. Raw: nix has
+/// no `pidfd_send_signal`.
 pub fn send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
     // SAFETY: a null siginfo is allowed; the other arguments are integers.
     let r = unsafe {
@@ -38,6 +41,10 @@ pub fn send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
 
 /// Reaps the child behind `pidfd` if it has exited (`waitid(P_PIDFD, WEXITED|WNOHANG)`).
 /// `Ok(None)` while it still runs.
+///
+/// Raw, not nix's `waitid(Id::PIDFd, ..)`: nix converts the status to its `Signal` enum
+/// *after* the kernel has reaped the child, so a worker killed by a real-time signal
+/// (`SIGRTMIN+n`) would come back as `EINVAL` and its exit be lost for good.
 pub fn try_reap(pidfd: BorrowedFd<'_>) -> io::Result<Option<ExitStatus>> {
     // SAFETY: an all-zero siginfo_t is valid for waitid to fill.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
@@ -62,8 +69,8 @@ pub fn try_reap(pidfd: BorrowedFd<'_>) -> io::Result<Option<ExitStatus>> {
 
 /// Reaps the child `pid` (blocking). Used only for a child whose exec failed.
 pub fn reap_pid(pid: i32) {
-    let mut status = 0;
-    let _ = super::retry(|| syscall!(waitpid(pid, &mut status, 0)));
+    // The status is not wanted, so nix's lossy conversion of it does not matter here.
+    let _ = super::retry(|| Ok(nix::sys::wait::waitpid(Pid::from_raw(pid), None)?));
 }
 
 /// A child we spawned: through its pidfd where the kernel offers `pidfd_open` (Linux 5.3+),
@@ -101,6 +108,8 @@ impl Child {
         }
     }
 
+    /// `sig` is any signal number, real-time ones included: the pid fallback is raw `kill`,
+    /// since nix's `kill` takes its `Signal` enum, which has no `SIGRTMIN+n`.
     pub fn signal(&self, sig: i32) -> io::Result<()> {
         match self {
             Child::PidFd { fd, pid } => match send_signal(std::os::fd::AsFd::as_fd(fd), sig) {
@@ -115,6 +124,7 @@ impl Child {
     pub fn try_reap(&self) -> io::Result<Option<ExitStatus>> {
         match self {
             Child::PidFd { fd, .. } => try_reap(std::os::fd::AsFd::as_fd(fd)),
+            // Raw `waitpid` for the reason given at `try_reap` above.
             Child::Pid(pid) => {
                 let mut status = 0;
                 let r = super::retry(|| syscall!(waitpid(*pid, &mut status, libc::WNOHANG)))?;

@@ -5,14 +5,17 @@ use std::io;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+
 pub fn getpid() -> i32 {
-    // SAFETY: getpid has no preconditions.
-    unsafe { libc::getpid() }
+    nix::unistd::getpid().as_raw()
 }
 
-/// Asks the kernel to send `sig` to this process when its parent (thread) dies.
+/// Asks the kernel to send `sig` to this process when its parent (thread) dies (0: none).
+/// `EINVAL` for a number that is no signal (nix's `Signal` has no `SIGRTMIN+n` either).
 pub fn set_parent_death_signal(sig: i32) -> io::Result<()> {
-    syscall!(prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0)).map(drop)
+    let sig = if sig == 0 { None } else { Some(Signal::try_from(sig)?) };
+    Ok(nix::sys::prctl::set_pdeathsig(sig)?)
 }
 
 /// Ends the process with `code` (from a library thread or for the program), as Node's `process.exit` does when a
@@ -21,8 +24,8 @@ pub fn set_parent_death_signal(sig: i32) -> io::Result<()> {
 /// the program's own threads may still be running; a host for which that is unsafe (the
 /// Node addon) installs an `atexit` handler that calls `_exit` first.
 pub fn exit_from_library_thread(code: i32) -> ! {
-    // SAFETY: exit has no preconditions.
-    unsafe { libc::exit(code) }
+    // std's exit is libc's `exit` (atexit handlers, stdio flushed), without the `unsafe`.
+    std::process::exit(code)
 }
 
 /// Removes a variable from the environment. Called once at worker start-up, before the
@@ -47,12 +50,8 @@ pub fn current_command() -> io::Result<(PathBuf, Vec<OsString>)> {
 /// Blocks every signal in the calling thread, so a library thread never runs the host's
 /// handlers (house style P5).
 pub fn block_signals_in_this_thread() {
-    // SAFETY: the sigset is initialized by sigfillset before use.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut set);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    }
+    // pthread_sigmask fails only for a bad `how`; the error, as before, is not reported.
+    let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&SigSet::all()), None);
 }
 
 /// Number of online CPUs.

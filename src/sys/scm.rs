@@ -1,7 +1,9 @@
 //! `sendmsg`/`recvmsg` with `SCM_RIGHTS`, as Node's channel uses them.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{ControlMessage, MsgFlags, UnixAddr};
 
 use super::retry;
 
@@ -17,36 +19,20 @@ struct CmsgBuf([u8; 64]);
 /// Always `MSG_NOSIGNAL` (no SIGPIPE, see house style P5); `nonblocking` adds
 /// `MSG_DONTWAIT`.
 pub fn send(sock: BorrowedFd<'_>, data: &[u8], fd: Option<RawFd>, nonblocking: bool) -> io::Result<usize> {
-    let mut flags = libc::MSG_NOSIGNAL;
+    let mut flags = MsgFlags::MSG_NOSIGNAL;
     if nonblocking {
-        flags |= libc::MSG_DONTWAIT;
+        flags |= MsgFlags::MSG_DONTWAIT;
     }
+    let raw = sock.as_raw_fd();
     let Some(fd) = fd else {
-        return retry(|| {
-            syscall!(send(sock.as_raw_fd(), data.as_ptr().cast(), data.len(), flags))
-                .map(|n| n as usize)
-        });
+        return retry(|| Ok(nix::sys::socket::send(raw, data, flags)?));
     };
-    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut _, iov_len: data.len() };
-    let mut cbuf = CmsgBuf([0; 64]);
-    // SAFETY: CMSG_SPACE is a pure size computation.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-    // SAFETY: an all-zero msghdr is valid; we fill the fields we use below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.0.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
-    // SAFETY: msg_control points at `space` (<= 64) writable, aligned bytes, so the first
-    // header exists and its data area holds one fd.
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
-    }
-    retry(|| syscall!(sendmsg(sock.as_raw_fd(), &msg, flags)).map(|n| n as usize))
+    // nix builds the SCM_RIGHTS header itself (in a 24-byte buffer it allocates per call:
+    // noise next to a sendmsg that installs an fd in the peer).
+    let fds = [fd];
+    let cmsgs = [ControlMessage::ScmRights(&fds)];
+    let iov = [IoSlice::new(data)];
+    retry(|| Ok(nix::sys::socket::sendmsg::<UnixAddr>(raw, &iov, &cmsgs, flags, None)?))
 }
 
 /// What one `recvmsg` brought.
@@ -61,6 +47,11 @@ pub struct Received {
 }
 
 /// `recvmsg(sock, buf, MSG_CMSG_CLOEXEC)`, retried on EINTR.
+///
+/// Raw, not nix's `recvmsg`: on `MSG_CTRUNC` nix refuses to walk the control messages
+/// (`ENOBUFS`), so the fds the kernel did install would leak instead of being closed here;
+/// and it hands fds back as `RawFd` in a `Vec` per message, so taking ownership would need
+/// `unsafe` all the same.
 pub fn recv(sock: BorrowedFd<'_>, buf: &mut [u8], nonblocking: bool) -> io::Result<Received> {
     let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
     let mut cbuf = CmsgBuf([0; 64]);

@@ -1,10 +1,15 @@
 //! Listening sockets: bind, listen, accept, getsockname, for TCP and Unix paths.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use nix::sys::socket::{
+    AddressFamily, Shutdown, SockFlag, SockType, SockaddrStorage, UnixAddr, getsockname, getsockopt,
+    setsockopt, sockopt,
+};
 
 use super::retry;
 
@@ -26,105 +31,90 @@ pub struct ListenOpts {
     pub reuse_port: bool,
 }
 
-fn sockaddr(addr: &Addr) -> io::Result<(libc::sockaddr_storage, libc::socklen_t)> {
-    // SAFETY: an all-zero sockaddr_storage is valid.
-    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        Addr::Inet(SocketAddr::V4(a)) => {
-            // SAFETY: sockaddr_storage is large and aligned enough for any sockaddr.
-            let sin = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in) };
-            sin.sin_family = libc::AF_INET as _;
-            sin.sin_port = a.port().to_be();
-            sin.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        Addr::Inet(SocketAddr::V6(a)) => {
-            // SAFETY: as above.
-            let sin6 = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in6) };
-            sin6.sin6_family = libc::AF_INET6 as _;
-            sin6.sin6_port = a.port().to_be();
-            sin6.sin6_addr.s6_addr = a.ip().octets();
-            sin6.sin6_scope_id = a.scope_id();
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
+/// `bind(2)` to `addr`.
+fn bind_to(fd: &OwnedFd, addr: &Addr) -> io::Result<()> {
+    let raw = fd.as_raw_fd();
+    match addr {
+        Addr::Inet(a) => nix::sys::socket::bind(raw, &SockaddrStorage::from(*a))?,
         Addr::Unix(path) => {
-            // SAFETY: as above.
-            let sun = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_un) };
+            // Checked here, not by nix: an empty path would bind an unnamed (autobound)
+            // address, and every refusal keeps the one errno callers know.
             let bytes = path.as_os_str().as_bytes();
-            if bytes.is_empty() || bytes.len() >= sun.sun_path.len() || bytes.contains(&0) {
+            if bytes.is_empty() || bytes.contains(&0) {
                 return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
             }
-            sun.sun_family = libc::AF_UNIX as _;
-            for (d, s) in sun.sun_path.iter_mut().zip(bytes) {
-                *d = *s as libc::c_char;
-            }
-            std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1
+            nix::sys::socket::bind(raw, &UnixAddr::new(path.as_path())?)?
         }
-    };
-    Ok((ss, len as libc::socklen_t))
-}
-
-fn from_sockaddr(ss: &libc::sockaddr_storage) -> io::Result<Addr> {
-    match ss.ss_family as i32 {
-        libc::AF_INET => {
-            // SAFETY: the family says this storage holds a sockaddr_in.
-            let sin = unsafe { &*(ss as *const _ as *const libc::sockaddr_in) };
-            let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-            Ok(Addr::Inet(SocketAddr::new(IpAddr::V4(ip), u16::from_be(sin.sin_port))))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says this storage holds a sockaddr_in6.
-            let sin6 = unsafe { &*(ss as *const _ as *const libc::sockaddr_in6) };
-            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            Ok(Addr::Inet(SocketAddr::new(IpAddr::V6(ip), u16::from_be(sin6.sin6_port))))
-        }
-        libc::AF_UNIX => {
-            // SAFETY: the family says this storage holds a sockaddr_un.
-            let sun = unsafe { &*(ss as *const _ as *const libc::sockaddr_un) };
-            let bytes: Vec<u8> =
-                sun.sun_path.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
-            Ok(Addr::Unix(PathBuf::from(std::ffi::OsStr::from_bytes(&bytes))))
-        }
-        _ => Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT)),
     }
+    Ok(())
 }
 
-fn setsockopt_int(fd: BorrowedFd<'_>, level: i32, name: i32, val: i32) -> io::Result<()> {
-    syscall!(setsockopt(
-        fd.as_raw_fd(),
-        level,
-        name,
-        (&val as *const i32).cast(),
-        std::mem::size_of::<i32>() as libc::socklen_t
-    ))
-    .map(drop)
+fn from_sockaddr(ss: &SockaddrStorage) -> io::Result<Addr> {
+    if let Some(sin) = ss.as_sockaddr_in() {
+        let a = std::net::SocketAddrV4::from(*sin);
+        return Ok(Addr::Inet(SocketAddr::new(IpAddr::V4(*a.ip()), a.port())));
+    }
+    if let Some(sin6) = ss.as_sockaddr_in6() {
+        // Address and port only, as before: no flow info, no scope id.
+        let a = std::net::SocketAddrV6::from(*sin6);
+        return Ok(Addr::Inet(SocketAddr::new(IpAddr::V6(*a.ip()), a.port())));
+    }
+    if let Some(sun) = ss.as_unix_addr() {
+        // Unnamed and abstract addresses read as an empty path.
+        return Ok(Addr::Unix(sun.path().map(Path::to_path_buf).unwrap_or_default()));
+    }
+    Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT))
+}
+
+/// `listen(2)`, raw: nix's `Backlog` refuses values above `libc::SOMAXCONN` (4096), where
+/// the kernel accepts any `int` and clamps it to `net.core.somaxconn`, which may be higher.
+fn listen_raw(fd: BorrowedFd<'_>, backlog: i32) -> io::Result<()> {
+    // SAFETY (the macro's block): listen takes two integers and no pointer.
+    syscall!(listen(fd.as_raw_fd(), backlog)).map(drop)
+}
+
+/// An `int` socket option, raw: for `SO_DOMAIN`, which nix has no option for, and
+/// `SO_TYPE` of a socket a peer passed us, which nix's `SockType` enum cannot hold for
+/// every type the kernel reports (`EINVAL` for `SOCK_DCCP`, `SOCK_PACKET`).
+fn getsockopt_int(fd: BorrowedFd<'_>, level: i32, name: i32) -> io::Result<i32> {
+    let mut v: i32 = 0;
+    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+    // SAFETY (the macro's block): `v` and `len` are live locals; `len` gives `v`'s size, so
+    // the kernel writes at most that many bytes into it.
+    syscall!(getsockopt(fd.as_raw_fd(), level, name, (&mut v as *mut i32).cast(), &mut len))?;
+    Ok(v)
+}
+
+/// A new non-blocking, close-on-exec socket of `family` and `ty`.
+fn new_socket(family: AddressFamily, ty: SockType) -> io::Result<OwnedFd> {
+    Ok(nix::sys::socket::socket(family, ty, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, None)?)
+}
+
+fn family_of(addr: &Addr) -> AddressFamily {
+    match addr {
+        Addr::Inet(SocketAddr::V4(_)) => AddressFamily::Inet,
+        Addr::Inet(SocketAddr::V6(_)) => AddressFamily::Inet6,
+        Addr::Unix(_) => AddressFamily::Unix,
+    }
 }
 
 /// Creates a non-blocking, close-on-exec stream socket bound to `addr`, listening when
 /// `opts.backlog` is set. TCP sockets get `SO_REUSEADDR`, as libuv gives them.
 pub fn bind_stream(addr: &Addr, opts: ListenOpts) -> io::Result<OwnedFd> {
-    let family = match addr {
-        Addr::Inet(SocketAddr::V4(_)) => libc::AF_INET,
-        Addr::Inet(SocketAddr::V6(_)) => libc::AF_INET6,
-        Addr::Unix(_) => libc::AF_UNIX,
-    };
-    let raw = syscall!(socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0))?;
-    // SAFETY: socket returned a new fd that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let b = std::os::fd::AsFd::as_fd(&fd);
-    if family != libc::AF_UNIX {
-        setsockopt_int(b, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    let family = family_of(addr);
+    let fd = new_socket(family, SockType::Stream)?;
+    if family != AddressFamily::Unix {
+        setsockopt(&fd, sockopt::ReuseAddr, &true)?;
         if opts.reuse_port {
-            setsockopt_int(b, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+            setsockopt(&fd, sockopt::ReusePort, &true)?;
         }
     }
-    if family == libc::AF_INET6 {
-        setsockopt_int(b, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, opts.ipv6_only as i32)?;
+    if family == AddressFamily::Inet6 {
+        setsockopt(&fd, sockopt::Ipv6V6Only, &opts.ipv6_only)?;
     }
-    let (ss, len) = sockaddr(addr)?;
-    syscall!(bind(raw, (&ss as *const libc::sockaddr_storage).cast(), len))?;
+    bind_to(&fd, addr)?;
     if let Some(backlog) = opts.backlog {
-        syscall!(listen(raw, backlog))?;
+        listen_raw(fd.as_fd(), backlog)?;
     }
     Ok(fd)
 }
@@ -132,22 +122,17 @@ pub fn bind_stream(addr: &Addr, opts: ListenOpts) -> io::Result<OwnedFd> {
 /// A non-blocking, close-on-exec UDP socket bound to `addr`.
 pub fn bind_datagram(addr: &Addr, ipv6_only: bool, reuse_addr: bool) -> io::Result<OwnedFd> {
     let family = match addr {
-        Addr::Inet(SocketAddr::V4(_)) => libc::AF_INET,
-        Addr::Inet(SocketAddr::V6(_)) => libc::AF_INET6,
         Addr::Unix(_) => return Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT)),
+        inet => family_of(inet),
     };
-    let raw = syscall!(socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0))?;
-    // SAFETY: socket returned a new fd that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let b = std::os::fd::AsFd::as_fd(&fd);
+    let fd = new_socket(family, SockType::Datagram)?;
     if reuse_addr {
-        setsockopt_int(b, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+        setsockopt(&fd, sockopt::ReuseAddr, &true)?;
     }
-    if family == libc::AF_INET6 {
-        setsockopt_int(b, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, ipv6_only as i32)?;
+    if family == AddressFamily::Inet6 {
+        setsockopt(&fd, sockopt::Ipv6V6Only, &ipv6_only)?;
     }
-    let (ss, len) = sockaddr(addr)?;
-    syscall!(bind(raw, (&ss as *const libc::sockaddr_storage).cast(), len))?;
+    bind_to(&fd, addr)?;
     Ok(fd)
 }
 
@@ -168,45 +153,31 @@ pub fn add_pipe_permissions(path: &Path, readable_all: bool, writable_all: bool)
 }
 
 pub fn shutdown(fd: BorrowedFd<'_>) -> io::Result<()> {
-    syscall!(shutdown(fd.as_raw_fd(), libc::SHUT_RDWR)).map(drop)
+    Ok(nix::sys::socket::shutdown(fd.as_raw_fd(), Shutdown::Both)?)
 }
 
 /// `listen(2)` on an already bound socket.
 pub fn listen(fd: BorrowedFd<'_>, backlog: i32) -> io::Result<()> {
-    syscall!(listen(fd.as_raw_fd(), backlog)).map(drop)
+    listen_raw(fd, backlog)
 }
 
 /// `accept4(fd, SOCK_CLOEXEC [| SOCK_NONBLOCK])`, retried on EINTR. `WouldBlock` when none.
 pub fn accept(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<OwnedFd> {
-    let mut flags = libc::SOCK_CLOEXEC;
+    let mut flags = SockFlag::SOCK_CLOEXEC;
     if nonblocking {
-        flags |= libc::SOCK_NONBLOCK;
+        flags |= SockFlag::SOCK_NONBLOCK;
     }
-    let raw = retry(|| {
-        syscall!(accept4(fd.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), flags))
-    })?;
-    // SAFETY: accept4 returned a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    retry(|| Ok(nix::sys::socket::accept4(fd, flags)?))
 }
 
 /// `getsockname(2)`.
 pub fn local_addr(fd: BorrowedFd<'_>) -> io::Result<Addr> {
-    // SAFETY: an all-zero sockaddr_storage is valid for getsockname to fill.
-    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    syscall!(getsockname(fd.as_raw_fd(), (&mut ss as *mut libc::sockaddr_storage).cast(), &mut len))?;
-    from_sockaddr(&ss)
+    from_sockaddr(&getsockname::<SockaddrStorage>(fd.as_raw_fd())?)
 }
 
 /// `(SO_DOMAIN, SO_TYPE)` of a socket, to check what a peer passed us.
 pub fn kind(fd: BorrowedFd<'_>) -> io::Result<(i32, i32)> {
-    let get = |name| -> io::Result<i32> {
-        let mut v: i32 = 0;
-        let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
-        syscall!(getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, name, (&mut v as *mut i32).cast(), &mut len))?;
-        Ok(v)
-    };
-    Ok((get(libc::SO_DOMAIN)?, get(libc::SO_TYPE)?))
+    Ok((getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN)?, getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)?))
 }
 
 /// Removes a Unix socket path, ignoring a missing file.
@@ -220,18 +191,16 @@ pub fn describe(fd: BorrowedFd<'_>) -> io::Result<(i32, i32, bool)> {
         return Err(io::Error::from_raw_os_error(libc::ENOTSOCK));
     }
     let (domain, ty) = kind(fd)?;
-    let mut v: i32 = 0;
-    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
-    syscall!(getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ACCEPTCONN, (&mut v as *mut i32).cast(), &mut len))?;
-    Ok((domain, ty, v != 0))
+    Ok((domain, ty, getsockopt(&fd, sockopt::AcceptConn)?))
 }
 
 /// Connections waiting in a TCP listener's accept queue (`TCP_INFO`'s `tcpi_unacked`, which
-/// a listening socket reports as its accept-queue length).
+/// a listening socket reports as its accept-queue length). Raw: nix has no `TCP_INFO` option.
 pub fn accept_queue(fd: BorrowedFd<'_>) -> io::Result<usize> {
-    // SAFETY: an all-zero tcp_info is valid for getsockopt to fill.
+    // SAFETY: tcp_info is plain integers; all-zero is a valid value for getsockopt to fill.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY (the macro's block): `info` and `len` are live locals and `len` is `info`'s size.
     syscall!(getsockopt(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_INFO, (&mut info as *mut libc::tcp_info).cast(), &mut len))?;
     Ok(info.tcpi_unacked as usize)
 }

@@ -4,10 +4,22 @@
 //! calls only async-signal-safe functions (`dup2`, `fcntl`, `sigaction`, `sigprocmask`,
 //! `prctl`, `chdir`, `setgid`, `setuid`, `execve`, `write`, `_exit`) and runs no destructor.
 //! An exec failure travels back as an errno through a close-on-exec pipe, as libuv does.
+//!
+//! In the child, nix is used only where its wrapper is one system call on what it is given,
+//! with no allocation (`sigprocmask`, `getppid`, `chdir` of a `CStr`, `setgroups`, `setgid`,
+//! `setuid`). The rest stays libc: `execve` (nix's builds its pointer arrays in a `Vec`: an
+//! allocation after fork), `dup2` and `fcntl` on bare fd numbers (nix's take an `OwnedFd` or
+//! `BorrowedFd`, whose drop or contract the child must not involve), `sigaction` over every
+//! number up to `SIGRTMAX` and `prctl(PR_SET_PDEATHSIG)` of any number (nix's `Signal` has no
+//! real-time signals), and `write`/`_exit`/`errno` in the failure path. `fork` itself is
+//! `unsafe` in nix as in libc.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
+use nix::unistd::{self, Gid, Uid};
 
 use super::fd;
 
@@ -157,7 +169,7 @@ pub fn spawn(plan: &SpawnPlan, channel: BorrowedFd<'_>) -> io::Result<Spawned> {
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = plan.envp.iter().map(|s| s.as_ptr()).collect();
     envp.push(std::ptr::null());
-    let cwd = plan.cwd.as_ref().map(|c| c.as_ptr());
+    let cwd = plan.cwd.as_deref();
     let parent = super::process::getpid();
     let (chan_raw, err_raw) = (chan.as_raw_fd(), err_w.as_raw_fd());
 
@@ -201,7 +213,7 @@ unsafe fn child(
     plan: &SpawnPlan,
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
-    cwd: Option<*const libc::c_char>,
+    cwd: Option<&CStr>,
     (chan, chan_fd): (RawFd, RawFd),
     err: RawFd,
     parent: i32,
@@ -243,29 +255,28 @@ unsafe fn child(
                 libc::sigaction(sig, &sa, std::ptr::null_mut());
             }
         }
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
         if plan.parent_death_signal != 0 {
             libc::prctl(libc::PR_SET_PDEATHSIG, plan.parent_death_signal as libc::c_ulong, 0, 0, 0);
-            if libc::getppid() != parent {
+            if unistd::getppid().as_raw() != parent {
                 libc::_exit(1);
             }
         }
+        // nix leaves errno as the failed call set it, which is what `fail` sends.
         if let Some(dir) = cwd
-            && libc::chdir(dir) < 0 {
+            && unistd::chdir(dir).is_err() {
                 fail(err);
             }
         if plan.uid.is_some() || plan.gid.is_some() {
             // As libuv: drop supplementary groups; failure (not root) is not fatal.
-            libc::setgroups(0, std::ptr::null());
+            let _ = unistd::setgroups(&[]);
         }
         if let Some(gid) = plan.gid
-            && libc::setgid(gid) < 0 {
+            && unistd::setgid(Gid::from_raw(gid)).is_err() {
                 fail(err);
             }
         if let Some(uid) = plan.uid
-            && libc::setuid(uid) < 0 {
+            && unistd::setuid(Uid::from_raw(uid)).is_err() {
                 fail(err);
             }
         libc::execve(plan.path.as_ptr(), argv.as_ptr(), envp.as_ptr());
