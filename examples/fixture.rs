@@ -129,11 +129,13 @@ fn primary() {
     let ctx = context::get().expect("context");
     let Role::Primary(p) = &ctx.role else { unreachable!() };
     // Events are printed by a thread of ours, so stdin commands and events interleave.
-    std::thread::spawn(move || loop {
-        while let Some(ev) = ctx.events.pop() {
-            say(event_json(&ev));
+    std::thread::spawn(move || {
+        loop {
+            while let Some(ev) = ctx.events.pop() {
+                say(event_json(&ev));
+            }
+            let _ = ctx.events.wait(-1);
         }
-        let _ = ctx.events.wait(-1);
     });
     say(serde_json::json!({"ready": std::process::id(), "fds": fd_report()}));
     for line in std::io::stdin().lock().lines() {
@@ -141,11 +143,7 @@ fn primary() {
         let words: Vec<&str> = line.split_whitespace().collect();
         let reply = match words.as_slice() {
             ["fork", env @ ..] => {
-                let env: Vec<_> = env
-                    .iter()
-                    .filter_map(|kv| kv.split_once('='))
-                    .map(|(k, v)| (k.into(), v.into()))
-                    .collect();
+                let env: Vec<_> = env.iter().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.into(), v.into())).collect();
                 match p.fork(&env) {
                     Ok(id) => serde_json::json!({"forked": id}),
                     Err(e) => serde_json::json!({"error": e.code, "message": e.message}),
@@ -190,18 +188,25 @@ fn primary() {
             },
             ["disconnect-all"] => serde_json::json!({"disconnecting_all": p.disconnect_all()}),
             ["sched", policy] => match p.setup(cluster::primary::settings::Settings {
-                sched_policy: Some(if *policy == "none" { cluster::primary::SchedPolicy::None } else { cluster::primary::SchedPolicy::RoundRobin }),
+                sched_policy: Some(if *policy == "none" {
+                    cluster::primary::SchedPolicy::None
+                } else {
+                    cluster::primary::SchedPolicy::RoundRobin
+                }),
                 ..Default::default()
             }) {
                 Ok(()) => serde_json::json!({"sched": policy}),
                 Err(e) => serde_json::json!({"error": e.code, "message": e.message}),
             },
             ["state", id] => match p.worker(id.parse().unwrap_or(0)) {
-                Ok(w) => serde_json::json!({"state": format!("{:?}", w.state).to_lowercase(), "connected": w.connected, "dead": w.dead, "ead": w.exited_after_disconnect, "listed": w.listed}),
+                Ok(w) => {
+                    serde_json::json!({"state": format!("{:?}", w.state).to_lowercase(), "connected": w.connected, "dead": w.dead, "ead": w.exited_after_disconnect, "listed": w.listed})
+                }
                 Err(e) => serde_json::json!({"error": e.code, "message": e.message}),
             },
             ["ids", uid, gid] => {
-                p.setup(cluster::primary::settings::Settings { uid: uid.parse().ok(), gid: gid.parse().ok(), ..Default::default() }).expect("setup");
+                p.setup(cluster::primary::settings::Settings { uid: uid.parse().ok(), gid: gid.parse().ok(), ..Default::default() })
+                    .expect("setup");
                 serde_json::json!({"ids": [uid, gid]})
             }
             ["allow", addr, port] => {
@@ -214,7 +219,8 @@ fn primary() {
                 serde_json::json!({"maxmsg": bytes})
             }
             ["inflight", n] => {
-                p.setup(cluster::primary::settings::Settings { max_in_flight: Some(n.parse().unwrap_or(1)), ..Default::default() }).expect("setup");
+                p.setup(cluster::primary::settings::Settings { max_in_flight: Some(n.parse().unwrap_or(1)), ..Default::default() })
+                    .expect("setup");
                 serde_json::json!({"inflight": n})
             }
             ["leastloaded"] => {
@@ -287,7 +293,9 @@ fn raw_line(kind: &str) {
         "bigdata" => {
             // Every reply echoes the first query's `data`; unread, they queue in the primary.
             let q = |seq: usize, data: &str| {
-                format!("{{\"cmd\":\"NODE_CLUSTER\",\"act\":\"queryServer\",\"index\":1,\"address\":\"127.0.0.1\",\"port\":0,\"addressType\":4,\"data\":{data},\"seq\":{seq}}}\n")
+                format!(
+                    "{{\"cmd\":\"NODE_CLUSTER\",\"act\":\"queryServer\",\"index\":1,\"address\":\"127.0.0.1\",\"port\":0,\"addressType\":4,\"data\":{data},\"seq\":{seq}}}\n"
+                )
             };
             let big = format!("\"{}\"", "x".repeat(15 << 20));
             let mut sent = 0;
@@ -359,31 +367,33 @@ fn worker() {
     let echo = std::env::var("FIXTURE_ECHO").is_ok_and(|v| v == "1");
     // User messages also go to the program's thread (modes that take orders: drip).
     let (orders_tx, orders) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || loop {
-        while let Some(ev) = ctx.events.pop() {
-            if let Event::Message { json, .. } = &ev {
-                let _ = orders_tx.send(json.clone());
-            }
-            if let (true, Event::Message { json, fd, .. }) = (echo, &ev) {
-                let fd_data = fd.as_ref().map(read_line_from);
-                let reply = serde_json::json!({"echo": serde_json::from_str::<serde_json::Value>(json).unwrap_or_default(), "fd_data": fd_data});
-                match fd_data {
-                    // Pass a socket back too, to exercise handles in the other direction.
-                    Some(_) => {
-                        let sock = socket_with("from-worker");
-                        let _ = w.send(&reply.to_string(), Some(std::os::fd::AsFd::as_fd(&sock)));
-                    }
-                    None => {
-                        let _ = w.send(&reply.to_string(), None);
+    std::thread::spawn(move || {
+        loop {
+            while let Some(ev) = ctx.events.pop() {
+                if let Event::Message { json, .. } = &ev {
+                    let _ = orders_tx.send(json.clone());
+                }
+                if let (true, Event::Message { json, fd, .. }) = (echo, &ev) {
+                    let fd_data = fd.as_ref().map(read_line_from);
+                    let reply = serde_json::json!({"echo": serde_json::from_str::<serde_json::Value>(json).unwrap_or_default(), "fd_data": fd_data});
+                    match fd_data {
+                        // Pass a socket back too, to exercise handles in the other direction.
+                        Some(_) => {
+                            let sock = socket_with("from-worker");
+                            let _ = w.send(&reply.to_string(), Some(std::os::fd::AsFd::as_fd(&sock)));
+                        }
+                        None => {
+                            let _ = w.send(&reply.to_string(), None);
+                        }
                     }
                 }
+                let mut v = event_json(&ev);
+                v["worker_event"] = serde_json::Value::Bool(true);
+                v["worker"] = serde_json::json!(w.id());
+                say(v);
             }
-            let mut v = event_json(&ev);
-            v["worker_event"] = serde_json::Value::Bool(true);
-            v["worker"] = serde_json::json!(w.id());
-            say(v);
+            let _ = ctx.events.wait(-1);
         }
-        let _ = ctx.events.wait(-1);
     });
     match mode.as_str() {
         "idle" => loop {
@@ -395,8 +405,10 @@ fn worker() {
             std::process::exit(5);
         }
         "env" => {
-            let env: serde_json::Map<String, serde_json::Value> =
-                std::env::vars().filter(|(k, _)| k.starts_with("CLUSTER_TEST") || k.starts_with("NODE_")).map(|(k, v)| (k, v.into())).collect();
+            let env: serde_json::Map<String, serde_json::Value> = std::env::vars()
+                .filter(|(k, _)| k.starts_with("CLUSTER_TEST") || k.starts_with("NODE_"))
+                .map(|(k, v)| (k, v.into()))
+                .collect();
             // SAFETY (fixture): getuid/getgid have no preconditions.
             let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
             say(serde_json::json!({"worker": w.id(), "id": w.id(), "env": env, "uid": uid, "gid": gid}));
@@ -643,11 +655,13 @@ fn hoard_worker(id: u32, server: &Server) -> ! {
 /// Lowers RLIMIT_NOFILE so that exactly `room` more fds fit (fds take the lowest free number,
 /// which must stay below the limit).
 fn limit_fds(room: u64) {
-    let lowest = (0..).find(|&fd| {
-        // SAFETY: (fixture) F_GETFD on any number only asks whether it is open.
-        let flags = unsafe { libc::fcntl(fd as i32, libc::F_GETFD) };
-        flags < 0
-    }).unwrap_or(0u64);
+    let lowest = (0..)
+        .find(|&fd| {
+            // SAFETY: (fixture) F_GETFD on any number only asks whether it is open.
+            let flags = unsafe { libc::fcntl(fd as i32, libc::F_GETFD) };
+            flags < 0
+        })
+        .unwrap_or(0u64);
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: (fixture) getrlimit/setrlimit read and write one rlimit.
     unsafe {

@@ -19,7 +19,9 @@ pub(crate) const FLAG_IPV6ONLY: i64 = 1;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
     /// `address: null`: every interface (dual-stack `::`, falling back to `0.0.0.0`).
-    Any { port: u16 },
+    Any {
+        port: u16,
+    },
     Ip(SocketAddr),
     /// A Unix socket path (`port: -1`, `addressType: -1`).
     Pipe(PathBuf),
@@ -44,9 +46,7 @@ impl Target {
                 };
                 Ok(Target::Pipe(abs))
             }
-            _ if !(0..=65535).contains(&port) => {
-                Err(Error::errno(libc::EINVAL, format!("port {port} is out of range (0 to 65535)")))
-            }
+            _ if !(0..=65535).contains(&port) => Err(Error::errno(libc::EINVAL, format!("port {port} is out of range (0 to 65535)"))),
             None => Ok(Target::Any { port: port as u16 }),
             Some("") => Ok(Target::Any { port: port as u16 }),
             Some(a) => {
@@ -56,7 +56,9 @@ impl Target {
                 let resolved = (a, port as u16).to_socket_addrs().ok().and_then(|mut it| it.next());
                 match resolved {
                     Some(sa) => Ok(Target::Ip(sa)),
-                    None => Err(Error::errno(libc::EINVAL, format!("address {a:?} is not an IP address, a path or a resolvable host name"))),
+                    None => {
+                        Err(Error::errno(libc::EINVAL, format!("address {a:?} is not an IP address, a path or a resolvable host name")))
+                    }
                 }
             }
         }
@@ -173,8 +175,9 @@ impl Target {
 /// Node's `readableAll` / `writableAll` on a bound Unix socket (nothing for IP addresses).
 pub fn apply_pipe_mode(bound: &Addr, readable_all: bool, writable_all: bool) -> Result<()> {
     match bound {
-        Addr::Unix(p) if readable_all || writable_all => socket::add_pipe_permissions(p, readable_all, writable_all)
-            .map_err(|e| Error::io(format!("chmod {}", p.display()), e)),
+        Addr::Unix(p) if readable_all || writable_all => {
+            socket::add_pipe_permissions(p, readable_all, writable_all).map_err(|e| Error::io(format!("chmod {}", p.display()), e))
+        }
         _ => Ok(()),
     }
 }
@@ -182,9 +185,11 @@ pub fn apply_pipe_mode(bound: &Addr, readable_all: bool, writable_all: bool) -> 
 fn shortest_path(abs: &Path) -> PathBuf {
     if let Ok(cwd) = std::env::current_dir()
         && let Ok(rel) = abs.strip_prefix(&cwd)
-            && rel.as_os_str().len() < abs.as_os_str().len() && !rel.as_os_str().is_empty() {
-                return rel.to_path_buf();
-            }
+        && rel.as_os_str().len() < abs.as_os_str().len()
+        && !rel.as_os_str().is_empty()
+    {
+        return rel.to_path_buf();
+    }
     abs.to_path_buf()
 }
 

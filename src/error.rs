@@ -168,24 +168,58 @@ mod strerror_tests {
         }
         assert!(names.contains("EOPNOTSUPP") && names.len() > 20, "{names:?}");
         let table: std::collections::HashMap<&str, i32> = [
-            ("EACCES", libc::EACCES), ("EADDRINUSE", libc::EADDRINUSE), ("EADDRNOTAVAIL", libc::EADDRNOTAVAIL),
-            ("EAFNOSUPPORT", libc::EAFNOSUPPORT), ("EAGAIN", libc::EAGAIN), ("EALREADY", libc::EALREADY),
-            ("EBADF", libc::EBADF), ("EBUSY", libc::EBUSY), ("ECHILD", libc::ECHILD), ("ECANCELED", libc::ECANCELED),
-            ("ECONNABORTED", libc::ECONNABORTED), ("ECONNREFUSED", libc::ECONNREFUSED), ("ECONNRESET", libc::ECONNRESET),
-            ("EEXIST", libc::EEXIST), ("EFAULT", libc::EFAULT), ("EINTR", libc::EINTR), ("EINVAL", libc::EINVAL),
-            ("EIO", libc::EIO), ("EMFILE", libc::EMFILE), ("EMSGSIZE", libc::EMSGSIZE), ("ENAMETOOLONG", libc::ENAMETOOLONG),
-            ("ENOENT", libc::ENOENT), ("ENOEXEC", libc::ENOEXEC), ("ENOMEM", libc::ENOMEM), ("ENOSPC", libc::ENOSPC),
-            ("ENOSYS", libc::ENOSYS), ("ENOTCONN", libc::ENOTCONN), ("ENOTDIR", libc::ENOTDIR), ("ENOTSOCK", libc::ENOTSOCK),
-            ("EOPNOTSUPP", libc::EOPNOTSUPP), ("EPERM", libc::EPERM), ("EPIPE", libc::EPIPE), ("EPROTO", libc::EPROTO),
-            ("ESRCH", libc::ESRCH), ("ETIMEDOUT", libc::ETIMEDOUT), ("ENFILE", libc::ENFILE),
-            ("ENOBUFS", libc::ENOBUFS), ("EISCONN", libc::EISCONN), ("ENETUNREACH", libc::ENETUNREACH),
-            ("EHOSTUNREACH", libc::EHOSTUNREACH), ("EPROTONOSUPPORT", libc::EPROTONOSUPPORT), ("ELOOP", libc::ELOOP),
-            ("EROFS", libc::EROFS), ("E2BIG", libc::E2BIG), ("ETXTBSY", libc::ETXTBSY), ("EISDIR", libc::EISDIR),
+            ("EACCES", libc::EACCES),
+            ("EADDRINUSE", libc::EADDRINUSE),
+            ("EADDRNOTAVAIL", libc::EADDRNOTAVAIL),
+            ("EAFNOSUPPORT", libc::EAFNOSUPPORT),
+            ("EAGAIN", libc::EAGAIN),
+            ("EALREADY", libc::EALREADY),
+            ("EBADF", libc::EBADF),
+            ("EBUSY", libc::EBUSY),
+            ("ECHILD", libc::ECHILD),
+            ("ECANCELED", libc::ECANCELED),
+            ("ECONNABORTED", libc::ECONNABORTED),
+            ("ECONNREFUSED", libc::ECONNREFUSED),
+            ("ECONNRESET", libc::ECONNRESET),
+            ("EEXIST", libc::EEXIST),
+            ("EFAULT", libc::EFAULT),
+            ("EINTR", libc::EINTR),
+            ("EINVAL", libc::EINVAL),
+            ("EIO", libc::EIO),
+            ("EMFILE", libc::EMFILE),
+            ("EMSGSIZE", libc::EMSGSIZE),
+            ("ENAMETOOLONG", libc::ENAMETOOLONG),
+            ("ENOENT", libc::ENOENT),
+            ("ENOEXEC", libc::ENOEXEC),
+            ("ENOMEM", libc::ENOMEM),
+            ("ENOSPC", libc::ENOSPC),
+            ("ENOSYS", libc::ENOSYS),
+            ("ENOTCONN", libc::ENOTCONN),
+            ("ENOTDIR", libc::ENOTDIR),
+            ("ENOTSOCK", libc::ENOTSOCK),
+            ("EOPNOTSUPP", libc::EOPNOTSUPP),
+            ("EPERM", libc::EPERM),
+            ("EPIPE", libc::EPIPE),
+            ("EPROTO", libc::EPROTO),
+            ("ESRCH", libc::ESRCH),
+            ("ETIMEDOUT", libc::ETIMEDOUT),
+            ("ENFILE", libc::ENFILE),
+            ("ENOBUFS", libc::ENOBUFS),
+            ("EISCONN", libc::EISCONN),
+            ("ENETUNREACH", libc::ENETUNREACH),
+            ("EHOSTUNREACH", libc::EHOSTUNREACH),
+            ("EPROTONOSUPPORT", libc::EPROTONOSUPPORT),
+            ("ELOOP", libc::ELOOP),
+            ("EROFS", libc::EROFS),
+            ("E2BIG", libc::E2BIG),
+            ("ETXTBSY", libc::ETXTBSY),
+            ("EISDIR", libc::EISDIR),
         ]
         .into_iter()
         .collect();
         for name in &names {
-            let errno = *table.get(name.as_str()).unwrap_or_else(|| panic!("{name} is used in src/: add it to this table and to errno_text"));
+            let errno =
+                *table.get(name.as_str()).unwrap_or_else(|| panic!("{name} is used in src/: add it to this table and to errno_text"));
             assert_ne!(super::errno_text(errno), "system error", "{name} has no text of its own");
         }
         // The Node addon returns ECANCELED too.

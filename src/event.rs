@@ -14,21 +14,57 @@ use crate::sys::eventfd::EventFd;
 /// A lifecycle event, with Node's payload.
 #[derive(Debug)]
 pub enum Event {
-    Fork { id: u32, pid: i32 },
-    Online { id: u32, pid: i32 },
+    Fork {
+        id: u32,
+        pid: i32,
+    },
+    Online {
+        id: u32,
+        pid: i32,
+    },
     /// `address_type`: 4, 6, -1 (pipe), or `ADDRESS_UDP4`/`ADDRESS_UDP6`.
-    Listening { id: u32, pid: i32, address: Option<String>, port: i32, address_type: i32, fd: i32 },
+    Listening {
+        id: u32,
+        pid: i32,
+        address: Option<String>,
+        port: i32,
+        address_type: i32,
+        fd: i32,
+    },
     /// A user message (JSON text), with the socket that came with it, if any.
-    Message { id: u32, pid: i32, json: String, fd: Option<OwnedFd> },
-    Disconnect { id: u32, pid: i32, exited_after_disconnect: bool },
+    Message {
+        id: u32,
+        pid: i32,
+        json: String,
+        fd: Option<OwnedFd>,
+    },
+    Disconnect {
+        id: u32,
+        pid: i32,
+        exited_after_disconnect: bool,
+    },
     /// Worker, with the channel kept on a disconnect (`keep_channel`): the primary asked this
     /// worker to disconnect; its servers are closed, the channel stays open until the
     /// program calls `disconnect` (Node's worker does that once its servers have closed).
-    DisconnectRequested { id: u32, pid: i32 },
+    DisconnectRequested {
+        id: u32,
+        pid: i32,
+    },
     /// `code` is -1 when a signal ended the worker; `signal` is 0 otherwise.
-    Exit { id: u32, pid: i32, code: i32, signal: i32, exited_after_disconnect: bool },
+    Exit {
+        id: u32,
+        pid: i32,
+        code: i32,
+        signal: i32,
+        exited_after_disconnect: bool,
+    },
     /// Something went wrong with a worker (its channel is closed) or the library.
-    Error { id: u32, pid: i32, code: i32, message: String },
+    Error {
+        id: u32,
+        pid: i32,
+        code: i32,
+        message: String,
+    },
     /// Primary: `cluster.workers` became empty (runs a pending `cluster.disconnect(cb)`).
     Drained,
 }

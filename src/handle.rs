@@ -12,7 +12,10 @@ use crate::sys::{fd, socket};
 /// Duplicates `fd` (close-on-exec; the caller keeps theirs) and tells its envelope type.
 pub fn prepare(fd: BorrowedFd<'_>) -> Result<(OwnedFd, HandleType)> {
     let (domain, ty, listening) = socket::describe(fd).map_err(|e| {
-        Error::errno(libc::EINVAL, format!("the fd to send is not a socket ({}); Node peers abort on such handles", crate::error::io_text(&e)))
+        Error::errno(
+            libc::EINVAL,
+            format!("the fd to send is not a socket ({}); Node peers abort on such handles", crate::error::io_text(&e)),
+        )
     })?;
     let inet = domain == libc::AF_INET || domain == libc::AF_INET6;
     let kind = match (ty, listening) {

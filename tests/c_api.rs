@@ -54,11 +54,7 @@ fn run_c(name: &str) {
     for var in ["NODE_UNIQUE_ID", "NODE_CHANNEL_FD", "NODE_CHANNEL_SERIALIZATION_MODE", "NODE_CLUSTER_SCHED_POLICY"] {
         cmd.env_remove(var);
     }
-    cmd.current_dir(common::root())
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("dup log"))
-        .stderr(log)
-        .process_group(0);
+    cmd.current_dir(common::root()).stdin(Stdio::null()).stdout(log.try_clone().expect("dup log")).stderr(log).process_group(0);
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
     let pid = child.id() as i32;
     let guard = GroupGuard(pid);
@@ -213,17 +209,11 @@ fn null_sweep_covers_every_declared_function() {
         .filter(|l| !l.trim_start().starts_with('#') && !l.contains("typedef"))
         .flat_map(called_names)
         .collect();
-    assert!(
-        declared.len() >= 20 && declared.iter().any(|n| n == "cluster_fork"),
-        "parsing include/cluster.h found only {declared:?}"
-    );
+    assert!(declared.len() >= 20 && declared.iter().any(|n| n == "cluster_fork"), "parsing include/cluster.h found only {declared:?}");
     let sweep = std::fs::read_to_string(root.join("tests/c/null_sweep.c")).expect("read null_sweep.c");
     let swept = called_names(&sweep);
     let missing: Vec<&String> = declared.iter().filter(|n| !swept.contains(n)).collect();
-    assert!(
-        missing.is_empty(),
-        "tests/c/null_sweep.c does not call these functions declared in include/cluster.h: {missing:?}"
-    );
+    assert!(missing.is_empty(), "tests/c/null_sweep.c does not call these functions declared in include/cluster.h: {missing:?}");
 
     let lib = common::target_dir().join("libcluster.so");
     if let Some(exported) = exported_functions(&lib) {

@@ -222,9 +222,8 @@ fn our_primary_gives_a_node_worker_no_lane() {
 
     // Everything the Node worker received, as Node parsed it: its queryServer reply, then
     // one newconn per connection it served (at least `node_hits`).
-    let newconns = |p: &Proc| {
-        p.lines.lock().unwrap().iter().filter(|l| l.contains("\"node_internal\"") && l.contains("\"newconn\"")).count()
-    };
+    let newconns =
+        |p: &Proc| p.lines.lock().unwrap().iter().filter(|l| l.contains("\"node_internal\"") && l.contains("\"newconn\"")).count();
     let deadline = Instant::now() + common::TIMEOUT;
     while newconns(&p) < node_hits && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));

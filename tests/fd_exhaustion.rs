@@ -8,8 +8,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Proc, fd_limit, lowest_free_fd, set_fd_limit};
 use common::clients::{clients, collect, fork_server, output};
+use common::{Proc, fd_limit, lowest_free_fd, set_fd_limit};
 
 /// utime + stime of `pid`, in clock ticks.
 fn cpu_ticks(pid: i32) -> u64 {

@@ -25,7 +25,8 @@ struct Tree {
 
 impl Tree {
     fn new() -> Tree {
-        let base = std::env::temp_dir().join(format!("lc-fspriv-{}-{:?}", std::process::id(), std::thread::current().id()).replace(['(', ')'], ""));
+        let base = std::env::temp_dir()
+            .join(format!("lc-fspriv-{}-{:?}", std::process::id(), std::thread::current().id()).replace(['(', ')'], ""));
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(base.join("atk")).unwrap();
         std::fs::create_dir_all(base.join("root")).unwrap();

@@ -9,8 +9,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::clients::{CLIENT_WAIT, clients, fork_server, output};
 use common::Proc;
+use common::clients::{CLIENT_WAIT, clients, fork_server, output};
 
 /// The most connections worker `id` said it holds.
 fn hoarded(p: &Proc, id: u64) -> usize {

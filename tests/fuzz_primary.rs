@@ -391,7 +391,6 @@ fn node_internal(v: &Value) -> bool {
     v.as_object().and_then(|o| o.get("cmd")).and_then(Value::as_str).is_some_and(message::is_internal_cmd)
 }
 
-
 /// A user message as a line (without `\n`): any JSON value but an internal one.
 fn user_json() -> impl Strategy<Value = String> {
     json_value().prop_filter("not internal", |v| !node_internal(v)).prop_map(|v| v.to_string())
@@ -404,11 +403,13 @@ fn internal_line() -> impl Strategy<Value = String> {
             .prop_map(|(a, acc, s)| format!(r#"{{"cmd":"NODE_CLUSTER","ack":{a},"accepted":{acc},"seq":{s}}}"#)),
         Just(r#"{"cmd":"NODE_HANDLE_ACK"}"#.to_string()),
         Just(r#"{"cmd":"NODE_HANDLE_NACK"}"#.to_string()),
-        (select(&["online", "listening", "close", "exitedAfterDisconnect", "queryServer", "newconn", "other"][..]), any::<u32>(), "[a-z0-9:.]{0,20}")
+        (
+            select(&["online", "listening", "close", "exitedAfterDisconnect", "queryServer", "newconn", "other"][..]),
+            any::<u32>(),
+            "[a-z0-9:.]{0,20}"
+        )
             .prop_map(|(act, seq, key)| format!(r#"{{"cmd":"NODE_CLUSTER","act":"{act}","key":"{key}","seq":{seq}}}"#)),
-        "NODE_[A-Z_]{1,16}"
-            .prop_filter("not NODE_HANDLE", |c| c != "NODE_HANDLE")
-            .prop_map(|c| format!(r#"{{"cmd":"{c}"}}"#)),
+        "NODE_[A-Z_]{1,16}".prop_filter("not NODE_HANDLE", |c| c != "NODE_HANDLE").prop_map(|c| format!(r#"{{"cmd":"{c}"}}"#)),
     ]
 }
 
@@ -420,7 +421,8 @@ fn valid_line() -> impl Strategy<Value = String> {
 /// A `NODE_HANDLE` envelope around a user message (or none), as a Node worker sends with a
 /// socket or server.
 fn handle_envelope() -> impl Strategy<Value = String> {
-    (select(&["net.Native", "net.Socket", "net.Server", "dgram.Native"][..]), prop::option::of(user_json())).prop_map(|(ty, msg)| match msg {
+    (select(&["net.Native", "net.Socket", "net.Server", "dgram.Native"][..]), prop::option::of(user_json())).prop_map(|(ty, msg)| match msg
+    {
         Some(m) => format!(r#"{{"cmd":"NODE_HANDLE","type":"{ty}","msg":{m}}}"#),
         None => format!(r#"{{"cmd":"NODE_HANDLE","type":"{ty}"}}"#),
     })
@@ -766,7 +768,11 @@ impl HotVariant {
             let d = n.strip_prefix('-').unwrap_or(n);
             !d.is_empty() && d.len() <= 18 && d.bytes().all(|c| c.is_ascii_digit()) && (d == "0" || !d.starts_with('0')) && n != "-0"
         };
-        let plain = self.extra.is_none() && self.order.is_none() && self.gaps.iter().all(|g| g.is_empty()) && matches!(self.tail, "" | "\n") && self.cut.is_none();
+        let plain = self.extra.is_none()
+            && self.order.is_none()
+            && self.gaps.iter().all(|g| g.is_empty())
+            && matches!(self.tail, "" | "\n")
+            && self.cut.is_none();
         let ack_line = self.cmd == "NODE_HANDLE_ACK" && self.ack.is_none() && self.accepted.is_none() && self.seq.is_none();
         let newconn_reply = self.cmd == "NODE_CLUSTER"
             && self.ack.as_deref().is_some_and(int)
@@ -774,7 +780,6 @@ impl HotVariant {
             && self.seq.as_deref().is_some_and(int);
         plain && (ack_line || newconn_reply)
     }
-
 }
 
 fn number() -> impl Strategy<Value = String> {
@@ -941,7 +946,10 @@ enum Got {
 /// packet reads as the end of the lane, everything else is dropped, and no fd stays open.
 #[test]
 fn lane_recv_takes_only_one_byte_one_fd_packets_and_keeps_no_fd() {
-    let packet = (prop_oneof![3 => Just(1usize), 1 => Just(0usize), 2 => 0usize..64], prop_oneof![3 => Just(vec![]), 4 => vec(fd_kind(), 1..=1), 2 => vec(fd_kind(), 2..=3)]);
+    let packet = (
+        prop_oneof![3 => Just(1usize), 1 => Just(0usize), 2 => 0usize..64],
+        prop_oneof![3 => Just(vec![]), 4 => vec(fd_kind(), 1..=1), 2 => vec(fd_kind(), 2..=3)],
+    );
     check(env_cases("PROPTEST_CASES", 256), vec(packet, 0..16), |packets| {
         let before = open_fds();
         let (tx, rx) = lane::pair().unwrap();
@@ -990,7 +998,8 @@ fn reported_bugs_minimal_inputs() {
     // line that starts in the next read takes it (§4.2: only a line starting in the fd's
     // own read may; this fd is stray).
     let before = open_fds();
-    let out = primary_reads(vec![(b"{\"a\":1".to_vec(), vec![make_fd(FdKind::DevNull)]), (b"}\n{\"cmd\":\"NODE_HANDLE\"}\n".to_vec(), vec![])]);
+    let out =
+        primary_reads(vec![(b"{\"a\":1".to_vec(), vec![make_fd(FdKind::DevNull)]), (b"}\n{\"cmd\":\"NODE_HANDLE\"}\n".to_vec(), vec![])]);
     if out.error.is_none() {
         wrong.push("decoder: an fd that came with `{\"a\":1` went to the NODE_HANDLE line of the next read".into());
     }
@@ -1085,7 +1094,10 @@ impl Bench {
         }
         let (id, _) = self.p.fork(&env);
         self.p
-            .try_expect(|v| v["id"] == id && (v["event"] == "disconnect" || (v["event"] == "message" && v["data"] == sentinel.as_str())), common::TIMEOUT)
+            .try_expect(
+                |v| v["id"] == id && (v["event"] == "disconnect" || (v["event"] == "message" && v["data"] == sentinel.as_str())),
+                common::TIMEOUT,
+            )
             .ok_or_else(|| format!("worker {id}: neither closed nor its sentinel came through; {}", self.log(id)))?;
         // The channel's fate is settled in the pass that read the sentinel (a stray fd is
         // found once the read's lines are handled); the kill then ends an open channel
@@ -1094,7 +1106,10 @@ impl Bench {
         self.p.cmd(&format!("kill {id} 9"), "killed");
         self.p.event("exit", id);
         let events = self.events(id);
-        let d = events.iter().position(|e| e["event"] == "disconnect").ok_or_else(|| format!("worker {id}: no disconnect; {}", self.log(id)))?;
+        let d = events
+            .iter()
+            .position(|e| e["event"] == "disconnect")
+            .ok_or_else(|| format!("worker {id}: no disconnect; {}", self.log(id)))?;
         let closed = d > 0 && events[d - 1]["event"] == "error";
         if closed && events[d - 1]["code"] != cluster::capi::error::CLUSTER_E_PROTOCOL {
             return Err(format!("worker {id}: closed with an error that is not a protocol error; {}", self.log(id)));
@@ -1172,7 +1187,13 @@ fn real_primary_survives_hostile_workers() {
             assert_eq!(predicted, e, "{what}: the in-process model disagrees with the corpus verdict: {:?}", Bytes(bytes.to_vec()));
         }
         let (closed, log) = bench.case(bytes, chunk, fd_at).unwrap_or_else(|e| panic!("{what}: {e}: {:?}", Bytes(bytes.to_vec())));
-        assert_eq!(closed, predicted, "{what}: the primary {} the channel: {:?}; {log}", if closed { "closed" } else { "kept" }, Bytes(bytes.to_vec()));
+        assert_eq!(
+            closed,
+            predicted,
+            "{what}: the primary {} the channel: {:?}; {log}",
+            if closed { "closed" } else { "kept" },
+            Bytes(bytes.to_vec())
+        );
     };
     // The corpus, each with its verdict; every third case in small writes.
     let mut k = 0;

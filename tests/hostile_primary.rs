@@ -27,11 +27,7 @@ impl Worker {
         let (ours, theirs) = UnixStream::pair().unwrap();
         let theirs_fd = theirs.into_raw_fd();
         let mut cmd = Command::new(common::fixture_bin());
-        cmd.env("NODE_UNIQUE_ID", "1")
-            .env("NODE_CHANNEL_FD", "3")
-            .env("FIXTURE_MODE", mode)
-            .stdout(Stdio::null())
-            .stderr(stderr);
+        cmd.env("NODE_UNIQUE_ID", "1").env("NODE_CHANNEL_FD", "3").env("FIXTURE_MODE", mode).stdout(Stdio::null()).stderr(stderr);
         // SAFETY: dup2 is async-signal-safe; it runs in the child between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
@@ -183,7 +179,10 @@ fn querying() -> (Worker, i64) {
 
 /// A round-robin reply (no fd) to request `ack`, with `errno` and `sockname` as raw JSON.
 fn rr_reply(ack: i64, errno: &str, sockname: &str) -> Vec<u8> {
-    format!("{{\"cmd\":\"NODE_CLUSTER\",\"errno\":{errno},\"key\":\"k\",\"ack\":{ack},\"data\":null,\"sockname\":{sockname},\"seq\":100}}\n").into_bytes()
+    format!(
+        "{{\"cmd\":\"NODE_CLUSTER\",\"errno\":{errno},\"key\":\"k\",\"ack\":{ack},\"data\":null,\"sockname\":{sockname},\"seq\":100}}\n"
+    )
+    .into_bytes()
 }
 
 const GOOD_SOCKNAME: &str = r#"{"address":"127.0.0.1","family":"IPv4","port":40000}"#;

@@ -149,11 +149,8 @@ fn needed(file: &Path) -> Vec<String> {
 
 /// Runs the test program; returns its stdout after checking the version and the worker's exit.
 fn run_program(bin: &Path) -> String {
-    let out = run(Command::new(bin)
-        .current_dir("/")
-        .env_remove("NODE_UNIQUE_ID")
-        .env_remove("NODE_CHANNEL_FD")
-        .env_remove("LD_LIBRARY_PATH"));
+    let out =
+        run(Command::new(bin).current_dir("/").env_remove("NODE_UNIQUE_ID").env_remove("NODE_CHANNEL_FD").env_remove("LD_LIBRARY_PATH"));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let v = env!("CARGO_PKG_VERSION_MAJOR").parse::<i32>().unwrap() * 10000
         + env!("CARGO_PKG_VERSION_MINOR").parse::<i32>().unwrap() * 100
@@ -253,14 +250,7 @@ fn install_link_run_uninstall() {
 
     // Linked against the static library.
     let fixed = work.join("app-static");
-    run(Command::new(&cc)
-        .args(strict)
-        .args(&cflags)
-        .arg(&src)
-        .arg("-o")
-        .arg(&fixed)
-        .arg(lib.join("libcluster.a"))
-        .args(&private));
+    run(Command::new(&cc).args(strict).args(&cflags).arg(&src).arg("-o").arg(&fixed).arg(lib.join("libcluster.a")).args(&private));
     let deps = needed(&fixed);
     assert!(!deps.iter().any(|n| n.starts_with("libcluster")), "the static program needs {deps:?}");
     let text = run_program(&fixed);

@@ -211,8 +211,7 @@ fn node_primary_disconnects_c_workers() {
         let d = p.event("disconnect", id);
         assert_eq!(d["ead"], true, "disconnect after worker.disconnect(): {d}");
         assert!(
-            line_index(&p, |v| v["event"] == "internal" && v["id"] == id)
-                < line_index(&p, |v| v["event"] == "disconnect" && v["id"] == id),
+            line_index(&p, |v| v["event"] == "internal" && v["id"] == id) < line_index(&p, |v| v["event"] == "disconnect" && v["id"] == id),
             "close{{key}} precedes the channel's end"
         );
         let e = p.event("exit", id);
@@ -241,8 +240,7 @@ fn fork_node_worker(p: &mut Proc, env: &str) -> (u64, i32, u16) {
     let port = l["port"].as_u64().expect("port") as u16;
     assert!(port > 0);
     assert!(
-        line_index(p, |v| v["event"] == "message" && v["id"] == id)
-            < line_index(p, |v| v["event"] == "listening" && v["id"] == id),
+        line_index(p, |v| v["event"] == "message" && v["id"] == id) < line_index(p, |v| v["event"] == "listening" && v["id"] == id),
         "Node sends a message from the listen callback before `listening` (§7.1)"
     );
     (id, pid, port)
@@ -257,8 +255,7 @@ fn kill_and_expect_sigterm(p: &mut Proc, id: u64, pid: i32) {
     assert_eq!(e["signal"], 15, "{e}");
     assert_eq!(e["ead"], false, "{e}");
     assert!(
-        line_index(p, |v| v["event"] == "disconnect" && v["id"] == id)
-            < line_index(p, |v| v["event"] == "exit" && v["id"] == id),
+        line_index(p, |v| v["event"] == "disconnect" && v["id"] == id) < line_index(p, |v| v["event"] == "exit" && v["id"] == id),
         "disconnect precedes exit"
     );
 }
@@ -312,8 +309,7 @@ fn node_worker_voluntary_disconnect() {
     assert_eq!(e["signal"], 0, "{e}");
     assert_eq!(e["ead"], true, "{e}");
     assert!(
-        line_index(&p, |v| v["event"] == "disconnect" && v["id"] == id)
-            < line_index(&p, |v| v["event"] == "exit" && v["id"] == id),
+        line_index(&p, |v| v["event"] == "disconnect" && v["id"] == id) < line_index(&p, |v| v["event"] == "exit" && v["id"] == id),
         "disconnect precedes exit"
     );
     assert!(line_index(&p, |v| v["event"] == "error").is_none(), "no error events:\n{}", output(&p));

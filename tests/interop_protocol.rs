@@ -14,10 +14,7 @@ use serde_json::{Value, json};
 
 fn node_primary(n: usize, env: Value, sched_none: bool) -> Proc {
     let mut cmd = Command::new("node");
-    cmd.arg(root().join("tests/node/proto_primary.js"))
-        .arg(common::fixture_bin())
-        .arg(n.to_string())
-        .arg(env.to_string());
+    cmd.arg(root().join("tests/node/proto_primary.js")).arg(common::fixture_bin()).arg(n.to_string()).arg(env.to_string());
     if sched_none {
         cmd.env("NODE_CLUSTER_SCHED_POLICY", "none");
     }
@@ -60,9 +57,22 @@ fn node_primary_messages_and_disconnect_with_our_workers() {
     let d = p.event("disconnect", 1);
     assert_eq!(d["ead"], true);
     let ex = p.event("exit", 1);
-    assert_eq!((ex["code"].as_i64(), ex["ead"].as_bool()), (Some(0), Some(true)), "our worker exits 0 after a Node primary's disconnect: {ex}");
+    assert_eq!(
+        (ex["code"].as_i64(), ex["ead"].as_bool()),
+        (Some(0), Some(true)),
+        "our worker exits 0 after a Node primary's disconnect: {ex}"
+    );
     // The remaining worker serves every connection.
-    let pid2 = p.lines.lock().unwrap().iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find(|v| v["event"] == "fork" && v["id"] == 2).unwrap()["pid"].as_i64().unwrap() as i32;
+    let pid2 = p
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["event"] == "fork" && v["id"] == 2)
+        .unwrap()["pid"]
+        .as_i64()
+        .unwrap() as i32;
     for _ in 0..3 {
         assert_eq!(fetch_pid(port), pid2);
     }

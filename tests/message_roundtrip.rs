@@ -35,7 +35,8 @@ const ORDER: &str = r#"{"z":1,"a":2,"m":{"b":1,"a":2},"s":"\u00e9\ud83d\ude00\"\
 /// decoded and written with the escapes they need only.
 const ORDER_DECODED: &str = r#"{"z":1,"a":2,"m":{"b":1,"a":2},"s":"é😀\"\\/ é  x"}"#;
 /// Integers beyond 2^53 and 2^64: 123456789012345678901234567890, 2^63+1, -(2^63+1), 2^64+1.
-const BIG: &str = r#"{"big":123456789012345678901234567890,"u":9223372036854775809,"neg":-9223372036854775809,"l":[18446744073709551617,1]}"#;
+const BIG: &str =
+    r#"{"big":123456789012345678901234567890,"u":9223372036854775809,"neg":-9223372036854775809,"l":[18446744073709551617,1]}"#;
 /// An array, strings with inner spaces, null, true, an empty array.
 const ARRAY: &str = r#"[{"k":"  two  spaces "},"x y",null,true,[]]"#;
 /// Number text only a text-keeping peer keeps (C): -0, 1e400 (beyond f64), 1.0, -1E-400.

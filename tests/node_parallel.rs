@@ -79,13 +79,7 @@ fn run(name: &str) {
             Err(_) => break,
         }
     }
-    let report = || {
-        format!(
-            "--- stdout ---\n{}\n--- stderr ---\n{}",
-            String::from_utf8_lossy(&out),
-            String::from_utf8_lossy(&err)
-        )
-    };
+    let report = || format!("--- stdout ---\n{}\n--- stderr ---\n{}", String::from_utf8_lossy(&out), String::from_utf8_lossy(&err));
     match status {
         None => panic!("{name}: still running after {HARD_TIMEOUT:?}, killed\n{}", report()),
         Some(s) if !s.success() => panic!("{name}: {s}\n{}", report()),

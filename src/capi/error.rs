@@ -62,9 +62,8 @@ pub extern "C" fn cluster_strerror(code: c_int) -> *const c_char {
         static CACHE: once_cell::sync::Lazy<parking_lot::Mutex<std::collections::HashMap<&'static str, &'static std::ffi::CStr>>> =
             once_cell::sync::Lazy::new(Default::default);
         let mut cache = CACHE.lock();
-        let c: &'static std::ffi::CStr = cache
-            .entry(s)
-            .or_insert_with(|| Box::leak(CString::new(s).unwrap_or_default().into_boxed_c_str()));
+        let c: &'static std::ffi::CStr =
+            cache.entry(s).or_insert_with(|| Box::leak(CString::new(s).unwrap_or_default().into_boxed_c_str()));
         c.as_ptr()
     })
 }
@@ -79,7 +78,10 @@ mod tests {
         // SAFETY: both return valid static/thread-local C strings.
         unsafe {
             assert_eq!(CStr::from_ptr(cluster_strerror(-libc::EADDRINUSE)).to_str().unwrap(), "address already in use");
-            assert_eq!(CStr::from_ptr(cluster_strerror(CLUSTER_E_WRONG_ROLE)).to_str().unwrap(), crate::error::describe(CLUSTER_E_WRONG_ROLE));
+            assert_eq!(
+                CStr::from_ptr(cluster_strerror(CLUSTER_E_WRONG_ROLE)).to_str().unwrap(),
+                crate::error::describe(CLUSTER_E_WRONG_ROLE)
+            );
             assert_eq!(CStr::from_ptr(cluster_strerror(12345)).to_str().unwrap(), "unknown error code");
             assert_eq!(set_error(&Error::errno(libc::EINVAL, "bad port")), -libc::EINVAL);
             assert_eq!(CStr::from_ptr(cluster_last_error()).to_str().unwrap(), "bad port");

@@ -24,8 +24,7 @@ struct Callback {
 // as the registration contract states; we never dereference it.
 unsafe impl Send for Callback {}
 
-static CALLBACKS: Mutex<[Option<Callback>; CLUSTER_EVENT_COUNT as usize]> =
-    Mutex::new([None; CLUSTER_EVENT_COUNT as usize]);
+static CALLBACKS: Mutex<[Option<Callback>; CLUSTER_EVENT_COUNT as usize]> = Mutex::new([None; CLUSTER_EVENT_COUNT as usize]);
 static STOP: AtomicBool = AtomicBool::new(false);
 
 thread_local! {

@@ -4,14 +4,15 @@ use std::ffi::{CStr, OsString, c_char, c_int};
 use std::os::unix::ffi::OsStringExt;
 
 use super::types::{
-    CLUSTER_SCHED_NONE, CLUSTER_SCHED_REUSEPORT, CLUSTER_SCHED_RR, CLUSTER_STDIO_IGNORE, CLUSTER_STDIO_INHERIT, CLUSTER_STDIO_IPC, CLUSTER_STDIO_PIPE, cluster_settings,
+    CLUSTER_SCHED_NONE, CLUSTER_SCHED_REUSEPORT, CLUSTER_SCHED_RR, CLUSTER_STDIO_IGNORE, CLUSTER_STDIO_INHERIT, CLUSTER_STDIO_IPC,
+    CLUSTER_STDIO_PIPE, cluster_settings,
 };
-use crate::primary::settings::Stdio;
 use super::{invalid, ret};
-use crate::primary::settings::Settings;
-use crate::primary::SchedPolicy;
 use crate::api;
 use crate::error::Error;
+use crate::primary::SchedPolicy;
+use crate::primary::settings::Settings;
+use crate::primary::settings::Stdio;
 
 /// 1 if this process is the primary (no `NODE_UNIQUE_ID` in its environment), else 0.
 /// Any thread; never fails.

@@ -41,7 +41,10 @@ impl Control {
 
 /// What a received line carries, once the rules have been applied.
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant, reason = "a short-lived value on the stack; boxing `Msg` would allocate for every ack on the primary's hot path")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a short-lived value on the stack; boxing `Msg` would allocate for every ack on the primary's hot path"
+)]
 pub enum Inbound<'a> {
     /// A user message without a handle: its JSON text.
     User { json: String },

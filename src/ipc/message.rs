@@ -139,15 +139,9 @@ pub fn parse(line: &[u8]) -> Result<Parsed<'_>> {
             // Not read as a generic value (which fails on numbers beyond f64 and on lone
             // surrogates, both valid JSON a peer may send, and rebuilds the text): checked,
             // then only `cmd` is looked at, as JSON.parse would see it (issue 12).
-            serde_json::from_slice::<serde::de::IgnoredAny>(line)
-                .map_err(|e| Error::protocol(format!("invalid JSON from peer: {e}")))?;
-            let internal = super::user_json::has_internal_cmd(line)
-                .map_err(|e| Error::protocol(format!("invalid JSON from peer: {e}")))?;
-            if internal {
-                Err(Error::protocol(format!("malformed internal message: {typed}")))
-            } else {
-                Ok(Parsed::User)
-            }
+            serde_json::from_slice::<serde::de::IgnoredAny>(line).map_err(|e| Error::protocol(format!("invalid JSON from peer: {e}")))?;
+            let internal = super::user_json::has_internal_cmd(line).map_err(|e| Error::protocol(format!("invalid JSON from peer: {e}")))?;
+            if internal { Err(Error::protocol(format!("malformed internal message: {typed}"))) } else { Ok(Parsed::User) }
         }
     }
 }
@@ -184,7 +178,9 @@ mod tests {
 
     #[test]
     fn common_messages_borrow_their_strings() {
-        let Parsed::Internal(m) = parse(br#"{"cmd":"NODE_CLUSTER","act":"close","key":"k:1","address":null,"seq":3}"#).unwrap() else { panic!() };
+        let Parsed::Internal(m) = parse(br#"{"cmd":"NODE_CLUSTER","act":"close","key":"k:1","address":null,"seq":3}"#).unwrap() else {
+            panic!()
+        };
         assert!(matches!(m.cmd, Some(Cow::Borrowed("NODE_CLUSTER"))));
         assert!(matches!(m.key, Some(Cow::Borrowed("k:1"))));
         assert_eq!(m.address, None);
@@ -216,12 +212,20 @@ mod tests {
     fn user_objects_the_typed_read_refuses_are_still_user_messages() {
         // A field Msg types, holding what only a generic value could not hold: still valid
         // JSON a Node peer may send, so delivered (before issue 12: a protocol error).
-        for line in [&br#"{"seq":1e400}"#[..], br#"{"cmd":"x\ud800"}"#, br#"{"key":"\udc00"}"#, br#"{"port":123456789012345678901234567890}"#,
-            br#"{"cmd":"NODE_CLUSTER","cmd":"x"}"#, br#"{"cmd":"x","seq":"y","n":1e400}"#] {
+        for line in [
+            &br#"{"seq":1e400}"#[..],
+            br#"{"cmd":"x\ud800"}"#,
+            br#"{"key":"\udc00"}"#,
+            br#"{"port":123456789012345678901234567890}"#,
+            br#"{"cmd":"NODE_CLUSTER","cmd":"x"}"#,
+            br#"{"cmd":"x","seq":"y","n":1e400}"#,
+        ] {
             assert!(matches!(parse(line), Ok(Parsed::User)), "{}", String::from_utf8_lossy(line));
         }
         // Internal, as JSON.parse sees it, but malformed: an error.
-        for line in [&br#"{"cmd":"NODE_CLUSTER","seq":1e400}"#[..], br#"{"cmd":"x","cmd":"NODE_CLUSTER","seq":"y"}"#, br#"{"cmd":"NODE_\ud800"}"#] {
+        for line in
+            [&br#"{"cmd":"NODE_CLUSTER","seq":1e400}"#[..], br#"{"cmd":"x","cmd":"NODE_CLUSTER","seq":"y"}"#, br#"{"cmd":"NODE_\ud800"}"#]
+        {
             assert!(parse(line).is_err(), "{}", String::from_utf8_lossy(line));
         }
     }

@@ -116,8 +116,8 @@ impl<'de> Deserialize<'de> for LastCmd {
                     // The raw text first: a `cmd` that is not a string is skipped, not an error.
                     let raw: &RawValue = map.next_value()?;
                     cmd = if raw.get().starts_with('"') {
-                        let StrBytes(s) = StrBytes::deserialize(&mut serde_json::Deserializer::from_str(raw.get()))
-                            .map_err(de::Error::custom)?;
+                        let StrBytes(s) =
+                            StrBytes::deserialize(&mut serde_json::Deserializer::from_str(raw.get())).map_err(de::Error::custom)?;
                         Some(s)
                     } else {
                         None
@@ -152,7 +152,19 @@ mod tests {
 
     #[test]
     fn number_text_is_kept() {
-        for n in ["123456789012345678901234567890", "9223372036854775809", "-9223372036854775809", "18446744073709551617", "-0", "1e400", "-1E-400", "1.0", "0.1", "1.5e+3", "3.141592653589793238462643383279"] {
+        for n in [
+            "123456789012345678901234567890",
+            "9223372036854775809",
+            "-9223372036854775809",
+            "18446744073709551617",
+            "-0",
+            "1e400",
+            "-1E-400",
+            "1.0",
+            "0.1",
+            "1.5e+3",
+            "3.141592653589793238462643383279",
+        ] {
             assert_eq!(line(n), format!("{n}\n"));
             let obj = format!("{{\"n\":{n},\"l\":[{n}, {n}]}}");
             assert_eq!(line(&obj), format!("{{\"n\":{n},\"l\":[{n},{n}]}}\n"));
@@ -188,8 +200,28 @@ mod tests {
 
     #[test]
     fn invalid_json_is_refused() {
-        for bad in ["", " ", "\n", "{", "{\"a\":1", "{\"a\":1}}", "[1,]", "{\"a\":1,}", "nope", "01", "1.", "+1", "NaN", "'a'",
-            "\"raw\nnewline\"", "\"tab\tinside\"", "\"\\x\"", "\"\\u12\"", "{\"a\":1}\n{\"b\":2}", "1 2"] {
+        for bad in [
+            "",
+            " ",
+            "\n",
+            "{",
+            "{\"a\":1",
+            "{\"a\":1}}",
+            "[1,]",
+            "{\"a\":1,}",
+            "nope",
+            "01",
+            "1.",
+            "+1",
+            "NaN",
+            "'a'",
+            "\"raw\nnewline\"",
+            "\"tab\tinside\"",
+            "\"\\x\"",
+            "\"\\u12\"",
+            "{\"a\":1}\n{\"b\":2}",
+            "1 2",
+        ] {
             refused(bad);
         }
     }
@@ -204,9 +236,20 @@ mod tests {
         refused(r#"{"cmd":"NODE_\ud800"}"#);
         refused(r#"{"k\udc00":1,"cmd":"NODE_X"}"#);
         // Not internal, as in Node.
-        for ok in [r#"{"cmd":"NODE_"}"#, r#"{"cmd":"NODE_CLUSTER","cmd":"x"}"#, r#"{"cmd":["NODE_CLUSTER"]}"#, r#"{"cmd":5}"#,
-            r#"{"cmd":null}"#, r#"{"CMD":"NODE_CLUSTER"}"#, r#"{"a":{"cmd":"NODE_CLUSTER"}}"#, r#"["NODE_CLUSTER"]"#,
-            r#"[{"cmd":"NODE_CLUSTER"}]"#, r#""NODE_CLUSTER""#, r#"{"cmd":"node_cluster"}"#, r#"{"cmd":"\ud800NODE_X"}"#] {
+        for ok in [
+            r#"{"cmd":"NODE_"}"#,
+            r#"{"cmd":"NODE_CLUSTER","cmd":"x"}"#,
+            r#"{"cmd":["NODE_CLUSTER"]}"#,
+            r#"{"cmd":5}"#,
+            r#"{"cmd":null}"#,
+            r#"{"CMD":"NODE_CLUSTER"}"#,
+            r#"{"a":{"cmd":"NODE_CLUSTER"}}"#,
+            r#"["NODE_CLUSTER"]"#,
+            r#"[{"cmd":"NODE_CLUSTER"}]"#,
+            r#""NODE_CLUSTER""#,
+            r#"{"cmd":"node_cluster"}"#,
+            r#"{"cmd":"\ud800NODE_X"}"#,
+        ] {
             assert_eq!(line(ok), format!("{ok}\n"));
         }
     }

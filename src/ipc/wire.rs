@@ -171,7 +171,19 @@ mod tests {
     #[test]
     fn bytes_match_node_v20_captures() {
         assert_eq!(s(|o| act(o, "online", 0)), "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"online\",\"seq\":0}\n");
-        let q = ServerQuery { index: 0, address: Some("127.0.0.1".into()), port: 18231, address_type: "4".into(), fd: None, flags: 0, backlog: Some(0), inflight: None, lane: None, readable_all: false, writable_all: false };
+        let q = ServerQuery {
+            index: 0,
+            address: Some("127.0.0.1".into()),
+            port: 18231,
+            address_type: "4".into(),
+            fd: None,
+            flags: 0,
+            backlog: Some(0),
+            inflight: None,
+            lane: None,
+            readable_all: false,
+            writable_all: false,
+        };
         assert_eq!(
             s(|o| query(o, "queryServer", &q, 18231, 1)),
             "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"queryServer\",\"index\":0,\"data\":null,\"address\":\"127.0.0.1\",\"port\":18231,\"addressType\":4,\"flags\":0,\"backlog\":0,\"seq\":1}\n"
@@ -199,20 +211,51 @@ mod tests {
         );
         // A pipe with Node's readableAll/writableAll: the fields Node adds, and our parser
         // reads them back (anything but `true` is false).
-        let pq = ServerQuery { index: 0, address: Some("/tmp/s.sock".into()), port: -1, address_type: "-1".into(), fd: None, flags: 0, backlog: Some(0), inflight: None, lane: None, readable_all: true, writable_all: true };
+        let pq = ServerQuery {
+            index: 0,
+            address: Some("/tmp/s.sock".into()),
+            port: -1,
+            address_type: "-1".into(),
+            fd: None,
+            flags: 0,
+            backlog: Some(0),
+            inflight: None,
+            lane: None,
+            readable_all: true,
+            writable_all: true,
+        };
         let line = s(|o| query(o, "queryServer", &pq, -1, 4));
         assert!(line.contains(",\"readableAll\":true,\"writableAll\":true,"), "{line}");
         let crate::ipc::message::Parsed::Internal(m) = crate::ipc::message::parse(line.as_bytes()).unwrap() else { panic!() };
         assert!(crate::ipc::message::is_true(m.readable_all) && crate::ipc::message::is_true(m.writable_all));
-        let crate::ipc::message::Parsed::Internal(m) = crate::ipc::message::parse(br#"{"cmd":"NODE_CLUSTER","act":"queryServer","readableAll":1,"writableAll":null}"#).unwrap() else { panic!() };
+        let crate::ipc::message::Parsed::Internal(m) =
+            crate::ipc::message::parse(br#"{"cmd":"NODE_CLUSTER","act":"queryServer","readableAll":1,"writableAll":null}"#).unwrap()
+        else {
+            panic!()
+        };
         assert!(!crate::ipc::message::is_true(m.readable_all) && !crate::ipc::message::is_true(m.writable_all));
-        let u = ServerQuery { index: 0, address: Some("127.0.0.1".into()), port: 18241, address_type: "udp4".into(), fd: Some(-1), flags: 0, backlog: None, inflight: None, lane: None, readable_all: false, writable_all: false };
+        let u = ServerQuery {
+            index: 0,
+            address: Some("127.0.0.1".into()),
+            port: 18241,
+            address_type: "udp4".into(),
+            fd: Some(-1),
+            flags: 0,
+            backlog: None,
+            inflight: None,
+            lane: None,
+            readable_all: false,
+            writable_all: false,
+        };
         assert_eq!(
             s(|o| query(o, "queryServer", &u, 18241, 1)),
             "{\"cmd\":\"NODE_CLUSTER\",\"act\":\"queryServer\",\"index\":0,\"data\":null,\"address\":\"127.0.0.1\",\"port\":18241,\"addressType\":\"udp4\",\"fd\":-1,\"flags\":0,\"seq\":1}\n"
         );
         let e = QueryReply { errno: Some(-98), key: "k", ack: 1, data: "null", sockname: None, lane: false };
-        assert_eq!(s(|o| query_reply(o, &e, 0)), "{\"cmd\":\"NODE_CLUSTER\",\"errno\":-98,\"key\":\"k\",\"ack\":1,\"data\":null,\"seq\":0}\n");
+        assert_eq!(
+            s(|o| query_reply(o, &e, 0)),
+            "{\"cmd\":\"NODE_CLUSTER\",\"errno\":-98,\"key\":\"k\",\"ack\":1,\"data\":null,\"seq\":0}\n"
+        );
     }
 }
 
@@ -224,7 +267,9 @@ pub enum HandleType {
     /// A connected stream socket (TCP or Unix): `net.Socket`.
     Socket,
     /// A datagram socket: `dgram.Socket` with `dgramType` udp4/udp6.
-    Dgram { ipv6: bool },
+    Dgram {
+        ipv6: bool,
+    },
     /// Raw handles as cluster itself sends them: `net.Native` / `dgram.Native`.
     NetNative,
     DgramNative,

@@ -144,10 +144,7 @@ impl Writer {
 
     /// Whether bytes wait for the socket to become writable (register for EPOLLOUT).
     pub fn wants_writable(&self) -> bool {
-        !self.closed
-            && (self.partial.is_some()
-                || !self.control.is_empty()
-                || (!self.handle_in_flight() && !self.queue.is_empty()))
+        !self.closed && (self.partial.is_some() || !self.control.is_empty() || (!self.handle_in_flight() && !self.queue.is_empty()))
     }
 
     /// Marks the channel closed: later sends fail with `CLUSTER_E_CLOSED`; queued messages

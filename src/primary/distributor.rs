@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::Instant;
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::handle::Handle;
 use super::id_map::IdMap;
@@ -57,12 +57,9 @@ pub(super) struct Distributor {
     pub(super) lane_batch: Vec<(u32, OwnedFd)>,
 }
 
-
 pub(super) fn start(shared: Arc<Shared>) -> Result<()> {
     let epoll = Epoll::new().map_err(|e| Error::io("epoll_create1", e))?;
-    epoll
-        .add(shared.wake.as_fd(), READABLE, token(KIND_WAKE, 0))
-        .map_err(|e| Error::io("epoll_ctl", e))?;
+    epoll.add(shared.wake.as_fd(), READABLE, token(KIND_WAKE, 0)).map_err(|e| Error::io("epoll_ctl", e))?;
     let mut d = Distributor {
         shared,
         epoll,
@@ -101,7 +98,12 @@ impl Distributor {
                 (false, _) => 50,
             };
             if let Err(e) = self.epoll.wait(&mut events, timeout) {
-                self.shared.events.push(Event::Error { id: 0, pid: 0, code: Error::from(e).code, message: "epoll_wait failed; distributor stopped".into() });
+                self.shared.events.push(Event::Error {
+                    id: 0,
+                    pid: 0,
+                    code: Error::from(e).code,
+                    message: "epoll_wait failed; distributor stopped".into(),
+                });
                 return;
             }
             for ready in events.iter() {
@@ -160,8 +162,7 @@ impl Distributor {
 
     fn spawn(&mut self, id: u32, plan: &SpawnPlan) -> Result<i32> {
         let (ours, theirs) = fd::socketpair().map_err(|e| Error::io("socketpair", e))?;
-        let spawned = spawn::spawn(plan, theirs.as_fd())
-            .map_err(|e| Error::io(format!("spawn {}", plan.path.to_string_lossy()), e))?;
+        let spawned = spawn::spawn(plan, theirs.as_fd()).map_err(|e| Error::io(format!("spawn {}", plan.path.to_string_lossy()), e))?;
         let pid = spawned.pid;
         let mut stdio: Vec<_> = spawned.stdio.into_iter().map(|f| f.map(Arc::new)).collect();
         stdio.extend(spawned.extra.into_iter().map(|f| f.map(Arc::new)));
@@ -192,19 +193,31 @@ impl Distributor {
             self.by_pid.push(id);
         }
         let sock = Arc::new(ours);
-        let channel = Channel {
-            writer: Writer::new(sock.clone(), true),
-            sock,
-            decoder: Decoder::with_global_cap(),
-            watching_out: false,
-        };
+        let channel = Channel { writer: Writer::new(sock.clone(), true), sock, decoder: Decoder::with_global_cap(), watching_out: false };
         self.workers.insert(
             id,
-            WorkerConn { pid, channel: Some(channel), child: child.clone(), exited_after_disconnect: None, in_flight: Vec::new(), max_in_flight: 1 },
+            WorkerConn {
+                pid,
+                channel: Some(channel),
+                child: child.clone(),
+                exited_after_disconnect: None,
+                in_flight: Vec::new(),
+                max_in_flight: 1,
+            },
         );
         self.shared.table.lock().insert(
             id,
-            WorkerInfo { id, pid, child: Some(child), state: WorkerState::None, connected: true, dead: false, exited_after_disconnect: false, listed: true, stdio },
+            WorkerInfo {
+                id,
+                pid,
+                child: Some(child),
+                state: WorkerState::None,
+                connected: true,
+                dead: false,
+                exited_after_disconnect: false,
+                listed: true,
+                stdio,
+            },
         );
         crate::trace::trace!("primary", "fork worker={id} pid={pid} exec={}", plan.path.to_string_lossy());
         self.shared.events.push(Event::Fork { id, pid });
@@ -404,5 +417,4 @@ impl Distributor {
         wire::act(&mut self.out, "disconnect", seq);
         self.send_line(id, None);
     }
-
 }

@@ -4,16 +4,16 @@
 
 use std::os::fd::OwnedFd;
 
+use super::SchedPolicy;
 use super::WorkerState;
 use super::distributor::Distributor;
 use super::handle::Handle;
 use super::lane::Lane;
 use super::reuseport::ReusePortHandle;
+use super::scheduler::Path;
+use super::settings::Distribution;
 use crate::sys::socket::ListenOpts;
 use std::os::fd::AsFd;
-use super::scheduler::Path;
-use super::SchedPolicy;
-use super::settings::Distribution;
 
 /// Fds the primary keeps free for accepting connections and forking workers.
 const FD_RESERVE: u64 = 32;
@@ -59,7 +59,12 @@ impl Distributor {
                         self.requeue(f);
                     }
                     let pid = self.pid(id);
-                    self.shared.events.push(Event::Error { id, pid, code: crate::error::code::PROTOCOL, message: "worker refused a handle (NODE_HANDLE_NACK)".into() });
+                    self.shared.events.push(Event::Error {
+                        id,
+                        pid,
+                        code: crate::error::code::PROTOCOL,
+                        message: "worker refused a handle (NODE_HANDLE_NACK)".into(),
+                    });
                 }
                 self.after_write(id, r);
                 Ok(())
@@ -103,9 +108,10 @@ impl Distributor {
             }
             "close" => {
                 if let Some(key) = m.key.as_deref()
-                    && let Some(&hid) = self.keys.get(key) {
-                        self.remove_from_handle(hid, id);
-                    }
+                    && let Some(&hid) = self.keys.get(key)
+                {
+                    self.remove_from_handle(hid, id);
+                }
             }
             "exitedAfterDisconnect" => {
                 if let Some(w) = self.workers.get_mut(&id) {
@@ -186,9 +192,7 @@ impl Distributor {
             Handle::RoundRobin(rr) => {
                 // A libcluster peer that asks for the fast lane gets one (unless it is off).
                 let lane = match m.lane.filter(|f| f & wire::LANE_WANTED != 0) {
-                    Some(f) if settings.fast_lane => {
-                        Lane::new(f & wire::LANE_NONBLOCKING != 0).and_then(|l| Ok((l.worker_end()?, l))).ok()
-                    }
+                    Some(f) if settings.fast_lane => Lane::new(f & wire::LANE_NONBLOCKING != 0).and_then(|l| Ok((l.worker_end()?, l))).ok(),
                     _ => None,
                 };
                 let path = match &lane {
@@ -271,7 +275,10 @@ impl Distributor {
     fn room_for_server(&self, id: u32, max: usize) -> Result<()> {
         let held = self.handles.values().filter(|h| h.has(id)).count();
         if held >= max {
-            return Err(Error::errno(libc::EMFILE, format!("worker {id} already holds {held} servers, the most one worker may (max_servers)")));
+            return Err(Error::errno(
+                libc::EMFILE,
+                format!("worker {id} already holds {held} servers, the most one worker may (max_servers)"),
+            ));
         }
         match crate::sys::fd::headroom() {
             Ok(free) if free < FD_RESERVE => Err(Error::errno(
@@ -288,15 +295,17 @@ impl Distributor {
         // rights, never the primary's: a worker cannot reach through it where it could not
         // go itself (a symlink into a directory it may not write, say).
         let owner = match &target {
-            Target::Pipe(_) => Some(
-                crate::sys::fscred::of_process(self.pid(id)).map_err(|e| Error::io(format!("credentials of worker {id}"), e))?,
-            ),
+            Target::Pipe(_) => {
+                Some(crate::sys::fscred::of_process(self.pid(id)).map_err(|e| Error::io(format!("credentials of worker {id}"), e))?)
+            }
             _ => None,
         };
         let target = &target;
         let bind = |f: &dyn Fn() -> Result<Handle>| -> Result<Handle> {
             match &owner {
-                Some(c) => crate::sys::fscred::run_as(c, f).map_err(|e| Error::io(format!("take the filesystem rights of worker {id}"), e))?,
+                Some(c) => {
+                    crate::sys::fscred::run_as(c, f).map_err(|e| Error::io(format!("take the filesystem rights of worker {id}"), e))?
+                }
                 None => f(),
             }
         };

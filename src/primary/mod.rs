@@ -26,8 +26,8 @@ mod messages;
 pub mod reuseport;
 pub mod round_robin;
 pub mod scheduler;
-pub mod shared_handle;
 pub mod settings;
+pub mod shared_handle;
 mod spawn_plan;
 mod table;
 mod worker_conn;
@@ -178,12 +178,7 @@ impl Primary {
 
     /// A worker in the table: alive, or not yet both disconnected and reaped.
     pub fn live_worker(&self, id: u32) -> Result<WorkerInfo> {
-        self.shared
-            .table
-            .lock()
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| Error::errno(libc::ESRCH, format!("no worker with id {id} in the table")))
+        self.shared.table.lock().get(&id).cloned().ok_or_else(|| Error::errno(libc::ESRCH, format!("no worker with id {id} in the table")))
     }
 
     /// A worker that is alive or connected, or one that has gone (then `dead`).
@@ -191,12 +186,7 @@ impl Primary {
         if let Some(w) = self.shared.table.lock().get(&id) {
             return Ok(w.clone());
         }
-        self.shared
-            .retired
-            .lock()
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| Error::errno(libc::ESRCH, format!("no worker with id {id}")))
+        self.shared.retired.lock().get(&id).cloned().ok_or_else(|| Error::errno(libc::ESRCH, format!("no worker with id {id}")))
     }
 
     pub fn worker_count(&self) -> usize {
@@ -238,7 +228,9 @@ impl Primary {
                 Some(w) if w.connected && w.listed => {
                     w.exited_after_disconnect = true;
                 }
-                Some(_) => return Err(Error::new(crate::error::code::CLOSED, format!("worker {id} is already disconnecting or disconnected"))),
+                Some(_) => {
+                    return Err(Error::new(crate::error::code::CLOSED, format!("worker {id} is already disconnecting or disconnected")));
+                }
                 None => return Err(Error::errno(libc::ESRCH, format!("no live worker with id {id}"))),
             }
         }

@@ -122,7 +122,17 @@ mod tests {
         assert!(!orphan);
         let raw = |w: WorkerId, h: &ReusePortHandle| h.listeners[&w].as_raw_fd();
         let (r1, r2) = (raw(1, &h), raw(2, &h));
-        let depth = |d1: usize, d2: usize| move |l: &OwnedFd| if l.as_raw_fd() == r1 { d1 } else if l.as_raw_fd() == r2 { d2 } else { 0 };
+        let depth = |d1: usize, d2: usize| {
+            move |l: &OwnedFd| {
+                if l.as_raw_fd() == r1 {
+                    d1
+                } else if l.as_raw_fd() == r2 {
+                    d2
+                } else {
+                    0
+                }
+            }
+        };
         assert_eq!(h.rebalance(depth(6, 0)), Some((1, 2, 3)));
         assert_eq!(h.rebalance(depth(1, 0)), None, "too shallow to move");
         assert_eq!(h.rebalance(depth(4, 1)), None, "nobody idle");

@@ -35,7 +35,16 @@ pub struct RoundRobinHandle {
 
 impl RoundRobinHandle {
     pub fn new(key: String, listener: OwnedFd, bound: Addr, data: String, least_loaded: bool) -> RoundRobinHandle {
-        RoundRobinHandle { key, listener, bound, data, sched: Scheduler::new(least_loaded), lanes: IdMap::default(), accept_nonblocking: None, path_owner: None }
+        RoundRobinHandle {
+            key,
+            listener,
+            bound,
+            data,
+            sched: Scheduler::new(least_loaded),
+            lanes: IdMap::default(),
+            accept_nonblocking: None,
+            path_owner: None,
+        }
     }
 
     /// Attaches a worker, on its lane when it has one. False if attached already.

@@ -102,7 +102,15 @@ impl<C> Default for Scheduler<C> {
 
 impl<C> Scheduler<C> {
     pub fn new(least_loaded: bool) -> Scheduler<C> {
-        Scheduler { slots: Vec::new(), cursor: 0, queue: VecDeque::new(), returned: 0, backlog_ready: true, accept_paused: false, least_loaded }
+        Scheduler {
+            slots: Vec::new(),
+            cursor: 0,
+            queue: VecDeque::new(),
+            returned: 0,
+            backlog_ready: true,
+            accept_paused: false,
+            least_loaded,
+        }
     }
 
     /// Attaches a worker (idle). False if it was attached already.
@@ -110,7 +118,17 @@ impl<C> Scheduler<C> {
         if self.has(id) {
             return false;
         }
-        self.slots.push(Slot { id, path, load: 0, fresh: false, sent: 0, received_at_tick: 0, idle_ticks: 0, suspect: false, since_probe: 0 });
+        self.slots.push(Slot {
+            id,
+            path,
+            load: 0,
+            fresh: false,
+            sent: 0,
+            received_at_tick: 0,
+            idle_ticks: 0,
+            suspect: false,
+            since_probe: 0,
+        });
         true
     }
 
@@ -371,7 +389,12 @@ mod tests {
 
     /// A kernel queue per lane worker; `per_pass` connections arrive per wakeup, and
     /// `takes(w)` says how many a worker's program receives before each measurement.
-    fn run_lanes(s: &mut Scheduler<u32>, conns: u32, per_pass: u32, takes: impl Fn(WorkerId) -> usize) -> (Vec<(WorkerId, u32)>, Vec<WorkerId>) {
+    fn run_lanes(
+        s: &mut Scheduler<u32>,
+        conns: u32,
+        per_pass: u32,
+        takes: impl Fn(WorkerId) -> usize,
+    ) -> (Vec<(WorkerId, u32)>, Vec<WorkerId>) {
         let mut queue = std::collections::HashMap::new();
         let (mut got, mut measures, mut c) = (Vec::new(), Vec::new(), 0);
         while c < conns {

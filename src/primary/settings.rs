@@ -191,7 +191,23 @@ impl Settings {
                 *cur = new;
             }
         }
-        let Settings { exec, args, cwd, env, silent, stdio, extra_stdio, uid, gid, sched_policy, max_in_flight, least_loaded, max_servers, fast_lane, lane_window } = update;
+        let Settings {
+            exec,
+            args,
+            cwd,
+            env,
+            silent,
+            stdio,
+            extra_stdio,
+            uid,
+            gid,
+            sched_policy,
+            max_in_flight,
+            least_loaded,
+            max_servers,
+            fast_lane,
+            lane_window,
+        } = update;
         set(&mut self.exec, exec);
         set(&mut self.args, args);
         set(&mut self.cwd, cwd);
@@ -269,7 +285,17 @@ mod tests {
     fn the_defaults_are_valid() {
         assert_eq!(code(&Settings::from_env()), 0);
         let d = Settings::default().distribution();
-        assert_eq!(d, Distribution { sched_policy: SchedPolicy::RoundRobin, max_in_flight: 1, least_loaded: false, max_servers: 64, fast_lane: true, lane_window: 16 });
+        assert_eq!(
+            d,
+            Distribution {
+                sched_policy: SchedPolicy::RoundRobin,
+                max_in_flight: 1,
+                least_loaded: false,
+                max_servers: 64,
+                fast_lane: true,
+                lane_window: 16
+            }
+        );
     }
 
     #[test]
@@ -327,7 +353,13 @@ mod tests {
     #[test]
     fn merge_keeps_what_an_update_leaves_out() {
         let mut cur = Settings::from_env();
-        cur.merge(Settings { exec: Some("/bin/a".into()), max_in_flight: Some(8), stdio: Some([Stdio::Pipe; 3]), extra_stdio: Some(vec![Stdio::Channel]), ..Default::default() });
+        cur.merge(Settings {
+            exec: Some("/bin/a".into()),
+            max_in_flight: Some(8),
+            stdio: Some([Stdio::Pipe; 3]),
+            extra_stdio: Some(vec![Stdio::Channel]),
+            ..Default::default()
+        });
         cur.merge(Settings { args: Some(vec!["x".into()]), least_loaded: Some(true), ..Default::default() });
         assert_eq!(cur.exec.as_deref(), Some(std::ffi::OsStr::new("/bin/a")));
         assert_eq!(cur.args, Some(vec![OsString::from("x")]));

@@ -17,20 +17,16 @@ use super::settings::{self, Settings};
 pub(super) fn build_plan(id: u32, settings: &Settings, extra_env: &[(OsString, OsString)], unset: &[OsString]) -> Result<SpawnPlan> {
     let (mut exe, mut args) = process::current_command().map_err(|e| Error::io("read /proc/self", e))?;
     if let Some(prog) = &settings.exec {
-        exe = settings::resolve_program(prog)
-            .ok_or_else(|| Error::errno(libc::ENOENT, format!("exec {:?} was not found", prog)))?;
+        exe = settings::resolve_program(prog).ok_or_else(|| Error::errno(libc::ENOENT, format!("exec {:?} was not found", prog)))?;
         args = vec![prog.clone()];
     }
     if let Some(extra) = &settings.args {
         args.truncate(1);
         args.extend(extra.iter().cloned());
     }
-    let cstr = |s: &[u8]| {
-        CString::new(s).map_err(|_| Error::errno(libc::EINVAL, "argument or environment entry contains NUL"))
-    };
+    let cstr = |s: &[u8]| CString::new(s).map_err(|_| Error::errno(libc::EINVAL, "argument or environment entry contains NUL"));
     let internal = ["NODE_UNIQUE_ID", "NODE_CHANNEL_FD", "NODE_CHANNEL_SERIALIZATION_MODE"];
-    let mut env: Vec<(OsString, OsString)> =
-        std::env::vars_os().filter(|(k, _)| !internal.iter().any(|i| k == i)).collect();
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os().filter(|(k, _)| !internal.iter().any(|i| k == i)).collect();
     for (k, v) in settings.env.iter().flatten().chain(extra_env) {
         env.retain(|(ek, _)| ek != k);
         env.push((k.clone(), v.clone()));

@@ -48,13 +48,25 @@ pub struct WorkerInfo {
 }
 
 pub(crate) enum Command {
-    Spawn { id: u32, plan: SpawnPlan, reply: mpsc::SyncSender<Result<i32>> },
+    Spawn {
+        id: u32,
+        plan: SpawnPlan,
+        reply: mpsc::SyncSender<Result<i32>>,
+    },
     /// A complete line for worker `id`, with the fd it carries.
-    Send { id: u32, line: Vec<u8>, fd: Option<OwnedFd> },
+    Send {
+        id: u32,
+        line: Vec<u8>,
+        fd: Option<OwnedFd>,
+    },
     /// Node's primary-side `worker.disconnect()`.
-    Disconnect { id: u32 },
+    Disconnect {
+        id: u32,
+    },
     /// Node's `worker.process.disconnect()`: closes the channel, no protocol message.
-    CloseChannel { id: u32 },
+    CloseChannel {
+        id: u32,
+    },
 }
 
 /// State shared between the user's threads and the distributor thread.
@@ -138,9 +150,10 @@ impl Shared {
     pub fn unlist(&self, id: u32) {
         let mut table = self.table.lock();
         if let Some(info) = table.get_mut(&id)
-            && std::mem::replace(&mut info.listed, false) {
-                self.check_drained(&table);
-            }
+            && std::mem::replace(&mut info.listed, false)
+        {
+            self.check_drained(&table);
+        }
     }
 
     fn check_drained(&self, table: &BTreeMap<u32, WorkerInfo>) {

@@ -39,7 +39,6 @@ pub struct WorkerConn {
     pub max_in_flight: usize,
 }
 
-
 impl WorkerConn {
     pub fn connected(&self) -> bool {
         self.channel.is_some()

@@ -39,9 +39,8 @@ pub fn send(sock: BorrowedFd<'_>, conns: &[RawFd]) -> io::Result<usize> {
     // SAFETY: an all-zero mmsghdr is valid; the fields we use are filled below.
     let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
     // SAFETY: CMSG_SPACE/CMSG_LEN are pure size computations.
-    let (space, len) = unsafe {
-        (libc::CMSG_SPACE(size_of::<RawFd>() as u32) as usize, libc::CMSG_LEN(size_of::<RawFd>() as u32) as usize)
-    };
+    let (space, len) =
+        unsafe { (libc::CMSG_SPACE(size_of::<RawFd>() as u32) as usize, libc::CMSG_LEN(size_of::<RawFd>() as u32) as usize) };
     debug_assert!(space <= 24);
     for i in 0..n {
         let h = &mut msgs[i].msg_hdr;

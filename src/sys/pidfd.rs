@@ -27,15 +27,7 @@ pub fn open(pid: i32) -> io::Result<OwnedFd> {
 /// no `pidfd_send_signal`.
 pub fn send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
     // SAFETY: a null siginfo is allowed; the other arguments are integers.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            sig,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, std::ptr::null::<libc::siginfo_t>(), 0) };
     if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
@@ -48,14 +40,7 @@ pub fn send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
 pub fn try_reap(pidfd: BorrowedFd<'_>) -> io::Result<Option<ExitStatus>> {
     // SAFETY: an all-zero siginfo_t is valid for waitid to fill.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    super::retry(|| {
-        syscall!(waitid(
-            libc::P_PIDFD,
-            pidfd.as_raw_fd() as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG
-        ))
-    })?;
+    super::retry(|| syscall!(waitid(libc::P_PIDFD, pidfd.as_raw_fd() as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG)))?;
     // SAFETY: waitid filled `info` for a SIGCHLD-style report (or left it zeroed).
     let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
     if pid == 0 {
@@ -87,9 +72,7 @@ impl Child {
     pub fn open(pid: i32) -> io::Result<Child> {
         match open(pid) {
             Ok(fd) => Ok(Child::PidFd { pid, fd }),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM) | Some(libc::EINVAL)) => {
-                Ok(Child::Pid(pid))
-            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM) | Some(libc::EINVAL)) => Ok(Child::Pid(pid)),
             Err(e) => Err(e),
         }
     }

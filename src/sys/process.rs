@@ -39,8 +39,7 @@ pub fn unset_env(key: &str) {
 pub fn current_command() -> io::Result<(PathBuf, Vec<OsString>)> {
     let exe = std::fs::read_link("/proc/self/exe")?;
     let raw = std::fs::read("/proc/self/cmdline")?;
-    let mut args: Vec<OsString> =
-        raw.split(|&b| b == 0).map(|s| OsString::from_vec(s.to_vec())).collect();
+    let mut args: Vec<OsString> = raw.split(|&b| b == 0).map(|s| OsString::from_vec(s.to_vec())).collect();
     if raw.last() == Some(&0) {
         args.pop();
     }

@@ -7,8 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::sys::socket::{
-    AddressFamily, Shutdown, SockFlag, SockType, SockaddrStorage, UnixAddr, getsockname, getsockopt,
-    setsockopt, sockopt,
+    AddressFamily, Shutdown, SockFlag, SockType, SockaddrStorage, UnixAddr, getsockname, getsockopt, setsockopt, sockopt,
 };
 
 use super::retry;

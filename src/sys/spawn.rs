@@ -264,21 +264,24 @@ unsafe fn child(
         }
         // nix leaves errno as the failed call set it, which is what `fail` sends.
         if let Some(dir) = cwd
-            && unistd::chdir(dir).is_err() {
-                fail(err);
-            }
+            && unistd::chdir(dir).is_err()
+        {
+            fail(err);
+        }
         if plan.uid.is_some() || plan.gid.is_some() {
             // As libuv: drop supplementary groups; failure (not root) is not fatal.
             let _ = unistd::setgroups(&[]);
         }
         if let Some(gid) = plan.gid
-            && unistd::setgid(Gid::from_raw(gid)).is_err() {
-                fail(err);
-            }
+            && unistd::setgid(Gid::from_raw(gid)).is_err()
+        {
+            fail(err);
+        }
         if let Some(uid) = plan.uid
-            && unistd::setuid(Uid::from_raw(uid)).is_err() {
-                fail(err);
-            }
+            && unistd::setuid(Uid::from_raw(uid)).is_err()
+        {
+            fail(err);
+        }
         libc::execve(plan.path.as_ptr(), argv.as_ptr(), envp.as_ptr());
         fail(err)
     }

@@ -265,10 +265,11 @@ impl Worker {
         let mut pending = self.shared.pending.lock();
         loop {
             if let Some(slot) = pending.get_mut(&seq)
-                && let Some(r) = slot.take() {
-                    pending.remove(&seq);
-                    return Ok(r);
-                }
+                && let Some(r) = slot.take()
+            {
+                pending.remove(&seq);
+                return Ok(r);
+            }
             if !self.shared.connected.load(Ordering::Acquire) {
                 pending.remove(&seq);
                 return Err(Error::new(code::CLOSED, "IPC channel closed before the primary replied"));

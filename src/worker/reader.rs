@@ -228,7 +228,15 @@ fn queue_newconn(shared: &Shared, seq: i64, server: &ServerState, fd: OwnedFd) -
 }
 
 fn handle_cluster(shared: &Shared, m: &Msg<'_>, fd: Option<OwnedFd>) -> Result<()> {
-    crate::trace::trace!("worker", "{} key={} seq={} ack={} errno={}", if m.ack.is_some() { "reply" } else { m.act() }, m.key.as_deref().unwrap_or("-"), m.seq.unwrap_or(-1), m.ack.unwrap_or(-1), m.errno.unwrap_or(0));
+    crate::trace::trace!(
+        "worker",
+        "{} key={} seq={} ack={} errno={}",
+        if m.ack.is_some() { "reply" } else { m.act() },
+        m.key.as_deref().unwrap_or("-"),
+        m.seq.unwrap_or(-1),
+        m.ack.unwrap_or(-1),
+        m.errno.unwrap_or(0)
+    );
     if let Some(ack) = m.ack {
         let mut pending = shared.pending.lock();
         if let Some(slot) = pending.get_mut(&ack) {

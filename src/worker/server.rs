@@ -59,7 +59,14 @@ impl ServerState {
             poll.add(sock.as_fd(), READABLE, 0).map_err(|e| Error::io("epoll_ctl", e))?;
             poll.add(wake.as_fd(), READABLE, 1).map_err(|e| Error::io("epoll_ctl", e))?;
         }
-        Ok(Arc::new(ServerState { key, source, queue: Mutex::new(VecDeque::new()), woken: AtomicBool::new(false), wake, closed: AtomicBool::new(false) }))
+        Ok(Arc::new(ServerState {
+            key,
+            source,
+            queue: Mutex::new(VecDeque::new()),
+            woken: AtomicBool::new(false),
+            wake,
+            closed: AtomicBool::new(false),
+        }))
     }
 
     pub fn is_closed(&self) -> bool {
@@ -200,7 +207,17 @@ impl Server {
             Addr::Unix(p) => (-1, Some(p.clone())),
         };
         let state = ServerState::new(String::new(), source)?;
-        Ok(Server { state, cluster: None, unlink, port, nonblocking: opts.nonblocking, idle: AtomicBool::new(false), near_fd_limit: AtomicBool::new(false), fd_limit: std::sync::atomic::AtomicU64::new(fd::soft_limit()), received: std::sync::atomic::AtomicU64::new(1) })
+        Ok(Server {
+            state,
+            cluster: None,
+            unlink,
+            port,
+            nonblocking: opts.nonblocking,
+            idle: AtomicBool::new(false),
+            near_fd_limit: AtomicBool::new(false),
+            fd_limit: std::sync::atomic::AtomicU64::new(fd::soft_limit()),
+            received: std::sync::atomic::AtomicU64::new(1),
+        })
     }
 
     /// Asks the primary for a server (`queryServer`), then reports `listening`.
@@ -208,13 +225,15 @@ impl Server {
         let address = target.address();
         let address_type = if opts.udp { target.udp_type().to_string() } else { target.address_type().to_string() };
         let fd_field = if opts.udp { Some(-1) } else { None };
-        let tuple = format!("{}:{}:{}:{}", address.as_deref().unwrap_or(""), target.port(), address_type, fd_field.map_or(String::new(), |f: i64| f.to_string()));
+        let tuple = format!(
+            "{}:{}:{}:{}",
+            address.as_deref().unwrap_or(""),
+            target.port(),
+            address_type,
+            fd_field.map_or(String::new(), |f: i64| f.to_string())
+        );
         let index = worker.take_index(&tuple);
-        let flags = if opts.udp {
-            (opts.ipv6_only as i64) | if opts.reuse_addr { 4 } else { 0 }
-        } else {
-            opts.ipv6_only as i64
-        };
+        let flags = if opts.udp { (opts.ipv6_only as i64) | if opts.reuse_addr { 4 } else { 0 } } else { opts.ipv6_only as i64 };
         let q = ServerQuery {
             index,
             address,
@@ -274,7 +293,17 @@ impl Server {
         if !matches!(state.source, Source::RoundRobin) {
             shared.servers.lock().push(state.clone());
         }
-        let server = Server { state, cluster: Some((worker, tuple, index)), unlink: None, port, nonblocking: opts.nonblocking, idle: AtomicBool::new(false), near_fd_limit: AtomicBool::new(false), fd_limit: std::sync::atomic::AtomicU64::new(fd::soft_limit()), received: std::sync::atomic::AtomicU64::new(1) };
+        let server = Server {
+            state,
+            cluster: Some((worker, tuple, index)),
+            unlink: None,
+            port,
+            nonblocking: opts.nonblocking,
+            idle: AtomicBool::new(false),
+            near_fd_limit: AtomicBool::new(false),
+            fd_limit: std::sync::atomic::AtomicU64::new(fd::soft_limit()),
+            received: std::sync::atomic::AtomicU64::new(1),
+        };
         shared.send_with(|out, seq| wire::query(out, "listening", &q, port as i64, seq))?;
         Ok(server)
     }
@@ -302,9 +331,8 @@ impl Server {
     /// non-blocking, in which case `EAGAIN` means none waits. `EBADF` once closed.
     pub fn accept(&self) -> Result<OwnedFd> {
         let closed = || Error::errno(libc::EBADF, "server is closed");
-        let wait = |fd: std::os::fd::BorrowedFd<'_>| -> Result<()> {
-            fd::poll_readable(fd, -1).map(drop).map_err(|e| Error::io("poll", e))
-        };
+        let wait =
+            |fd: std::os::fd::BorrowedFd<'_>| -> Result<()> { fd::poll_readable(fd, -1).map(drop).map_err(|e| Error::io("poll", e)) };
         match &self.state.source {
             Source::RoundRobin => loop {
                 if let Some(conn) = self.state.take_queued() {
@@ -356,7 +384,10 @@ impl Server {
                     match crate::sys::lane::next_fits(sock.as_fd()) {
                         Ok(true) => nonblocking = true,
                         Ok(false) => {
-                            return Err(Error::errno(libc::EMFILE, "no fd left for the next connection: it stays queued for another worker"));
+                            return Err(Error::errno(
+                                libc::EMFILE,
+                                "no fd left for the next connection: it stays queued for another worker",
+                            ));
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock && !self.nonblocking => {
                             wait(sock.as_fd())?;
@@ -381,7 +412,9 @@ impl Server {
                     Err(e) => return Err(Error::io("receive a connection", e)),
                 }
             },
-            Source::Datagram { .. } => Err(Error::errno(libc::EOPNOTSUPP, "a UDP socket has no connections to accept; read it with recvfrom")),
+            Source::Datagram { .. } => {
+                Err(Error::errno(libc::EOPNOTSUPP, "a UDP socket has no connections to accept; read it with recvfrom"))
+            }
         }
     }
 
@@ -405,7 +438,10 @@ impl Server {
                 None if self.state.is_closed() => Err(Error::errno(libc::EBADF, "server is closed")),
                 None => Ok(false),
             },
-            _ => Err(Error::errno(libc::EOPNOTSUPP, "only connections handed one by one (newconn) can be given back; stop accepting instead")),
+            _ => Err(Error::errno(
+                libc::EOPNOTSUPP,
+                "only connections handed one by one (newconn) can be given back; stop accepting instead",
+            )),
         }
     }
 

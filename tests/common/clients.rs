@@ -131,4 +131,3 @@ pub fn wait_for(counter: &AtomicUsize, want: usize) -> usize {
     }
     counter.load(Ordering::SeqCst)
 }
-

@@ -156,9 +156,8 @@ impl Proc {
     /// Waits (at most `TIMEOUT`) for a line matching `pred`; earlier non-matching lines stay
     /// available to later calls.
     pub fn expect(&mut self, pred: impl Fn(&Value) -> bool, what: &str) -> Value {
-        self.try_expect(pred, TIMEOUT).unwrap_or_else(|| {
-            panic!("timed out waiting for {what}; output so far:\n{}", self.lines.lock().unwrap().join("\n"))
-        })
+        self.try_expect(pred, TIMEOUT)
+            .unwrap_or_else(|| panic!("timed out waiting for {what}; output so far:\n{}", self.lines.lock().unwrap().join("\n")))
     }
 
     pub fn try_expect(&mut self, pred: impl Fn(&Value) -> bool, timeout: Duration) -> Option<Value> {
