@@ -81,7 +81,7 @@ fn event_json(ev: &Event) -> serde_json::Value {
         }
         Event::Message { id, pid, json, fd } => {
             // A socket that came with the message: read one line from it to show it works.
-            let fd_data = fd.as_ref().map(|f| read_line_from(f));
+            let fd_data = fd.as_ref().map(read_line_from);
             json!({"event":"message","id":id,"pid":pid,"data":json,"fd_data":fd_data})
         }
         Event::Disconnect { id, pid, exited_after_disconnect } => {
@@ -230,7 +230,7 @@ fn primary() {
             ["cloexec-stdio"] => {
                 // As Node does to its own fds 0-2: inherited stdio must still reach workers.
                 for fd in 0..3 {
-                    // SAFETY (fixture): fcntl on our own stdio fds.
+                    // SAFETY: (fixture) fcntl on our own stdio fds.
                     unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
                 }
                 serde_json::json!({"cloexec_stdio": true})
@@ -262,7 +262,7 @@ fn primary() {
 }
 
 fn raw_line(kind: &str) {
-    // SAFETY (test fixture): fd 3 is the inherited channel; we write to it before the
+    // SAFETY: (test fixture) fd 3 is the inherited channel; we write to it before the
     // library takes it, as a hostile peer would.
     let chan = unsafe { std::os::unix::net::UnixStream::from_raw_fd(3) };
     let online = b"{\"cmd\":\"NODE_CLUSTER\",\"act\":\"online\",\"seq\":0}\n";
@@ -409,7 +409,7 @@ fn worker() {
                 .filter(|(k, _)| k.starts_with("CLUSTER_TEST") || k.starts_with("NODE_"))
                 .map(|(k, v)| (k, v.into()))
                 .collect();
-            // SAFETY (fixture): getuid/getgid have no preconditions.
+            // SAFETY: (fixture) getuid/getgid have no preconditions.
             let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
             say(serde_json::json!({"worker": w.id(), "id": w.id(), "env": env, "uid": uid, "gid": gid}));
             loop {
@@ -421,7 +421,7 @@ fn worker() {
             let target = cluster::address::Target::from_user(Some("127.0.0.1"), port).expect("target");
             let opts = ServerOptions { udp: true, ..Default::default() };
             let server = Server::query(w, &target, opts).expect("udp server");
-            // SAFETY (fixture): borrow the server's datagram socket to answer on it.
+            // SAFETY: (fixture) borrow the server's datagram socket to answer on it.
             let sock = unsafe { std::net::UdpSocket::from_raw_fd(server.fd()) };
             let mut buf = [0u8; 64];
             loop {

@@ -106,6 +106,7 @@ impl Msg<'_> {
 }
 
 /// What a line turned out to be.
+#[allow(clippy::large_enum_variant, reason = "short-lived return value; a Box would allocate per message")]
 #[derive(Debug)]
 pub enum Parsed<'a> {
     /// `cmd` starts with `NODE_` and is longer than 5 characters.

@@ -209,6 +209,10 @@ pub fn spawn(plan: &SpawnPlan, channel: BorrowedFd<'_>) -> io::Result<Spawned> {
 /// # Safety
 /// Must run only in a freshly forked child; every pointer must come from memory prepared
 /// before the fork.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the child between fork and exec may not allocate: everything it needs is prepared before the fork and passed as plain arguments"
+)]
 unsafe fn child(
     plan: &SpawnPlan,
     argv: &[*const libc::c_char],

@@ -456,7 +456,7 @@ impl Server {
             Ok(true) => {
                 // Fds take the lowest free number: one this high means few are left. The
                 // limit is read again now and then (it can change at run time).
-                if self.received.fetch_add(1, Ordering::Relaxed) % LIMIT_REREAD == 0 {
+                if self.received.fetch_add(1, Ordering::Relaxed).is_multiple_of(LIMIT_REREAD) {
                     self.fd_limit.store(fd::soft_limit(), Ordering::Relaxed);
                 }
                 let high = conn.as_raw_fd() as u64 + FD_MARGIN >= self.fd_limit.load(Ordering::Relaxed);
