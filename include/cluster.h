@@ -243,12 +243,12 @@ typedef struct cluster_settings {
    */
   size_t size;
   /*
-   Program to run (a path, or a name looked up on PATH); it becomes argv[0].
+   Program to run (a path, or a name looked up on PATH); it becomes `argv[0]`.
    Default: this program.
    */
   const char *exec;
   /*
-   NULL-terminated argv after argv[0]. Default: this process's argv[1..].
+   NULL-terminated argv after `argv[0]`. Default: this process's `argv[1..]`.
    */
   const char *const *args;
   /*

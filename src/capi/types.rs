@@ -134,10 +134,10 @@ pub struct cluster_server {
 pub struct cluster_settings {
     /// `sizeof(cluster_settings)` as the caller was compiled.
     pub size: usize,
-    /// Program to run (a path, or a name looked up on PATH); it becomes argv[0].
+    /// Program to run (a path, or a name looked up on PATH); it becomes `argv[0]`.
     /// Default: this program.
     pub exec: *const c_char,
-    /// NULL-terminated argv after argv[0]. Default: this process's argv[1..].
+    /// NULL-terminated argv after `argv[0]`. Default: this process's `argv[1..]`.
     pub args: *const *const c_char,
     /// Working directory of the worker. Default: the primary's.
     pub cwd: *const c_char,

@@ -7,7 +7,7 @@
 //! - as the primary's *current* settings, which accumulate updates ([`Settings::merge`],
 //!   Node's rule, §2.2). `Primary::setup` validates and merges under one lock, so a call that
 //!   fails changes nothing, and the distributor reads the same value (a
-//!   [`Distribution`] snapshot taken once per `queryServer`, never per connection).
+//!   `Distribution` snapshot taken once per `queryServer`, never per connection).
 
 #![forbid(unsafe_code)]
 
@@ -36,7 +36,7 @@ pub struct Settings {
     // What later forks run (Node's `cluster.settings`).
     /// The program to run; `None`: this program (`/proc/self/exe`).
     pub exec: Option<OsString>,
-    /// argv after argv[0]; `None`: this process's argv[1..].
+    /// argv after `argv[0]`; `None`: this process's `argv[1..]`.
     pub args: Option<Vec<OsString>>,
     /// The worker's working directory; `None`: ours.
     pub cwd: Option<PathBuf>,
