@@ -5,6 +5,11 @@
 //! round-robin, passing fds over Node v20's own IPC protocol, so Node primaries and Node
 //! workers interoperate with ours. The C ABI lives in [`capi`]; `include/cluster.h` is
 //! generated from it.
+//!
+//! `unsafe` is denied crate-wide and allowed only in [`sys`] (the system calls) and [`capi`]
+//! (the C ABI); every other module also forbids it at its top.
+
+#![deny(unsafe_code)]
 
 pub mod address;
 pub mod api;

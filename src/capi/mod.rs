@@ -6,6 +6,8 @@
 //! `T::panic_value()` (rustls-ffi's `ffi_panic_boundary!`). Spelling it out keeps the
 //! signatures visible to cbindgen; `tests/abi_guard.rs` checks that no export skips the guard.
 
+// The crate denies `unsafe` (lib.rs); the C ABI is one of its two homes.
+#![allow(unsafe_code)]
 #![allow(non_camel_case_types)]
 // Every export documents its pointer contract in C terms (what the caller passes, who owns
 // it) in its doc comment, which is the header; a Rust `# Safety` heading would only repeat it.
