@@ -1,6 +1,11 @@
-//! Generates `include/cluster.h` from `src/capi` with cbindgen, and gives the cdylib its ABI
-//! identity (`link_abi`). The header is written only when its content changed (house style
-//! 13, P9).
+//! Generates the C header from `src/capi` with cbindgen into `$OUT_DIR/cluster.h`, and gives
+//! the cdylib its ABI identity (`link_abi`). The header is written only when its content
+//! changed (house style 13, P9).
+//!
+//! A build never writes into the source tree (a read-only or vendored source must build):
+//! the committed `include/cluster.h` is replaced from `$OUT_DIR` only when asked, by
+//! `make header` (`scripts/header write`), and `make check-header` (part of `make test`)
+//! fails when it differs from what this build script generates.
 
 fn main() {
     println!("cargo:rerun-if-changed=src");
@@ -14,9 +19,6 @@ fn main() {
         Err(e) => panic!("cbindgen: {e}"),
     };
     bindings.write_to_file(out_dir.join("cluster.h"));
-    if std::env::var_os("LIBCLUSTER_NO_HEADER_COPY").is_none() {
-        bindings.write_to_file(format!("{dir}/include/cluster.h"));
-    }
     link_abi(&out_dir);
 }
 

@@ -34,12 +34,11 @@ VERSION = build_support.crate_version(CRATE / "Cargo.toml")
 
 def cargo_env():
     """cargo's environment: no debug info and a stripped library (the release profile keeps
-    debug=1 for the repository's own builds), no build path embedded (panic locations),
-    the checked-in header left alone."""
+    debug=1 for the repository's own builds), no build path embedded (panic locations).
+    A build leaves the checked-in header alone (build.rs writes it only into OUT_DIR)."""
     env = dict(os.environ)
     env["CARGO_PROFILE_RELEASE_DEBUG"] = "0"
     env["CARGO_PROFILE_RELEASE_STRIP"] = "symbols"
-    env["LIBCLUSTER_NO_HEADER_COPY"] = "1"
     if CRATE != HERE / "rust":  # a checkout: its own target dir, so target/release stays as is
         env.setdefault("CARGO_TARGET_DIR", str(CRATE / "target" / "python"))
     cargo_home = env.get("CARGO_HOME") or str(Path.home() / ".cargo")

@@ -34,7 +34,7 @@ function have(cmd) {
 }
 
 // `cargo build --release --locked` of the crate in `crateDir` into `targetDir`; returns the
-// path of libcluster.so. The header in the crate stays as it is (LIBCLUSTER_NO_HEADER_COPY);
+// path of libcluster.so. The header in the crate stays as it is (a build never writes it);
 // no debug info (the library is shipped, not debugged); `env` adds variables (RUSTFLAGS).
 function cargoBuild(crateDir, targetDir, env = {}) {
   const err = run('cargo', ['build', '--release', '--locked', '--lib'], {
@@ -43,7 +43,6 @@ function cargoBuild(crateDir, targetDir, env = {}) {
       ...process.env,
       CARGO_TARGET_DIR: targetDir,
       CARGO_PROFILE_RELEASE_DEBUG: '0',
-      LIBCLUSTER_NO_HEADER_COPY: '1',
       ...env,
     },
   });
