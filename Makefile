@@ -1,6 +1,7 @@
 # libcluster: the C-side steps around cargo.
 #   make demo      build and run the clustered HTTP demo on 127.0.0.1:$(PORT)
-#   make test      every test (Rust, C, Node interop; Python and Node bindings when present)
+#   make test      every test (Rust, C, Node interop; Python and Node bindings when present),
+#                  after the gates: fmt, clippy, rustdoc, the header, the ABI, the links
 #   make examples  build target/examples/hello
 #   make header    regenerate include/cluster.h from src/capi (a build never writes it)
 #   make install   PREFIX=/usr/local: the release library (libcluster.so.<version>, its
@@ -21,7 +22,7 @@ CARGOFLAGS := $(if $(filter release,$(PROFILE)),--release,)
 EXDIR    := $(if $(filter release,$(PROFILE)),target/examples-release,target/examples)
 EXAMPLES := $(EXDIR)/hello
 
-.PHONY: all lib lib-release uninstall test-install examples demo test test-deps test-rust header check-header check-abi install clean bench bench-short bench-slow bench-python bench-bins test-valgrind test-python test-python-dist python-dist test-node npm-pack test-npm
+.PHONY: all lib lib-release uninstall test-install examples demo test test-deps test-rust header check-header check-rust check-abi install clean bench bench-short bench-slow bench-python bench-bins test-valgrind test-python test-python-dist python-dist test-node npm-pack test-npm
 
 all: lib examples
 
@@ -64,6 +65,13 @@ header:
 check-header: lib
 	CARGO="$(CARGO)" CARGOFLAGS="$(CARGOFLAGS)" scripts/header check
 
+# Rust hygiene: formatting (rustfmt.toml), clippy on every target, rustdoc, all without
+# warnings. Cheap next to the tests (the dependencies are checked once, then reused).
+check-rust:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
+
 # Every export goes through ffi_guard! (no panic crosses the ABI).
 check-abi:
 	./scripts/check-abi
@@ -105,7 +113,7 @@ npm-pack:
 test-npm:
 	cd bindings/node && node --test test/pack-install.test.js
 
-test: test-deps check-header check-abi test-rust test-python test-node check-links
+test: test-deps check-rust check-header check-abi test-rust test-python test-node check-links
 
 # The benchmark: release library and demo, the load generator and the SO_REUSEPORT server.
 bench-bins:
