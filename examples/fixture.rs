@@ -49,10 +49,10 @@ use std::io::{BufRead, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::time::Duration;
 
-use cluster::context::{self, Role};
-use cluster::event::Event;
-use cluster::worker::Server;
-use cluster::worker::server::ServerOptions;
+use cluster::testing::context::{self, Role};
+use cluster::testing::event::Event;
+use cluster::testing::worker::Server;
+use cluster::testing::worker::server::ServerOptions;
 
 /// One JSON line on stdout in a single write, so lines of the primary and its workers
 /// (which share the pipe) never interleave.
@@ -113,11 +113,11 @@ fn socket_with(text: &str) -> std::os::unix::net::UnixStream {
 }
 
 fn fd_report() -> serde_json::Value {
-    let fds: Vec<serde_json::Value> = cluster::sys::fd::open_fds()
+    let fds: Vec<serde_json::Value> = cluster::testing::sys::fd::open_fds()
         .unwrap_or_default()
         .into_iter()
         .map(|fd| {
-            let cloexec = cluster::sys::fd::is_cloexec(fd).unwrap_or(false);
+            let cloexec = cluster::testing::sys::fd::is_cloexec(fd).unwrap_or(false);
             let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).map(|p| p.display().to_string()).unwrap_or_default();
             serde_json::json!({"fd":fd,"cloexec":cloexec,"target":target})
         })
@@ -154,7 +154,7 @@ fn primary() {
                 Err(e) => serde_json::json!({"error": e.code, "message": e.message}),
             },
             ["setup", exec, args @ ..] => {
-                match p.setup(cluster::primary::settings::Settings {
+                match p.setup(cluster::testing::primary::settings::Settings {
                     exec: Some((*exec).into()),
                     args: Some(args.iter().map(|a| (*a).into()).collect()),
                     ..Default::default()
@@ -187,11 +187,11 @@ fn primary() {
                 Err(e) => serde_json::json!({"error": e.code, "message": e.message}),
             },
             ["disconnect-all"] => serde_json::json!({"disconnecting_all": p.disconnect_all()}),
-            ["sched", policy] => match p.setup(cluster::primary::settings::Settings {
+            ["sched", policy] => match p.setup(cluster::testing::primary::settings::Settings {
                 sched_policy: Some(if *policy == "none" {
-                    cluster::primary::SchedPolicy::None
+                    cluster::testing::primary::SchedPolicy::None
                 } else {
-                    cluster::primary::SchedPolicy::RoundRobin
+                    cluster::testing::primary::SchedPolicy::RoundRobin
                 }),
                 ..Default::default()
             }) {
@@ -205,26 +205,33 @@ fn primary() {
                 Err(e) => serde_json::json!({"error": e.code, "message": e.message}),
             },
             ["ids", uid, gid] => {
-                p.setup(cluster::primary::settings::Settings { uid: uid.parse().ok(), gid: gid.parse().ok(), ..Default::default() })
-                    .expect("setup");
+                p.setup(cluster::testing::primary::settings::Settings {
+                    uid: uid.parse().ok(),
+                    gid: gid.parse().ok(),
+                    ..Default::default()
+                })
+                .expect("setup");
                 serde_json::json!({"ids": [uid, gid]})
             }
             ["allow", addr, port] => {
                 let address = (*addr != "*").then(|| addr.to_string());
-                p.allow_bind(cluster::primary::AllowRule { address, port: port.parse().ok() });
+                p.allow_bind(cluster::testing::primary::AllowRule { address, port: port.parse().ok() });
                 serde_json::json!({"allowed": [addr, port]})
             }
             ["maxmsg", bytes] => {
-                cluster::ipc::set_max_line(bytes.parse().unwrap_or(1024));
+                cluster::testing::ipc::set_max_line(bytes.parse().unwrap_or(1024));
                 serde_json::json!({"maxmsg": bytes})
             }
             ["inflight", n] => {
-                p.setup(cluster::primary::settings::Settings { max_in_flight: Some(n.parse().unwrap_or(1)), ..Default::default() })
-                    .expect("setup");
+                p.setup(cluster::testing::primary::settings::Settings {
+                    max_in_flight: Some(n.parse().unwrap_or(1)),
+                    ..Default::default()
+                })
+                .expect("setup");
                 serde_json::json!({"inflight": n})
             }
             ["leastloaded"] => {
-                p.setup(cluster::primary::settings::Settings { least_loaded: Some(true), ..Default::default() }).expect("setup");
+                p.setup(cluster::testing::primary::settings::Settings { least_loaded: Some(true), ..Default::default() }).expect("setup");
                 serde_json::json!({"leastloaded": true})
             }
             ["cloexec-stdio"] => {
@@ -236,7 +243,7 @@ fn primary() {
                 serde_json::json!({"cloexec_stdio": true})
             }
             ["silent"] => {
-                p.setup(cluster::primary::settings::Settings { silent: Some(true), ..Default::default() }).expect("setup");
+                p.setup(cluster::testing::primary::settings::Settings { silent: Some(true), ..Default::default() }).expect("setup");
                 serde_json::json!({"silent": true})
             }
             ["stdout", id] => {
@@ -277,7 +284,7 @@ fn raw_line(kind: &str) {
         }
         "fdnohandle" => {
             let f = std::fs::File::open("/dev/null").unwrap();
-            let _ = cluster::sys::scm::send(
+            let _ = cluster::testing::sys::scm::send(
                 std::os::fd::AsFd::as_fd(&chan),
                 b"{\"cmd\":\"NODE_CLUSTER\",\"act\":\"listening\",\"seq\":1}\n",
                 Some(f.as_raw_fd()),
@@ -330,7 +337,7 @@ fn raw_file() -> ! {
         let mut part = &data[start..cuts.get(i + 1).copied().unwrap_or(data.len())];
         if fd_at == Some(start) {
             let null = std::fs::File::open("/dev/null").expect("/dev/null");
-            match cluster::sys::scm::send(std::os::fd::AsFd::as_fd(&chan), part, Some(null.as_raw_fd()), false) {
+            match cluster::testing::sys::scm::send(std::os::fd::AsFd::as_fd(&chan), part, Some(null.as_raw_fd()), false) {
                 Ok(n) => part = &part[n..],
                 Err(_) => break,
             }
@@ -418,7 +425,7 @@ fn worker() {
         }
         "udp" => {
             let port: i32 = std::env::var("FIXTURE_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(0);
-            let target = cluster::address::Target::from_user(Some("127.0.0.1"), port).expect("target");
+            let target = cluster::testing::address::Target::from_user(Some("127.0.0.1"), port).expect("target");
             let opts = ServerOptions { udp: true, ..Default::default() };
             let server = Server::query(w, &target, opts).expect("udp server");
             // SAFETY: (fixture) borrow the server's datagram socket to answer on it.
@@ -431,7 +438,7 @@ fn worker() {
             }
         }
         "twoservers" => {
-            let target = cluster::address::Target::from_user(Some("127.0.0.1"), 0).expect("target");
+            let target = cluster::testing::address::Target::from_user(Some("127.0.0.1"), 0).expect("target");
             let s0 = Server::query(w, &target, ServerOptions::default()).expect("first");
             let s1 = Server::query(w, &target, ServerOptions::default()).expect("second");
             say(serde_json::json!({"worker": w.id(), "ports": [s0.port(), s1.port()]}));
@@ -453,7 +460,7 @@ fn worker() {
     }
     let addr = std::env::var("FIXTURE_ADDR").unwrap_or_else(|_| "127.0.0.1".into());
     let port: i32 = std::env::var("FIXTURE_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(0);
-    let target = match cluster::address::Target::from_user(Some(&addr), port) {
+    let target = match cluster::testing::address::Target::from_user(Some(&addr), port) {
         Ok(t) => t,
         Err(e) => {
             say(serde_json::json!({"worker": w.id(), "pid": pid, "error": e.code, "message": e.message}));

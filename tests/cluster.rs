@@ -105,7 +105,7 @@ fn fork_is_refused_in_a_worker() {
     let mut p = Proc::fixture(&[]);
     let (id, _) = p.fork("FIXTURE_MODE=tryfork");
     let r = p.expect(|v| v["worker"] == id && v.get("tryfork").is_some(), "tryfork result");
-    assert_eq!(r["tryfork"], cluster::capi::error::CLUSTER_E_WRONG_ROLE);
+    assert_eq!(r["tryfork"], cluster::testing::capi::error::CLUSTER_E_WRONG_ROLE);
 }
 
 /// `docs/design.md` §5: a connection handed to a worker that dies before taking it goes to another
@@ -156,7 +156,7 @@ fn hostile(kind: &str) -> (Proc, u16, i32) {
     let port = listening_port(&mut p, good);
     let (bad, _) = p.fork(&format!("FIXTURE_MODE=raw:{kind}"));
     let err = p.event("error", bad);
-    assert_eq!(err["code"], cluster::capi::error::CLUSTER_E_PROTOCOL, "{err}");
+    assert_eq!(err["code"], cluster::testing::capi::error::CLUSTER_E_PROTOCOL, "{err}");
     assert!(!err["message"].as_str().unwrap().is_empty());
     p.event("disconnect", bad);
     (p, port, good_pid)

@@ -5,8 +5,8 @@
 
 use std::os::fd::OwnedFd;
 
-use cluster::ipc::codec::Decoder;
-use cluster::ipc::{message, user_json};
+use cluster::testing::ipc::codec::Decoder;
+use cluster::testing::ipc::{message, user_json};
 use proptest::prelude::*;
 
 fn devnull() -> OwnedFd {
@@ -110,8 +110,8 @@ proptest! {
         user_json::strip_whitespace(sent.as_bytes(), &mut expected);
         prop_assert_eq!(&expected[..], body);
         // The receiver delivers exactly that text.
-        let got = cluster::ipc::inbound::classify(body, None).unwrap().inbound.unwrap();
-        prop_assert!(matches!(&got, cluster::ipc::inbound::Inbound::User { json } if json.as_bytes() == body), "{:?}", got);
+        let got = cluster::testing::ipc::inbound::classify(body, None).unwrap().inbound.unwrap();
+        prop_assert!(matches!(&got, cluster::testing::ipc::inbound::Inbound::User { json } if json.as_bytes() == body), "{:?}", got);
     }
 }
 

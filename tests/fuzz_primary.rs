@@ -35,12 +35,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
-use cluster::error::{Error, Result};
-use cluster::ipc::codec::Decoder;
-use cluster::ipc::hot_lines;
-use cluster::ipc::inbound::{self, Control, Inbound};
-use cluster::ipc::message::{self, Msg, Parsed};
-use cluster::sys::lane;
+use cluster::testing::error::{Error, Result};
+use cluster::testing::ipc::codec::Decoder;
+use cluster::testing::ipc::hot_lines;
+use cluster::testing::ipc::inbound::{self, Control, Inbound};
+use cluster::testing::ipc::message::{self, Msg, Parsed};
+use cluster::testing::sys::lane;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
@@ -69,7 +69,7 @@ where
     S::Value: fmt::Debug,
 {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    cluster::ipc::set_max_line(CAP);
+    cluster::testing::ipc::set_max_line(CAP);
     let config = Config { cases, source_file: Some(file!()), failure_persistence: persistence(), ..Config::default() };
     if let Err(e) = TestRunner::new(config).run(&strategy, test) {
         panic!("{e}");
@@ -95,7 +95,7 @@ impl fmt::Debug for Bytes {
 // Fds
 
 fn open_fds() -> BTreeSet<RawFd> {
-    cluster::sys::fd::open_fds().expect("/proc/self/fd").into_iter().collect()
+    cluster::testing::sys::fd::open_fds().expect("/proc/self/fd").into_iter().collect()
 }
 
 /// The kinds of fd a hostile peer may pass.
@@ -669,7 +669,7 @@ fn oversize_lines_close_the_channel_whatever_the_split() {
 #[test]
 fn primary_corpus_replays_with_its_verdicts() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    cluster::ipc::set_max_line(CAP);
+    cluster::testing::ipc::set_max_line(CAP);
     let mut seen = [0; 3];
     for (name, verdict, data) in primary_corpus() {
         seen[*verdict as usize] += 1;
@@ -840,7 +840,7 @@ fn serde_parse(line: &[u8]) -> std::result::Result<Option<Msg<'_>>, ()> {
             serde_json::from_slice::<serde::de::IgnoredAny>(line).map_err(|_| ())?;
             let internal = match serde_json::from_slice::<Value>(line) {
                 Ok(v) => v.get("cmd").and_then(Value::as_str).is_some_and(message::is_internal_cmd),
-                Err(_) => cluster::ipc::user_json::has_internal_cmd(line).map_err(|_| ())?,
+                Err(_) => cluster::testing::ipc::user_json::has_internal_cmd(line).map_err(|_| ())?,
             };
             if internal { Err(()) } else { Ok(None) }
         }
@@ -991,7 +991,7 @@ fn lane_recv_takes_only_one_byte_one_fd_packets_and_keeps_no_fd() {
 #[test]
 fn reported_bugs_minimal_inputs() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    cluster::ipc::set_max_line(CAP);
+    cluster::testing::ipc::set_max_line(CAP);
     let mut wrong: Vec<String> = Vec::new();
 
     // codec::Decoder: the fd came with a read in which only `{"a":1}` starts; a NODE_HANDLE
@@ -1111,7 +1111,7 @@ impl Bench {
             .position(|e| e["event"] == "disconnect")
             .ok_or_else(|| format!("worker {id}: no disconnect; {}", self.log(id)))?;
         let closed = d > 0 && events[d - 1]["event"] == "error";
-        if closed && events[d - 1]["code"] != cluster::capi::error::CLUSTER_E_PROTOCOL {
+        if closed && events[d - 1]["code"] != cluster::testing::capi::error::CLUSTER_E_PROTOCOL {
             return Err(format!("worker {id}: closed with an error that is not a protocol error; {}", self.log(id)));
         }
         if !closed && !events[..d].iter().any(|e| e["event"] == "message" && e["data"] == sentinel.as_str()) {
@@ -1178,7 +1178,7 @@ fn hostile_stream() -> impl Strategy<Value = (Vec<Bytes>, Option<usize>)> {
 #[test]
 fn real_primary_survives_hostile_workers() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    cluster::ipc::set_max_line(CAP);
+    cluster::testing::ipc::set_max_line(CAP);
     let started = Instant::now();
     let mut bench = Bench::new();
     let mut run = |what: &str, bytes: &[u8], chunk: Option<usize>, fd_at: Option<usize>, expect: Option<bool>| {

@@ -46,7 +46,7 @@ fn a_worker_that_never_reads_cannot_grow_the_primary_without_bound() {
     assert!(rss < RSS_BOUND_KIB, "the primary's RSS {rss} KiB is over {RSS_BOUND_KIB} KiB");
 
     let err = err.expect("an error event for the worker that does not read");
-    assert_eq!(err["code"], cluster::capi::error::CLUSTER_E_PROTOCOL, "{err}");
+    assert_eq!(err["code"], cluster::testing::capi::error::CLUSTER_E_PROTOCOL, "{err}");
     assert_eq!(err["pid"], bad_pid, "{err}");
     let msg = err["message"].as_str().unwrap();
     eprintln!("error event: {err}; worker sent {sent}");

@@ -133,7 +133,7 @@ fn node_handle_without_fd_is_nacked_and_the_worker_goes_on() {
     assert_eq!(w.line(), serde_json::json!({"cmd": "NODE_HANDLE_NACK"}));
     // Still alive and answering: an unknown-key newconn with a real fd is acked and refused.
     let (a, _b) = UnixStream::pair().unwrap();
-    cluster::sys::scm::send(
+    cluster::testing::sys::scm::send(
         std::os::fd::AsFd::as_fd(w.chan.get_ref()),
         b"{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":{\"cmd\":\"NODE_CLUSTER\",\"act\":\"newconn\",\"key\":\"nope\",\"seq\":1}}\n",
         Some(a.as_raw_fd()),
@@ -149,7 +149,7 @@ fn node_handle_without_fd_is_nacked_and_the_worker_goes_on() {
 fn fd_without_node_handle_ends_the_worker_with_a_message() {
     let w = online("idle");
     let (a, _b) = UnixStream::pair().unwrap();
-    cluster::sys::scm::send(std::os::fd::AsFd::as_fd(w.chan.get_ref()), b"{\"hello\":1}\n", Some(a.as_raw_fd()), false).unwrap();
+    cluster::testing::sys::scm::send(std::os::fd::AsFd::as_fd(w.chan.get_ref()), b"{\"hello\":1}\n", Some(a.as_raw_fd()), false).unwrap();
     let (code, err) = w.exit();
     assert_eq!(code, Some(1));
     assert!(err.contains("not NODE_HANDLE"), "{err}");
@@ -206,7 +206,7 @@ fn rest_of_channel(w: &mut Worker) -> String {
 
 /// A pipe's (read end, write end).
 fn pipe() -> (std::fs::File, std::fs::File) {
-    let (r, w) = cluster::sys::fd::pipe().unwrap();
+    let (r, w) = cluster::testing::sys::fd::pipe().unwrap();
     (r.into(), w.into())
 }
 
@@ -251,7 +251,7 @@ fn port_out_of_range_in_a_reply_ends_the_worker_with_a_message() {
 fn newconn_carrying_a_pipe_ends_the_worker_with_a_message() {
     let mut w = serving();
     let (r, pw) = pipe();
-    cluster::sys::scm::send(
+    cluster::testing::sys::scm::send(
         std::os::fd::AsFd::as_fd(w.chan.get_ref()),
         b"{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":{\"cmd\":\"NODE_CLUSTER\",\"act\":\"newconn\",\"key\":\"k\",\"seq\":7}}\n",
         Some(pw.as_raw_fd()),
@@ -270,17 +270,18 @@ fn newconn_carrying_a_pipe_ends_the_worker_with_a_message() {
 #[test]
 fn fast_lane_carrying_a_pipe_ends_the_worker_with_a_message() {
     let (mut w, seq) = querying();
-    let (ours, theirs) = cluster::sys::lane::pair().unwrap();
+    let (ours, theirs) = cluster::testing::sys::lane::pair().unwrap();
     let reply = format!(
         "{{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":{{\"cmd\":\"NODE_CLUSTER\",\"errno\":0,\"key\":\"k\",\"ack\":{seq},\"data\":null,\"sockname\":{GOOD_SOCKNAME},\"libclusterLane\":1,\"seq\":100}}}}\n"
     );
-    cluster::sys::scm::send(std::os::fd::AsFd::as_fd(w.chan.get_ref()), reply.as_bytes(), Some(theirs.as_raw_fd()), false).unwrap();
+    cluster::testing::sys::scm::send(std::os::fd::AsFd::as_fd(w.chan.get_ref()), reply.as_bytes(), Some(theirs.as_raw_fd()), false)
+        .unwrap();
     drop(theirs);
     assert_eq!(w.line(), serde_json::json!({"cmd": "NODE_HANDLE_ACK"}));
     let l = w.line();
     assert_eq!((l["act"].as_str(), l["port"].as_i64()), (Some("listening"), Some(40000)), "{l}");
     let (r, pw) = pipe();
-    assert_eq!(cluster::sys::lane::send(std::os::fd::AsFd::as_fd(&ours), &[pw.as_raw_fd()]).unwrap(), 1);
+    assert_eq!(cluster::testing::sys::lane::send(std::os::fd::AsFd::as_fd(&ours), &[pw.as_raw_fd()]).unwrap(), 1);
     drop(pw);
     let (code, err) = w.exit();
     assert_eq!(code, Some(1), "{err}");

@@ -129,7 +129,7 @@ fn worker_initiated_disconnect_is_voluntary() {
     let (id, _) = p.fork("FIXTURE_MODE=selfdisconnect");
     let r = p.expect(|v| v["worker"] == id && v.get("selfdisconnect").is_some(), "selfdisconnect");
     assert_eq!(r["selfdisconnect"], true);
-    assert_eq!(r["second"], cluster::capi::error::CLUSTER_E_CLOSED, "a second disconnect is an error");
+    assert_eq!(r["second"], cluster::testing::capi::error::CLUSTER_E_CLOSED, "a second disconnect is an error");
     let d = p.event("disconnect", id);
     assert_eq!(d["ead"], true, "the primary acked exitedAfterDisconnect before EOF");
     let ex = p.event("exit", id);

@@ -1,9 +1,9 @@
 //! `cluster_setup_primary` applies all or nothing: a call refused for any field leaves the
 //! scheduling policy, the tuning values and the fork settings as they were.
 
-use cluster::capi::primary::{cluster_settings_init, cluster_setup_primary};
-use cluster::capi::types::{CLUSTER_SCHED_NONE, cluster_settings};
-use cluster::primary::SchedPolicy;
+use cluster::testing::capi::primary::{cluster_settings_init, cluster_setup_primary};
+use cluster::testing::capi::types::{CLUSTER_SCHED_NONE, cluster_settings};
+use cluster::testing::primary::SchedPolicy;
 
 fn settings() -> cluster_settings {
     let mut s = std::mem::MaybeUninit::<cluster_settings>::zeroed();
@@ -18,7 +18,7 @@ fn settings() -> cluster_settings {
 fn a_refused_call_changes_nothing() {
     // SAFETY: this test process has no NODE_UNIQUE_ID: it is a primary.
     unsafe { std::env::remove_var("NODE_CLUSTER_SCHED_POLICY") };
-    let p = cluster::context::primary().expect("primary");
+    let p = cluster::testing::context::primary().expect("primary");
     assert_eq!(p.sched_policy(), SchedPolicy::RoundRobin);
     let exec = c"/bin/true";
     for bad in 0..3 {
