@@ -125,16 +125,25 @@ fn fd_report() -> serde_json::Value {
     serde_json::Value::Array(fds)
 }
 
+static EVENTS_HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn primary() {
     let ctx = context::get().expect("context");
     let Role::Primary(p) = &ctx.role else { unreachable!() };
     // Events are printed by a thread of ours, so stdin commands and events interleave.
+    // `events-hold` stops taking them (a program that does not dispatch), `events-release`
+    // goes on.
     std::thread::spawn(move || {
         loop {
-            while let Some(ev) = ctx.events.pop() {
+            while !EVENTS_HELD.load(std::sync::atomic::Ordering::Acquire) {
+                let Some(ev) = ctx.events.pop() else { break };
                 say(event_json(&ev));
             }
-            let _ = ctx.events.wait(-1);
+            if EVENTS_HELD.load(std::sync::atomic::Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(10));
+            } else {
+                let _ = ctx.events.wait(100);
+            }
         }
     });
     say(serde_json::json!({"ready": std::process::id(), "fds": fd_report()}));
@@ -260,6 +269,14 @@ fn primary() {
                 }
             }
             ["count"] => serde_json::json!({"count": p.worker_count(), "ids": p.worker_ids()}),
+            ["events-hold"] => {
+                EVENTS_HELD.store(true, std::sync::atomic::Ordering::Release);
+                serde_json::json!({"events": "held"})
+            }
+            ["events-release"] => {
+                EVENTS_HELD.store(false, std::sync::atomic::Ordering::Release);
+                serde_json::json!({"events": "released"})
+            }
             ["fds"] => serde_json::json!({"primary_fds": fd_report()}),
             ["quit"] => break,
             _ => serde_json::json!({"error": "unknown command", "line": line}),
@@ -403,6 +420,18 @@ fn worker() {
         }
     });
     match mode.as_str() {
+        m if m.starts_with("flood:") => {
+            // N messages of about 1 KiB, numbered, then {"flood_done": N}; then idle.
+            let n: usize = m[6..].parse().unwrap_or(100);
+            let pad = "x".repeat(1000);
+            for i in 0..n {
+                w.send(&serde_json::json!({"flood": i, "pad": pad}).to_string(), None).expect("send");
+            }
+            w.send(&serde_json::json!({"flood_done": n}).to_string(), None).expect("send");
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        }
         "idle" => loop {
             std::thread::sleep(Duration::from_secs(60));
         },

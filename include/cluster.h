@@ -416,6 +416,13 @@ int cluster_on_exit(cluster_event_cb cb, void *userdata);
  An fd (eventfd, close-on-exec, owned by the library: never close it) that is readable
  while events are pending. Poll it from your own loop (epoll, libuv, asyncio), then call
  `cluster_dispatch` or `cluster_poll_event`. Errors: start-up errors only.
+
+ Events wait in the library until taken. The user messages among them are bounded:
+ past max(64 MiB, 4 × the message cap) of message text (or `LIBCLUSTER_MAX_PENDING`
+ bytes), a worker stops reading its channel and a primary stops reading its workers'
+ channels until the program takes events, so peers are held back by their sockets instead
+ of this process's memory growing (a primary closes the channel of a worker that does not
+ read past its own bound). Lifecycle events are never held back.
  */
 int cluster_event_fd(void);
 

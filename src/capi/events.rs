@@ -160,6 +160,13 @@ pub extern "C" fn cluster_on_exit(cb: cluster_event_cb, userdata: *mut c_void) -
 /// An fd (eventfd, close-on-exec, owned by the library: never close it) that is readable
 /// while events are pending. Poll it from your own loop (epoll, libuv, asyncio), then call
 /// `cluster_dispatch` or `cluster_poll_event`. Errors: start-up errors only.
+///
+/// Events wait in the library until taken. The user messages among them are bounded:
+/// past max(64 MiB, 4 × the message cap) of message text (or `LIBCLUSTER_MAX_PENDING`
+/// bytes), a worker stops reading its channel and a primary stops reading its workers'
+/// channels until the program takes events, so peers are held back by their sockets instead
+/// of this process's memory growing (a primary closes the channel of a worker that does not
+/// read past its own bound). Lifecycle events are never held back.
 #[unsafe(no_mangle)]
 pub extern "C" fn cluster_event_fd() -> c_int {
     ffi_guard!({ ret(api::events().map(|q| q.fd())) })

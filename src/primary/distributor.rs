@@ -26,6 +26,8 @@ use crate::sys::{fd, process, scm};
 const KIND_WAKE: u64 = 0;
 const KIND_CHANNEL: u64 = 1;
 const KIND_PIDFD: u64 = 2;
+/// The event queue has room again for user messages (see `event`).
+const KIND_SPACE: u64 = 4;
 pub(super) const KIND_LISTENER: u64 = 3;
 /// Reads per channel per wakeup, so one chatty worker cannot starve the others (P6).
 const READS_PER_WAKEUP: usize = 16;
@@ -60,6 +62,7 @@ pub(super) struct Distributor {
 pub(super) fn start(shared: Arc<Shared>) -> Result<()> {
     let epoll = Epoll::new().map_err(|e| Error::io("epoll_create1", e))?;
     epoll.add(shared.wake.as_fd(), READABLE, token(KIND_WAKE, 0)).map_err(|e| Error::io("epoll_ctl", e))?;
+    epoll.add(shared.events.space_fd(), READABLE, token(KIND_SPACE, 0)).map_err(|e| Error::io("epoll_ctl", e))?;
     let mut d = Distributor {
         shared,
         epoll,
@@ -112,6 +115,7 @@ impl Distributor {
                     KIND_WAKE => self.run_commands(),
                     KIND_CHANNEL => self.on_channel(id, ready.events),
                     KIND_PIDFD => self.on_pidfd(id),
+                    KIND_SPACE => self.resume_channels(),
                     KIND_LISTENER => {
                         if let Some(sched) = self.handles.get_mut(&id).and_then(Handle::sched) {
                             sched.listener_ready();
@@ -193,7 +197,13 @@ impl Distributor {
             self.by_pid.push(id);
         }
         let sock = Arc::new(ours);
-        let channel = Channel { writer: Writer::new(sock.clone(), true), sock, decoder: Decoder::with_global_cap(), watching_out: false };
+        let channel = Channel {
+            writer: Writer::new(sock.clone(), true),
+            sock,
+            decoder: Decoder::with_global_cap(),
+            watching_out: false,
+            paused: false,
+        };
         self.workers.insert(
             id,
             WorkerConn {
@@ -239,6 +249,40 @@ impl Distributor {
             self.flush(id);
         }
         if events & (READABLE | HUP) != 0 {
+            // User messages fill the event queue (the program is not dispatching): leave
+            // this channel unread until there is room; its worker is held back by its own
+            // socket buffer. A channel that hung up is read to its end.
+            if events & HUP == 0 && self.shared.events.is_full() {
+                self.pause_channel(id);
+            } else {
+                self.read_channel(id, READS_PER_WAKEUP);
+            }
+        }
+    }
+
+    fn interest(ch: &Channel) -> u32 {
+        (if ch.paused { 0 } else { READABLE }) | HUP | if ch.watching_out { WRITABLE } else { 0 }
+    }
+
+    fn pause_channel(&mut self, id: u32) {
+        let Some(ch) = self.workers.get_mut(&id).and_then(|w| w.channel.as_mut()) else { return };
+        if ch.paused {
+            return;
+        }
+        ch.paused = true;
+        let _ = self.epoll.modify(ch.sock.as_fd(), Self::interest(ch), token(KIND_CHANNEL, id));
+        crate::trace::trace!("primary", "paused worker={id} (event queue full)");
+    }
+
+    /// The program dispatched: read the paused channels again.
+    fn resume_channels(&mut self) {
+        self.shared.events.take_space();
+        let ids: Vec<u32> = self.workers.iter().filter(|(_, w)| w.channel.as_ref().is_some_and(|c| c.paused)).map(|(&id, _)| id).collect();
+        for id in ids {
+            let Some(ch) = self.workers.get_mut(&id).and_then(|w| w.channel.as_mut()) else { continue };
+            ch.paused = false;
+            let _ = self.epoll.modify(ch.sock.as_fd(), Self::interest(ch), token(KIND_CHANNEL, id));
+            crate::trace::trace!("primary", "resumed worker={id}");
             self.read_channel(id, READS_PER_WAKEUP);
         }
     }
@@ -275,9 +319,8 @@ impl Distributor {
         let Some(ch) = self.workers.get_mut(&id).and_then(|w| w.channel.as_mut()) else { return false };
         let want = ch.writer.wants_writable();
         if want != ch.watching_out {
-            let ev = READABLE | HUP | if want { WRITABLE } else { 0 };
-            let _ = self.epoll.modify(ch.sock.as_fd(), ev, token(KIND_CHANNEL, id));
             ch.watching_out = want;
+            let _ = self.epoll.modify(ch.sock.as_fd(), Self::interest(ch), token(KIND_CHANNEL, id));
         }
         true
     }

@@ -24,6 +24,8 @@ pub struct Channel {
     pub decoder: Decoder,
     /// Registered for EPOLLOUT too.
     pub watching_out: bool,
+    /// Not read for now: user messages fill the event queue (see `event`).
+    pub paused: bool,
 }
 
 #[derive(Debug)]

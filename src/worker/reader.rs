@@ -134,11 +134,11 @@ fn handle_line(shared: &Shared, line: &[u8], fd: Option<OwnedFd>) -> Result<()> 
     }
     match inbound {
         Inbound::User { json } => {
-            shared.events.push(Event::Message { id: 0, pid: 0, json, fd: None });
+            shared.events.push_message(Event::Message { id: 0, pid: 0, json, fd: None });
             Ok(())
         }
         Inbound::UserWithHandle { json, fd } => {
-            shared.events.push(Event::Message { id: 0, pid: 0, json, fd: Some(fd) });
+            shared.events.push_message(Event::Message { id: 0, pid: 0, json, fd: Some(fd) });
             Ok(())
         }
         Inbound::Cluster { msg, fd } => handle_cluster(shared, &msg, fd),
