@@ -116,7 +116,10 @@ function sendTo(id, connectedHere, advanced, ...args) {
   if (json === undefined) throw E.typeError('message', 'serializable as JSON', message);
   const fd = sendHandle === undefined || sendHandle === null ? -1 : handleFd(sendHandle);
   const rc = native.send(id, json, fd);
-  if (rc === E.CLUSTER_E.CLUSTER_E_CLOSED && connectedHere) {
+  // The channel closed (or, in the primary, the worker already left the table: ESRCH) on
+  // libcluster's thread before this thread saw 'disconnect': dropped, as Node drops a
+  // message written into a closing channel.
+  if ((rc === E.CLUSTER_E.CLUSTER_E_CLOSED || (rc === -3 /* ESRCH */ && id > 0)) && connectedHere) {
     if (callback) process.nextTick(callback, null);
     return true;
   }

@@ -103,7 +103,8 @@ class Worker extends BaseWorker {
   }
 
   send(...args) {
-    return sendTo(this.id, !this._disconnected && this.state !== 'dead', this._advanced, ...args);
+    // (A worker object for an id never forked here, `_workerForId`, knows no channel.)
+    return sendTo(this.id, this._forked === true && !this._disconnected && this.state !== 'dead', this._advanced, ...args);
   }
 
   // v20: the signal at once, without disconnecting first.
@@ -348,6 +349,7 @@ cluster.fork = function fork(env) {
   if (id < 0) throw E.clusterError(id, 'fork', native.lastError());
   const pid = native.workerPid(id);
   const worker = new Worker(id, pid > 0 ? pid : undefined);
+  worker._forked = true;
   worker._advanced = cluster.settings.serialization === 'advanced';
   all.set(id, worker);
   running.add(worker);
@@ -388,6 +390,7 @@ function workerFor(ev) {
   if (!w && ev.id > 0) {
     // Forked by some other code in this process: adopt it.
     w = new Worker(ev.id, ev.pid);
+    w._forked = true;
     all.set(ev.id, w);
     running.add(w);
     cluster.workers[ev.id] = w;
