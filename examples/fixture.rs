@@ -142,7 +142,7 @@ fn primary() {
             if EVENTS_HELD.load(std::sync::atomic::Ordering::Acquire) {
                 std::thread::sleep(Duration::from_millis(10));
             } else {
-                let _ = ctx.events.wait(100);
+                let _ = ctx.events.wait(-1);
             }
         }
     });

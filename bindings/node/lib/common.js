@@ -119,7 +119,7 @@ function sendTo(id, connectedHere, advanced, ...args) {
   // The channel closed (or, in the primary, the worker already left the table: ESRCH) on
   // libcluster's thread before this thread saw 'disconnect': dropped, as Node drops a
   // message written into a closing channel.
-  if ((rc === E.CLUSTER_E.CLUSTER_E_CLOSED || (rc === -3 /* ESRCH */ && id > 0)) && connectedHere) {
+  if ((rc === E.CLUSTER_E.CLUSTER_E_CLOSED || (rc === E.ESRCH && id > 0)) && connectedHere) {
     if (callback) process.nextTick(callback, null);
     return true;
   }

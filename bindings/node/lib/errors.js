@@ -10,6 +10,8 @@ const CLUSTER_CODES = Object.fromEntries(
   Object.entries(require('./native').constants).filter(([name]) => name.startsWith('E_')).map(([name, v]) => [v, `CLUSTER_${name}`]),
 );
 const CLUSTER_E = Object.fromEntries(Object.entries(CLUSTER_CODES).map(([n, name]) => [name, Number(n)]));
+// libcluster's negative errno for "no such worker".
+const ESRCH = -os.constants.errno.ESRCH;
 
 function codeName(rc) {
   if (CLUSTER_CODES[rc]) return CLUSTER_CODES[rc];
@@ -114,6 +116,7 @@ function signalName(n) {
 
 module.exports = {
   CLUSTER_E,
+  ESRCH,
   codeName,
   clusterError,
   typeError,

@@ -24,6 +24,8 @@ class ClusterHandle {
     this.port = port;
     this.family = family;
     this.closed = false;
+    // The last connection budget given to the addon (see updateLimit).
+    this.budget = undefined;
   }
 
   getsockname(out) {
@@ -59,6 +61,9 @@ function updateLimit(server, handle) {
   if (handle.closed) return;
   const max = server.maxConnections;
   const budget = typeof max === 'number' && max >= 0 ? Math.max(0, Math.floor(max) - server._connections) : -1;
+  // One call into the addon only when the budget changes (never, without maxConnections).
+  if (budget === handle.budget) return;
+  handle.budget = budget;
   native.serverLimit(handle.native, budget);
 }
 
@@ -114,7 +119,8 @@ function bindError(rc, message, address, port, isPipe) {
     if (!isPipe) err.port = port;
     return err;
   }
-  const errno = isPipe && rc === -2 ? -13 : rc;
+  const { ENOENT, EACCES } = require('node:os').constants.errno;
+  const errno = isPipe && rc === -ENOENT ? -EACCES : rc;
   const code = E.codeName(errno);
   const err = new Error(`bind ${code} ${port > 0 ? `${address}:${port}` : address}`);
   err.code = code;

@@ -111,7 +111,7 @@ class Worker extends BaseWorker {
   kill(signal = 'SIGTERM') {
     const signo = E.signalNumber(signal);
     const rc = native.kill(this.id, signo);
-    if (rc < 0 && rc !== -3 /* ESRCH: already dead */) throw E.clusterError(rc, 'kill', native.lastError());
+    if (rc < 0 && rc !== E.ESRCH /* already dead */) throw E.clusterError(rc, 'kill', native.lastError());
   }
 
   destroy(signal) {
@@ -120,7 +120,7 @@ class Worker extends BaseWorker {
 
   disconnect() {
     const rc = native.disconnectWorker(this.id);
-    if (rc < 0 && rc !== E.CLUSTER_E.CLUSTER_E_CLOSED && rc !== -3) throw E.clusterError(rc, 'disconnect', native.lastError());
+    if (rc < 0 && rc !== E.CLUSTER_E.CLUSTER_E_CLOSED && rc !== E.ESRCH) throw E.clusterError(rc, 'disconnect', native.lastError());
     if (rc === 0) this._exitedAfterDisconnect = true;
     syncWorkers();
     return this;
