@@ -93,6 +93,7 @@ fn event_json(ev: &Event) -> serde_json::Value {
         Event::Error { id, pid, code, message } => json!({"event":"error","id":id,"pid":pid,"code":code,"message":message}),
         Event::DisconnectRequested { id, pid } => json!({"event":"disconnect_requested","id":id,"pid":pid}),
         Event::Drained => json!({"event":"drained"}),
+        Event::Supervision { id, pid, notice } => json!({"event":"supervision","id":id,"pid":pid,"notice":format!("{notice:?}")}),
     }
 }
 

@@ -1,17 +1,27 @@
-/* The C twin of Node's cluster example: a clustered HTTP server on 127.0.0.1.
+/* The C twin of Node's cluster example: a clustered HTTP server, supervised.
  *
  *   PORT=8000 WORKERS=4 target/examples/hello
  *
- * The primary forks WORKERS workers (default: CPU count) and re-forks any that dies; every
- * worker serves "hello from worker <pid>\n" on 127.0.0.1:PORT (default 8000; 0 = random,
- * shared by all workers). Also runs as a worker under a real Node primary (extra argv is
- * ignored). For the benchmark's slow-worker scenario, BENCH_SLOW_MS=N makes worker 1 sleep
- * N ms before each response (unset: no delay). */
+ * The primary keeps WORKERS workers (default: CPU count) with libcluster's supervision:
+ * a dead worker is replaced after a jittered exponential delay, a crash loop opens the
+ * breaker, a stuck worker is drained and replaced. It handles signals (opt-in, installed
+ * by this program): HUP rolling restart (the program file now on disk), TTIN/TTOU one
+ * worker more/less, TERM graceful stop (within 25 s, idle keep-alive clients or not), INT
+ * fast stop. Every worker serves "hello from worker <pid>\n" on HOST:PORT (127.0.0.1:8000;
+ * port 0 = random, shared by all workers), answering "Connection: close" once draining.
+ *
+ * The supervisor's defaults can be changed for tests: STUCK_MS, DRAIN_MS, KILL_MS,
+ * BOOT_TIMEOUT_MS, BREAKER_BURST, BREAKER_COOLDOWN_MS, BACKOFF_BASE_MS, MAX_CONNECTIONS.
+ * The primary prints one "stats {...}" JSON line after each exit, rollout end and at the
+ * end. Also runs as a worker under a real Node primary (extra argv is ignored). For the
+ * benchmark's slow-worker scenario, BENCH_SLOW_MS=N makes worker 1 sleep N ms before each
+ * response (unset: no delay). */
 #define _GNU_SOURCE
 #include <cluster.h>
 
 #include <errno.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,40 +43,96 @@ static int env_int(const char *name, int fallback) {
     return (v && *v) ? atoi(v) : fallback;
 }
 
-static void on_exit_cb(const cluster_event *ev, void *userdata) {
-    (void)userdata;
-    printf("worker %d died (%s %d)\n", ev->pid, ev->signal ? "signal" : "code",
-           ev->signal ? ev->signal : ev->exit_code);
-    fflush(stdout);
-    if (cluster_fork(NULL) < 0)
-        fprintf(stderr, "fork failed: %s\n", cluster_last_error());
-}
-
-static void on_listening_cb(const cluster_event *ev, void *userdata) {
-    (void)userdata;
-    printf("worker %d listening on %s:%d\n", ev->pid, ev->address ? ev->address : "*", ev->port);
+static void print_stats(void) {
+    char buf[16384];
+    int n = cluster_stats_json(buf, sizeof buf);
+    if (n >= 0 && (size_t)n < sizeof buf)
+        printf("stats %s\n", buf);
     fflush(stdout);
 }
 
-static void on_error_cb(const cluster_event *ev, void *userdata) {
+static const char *drain_stage[] = {"disconnect", "SIGTERM", "SIGKILL"};
+static const char *rollout_state[] = {"", "started", "step", "done", "aborted"};
+static const char *breaker_state[] = {"closed", "open", "half-open"};
+
+static void on_event(const cluster_event *ev, void *userdata) {
     (void)userdata;
-    fprintf(stderr, "worker %d: %s\n", ev->pid, ev->data);
+    switch (ev->kind) {
+    case CLUSTER_EVENT_EXIT:
+        printf("worker %d died (%s %d)\n", ev->pid, ev->signal ? "signal" : "code",
+               ev->signal ? ev->signal : ev->exit_code);
+        print_stats();
+        break;
+    case CLUSTER_EVENT_LISTENING:
+        printf("worker %d listening on %s:%d\n", ev->pid, ev->address ? ev->address : "*", ev->port);
+        break;
+    case CLUSTER_EVENT_READY:
+        printf("worker %d ready\n", ev->pid);
+        break;
+    case CLUSTER_EVENT_DRAINING:
+        printf("worker %d draining: %s (reason %d)\n", ev->pid,
+               drain_stage[ev->state >= 0 && ev->state <= 2 ? ev->state : 0], ev->reason);
+        break;
+    case CLUSTER_EVENT_RESPAWN:
+        printf("respawn in %d ms (%d deaths in a row)\n", ev->delay_ms, ev->count);
+        break;
+    case CLUSTER_EVENT_BREAKER:
+        printf("breaker %s (%d boot failures)\n",
+               breaker_state[ev->state >= 0 && ev->state <= 2 ? ev->state : 0], ev->count);
+        break;
+    case CLUSTER_EVENT_ROLLOUT:
+        printf("rollout %s generation %d (%d replaced)\n",
+               rollout_state[ev->state >= 1 && ev->state <= 4 ? ev->state : 0], ev->generation, ev->count);
+        if (ev->state == CLUSTER_ROLLOUT_DONE || ev->state == CLUSTER_ROLLOUT_ABORTED)
+            print_stats();
+        break;
+    case CLUSTER_EVENT_STUCK:
+        printf("worker %d stuck (%d ms)\n", ev->pid, ev->delay_ms);
+        break;
+    case CLUSTER_EVENT_RECYCLE:
+        printf("worker %d recycled (reason %d)\n", ev->pid, ev->reason);
+        break;
+    case CLUSTER_EVENT_CONTROL:
+        printf("signal %d: action %d\n", ev->signal, ev->state);
+        break;
+    case CLUSTER_EVENT_ERROR:
+        fprintf(stderr, "worker %d: %s\n", ev->pid, ev->data);
+        break;
+    default:
+        break;
+    }
+    fflush(stdout);
 }
 
 static int primary(void) {
-    int workers = env_int("WORKERS", (int)sysconf(_SC_NPROCESSORS_ONLN));
     printf("Primary %d is running\n", (int)getpid());
     fflush(stdout);
-    cluster_on_exit(on_exit_cb, NULL);
-    cluster_on_listening(on_listening_cb, NULL);
-    cluster_on(CLUSTER_EVENT_ERROR, on_error_cb, NULL);
-    for (int i = 0; i < workers; i++) {
-        if (cluster_fork(NULL) < 0) {
-            fprintf(stderr, "fork failed: %s\n", cluster_last_error());
-            return 1;
-        }
+    int kinds[] = {CLUSTER_EVENT_EXIT,     CLUSTER_EVENT_LISTENING, CLUSTER_EVENT_READY,
+                   CLUSTER_EVENT_DRAINING, CLUSTER_EVENT_RESPAWN,   CLUSTER_EVENT_BREAKER,
+                   CLUSTER_EVENT_ROLLOUT,  CLUSTER_EVENT_STUCK,     CLUSTER_EVENT_RECYCLE,
+                   CLUSTER_EVENT_CONTROL,  CLUSTER_EVENT_ERROR};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        cluster_on(kinds[i], on_event, NULL);
+    cluster_supervisor sup;
+    cluster_supervisor_init(&sup, sizeof sup);
+    sup.workers = env_int("WORKERS", (int)sysconf(_SC_NPROCESSORS_ONLN));
+    sup.stuck_timeout_ms = env_int("STUCK_MS", sup.stuck_timeout_ms);
+    sup.drain_timeout_ms = env_int("DRAIN_MS", sup.drain_timeout_ms);
+    sup.kill_after_ms = env_int("KILL_MS", sup.kill_after_ms);
+    sup.boot_timeout_ms = env_int("BOOT_TIMEOUT_MS", sup.boot_timeout_ms);
+    sup.breaker_burst = env_int("BREAKER_BURST", sup.breaker_burst);
+    sup.breaker_cooldown_ms = env_int("BREAKER_COOLDOWN_MS", sup.breaker_cooldown_ms);
+    sup.backoff_base_ms = env_int("BACKOFF_BASE_MS", sup.backoff_base_ms);
+    sup.max_connections = (uint64_t)env_int("MAX_CONNECTIONS", 0);
+    if (cluster_install_signal_handlers() < 0 || cluster_supervise(&sup) < 0) {
+        fprintf(stderr, "supervise: %s\n", cluster_last_error());
+        return 1;
     }
-    return cluster_run() < 0 ? 1 : 0;
+    int rc = cluster_run();
+    print_stats();
+    printf("primary stopped\n");
+    fflush(stdout);
+    return rc < 0 ? 1 : 0;
 }
 
 /* Set once a disconnect closed our server: finish open requests, then exit 0. */
@@ -87,7 +153,7 @@ static int serve(struct conn *c) {
         int http10 = strstr(c->buf, "HTTP/1.0") != NULL;
         int close_it = http10 ? strcasestr(c->buf, "\nconnection: keep-alive") == NULL
                               : strcasestr(c->buf, "\nconnection: close") != NULL;
-        close_it |= closing;
+        close_it |= closing || cluster_worker_draining() == 1;
         char body[64], resp[256];
         int blen = snprintf(body, sizeof body, "hello from worker %d\n", (int)getpid());
         int rlen = snprintf(resp, sizeof resp,
@@ -115,11 +181,12 @@ static int serve(struct conn *c) {
 
 static int worker(void) {
     int port = env_int("PORT", 8000);
+    const char *host = getenv("HOST") && *getenv("HOST") ? getenv("HOST") : "127.0.0.1";
     cluster_server_options opts;
     cluster_server_options_init(&opts, sizeof opts);
     opts.nonblocking = 1;
     cluster_server *server = NULL;
-    if (cluster_get_server(&server, "127.0.0.1", port, &opts) < 0) {
+    if (cluster_get_server(&server, host, port, &opts) < 0) {
         fprintf(stderr, "worker %d: %s\n", (int)getpid(), cluster_last_error());
         return 1;
     }

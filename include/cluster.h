@@ -48,6 +48,16 @@
 #define CLUSTER_E_UNSUPPORTED -10006
 
 /*
+ Supervision: the crash-loop breaker is open (no new workers until it closes).
+ */
+#define CLUSTER_E_BREAKER_OPEN -10007
+
+/*
+ Supervision: a rolling restart (or recycle) is under way, or the primary is stopping.
+ */
+#define CLUSTER_E_BUSY -10008
+
+/*
  `address_type` values (Node's `addressType`; `"udp4"`/`"udp6"` get numbers here).
  */
 #define CLUSTER_ADDRESS_IPV4 4
@@ -63,7 +73,7 @@
 /*
  Number of event kinds (one past the last value).
  */
-#define CLUSTER_EVENT_COUNT 9
+#define CLUSTER_EVENT_COUNT 17
 
 /*
  `cluster_settings.stdio` entries (an fd >= 0 is also allowed).
@@ -93,6 +103,137 @@
  whose worker left. Unix paths and UDP keep round-robin and shared handles.
  */
 #define CLUSTER_SCHED_REUSEPORT 3
+
+/*
+ `cluster_event.state` of DRAINING.
+ */
+#define CLUSTER_DRAIN_DISCONNECT 0
+
+#define CLUSTER_DRAIN_TERM 1
+
+#define CLUSTER_DRAIN_KILL 2
+
+/*
+ `cluster_event.reason` of DRAINING: why the worker drains.
+ */
+#define CLUSTER_REASON_USER 1
+
+#define CLUSTER_REASON_ROLLOUT 2
+
+#define CLUSTER_REASON_RECYCLE 3
+
+#define CLUSTER_REASON_STUCK 4
+
+#define CLUSTER_REASON_SCALE_DOWN 5
+
+#define CLUSTER_REASON_STOP 6
+
+#define CLUSTER_REASON_BOOT_TIMEOUT 7
+
+/*
+ A new worker of an aborted rolling restart.
+ */
+#define CLUSTER_REASON_ABORTED 8
+
+/*
+ `cluster_event.reason` of RECYCLE.
+ */
+#define CLUSTER_RECYCLE_CONNECTIONS 1
+
+#define CLUSTER_RECYCLE_RSS 2
+
+#define CLUSTER_RECYCLE_AGE 3
+
+/*
+ `cluster_event.state` of BREAKER, and `cluster_stats.breaker`.
+ */
+#define CLUSTER_BREAKER_CLOSED 0
+
+#define CLUSTER_BREAKER_OPEN 1
+
+#define CLUSTER_BREAKER_HALF_OPEN 2
+
+/*
+ `cluster_event.state` of ROLLOUT.
+ */
+#define CLUSTER_ROLLOUT_STARTED 1
+
+#define CLUSTER_ROLLOUT_STEP 2
+
+#define CLUSTER_ROLLOUT_DONE 3
+
+/*
+ A new worker failed to become ready: the rollout stopped, the old workers not yet
+ replaced keep serving.
+ */
+#define CLUSTER_ROLLOUT_ABORTED 4
+
+/*
+ What a signal does (`cluster_signal_map`, `cluster_event.state` of CONTROL).
+ */
+#define CLUSTER_ACT_NONE 0
+
+/*
+ A rolling restart (HUP by default).
+ */
+#define CLUSTER_ACT_RELOAD 1
+
+/*
+ One worker more (TTIN by default).
+ */
+#define CLUSTER_ACT_SCALE_UP 2
+
+/*
+ One worker fewer, never below 1 (TTOU by default).
+ */
+#define CLUSTER_ACT_SCALE_DOWN 3
+
+/*
+ Drain every worker and stop (TERM by default; a second one: fast).
+ */
+#define CLUSTER_ACT_STOP_GRACEFUL 4
+
+/*
+ SIGTERM every worker now, SIGKILL after `kill_after_ms` (INT by default; a second
+ one: SIGKILL now).
+ */
+#define CLUSTER_ACT_STOP_FAST 5
+
+/*
+ `cluster_supervisor.ready_on`.
+ */
+#define CLUSTER_READY_LISTENING 0
+
+#define CLUSTER_READY_EXPLICIT 1
+
+#define CLUSTER_READY_ONLINE 2
+
+/*
+ `cluster_worker_stats.exit_kind`.
+ */
+#define CLUSTER_EXIT_NONE 0
+
+/*
+ Drained, disconnected or stopped on purpose.
+ */
+#define CLUSTER_EXIT_ASKED 1
+
+/*
+ Died after it was ready.
+ */
+#define CLUSTER_EXIT_CRASH 2
+
+/*
+ Died, or was stopped at its boot timeout, before it was ready.
+ */
+#define CLUSTER_EXIT_BOOT_FAILURE 3
+
+/*
+ log2 buckets of microseconds: bucket k holds latencies below 2^k µs (the last, the rest).
+ */
+#define BUCKETS 24
+
+
 
 /*
  What happened. The values are stable; new kinds are appended.
@@ -139,6 +280,48 @@ typedef enum cluster_event_type {
    it does once its open connections are done, as Node's workers do. DISCONNECT follows.
    */
   CLUSTER_EVENT_DISCONNECT_REQUESTED = 8,
+  /*
+   Primary, supervision: a worker is ready (its first `listening`, or its
+   `cluster_worker_ready()`, or its `online`: `cluster_supervisor.ready_on`).
+   */
+  CLUSTER_EVENT_READY = 9,
+  /*
+   Primary, supervision: a worker's drain moved on. `state`: `CLUSTER_DRAIN_DISCONNECT`
+   (it gets no new connection from now on; what it had not received goes to the
+   others), `CLUSTER_DRAIN_TERM` (SIGTERM sent), `CLUSTER_DRAIN_KILL` (SIGKILL sent);
+   `reason`: a `CLUSTER_REASON_*`.
+   */
+  CLUSTER_EVENT_DRAINING = 10,
+  /*
+   Primary, supervision: a dead worker will be replaced in `delay_ms`; `count`: deaths
+   in a row (the backoff's exponent).
+   */
+  CLUSTER_EVENT_RESPAWN = 11,
+  /*
+   Primary, supervision: the crash-loop breaker changed `state` (`CLUSTER_BREAKER_*`);
+   `count`: boot failures within the window.
+   */
+  CLUSTER_EVENT_BREAKER = 12,
+  /*
+   Primary, supervision: a rolling restart's `state` (`CLUSTER_ROLLOUT_*`) for
+   `generation`; `count`: old workers replaced so far.
+   */
+  CLUSTER_EVENT_ROLLOUT = 13,
+  /*
+   Primary, supervision: a worker's queued connections have not moved for `delay_ms`:
+   it is drained (SIGTERM at once) and replaced; DRAINING follows.
+   */
+  CLUSTER_EVENT_STUCK = 14,
+  /*
+   Primary, supervision: a worker passed a recycling limit (`reason`:
+   `CLUSTER_RECYCLE_*`); a new worker starts, and the old one drains once it is ready.
+   */
+  CLUSTER_EVENT_RECYCLE = 15,
+  /*
+   Primary: a signal passed to `cluster_handle_signal` is being acted on (`signal`, and
+   `state`: its `CLUSTER_ACT_*`).
+   */
+  CLUSTER_EVENT_CONTROL = 16,
 } cluster_event_type;
 
 /*
@@ -221,9 +404,30 @@ typedef struct cluster_event {
    */
   int listening_fd;
   /*
+   DRAINING, BREAKER, ROLLOUT, CONTROL: the new state (see each kind).
+   */
+  int state;
+  /*
+   DRAINING, RECYCLE: why (`CLUSTER_REASON_*`, `CLUSTER_RECYCLE_*`).
+   */
+  int reason;
+  /*
+   ROLLOUT: the generation rolled out to.
+   */
+  int generation;
+  /*
+   RESPAWN: the delay before the fork; STUCK: how long its connections waited.
+   */
+  int delay_ms;
+  /*
+   RESPAWN: deaths in a row; BREAKER: boot failures in the window; ROLLOUT: workers
+   replaced.
+   */
+  int count;
+  /*
    Room for fields added later without changing the struct's size; always 0.
    */
-  int reserved[7];
+  int reserved[2];
 } cluster_event;
 
 /*
@@ -314,6 +518,183 @@ typedef struct cluster_settings {
 } cluster_settings;
 
 /*
+ Supervision (`cluster_supervise`). Initialise with `cluster_supervisor_init`, which
+ fills in what a production user would pick, then change fields. Times in milliseconds.
+ New fields are only ever appended; `size` tells the library which exist.
+ */
+typedef struct cluster_supervisor {
+  /*
+   `sizeof(cluster_supervisor)` as the caller was compiled.
+   */
+  size_t size;
+  /*
+   Workers to keep: forked at once, and a dead one replaced. 0: no respawn (Node's).
+   */
+  int workers;
+  /*
+   Respawn delay after the n-th death in a row: `base * 2^(n-1)`, at most `max`, drawn
+   uniformly from its upper half (jitter). 100 and 30000.
+   */
+  int backoff_base_ms;
+  int backoff_max_ms;
+  /*
+   A worker ready this long ends the run of deaths (30000).
+   */
+  int stable_ms;
+  /*
+   This many boot failures (deaths, or boot timeouts, before ready) within the window
+   open the crash-loop breaker (5 in 60000): no fork for `breaker_cooldown_ms` (30000;
+   0: until `cluster_breaker_reset`), the healthy workers go on serving; then one probe,
+   whose readiness closes it.
+   */
+  int breaker_burst;
+  int breaker_window_ms;
+  int breaker_cooldown_ms;
+  /*
+   `CLUSTER_READY_LISTENING` (default), `CLUSTER_READY_EXPLICIT` or `CLUSTER_READY_ONLINE`.
+   */
+  int ready_on;
+  /*
+   Not ready this long after its fork: a boot failure, stopped (60000).
+   */
+  int boot_timeout_ms;
+  /*
+   A drain: disconnect at once, SIGTERM after `drain_timeout_ms` (20000), SIGKILL
+   `kill_after_ms` (5000) later; a graceful stop thus ends within 25 s.
+   */
+  int drain_timeout_ms;
+  int kill_after_ms;
+  /*
+   Connections waiting for a worker that takes none of them this long (seen from the
+   accept path, no application code): stuck, drained and replaced (20000; 0: off).
+   */
+  int stuck_timeout_ms;
+  /*
+   Recycling, one worker at a time and surge-first: after this many connections
+   received, this resident size in bytes, this age in ms (0: off); each limit gets up to
+   `recycle_jitter_pct` (10) percent more per worker.
+   */
+  uint64_t max_connections;
+  uint64_t max_rss_bytes;
+  int max_age_ms;
+  int recycle_jitter_pct;
+  /*
+   How often resident sizes are read when `max_rss_bytes` is set (1000).
+   */
+  int rss_interval_ms;
+  /*
+   New workers a rolling restart starts ahead of the old ones it replaces (1).
+   */
+  int max_surge;
+  /*
+   Seed of the jitter (0: from the clock).
+   */
+  uint64_t seed;
+} cluster_supervisor;
+
+/*
+ One worker's figures (`cluster_worker_stats_get`). Of the connections the primary hands
+ out (round-robin, and reuseport rebalancing): `handed = received + queued + rerouted +
+ lost` at every moment.
+ */
+typedef struct cluster_worker_stats {
+  /*
+   `sizeof(cluster_worker_stats)` as the caller was compiled.
+   */
+  size_t size;
+  int worker_id;
+  int pid;
+  int generation;
+  /*
+   1 while the process lives.
+   */
+  int alive;
+  int ready;
+  int draining;
+  /*
+   `CLUSTER_EXIT_*` once gone (with `exit_code`, or -1 and `exit_signal`).
+   */
+  int exit_kind;
+  int exit_code;
+  int exit_signal;
+  /*
+   Milliseconds after supervision's clock started: forked, ready (-1: not yet).
+   */
+  int64_t forked_ms;
+  int64_t ready_ms;
+  /*
+   Connections given to it.
+   */
+  uint64_t handed;
+  /*
+   Taken by its program.
+   */
+  uint64_t received;
+  /*
+   Handed and not yet received.
+   */
+  uint64_t queued;
+  /*
+   Taken back and dealt to another worker (refused, stalled, drained, dead).
+   */
+  uint64_t rerouted;
+  /*
+   Handed and never received nor rerouted: 0 by design.
+   */
+  uint64_t lost;
+  /*
+   Accept to handoff, in microseconds (p50 and p99 are bucket bounds: powers of 2).
+   */
+  uint64_t handoff_us_p50;
+  uint64_t handoff_us_p99;
+  uint64_t handoff_us_max;
+  /*
+   Resident set size (alive workers).
+   */
+  uint64_t rss_bytes;
+} cluster_worker_stats;
+
+/*
+ The whole cluster (`cluster_stats_get`).
+ */
+typedef struct cluster_stats {
+  /*
+   `sizeof(cluster_stats)` as the caller was compiled.
+   */
+  size_t size;
+  /*
+   Workers to keep (0: no respawn).
+   */
+  int target;
+  /*
+   Workers alive, ready (and not draining), draining.
+   */
+  int workers;
+  int ready;
+  int draining;
+  /*
+   The current generation (1, then +1 per completed rolling restart).
+   */
+  int generation;
+  /*
+   `CLUSTER_BREAKER_*`.
+   */
+  int breaker;
+  /*
+   The generation a rolling restart is moving to, 0 when none runs.
+   */
+  int rollout;
+  /*
+   0 running, 1 stopping gracefully, 2 stopping fast.
+   */
+  int stopping;
+  /*
+   Forks made to replace dead workers.
+   */
+  uint64_t respawns;
+} cluster_stats;
+
+/*
  Options for `cluster_get_server`. Initialise with `cluster_server_options_init`, then
  set fields; new fields are only ever appended, and `size` tells the library which exist.
  */
@@ -359,6 +740,8 @@ typedef struct cluster_server_options {
   int readable_all;
   int writable_all;
 } cluster_server_options;
+
+
 
 #ifdef __cplusplus
 extern "C" {
@@ -693,6 +1076,141 @@ int cluster_set_max_message(size_t bytes);
  range), `CLUSTER_E_WRONG_ROLE` in a worker.
  */
 int cluster_allow_bind(const char *address, int port);
+
+/*
+ Fills `*s` with what a production user would pick (see each field), `s->size` with
+ `size`, writing only the first `size` bytes: pass `sizeof *s`. `workers` is 0: set it.
+ Returns 0, or `-EINVAL` (NULL, or `size` smaller than the first version's). Any thread.
+ */
+int cluster_supervisor_init(struct cluster_supervisor *s, size_t size);
+
+/*
+ Turns supervision on, or changes it (`workers` 0 turns respawn off again). Workers are
+ forked at once up to `workers`; from then on each dead one is replaced after a jittered
+ exponential delay, and the crash-loop breaker, readiness, drains, stuck detection and
+ recycling follow `*s`. `cluster_run` keeps running while supervision has work (a
+ respawn due, an open breaker), until a stop.
+
+ Returns 0. Errors: `-EINVAL` (NULL, `size` not set, a field out of range; nothing
+ changes), `CLUSTER_E_WRONG_ROLE` in a worker. Any thread.
+ */
+int cluster_supervise(const struct cluster_supervisor *s);
+
+/*
+ A rolling restart: every serving worker is replaced by a new one running the program
+ file now on disk, `max_surge` at a time (0: the supervisor's, 1 by default). An old
+ worker drains only once a new one is ready; a new one that dies or times out before it
+ is ready aborts the rollout, and the old workers not yet replaced keep serving.
+ `CLUSTER_EVENT_ROLLOUT` reports STARTED, each STEP, then DONE or ABORTED.
+
+ Returns the generation it moves to (2, 3, ...). Errors: `CLUSTER_E_BUSY` (one is under
+ way, or a stop), `CLUSTER_E_BREAKER_OPEN`, `-EINVAL` (negative `max_surge`),
+ `CLUSTER_E_WRONG_ROLE`. Any thread.
+ */
+int cluster_rolling_restart(int max_surge);
+
+/*
+ Keeps `workers` workers (1..4096): more are forked at once; the extra ones drain (not
+ yet ready first, then the newest). Turns respawn on if it was off.
+
+ Returns 0. Errors: `-EINVAL`, `CLUSTER_E_BUSY` (stopping), `CLUSTER_E_WRONG_ROLE`.
+ */
+int cluster_scale(int workers);
+
+/*
+ Drains worker `worker_id`: from this call it gets no new connection, and the
+ connections handed to it but not yet received go to other workers; it is told to
+ disconnect (its servers close, `cluster_worker_draining()` says 1, it finishes its open
+ connections and exits), then gets SIGTERM after `drain_timeout_ms` and SIGKILL
+ `kill_after_ms` later. A supervised primary replaces it at once.
+
+ Returns 0. Errors: `-ESRCH` (no such live worker), `CLUSTER_E_CLOSED` (draining
+ already), `CLUSTER_E_WRONG_ROLE`.
+ */
+int cluster_drain_worker(int worker_id);
+
+/*
+ Closes an open crash-loop breaker at once (forks resume). Returns 0, or
+ `CLUSTER_E_WRONG_ROLE`.
+ */
+int cluster_breaker_reset(void);
+
+/*
+ Does what `action` (`CLUSTER_ACT_*`) does when its signal comes, now, from the calling
+ thread (for a control socket, a test, a binding). Returns 0, or `-EINVAL`,
+ `CLUSTER_E_WRONG_ROLE`.
+ */
+int cluster_control(int action);
+
+/*
+ Fills `*out` (its `size` bytes: pass `sizeof *out`) with worker `worker_id`'s figures:
+ alive, or among the 256 most recently gone. Returns 0. Errors: `-EINVAL` (NULL, bad
+ size), `-ESRCH`, `CLUSTER_E_WRONG_ROLE`. Any thread.
+ */
+int cluster_worker_stats_get(int worker_id, struct cluster_worker_stats *out, size_t size);
+
+/*
+ Fills `*out` (its `size` bytes: pass `sizeof *out`) with the cluster's figures.
+ Returns 0. Errors: `-EINVAL`, `CLUSTER_E_WRONG_ROLE`. Any thread.
+ */
+int cluster_stats_get(struct cluster_stats *out, size_t size);
+
+/*
+ Writes the cluster's and every worker's figures as one JSON object (with a NUL) into
+ `buf`, as `snprintf` does: returns the length of the whole text (without the NUL) even
+ when `len` is too small (then `buf` holds a NUL-terminated prefix, or nothing when `len`
+ is 0; `buf` may be NULL when `len` is 0). Errors: `-EINVAL` (NULL `buf` with `len`),
+ `CLUSTER_E_WRONG_ROLE`. Any thread.
+ */
+int cluster_stats_json(char *buf, size_t len);
+
+/*
+ Worker: tells a supervising primary this worker is ready, for `ready_on =
+ CLUSTER_READY_EXPLICIT` (pm2's `wait_ready`): call it once the program can serve
+ (after warming caches, say). A Node primary ignores it. Returns 0. Errors:
+ `CLUSTER_E_CLOSED`, `CLUSTER_E_WRONG_ROLE` in the primary.
+ */
+int cluster_worker_ready(void);
+
+/*
+ Worker: 1 once it is draining (its primary asked it to disconnect, it disconnected
+ itself, or the channel is gone): answer `Connection: close` and finish. 0 otherwise.
+ Errors: `CLUSTER_E_WRONG_ROLE` in the primary.
+ */
+int cluster_worker_draining(void);
+
+/*
+ Records signal `signo` for the primary to act on (`cluster_signal_map`; by default HUP
+ rolling restart, TTIN/TTOU one worker more/less, TERM graceful stop, INT fast stop);
+ the action runs on the library's thread, and repeats before it runs count once.
+ Async-signal-safe: call it from the program's own signal handler (C `sigaction`,
+ Python `signal.signal`, Node `process.on`). libcluster installs no handler unless asked
+ (`cluster_install_signal_handlers`).
+
+ Returns 0, `-EINVAL` (not a signal number), or `CLUSTER_E_WRONG_ROLE` (a worker).
+ Sets no last error (it may run in a handler).
+ */
+int cluster_handle_signal(int signo);
+
+/*
+ Maps signal `signo` to `action` (`CLUSTER_ACT_*`, or -1 for the default mapping) for
+ `cluster_handle_signal`. Returns 0. Errors: `-EINVAL`, `CLUSTER_E_WRONG_ROLE`.
+ */
+int cluster_signal_map(int signo, int action);
+
+/*
+ For C programs: installs a handler calling `cluster_handle_signal` for HUP, TTIN, TTOU,
+ TERM and INT (`SA_RESTART`), keeping the previous ones for
+ `cluster_restore_signal_handlers`. The only call that installs a handler.
+ Returns 0. Errors: `CLUSTER_E_WRONG_ROLE` in a worker, or `sigaction`'s errno.
+ */
+int cluster_install_signal_handlers(void);
+
+/*
+ Puts back the handlers `cluster_install_signal_handlers` replaced. Returns 0, or
+ `sigaction`'s errno.
+ */
+int cluster_restore_signal_handlers(void);
 
 /*
  The version of the loaded library: `MAJOR * 10000 + MINOR * 100 + PATCH` (0.1.0 is 100),

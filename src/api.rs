@@ -15,6 +15,9 @@ use crate::context::{self, Role};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventQueue};
 use crate::primary::settings::Settings;
+use crate::primary::stats::{ClusterStats, WorkerStats};
+use crate::primary::supervisor::Control;
+use crate::primary::supervisor::policy::Policy;
 use crate::primary::{AllowRule, WorkerInfo};
 use crate::worker::Server;
 use crate::worker::server::ServerOptions;
@@ -191,7 +194,67 @@ pub fn disconnect_all(before: impl FnOnce()) -> Result<usize> {
     Ok(p.disconnect_all())
 }
 
+// ---- supervision (the primary's), see `primary::supervisor`
+
+pub fn supervise(policy: Policy) -> Result<()> {
+    context::primary()?.supervise(policy)
+}
+
+pub fn rolling_restart(surge: usize) -> Result<u32> {
+    context::primary()?.rolling_restart(surge)
+}
+
+pub fn scale(workers: usize) -> Result<()> {
+    context::primary()?.scale(workers)
+}
+
+pub fn drain_worker(id: i32) -> Result<()> {
+    let id = worker_id(id)?;
+    context::primary()?.drain(id)
+}
+
+pub fn reset_breaker() -> Result<()> {
+    context::primary()?.reset_breaker()
+}
+
+/// Runs what signal action `action` does, now (as if its signal had come).
+pub fn control(action: Control) -> Result<()> {
+    context::primary()?.control(action, 0)
+}
+
+pub fn stats() -> Result<ClusterStats> {
+    context::primary()?.stats()
+}
+
+/// One worker's figures, alive or among the recently gone.
+pub fn worker_stats(id: i32) -> Result<WorkerStats> {
+    let id = worker_id(id)?;
+    stats()?.per_worker.into_iter().find(|w| w.id == id).ok_or_else(|| no_worker(id as i32))
+}
+
+/// Maps a signal to a supervision action (`signals::map`); in the primary only.
+pub fn signal_map(signo: i32, action: i32) -> Result<()> {
+    context::primary()?;
+    crate::signals::map(signo, action)
+}
+
+/// Installs handlers for the default mapping's signals (`install` does it), in the primary.
+pub fn install_signal_handlers(install: impl FnOnce(&[i32]) -> std::io::Result<()>) -> Result<()> {
+    context::primary()?;
+    install(&crate::signals::DEFAULT_SIGNALS).map_err(|e| Error::io("sigaction", e))
+}
+
 // ---- a worker's calls
+
+/// `cluster_worker_ready()`: tells a supervising primary this worker is ready.
+pub fn worker_ready() -> Result<()> {
+    context::worker()?.ready()
+}
+
+/// Whether this worker is draining (answer `Connection: close`).
+pub fn worker_draining() -> Result<bool> {
+    context::worker().map(|w| w.draining())
+}
 
 /// Node's `cluster.worker.disconnect()` in a worker.
 pub fn worker_disconnect() -> Result<()> {

@@ -32,7 +32,11 @@ static CONTEXT: OnceCell<std::result::Result<Context, Error>> = OnceCell::new();
 static IS_WORKER: OnceCell<bool> = OnceCell::new();
 
 fn decide_role() -> bool {
-    *IS_WORKER.get_or_init(|| std::env::var_os("NODE_UNIQUE_ID").is_some())
+    *IS_WORKER.get_or_init(|| {
+        let worker = std::env::var_os("NODE_UNIQUE_ID").is_some();
+        crate::signals::set_role(!worker);
+        worker
+    })
 }
 
 fn init() -> std::result::Result<Context, Error> {

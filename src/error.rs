@@ -16,6 +16,8 @@ pub mod code {
     pub(crate) const FORKED: i32 = c::CLUSTER_E_FORKED;
     pub(crate) const CLOSED: i32 = c::CLUSTER_E_CLOSED;
     pub(crate) const UNSUPPORTED: i32 = c::CLUSTER_E_UNSUPPORTED;
+    pub(crate) const BREAKER_OPEN: i32 = c::CLUSTER_E_BREAKER_OPEN;
+    pub(crate) const BUSY: i32 = c::CLUSTER_E_BUSY;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +86,8 @@ pub fn describe(code: i32) -> &'static str {
         code::FORKED => "process was forked after the library started; call from the original process",
         code::CLOSED => "IPC channel is closed",
         code::UNSUPPORTED => "not supported",
+        code::BREAKER_OPEN => "crash-loop breaker open",
+        code::BUSY => "operation already under way",
         c if c < 0 && c > -4096 => errno_text(-c),
         _ => "unknown error code",
     }

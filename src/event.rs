@@ -72,6 +72,12 @@ pub enum Event {
     },
     /// Primary: `cluster.workers` became empty (runs a pending `cluster.disconnect(cb)`).
     Drained,
+    /// Primary: what supervision did or saw (`id` 0 when no worker is concerned).
+    Supervision {
+        id: u32,
+        pid: i32,
+        notice: crate::primary::supervisor::Notice,
+    },
 }
 
 /// Node's `addressType` `"udp4"`/`"udp6"` as numbers.

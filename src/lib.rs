@@ -25,6 +25,7 @@ pub(crate) mod event;
 pub(crate) mod handle;
 pub(crate) mod ipc;
 pub(crate) mod primary;
+pub(crate) mod signals;
 pub(crate) mod sys;
 pub(crate) mod trace;
 pub(crate) mod worker;

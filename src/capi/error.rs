@@ -20,6 +20,10 @@ pub const CLUSTER_E_FORKED: c_int = -10004;
 pub const CLUSTER_E_CLOSED: c_int = -10005;
 /// Not supported (e.g. `advanced` serialization).
 pub const CLUSTER_E_UNSUPPORTED: c_int = -10006;
+/// Supervision: the crash-loop breaker is open (no new workers until it closes).
+pub const CLUSTER_E_BREAKER_OPEN: c_int = -10007;
+/// Supervision: a rolling restart (or recycle) is under way, or the primary is stopping.
+pub const CLUSTER_E_BUSY: c_int = -10008;
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());

@@ -13,6 +13,7 @@ use super::types::{CLUSTER_EVENT_COUNT, cluster_event, cluster_event_cb, cluster
 use super::{invalid, ret};
 use crate::api;
 use crate::event::{Event, EventQueue};
+use crate::primary::supervisor::{BreakerState, Notice};
 
 #[derive(Clone, Copy)]
 struct Callback {
@@ -52,7 +53,12 @@ fn to_c(ev: Event) -> cluster_event {
         address: std::ptr::null(),
         data: std::ptr::null(),
         listening_fd: -1,
-        reserved: [0; 7],
+        state: 0,
+        reason: 0,
+        generation: 0,
+        delay_ms: 0,
+        count: 0,
+        reserved: [0; 2],
     };
     let (mut address, mut data) = (None, None);
     let (id, pid) = match ev {
@@ -102,6 +108,10 @@ fn to_c(ev: Event) -> cluster_event {
             (id, pid)
         }
         Event::Drained => (0, 0),
+        Event::Supervision { id, pid, notice } => {
+            supervision_fields(&mut out, notice);
+            (id, pid)
+        }
     };
     out.worker_id = id as c_int;
     out.pid = pid;
@@ -235,6 +245,55 @@ fn kind_of(ev: &Event) -> cluster_event_type {
         Event::Exit { .. } => CLUSTER_EVENT_EXIT,
         Event::Error { .. } => CLUSTER_EVENT_ERROR,
         Event::Drained => CLUSTER_EVENT_NONE,
+        Event::Supervision { notice, .. } => match notice {
+            Notice::Ready { .. } => CLUSTER_EVENT_READY,
+            Notice::Draining { .. } => CLUSTER_EVENT_DRAINING,
+            Notice::Respawn { .. } => CLUSTER_EVENT_RESPAWN,
+            Notice::Breaker { .. } => CLUSTER_EVENT_BREAKER,
+            Notice::Rollout { .. } => CLUSTER_EVENT_ROLLOUT,
+            Notice::Stuck { .. } => CLUSTER_EVENT_STUCK,
+            Notice::Recycle { .. } => CLUSTER_EVENT_RECYCLE,
+            Notice::Control { .. } => CLUSTER_EVENT_CONTROL,
+        },
+    }
+}
+
+fn clamp(v: u64) -> c_int {
+    v.min(c_int::MAX as u64) as c_int
+}
+
+/// A supervision notice's payload in the event's fields.
+fn supervision_fields(out: &mut cluster_event, n: Notice) {
+    out.kind = kind_of(&Event::Supervision { id: 0, pid: 0, notice: n.clone() });
+    match n {
+        Notice::Ready { .. } => {}
+        Notice::Draining { stage, reason, .. } => {
+            out.state = stage as c_int;
+            out.reason = reason as c_int;
+        }
+        Notice::Respawn { delay_ms, streak } => {
+            out.delay_ms = clamp(delay_ms);
+            out.count = clamp(streak as u64);
+        }
+        Notice::Breaker { state, failures } => {
+            out.state = match state {
+                BreakerState::Closed => 0,
+                BreakerState::Open => 1,
+                BreakerState::HalfOpen => 2,
+            };
+            out.count = clamp(failures as u64);
+        }
+        Notice::Rollout { state, generation, replaced } => {
+            out.state = state as c_int;
+            out.generation = clamp(generation as u64);
+            out.count = clamp(replaced as u64);
+        }
+        Notice::Stuck { idle_ms, .. } => out.delay_ms = clamp(idle_ms),
+        Notice::Recycle { reason, .. } => out.reason = reason as c_int,
+        Notice::Control { action, signal } => {
+            out.state = action as c_int;
+            out.signal = signal;
+        }
     }
 }
 

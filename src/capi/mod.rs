@@ -32,6 +32,7 @@ pub mod error;
 pub mod events;
 pub mod messaging;
 pub mod primary;
+pub mod supervision;
 pub mod types;
 pub mod version;
 pub mod worker;

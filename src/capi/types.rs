@@ -31,6 +31,32 @@ pub enum cluster_event_type {
     /// (messages still flow) until the program calls `cluster_worker_disconnect()`, which
     /// it does once its open connections are done, as Node's workers do. DISCONNECT follows.
     CLUSTER_EVENT_DISCONNECT_REQUESTED = 8,
+    /// Primary, supervision: a worker is ready (its first `listening`, or its
+    /// `cluster_worker_ready()`, or its `online`: `cluster_supervisor.ready_on`).
+    CLUSTER_EVENT_READY = 9,
+    /// Primary, supervision: a worker's drain moved on. `state`: `CLUSTER_DRAIN_DISCONNECT`
+    /// (it gets no new connection from now on; what it had not received goes to the
+    /// others), `CLUSTER_DRAIN_TERM` (SIGTERM sent), `CLUSTER_DRAIN_KILL` (SIGKILL sent);
+    /// `reason`: a `CLUSTER_REASON_*`.
+    CLUSTER_EVENT_DRAINING = 10,
+    /// Primary, supervision: a dead worker will be replaced in `delay_ms`; `count`: deaths
+    /// in a row (the backoff's exponent).
+    CLUSTER_EVENT_RESPAWN = 11,
+    /// Primary, supervision: the crash-loop breaker changed `state` (`CLUSTER_BREAKER_*`);
+    /// `count`: boot failures within the window.
+    CLUSTER_EVENT_BREAKER = 12,
+    /// Primary, supervision: a rolling restart's `state` (`CLUSTER_ROLLOUT_*`) for
+    /// `generation`; `count`: old workers replaced so far.
+    CLUSTER_EVENT_ROLLOUT = 13,
+    /// Primary, supervision: a worker's queued connections have not moved for `delay_ms`:
+    /// it is drained (SIGTERM at once) and replaced; DRAINING follows.
+    CLUSTER_EVENT_STUCK = 14,
+    /// Primary, supervision: a worker passed a recycling limit (`reason`:
+    /// `CLUSTER_RECYCLE_*`); a new worker starts, and the old one drains once it is ready.
+    CLUSTER_EVENT_RECYCLE = 15,
+    /// Primary: a signal passed to `cluster_handle_signal` is being acted on (`signal`, and
+    /// `state`: its `CLUSTER_ACT_*`).
+    CLUSTER_EVENT_CONTROL = 16,
 }
 
 /// `address_type` values (Node's `addressType`; `"udp4"`/`"udp6"` get numbers here).
@@ -41,7 +67,7 @@ pub const CLUSTER_ADDRESS_UDP4: c_int = 104;
 pub const CLUSTER_ADDRESS_UDP6: c_int = 106;
 
 /// Number of event kinds (one past the last value).
-pub const CLUSTER_EVENT_COUNT: c_int = 9;
+pub const CLUSTER_EVENT_COUNT: c_int = 17;
 
 /// One event, with Node's payload. Fields a kind does not use are 0, -1 or NULL as noted.
 ///
@@ -82,8 +108,19 @@ pub struct cluster_event {
     /// `address.fd`: a number in the worker's own fd table, -1 when absent). Never an fd of
     /// this process: do not close it.
     pub listening_fd: c_int,
+    /// DRAINING, BREAKER, ROLLOUT, CONTROL: the new state (see each kind).
+    pub state: c_int,
+    /// DRAINING, RECYCLE: why (`CLUSTER_REASON_*`, `CLUSTER_RECYCLE_*`).
+    pub reason: c_int,
+    /// ROLLOUT: the generation rolled out to.
+    pub generation: c_int,
+    /// RESPAWN: the delay before the fork; STUCK: how long its connections waited.
+    pub delay_ms: c_int,
+    /// RESPAWN: deaths in a row; BREAKER: boot failures in the window; ROLLOUT: workers
+    /// replaced.
+    pub count: c_int,
     /// Room for fields added later without changing the struct's size; always 0.
-    pub reserved: [c_int; 7],
+    pub reserved: [c_int; 2],
 }
 
 /// Event callback. `event` is borrowed for the call only. Runs on the thread that calls
@@ -204,4 +241,179 @@ pub enum cluster_worker_state {
     CLUSTER_WORKER_LISTENING = 2,
     CLUSTER_WORKER_DISCONNECTED = 3,
     CLUSTER_WORKER_DEAD = 4,
+}
+
+/// `cluster_event.state` of DRAINING.
+pub const CLUSTER_DRAIN_DISCONNECT: c_int = 0;
+pub const CLUSTER_DRAIN_TERM: c_int = 1;
+pub const CLUSTER_DRAIN_KILL: c_int = 2;
+
+/// `cluster_event.reason` of DRAINING: why the worker drains.
+pub const CLUSTER_REASON_USER: c_int = 1;
+pub const CLUSTER_REASON_ROLLOUT: c_int = 2;
+pub const CLUSTER_REASON_RECYCLE: c_int = 3;
+pub const CLUSTER_REASON_STUCK: c_int = 4;
+pub const CLUSTER_REASON_SCALE_DOWN: c_int = 5;
+pub const CLUSTER_REASON_STOP: c_int = 6;
+pub const CLUSTER_REASON_BOOT_TIMEOUT: c_int = 7;
+/// A new worker of an aborted rolling restart.
+pub const CLUSTER_REASON_ABORTED: c_int = 8;
+
+/// `cluster_event.reason` of RECYCLE.
+pub const CLUSTER_RECYCLE_CONNECTIONS: c_int = 1;
+pub const CLUSTER_RECYCLE_RSS: c_int = 2;
+pub const CLUSTER_RECYCLE_AGE: c_int = 3;
+
+/// `cluster_event.state` of BREAKER, and `cluster_stats.breaker`.
+pub const CLUSTER_BREAKER_CLOSED: c_int = 0;
+pub const CLUSTER_BREAKER_OPEN: c_int = 1;
+pub const CLUSTER_BREAKER_HALF_OPEN: c_int = 2;
+
+/// `cluster_event.state` of ROLLOUT.
+pub const CLUSTER_ROLLOUT_STARTED: c_int = 1;
+pub const CLUSTER_ROLLOUT_STEP: c_int = 2;
+pub const CLUSTER_ROLLOUT_DONE: c_int = 3;
+/// A new worker failed to become ready: the rollout stopped, the old workers not yet
+/// replaced keep serving.
+pub const CLUSTER_ROLLOUT_ABORTED: c_int = 4;
+
+/// What a signal does (`cluster_signal_map`, `cluster_event.state` of CONTROL).
+pub const CLUSTER_ACT_NONE: c_int = 0;
+/// A rolling restart (HUP by default).
+pub const CLUSTER_ACT_RELOAD: c_int = 1;
+/// One worker more (TTIN by default).
+pub const CLUSTER_ACT_SCALE_UP: c_int = 2;
+/// One worker fewer, never below 1 (TTOU by default).
+pub const CLUSTER_ACT_SCALE_DOWN: c_int = 3;
+/// Drain every worker and stop (TERM by default; a second one: fast).
+pub const CLUSTER_ACT_STOP_GRACEFUL: c_int = 4;
+/// SIGTERM every worker now, SIGKILL after `kill_after_ms` (INT by default; a second
+/// one: SIGKILL now).
+pub const CLUSTER_ACT_STOP_FAST: c_int = 5;
+
+/// `cluster_supervisor.ready_on`.
+pub const CLUSTER_READY_LISTENING: c_int = 0;
+pub const CLUSTER_READY_EXPLICIT: c_int = 1;
+pub const CLUSTER_READY_ONLINE: c_int = 2;
+
+/// `cluster_worker_stats.exit_kind`.
+pub const CLUSTER_EXIT_NONE: c_int = 0;
+/// Drained, disconnected or stopped on purpose.
+pub const CLUSTER_EXIT_ASKED: c_int = 1;
+/// Died after it was ready.
+pub const CLUSTER_EXIT_CRASH: c_int = 2;
+/// Died, or was stopped at its boot timeout, before it was ready.
+pub const CLUSTER_EXIT_BOOT_FAILURE: c_int = 3;
+
+/// Supervision (`cluster_supervise`). Initialise with `cluster_supervisor_init`, which
+/// fills in what a production user would pick, then change fields. Times in milliseconds.
+/// New fields are only ever appended; `size` tells the library which exist.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct cluster_supervisor {
+    /// `sizeof(cluster_supervisor)` as the caller was compiled.
+    pub size: usize,
+    /// Workers to keep: forked at once, and a dead one replaced. 0: no respawn (Node's).
+    pub workers: c_int,
+    /// Respawn delay after the n-th death in a row: `base * 2^(n-1)`, at most `max`, drawn
+    /// uniformly from its upper half (jitter). 100 and 30000.
+    pub backoff_base_ms: c_int,
+    pub backoff_max_ms: c_int,
+    /// A worker ready this long ends the run of deaths (30000).
+    pub stable_ms: c_int,
+    /// This many boot failures (deaths, or boot timeouts, before ready) within the window
+    /// open the crash-loop breaker (5 in 60000): no fork for `breaker_cooldown_ms` (30000;
+    /// 0: until `cluster_breaker_reset`), the healthy workers go on serving; then one probe,
+    /// whose readiness closes it.
+    pub breaker_burst: c_int,
+    pub breaker_window_ms: c_int,
+    pub breaker_cooldown_ms: c_int,
+    /// `CLUSTER_READY_LISTENING` (default), `CLUSTER_READY_EXPLICIT` or `CLUSTER_READY_ONLINE`.
+    pub ready_on: c_int,
+    /// Not ready this long after its fork: a boot failure, stopped (60000).
+    pub boot_timeout_ms: c_int,
+    /// A drain: disconnect at once, SIGTERM after `drain_timeout_ms` (20000), SIGKILL
+    /// `kill_after_ms` (5000) later; a graceful stop thus ends within 25 s.
+    pub drain_timeout_ms: c_int,
+    pub kill_after_ms: c_int,
+    /// Connections waiting for a worker that takes none of them this long (seen from the
+    /// accept path, no application code): stuck, drained and replaced (20000; 0: off).
+    pub stuck_timeout_ms: c_int,
+    /// Recycling, one worker at a time and surge-first: after this many connections
+    /// received, this resident size in bytes, this age in ms (0: off); each limit gets up to
+    /// `recycle_jitter_pct` (10) percent more per worker.
+    pub max_connections: u64,
+    pub max_rss_bytes: u64,
+    pub max_age_ms: c_int,
+    pub recycle_jitter_pct: c_int,
+    /// How often resident sizes are read when `max_rss_bytes` is set (1000).
+    pub rss_interval_ms: c_int,
+    /// New workers a rolling restart starts ahead of the old ones it replaces (1).
+    pub max_surge: c_int,
+    /// Seed of the jitter (0: from the clock).
+    pub seed: u64,
+}
+
+/// One worker's figures (`cluster_worker_stats_get`). Of the connections the primary hands
+/// out (round-robin, and reuseport rebalancing): `handed = received + queued + rerouted +
+/// lost` at every moment.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct cluster_worker_stats {
+    /// `sizeof(cluster_worker_stats)` as the caller was compiled.
+    pub size: usize,
+    pub worker_id: c_int,
+    pub pid: c_int,
+    pub generation: c_int,
+    /// 1 while the process lives.
+    pub alive: c_int,
+    pub ready: c_int,
+    pub draining: c_int,
+    /// `CLUSTER_EXIT_*` once gone (with `exit_code`, or -1 and `exit_signal`).
+    pub exit_kind: c_int,
+    pub exit_code: c_int,
+    pub exit_signal: c_int,
+    /// Milliseconds after supervision's clock started: forked, ready (-1: not yet).
+    pub forked_ms: i64,
+    pub ready_ms: i64,
+    /// Connections given to it.
+    pub handed: u64,
+    /// Taken by its program.
+    pub received: u64,
+    /// Handed and not yet received.
+    pub queued: u64,
+    /// Taken back and dealt to another worker (refused, stalled, drained, dead).
+    pub rerouted: u64,
+    /// Handed and never received nor rerouted: 0 by design.
+    pub lost: u64,
+    /// Accept to handoff, in microseconds (p50 and p99 are bucket bounds: powers of 2).
+    pub handoff_us_p50: u64,
+    pub handoff_us_p99: u64,
+    pub handoff_us_max: u64,
+    /// Resident set size (alive workers).
+    pub rss_bytes: u64,
+}
+
+/// The whole cluster (`cluster_stats_get`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct cluster_stats {
+    /// `sizeof(cluster_stats)` as the caller was compiled.
+    pub size: usize,
+    /// Workers to keep (0: no respawn).
+    pub target: c_int,
+    /// Workers alive, ready (and not draining), draining.
+    pub workers: c_int,
+    pub ready: c_int,
+    pub draining: c_int,
+    /// The current generation (1, then +1 per completed rolling restart).
+    pub generation: c_int,
+    /// `CLUSTER_BREAKER_*`.
+    pub breaker: c_int,
+    /// The generation a rolling restart is moving to, 0 when none runs.
+    pub rollout: c_int,
+    /// 0 running, 1 stopping gracefully, 2 stopping fast.
+    pub stopping: c_int,
+    /// Forks made to replace dead workers.
+    pub respawns: u64,
 }

@@ -10,14 +10,16 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use super::distributor::{Distributor, KIND_LISTENER, TICK_MS, token};
 use super::handle::Handle;
+use super::id_map::IdMap;
 use super::lane::Lane;
 use super::round_robin::RoundRobinHandle;
 use super::scheduler::{Action, Scheduler};
-use super::worker_conn::InFlight;
+use super::worker_conn::{InFlight, WorkerConn};
 use crate::ipc::wire;
 use crate::ipc::writer::OutFd;
 use crate::sys::epoll::{EDGE, READABLE};
 use crate::sys::socket;
+use std::time::Instant;
 
 /// How soon a handle whose every worker is full looks again (the fast lane has no acks to
 /// wake it; its workers' queues are read from the kernel).
@@ -30,8 +32,8 @@ const REBALANCE_IDLE_MS: i32 = 50;
 
 /// Sends what `batch` holds for lane worker `w` (up to `lane::BATCH`) in one `sendmmsg` and
 /// closes our copies of what went; what did not go is held again (and the lane, if it is
-/// gone, gets nothing more). Returns whether anything was held again.
-fn send_lane(h: &mut RoundRobinHandle, w: u32, batch: &mut Vec<(u32, OwnedFd)>) -> bool {
+/// gone, gets nothing more). Returns whether anything was held again, and how many went.
+fn send_lane(h: &mut RoundRobinHandle, w: u32, batch: &mut Vec<(u32, OwnedFd)>) -> (bool, usize) {
     let accepted_nb = h.accept_nonblocking.unwrap_or(true);
     let mut raw = [0; crate::sys::lane::BATCH];
     let mut n = 0;
@@ -72,7 +74,18 @@ fn send_lane(h: &mut RoundRobinHandle, w: u32, batch: &mut Vec<(u32, OwnedFd)>) 
     if n > 0 {
         crate::trace::trace!("primary", "lane worker={w} key={} sent={sent} held={}", h.key, n - sent);
     }
-    n > sent
+    (n > sent, sent)
+}
+
+/// Counts `n` connections handed to `w` over its lane, handed `since` (the pass's start).
+fn count_lane(workers: &mut IdMap<WorkerConn>, w: u32, n: usize, since: Instant) {
+    if n > 0
+        && let Some(wc) = workers.get_mut(&w)
+    {
+        wc.counters.handed += n as u64;
+        wc.counters.lane_handed += n as u64;
+        wc.counters.latency.record(since.elapsed(), n as u64);
+    }
 }
 
 impl Distributor {
@@ -90,6 +103,9 @@ impl Distributor {
     pub(super) fn pump(&mut self, hid: u32) {
         let Some(sched) = self.handles.get_mut(&hid).and_then(Handle::sched) else { return };
         sched.begin_pass();
+        // One clock read per pass: the handoff latency of what this pass deals.
+        self.pass_at = Instant::now();
+        let since = self.pass_at;
         // Connections for lanes, sent per worker in one sendmmsg (the buffer is reused).
         let mut batch = std::mem::take(&mut self.lane_batch);
         while let Some(h) = self.handles.get_mut(&hid) {
@@ -99,7 +115,8 @@ impl Distributor {
                 Some(Action::Measure(w)) => {
                     let Handle::RoundRobin(h) = h else { continue };
                     // What is batched for it is not in its queue yet: send that first.
-                    send_lane(h, w, &mut batch);
+                    let (_, sent) = send_lane(h, w, &mut batch);
+                    count_lane(&mut self.workers, w, sent, since);
                     let q = h.lanes.get(&w).map_or(0, Lane::queued);
                     h.sched.measured(w, q);
                     continue;
@@ -109,7 +126,8 @@ impl Distributor {
                         Handle::RoundRobin(h) if h.lanes.contains_key(&worker) => {
                             batch.push((worker, conn));
                             if batch.iter().filter(|(bw, _)| *bw == worker).count() >= crate::sys::lane::BATCH {
-                                send_lane(h, worker, &mut batch);
+                                let (_, sent) = send_lane(h, worker, &mut batch);
+                                count_lane(&mut self.workers, worker, sent, since);
                             }
                         }
                         _ => self.handoff(worker, hid, conn),
@@ -131,7 +149,9 @@ impl Distributor {
         let mut retry = false;
         if let Some(Handle::RoundRobin(h)) = self.handles.get_mut(&hid) {
             while let Some(&(w, _)) = batch.first() {
-                retry |= send_lane(h, w, &mut batch);
+                let (held, sent) = send_lane(h, w, &mut batch);
+                count_lane(&mut self.workers, w, sent, since);
+                retry |= held;
             }
         }
         // (A handle that closed meanwhile closed its lanes: what is left here is dropped.)
@@ -153,7 +173,10 @@ impl Distributor {
         crate::trace::trace!("primary", "newconn worker={w} key={} seq={seq}", h.key());
         let raw = conn.as_raw_fd();
         match self.workers.get_mut(&w) {
-            Some(wc) if wc.connected() => wc.in_flight.push(InFlight { seq, handle: hid, conn }),
+            Some(wc) if wc.connected() => {
+                wc.in_flight.push(InFlight { seq, handle: hid, conn, at: self.pass_at });
+                wc.counters.handed += 1;
+            }
             _ => {
                 if let Some(sched) = self.handles.get_mut(&hid).and_then(Handle::sched) {
                     sched.undeliverable(w, conn, true);
@@ -170,6 +193,12 @@ impl Distributor {
         let Some(w) = self.workers.get_mut(&id) else { return };
         let Some(pos) = w.in_flight.iter().position(|f| f.seq == ack) else { return };
         let f = w.in_flight.remove(pos);
+        if accepted {
+            w.counters.acked += 1;
+            w.counters.latency.record(f.at.elapsed(), 1);
+        } else {
+            w.counters.rerouted += 1;
+        }
         let hid = f.handle;
         let Some(sched) = self.handles.get_mut(&hid).and_then(Handle::sched) else { return };
         sched.answered(id);
@@ -189,6 +218,15 @@ impl Distributor {
                 if let Some(l) = orphan.filter(|_| !last) {
                     let _ = self.epoll.add(l.as_fd(), READABLE | EDGE, token(KIND_LISTENER, hid));
                     rp.sched.listener_ready();
+                }
+                last
+            }
+            Handle::RoundRobin(rr) => {
+                // What its lane still held goes to the others: rerouted.
+                let (last, returned) = rr.remove(id);
+                if let Some(wc) = self.workers.get_mut(&id) {
+                    wc.counters.rerouted += returned as u64;
+                    wc.counters.lane_rerouted += returned as u64;
                 }
                 last
             }
@@ -239,7 +277,12 @@ impl Distributor {
                         for (&w, lane) in &h.lanes {
                             let queued = if h.sched.load(w) > 0 { lane.queued() } else { 0 };
                             if h.sched.tick(w, queued) {
-                                for c in lane.take_back().into_iter().rev() {
+                                let back = lane.take_back();
+                                if let Some(wc) = self.workers.get_mut(&w) {
+                                    wc.counters.rerouted += back.len() as u64;
+                                    wc.counters.lane_rerouted += back.len() as u64;
+                                }
+                                for c in back.into_iter().rev() {
                                     h.sched.give_back(c);
                                 }
                             }

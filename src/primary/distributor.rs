@@ -11,6 +11,8 @@ use std::time::Instant;
 
 use super::handle::Handle;
 use super::id_map::IdMap;
+use super::supervising::{SupState, entropy};
+use super::supervisor::Supervisor;
 use super::worker_conn::{Channel, WorkerConn};
 use super::{Command, Shared, WorkerInfo, WorkerState};
 use crate::error::{Error, Result};
@@ -57,6 +59,11 @@ pub(super) struct Distributor {
     pub(super) tick_ids: Vec<u32>,
     /// Scratch batch of connections for lanes (no allocation per connection).
     pub(super) lane_batch: Vec<(u32, OwnedFd)>,
+    /// When the current dealing pass began.
+    pub(super) pass_at: Instant,
+    /// Supervision's decisions (`supervisor`) and what the distributor keeps for it.
+    pub(super) sup: Supervisor,
+    pub(super) sup_state: SupState,
 }
 
 pub(super) fn start(shared: Arc<Shared>) -> Result<()> {
@@ -77,7 +84,11 @@ pub(super) fn start(shared: Arc<Shared>) -> Result<()> {
         by_pid: Vec::new(),
         tick_ids: Vec::new(),
         lane_batch: Vec::with_capacity(64),
+        pass_at: Instant::now(),
+        sup: Supervisor::new(entropy()),
+        sup_state: SupState::new(),
     };
+    crate::signals::set_wake(d.shared.wake.raw());
     std::thread::Builder::new()
         .name("cluster-distributor".into())
         .spawn(move || {
@@ -90,6 +101,8 @@ pub(super) fn start(shared: Arc<Shared>) -> Result<()> {
 
 impl Distributor {
     fn run(&mut self) {
+        // Signals that came before the distributor ran.
+        self.take_signals();
         let mut events = Events::with_capacity(256);
         let mut last_tick = Instant::now();
         let mut lane_timeout = -1;
@@ -99,6 +112,11 @@ impl Distributor {
                 (true, t) => t,
                 (false, t) if t >= 0 => t.min(50),
                 (false, _) => 50,
+            };
+            let timeout = match (timeout, self.supervision_timeout()) {
+                (t, None) => t,
+                (t, Some(s)) if t >= 0 => t.min(s),
+                (_, Some(s)) => s,
             };
             if let Err(e) = self.epoll.wait(&mut events, timeout) {
                 self.shared.events.push(Event::Error {
@@ -128,6 +146,7 @@ impl Distributor {
             for id in self.by_pid.clone() {
                 self.on_pidfd(id);
             }
+            self.supervise();
             if lane_timeout >= 0 || self.handles.values().any(Handle::ticks) {
                 let due = last_tick.elapsed().as_millis() >= TICK_MS;
                 if due {
@@ -146,11 +165,16 @@ impl Distributor {
 
     fn run_commands(&mut self) {
         self.shared.wake.reset();
+        self.take_signals();
         loop {
             let Some(cmd) = self.shared.commands.lock().pop_front() else { return };
             match cmd {
                 Command::Spawn { id, plan, reply } => {
                     let r = self.spawn(id, &plan);
+                    if r.is_ok() {
+                        let now = self.sup_now();
+                        self.sup.forked(id, now, None);
+                    }
                     let _ = reply.send(r);
                 }
                 Command::Send { id, line, fd } => {
@@ -158,13 +182,18 @@ impl Distributor {
                     self.out.extend_from_slice(&line);
                     self.send_line(id, fd.map(OutFd::Owned));
                 }
-                Command::Disconnect { id } => self.disconnect(id),
+                Command::Disconnect { id } => {
+                    let now = self.sup_now();
+                    self.sup.disconnected_by_program(id, now);
+                    self.disconnect(id);
+                }
                 Command::CloseChannel { id } => self.close_channel(id, None),
+                other => self.supervision_command(other),
             }
         }
     }
 
-    fn spawn(&mut self, id: u32, plan: &SpawnPlan) -> Result<i32> {
+    pub(super) fn spawn(&mut self, id: u32, plan: &SpawnPlan) -> Result<i32> {
         let (ours, theirs) = fd::socketpair().map_err(|e| Error::io("socketpair", e))?;
         let spawned = spawn::spawn(plan, theirs.as_fd()).map_err(|e| Error::io(format!("spawn {}", plan.path.to_string_lossy()), e))?;
         let pid = spawned.pid;
@@ -213,6 +242,8 @@ impl Distributor {
                 exited_after_disconnect: None,
                 in_flight: Vec::new(),
                 max_in_flight: 1,
+                counters: Default::default(),
+                stalled_since: None,
             },
         );
         self.shared.table.lock().insert(
@@ -383,6 +414,7 @@ impl Distributor {
         let pid = w.pid;
         let ead = w.exited_after_disconnect.unwrap_or(false);
         let in_flight = std::mem::take(&mut w.in_flight);
+        w.counters.rerouted += in_flight.len() as u64;
         if let Some(e) = err {
             self.shared.events.push(Event::Error { id, pid, code: e.code, message: e.message });
         }
@@ -436,21 +468,25 @@ impl Distributor {
         }
         let Some(w) = self.workers.remove(&id) else { return };
         let (pid, ead) = (w.pid, w.exited_after_disconnect.unwrap_or(false));
+        let (code, signal) = match status {
+            ExitStatus::Code(c) => (c, 0),
+            ExitStatus::Signal(s) => (-1, s),
+        };
+        let now = self.sup_now();
+        let view = self.sup.member(id);
+        let kind = self.sup.exited(id, now, ead);
+        self.retire_stats(id, &w, view, kind, (code, signal));
         // Release its pidfd before the exit event is queued (no fd outlives the event).
         drop(w);
         if let Some(info) = self.shared.table.lock().get_mut(&id) {
             info.exited_after_disconnect = ead;
         }
-        let (code, signal) = match status {
-            ExitStatus::Code(c) => (c, 0),
-            ExitStatus::Signal(s) => (-1, s),
-        };
         crate::trace::trace!("primary", "exit worker={id} pid={pid} code={code} signal={signal} exitedAfterDisconnect={ead}");
         self.shared.retire(id, Event::Exit { id, pid, code, signal, exited_after_disconnect: ead });
     }
 
     /// Node's `worker.disconnect()` in the primary: leave every handle now, tell the worker.
-    fn disconnect(&mut self, id: u32) {
+    pub(super) fn disconnect(&mut self, id: u32) {
         let Some(w) = self.workers.get_mut(&id) else { return };
         crate::trace::trace!("primary", "disconnect worker={id}");
         w.exited_after_disconnect = Some(true);

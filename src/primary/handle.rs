@@ -34,7 +34,7 @@ impl Handle {
     /// handle).
     pub fn remove(&mut self, w: WorkerId) -> bool {
         match self {
-            Handle::RoundRobin(h) => h.remove(w),
+            Handle::RoundRobin(h) => h.remove(w).0,
             Handle::Shared(h) => h.remove(w),
             Handle::ReusePort(h) => h.remove(w).0,
         }

@@ -54,7 +54,11 @@ impl Distributor {
                 if nacked {
                     // The worker did not get the connection: give it to someone else, and keep
                     // this worker out of rotation (it is not marked free again).
-                    let f = self.workers.get_mut(&id).and_then(|w| w.in_flight.pop());
+                    let f = self.workers.get_mut(&id).and_then(|w| {
+                        let f = w.in_flight.pop();
+                        w.counters.rerouted += f.is_some() as u64;
+                        f
+                    });
                     if let Some(f) = f {
                         self.requeue(f);
                     }
@@ -90,6 +94,14 @@ impl Distributor {
             "online" => {
                 self.set_state(id, WorkerState::Online);
                 self.shared.events.push(Event::Online { id, pid });
+                let now = self.sup_now();
+                self.sup.online(id, now);
+            }
+            // libcluster's: the worker says it is ready (`cluster_worker_ready`); a Node
+            // primary ignores an act it does not know.
+            "ready" => {
+                let now = self.sup_now();
+                self.sup.said_ready(id, now);
             }
             "queryServer" => self.on_query_server(id, m)?,
             "listening" => {
@@ -105,6 +117,8 @@ impl Distributor {
                 let fd = m.fd.unwrap_or(-1) as i32;
                 let address = m.address.as_ref().map(|a| a.to_string());
                 self.shared.events.push(Event::Listening { id, pid, address, port, address_type, fd });
+                let now = self.sup_now();
+                self.sup.listening(id, now);
             }
             "close" => {
                 if let Some(key) = m.key.as_deref()

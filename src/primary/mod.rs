@@ -29,13 +29,16 @@ pub mod scheduler;
 pub mod settings;
 pub mod shared_handle;
 mod spawn_plan;
+pub mod stats;
+mod supervising;
+pub mod supervisor;
 mod table;
 mod worker_conn;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsString;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc;
 
 use parking_lot::{Mutex, RwLock};
@@ -64,12 +67,13 @@ pub enum SchedPolicy {
 
 pub struct Primary {
     shared: Arc<Shared>,
-    next_id: AtomicU32,
     started: Mutex<bool>,
 }
 
 impl Primary {
     pub fn new(events: Arc<EventQueue>) -> Result<Primary> {
+        // The program's path, read now: later forks run the file at that path.
+        let _ = crate::sys::process::current_command();
         let wake = EventFd::new().map_err(|e| Error::io("eventfd", e))?;
         Ok(Primary {
             shared: Arc::new(Shared {
@@ -80,8 +84,9 @@ impl Primary {
                 retired: Mutex::new(BTreeMap::new()),
                 allow: Mutex::new(Vec::new()),
                 settings: RwLock::new(Settings::from_env()),
+                next_id: AtomicU32::new(1),
+                supervising: AtomicBool::new(false),
             }),
-            next_id: AtomicU32::new(1),
             started: Mutex::new(false),
         })
     }
@@ -114,7 +119,7 @@ impl Primary {
         // policy applies to this worker, or this fork and its policy change is refused.
         let (id, settings) = {
             let settings = self.shared.settings.read();
-            (self.next_id.fetch_add(1, Ordering::Relaxed), settings.clone())
+            (self.shared.next_id.fetch_add(1, Ordering::Relaxed), settings.clone())
         };
         let plan = build_plan(id, &settings, extra_env, unset)?;
         let (tx, rx) = mpsc::sync_channel(1);
@@ -132,7 +137,7 @@ impl Primary {
         let mut current = self.shared.settings.write();
         if let Some(policy) = update.sched_policy
             && policy != current.sched_policy()
-            && self.next_id.load(Ordering::Relaxed) > 1
+            && self.shared.next_id.load(Ordering::Relaxed) > 1
         {
             return Err(Error::errno(libc::EBUSY, "the scheduling policy is fixed once the first worker is forked"));
         }
@@ -198,7 +203,60 @@ impl Primary {
     /// distributor holds while it retires a worker and queues its last event.
     pub fn has_workers_or(&self, events_pending: impl FnOnce() -> bool) -> bool {
         let table = self.shared.table.lock();
-        !table.is_empty() || events_pending()
+        !table.is_empty() || self.shared.supervising.load(Ordering::Acquire) || events_pending()
+    }
+
+    // ---- supervision (`supervisor`): carried out on the distributor thread
+
+    fn ask<T>(&self, make: impl FnOnce(mpsc::SyncSender<T>) -> Command) -> Result<T> {
+        self.ensure_started()?;
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.command(make(tx));
+        rx.recv().map_err(|_| Error::protocol("distributor thread is gone"))
+    }
+
+    /// Turns supervision on (or changes it): `policy` is validated first (`EINVAL`).
+    pub fn supervise(&self, policy: supervisor::policy::Policy) -> Result<()> {
+        policy.validate()?;
+        self.ensure_started()?;
+        // Until the distributor has looked, the run loop must not end for want of workers.
+        if policy.workers > 0 {
+            self.shared.supervising.store(true, Ordering::Release);
+        }
+        self.command(Command::Supervise { policy });
+        Ok(())
+    }
+
+    /// A rolling restart, `surge` new workers ahead (0: the policy's). Returns the
+    /// generation it moves to.
+    pub fn rolling_restart(&self, surge: usize) -> Result<u32> {
+        self.ask(|reply| Command::RollingRestart { surge, reply })?
+    }
+
+    pub fn scale(&self, workers: usize) -> Result<()> {
+        self.ask(|reply| Command::Scale { workers, reply })?
+    }
+
+    /// Drains worker `id` (disconnect, SIGTERM and SIGKILL on the policy's clock).
+    pub fn drain(&self, id: u32) -> Result<()> {
+        self.ask(|reply| Command::Drain { id, reply })?
+    }
+
+    pub fn reset_breaker(&self) -> Result<()> {
+        self.ensure_started()?;
+        self.command(Command::ResetBreaker);
+        Ok(())
+    }
+
+    /// What a signal would do, asked for directly (`signal` 0: none).
+    pub fn control(&self, action: supervisor::Control, signal: i32) -> Result<()> {
+        self.ensure_started()?;
+        self.command(Command::Control { action, signal });
+        Ok(())
+    }
+
+    pub fn stats(&self) -> Result<stats::ClusterStats> {
+        self.ask(|reply| Command::Stats { reply })
     }
 
     fn connected_worker(&self, id: u32) -> Result<()> {

@@ -59,16 +59,19 @@ impl RoundRobinHandle {
         true
     }
 
-    /// Detaches a worker; what its lane still held goes back to the scheduler. Returns true
-    /// when no worker is left (the caller closes the handle).
-    pub fn remove(&mut self, w: WorkerId) -> bool {
+    /// Detaches a worker; what its lane still held goes back to the scheduler. Returns
+    /// whether no worker is left (the caller closes the handle) and how many came back.
+    pub fn remove(&mut self, w: WorkerId) -> (bool, usize) {
         self.sched.remove(w);
+        let mut returned = 0;
         if let Some(l) = self.lanes.remove(&w) {
-            for c in l.close().into_iter().rev() {
+            let back = l.close();
+            returned = back.len();
+            for c in back.into_iter().rev() {
                 self.sched.give_back(c);
             }
         }
-        self.sched.is_empty()
+        (self.sched.is_empty(), returned)
     }
 
     pub fn has(&self, w: WorkerId) -> bool {

@@ -146,6 +146,11 @@ impl<C> Scheduler<C> {
         self.slots.iter().any(|s| s.id == id)
     }
 
+    /// Whether `id`'s lane stalled and has not moved since (`tick`).
+    pub fn is_suspect(&self, id: WorkerId) -> bool {
+        self.slots.iter().any(|s| s.id == id && s.suspect)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::mpsc;
 
 use parking_lot::{Mutex, RwLock};
@@ -18,6 +19,9 @@ use crate::sys::pidfd;
 use crate::sys::spawn::SpawnPlan;
 
 use super::settings::Settings;
+use super::stats::ClusterStats;
+use super::supervisor::Control;
+use super::supervisor::policy::Policy;
 
 /// Node's worker states (`worker.state`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +71,30 @@ pub(crate) enum Command {
     CloseChannel {
         id: u32,
     },
+    /// Supervision (`supervisor`): a new policy, an operation, or a query.
+    Supervise {
+        policy: Policy,
+    },
+    RollingRestart {
+        surge: usize,
+        reply: mpsc::SyncSender<Result<u32>>,
+    },
+    Scale {
+        workers: usize,
+        reply: mpsc::SyncSender<Result<()>>,
+    },
+    Drain {
+        id: u32,
+        reply: mpsc::SyncSender<Result<()>>,
+    },
+    ResetBreaker,
+    Control {
+        action: Control,
+        signal: i32,
+    },
+    Stats {
+        reply: mpsc::SyncSender<ClusterStats>,
+    },
 }
 
 /// State shared between the user's threads and the distributor thread.
@@ -84,6 +112,12 @@ pub(crate) struct Shared {
     pub settings: RwLock<Settings>,
     /// Addresses workers may ask us to bind; empty: any.
     pub allow: Mutex<Vec<AllowRule>>,
+    /// The next worker id (1, 2, ... never reused), for the program's forks and the
+    /// supervisor's.
+    pub next_id: AtomicU32,
+    /// Supervision has work even with no worker running (a respawn is due, the breaker
+    /// will let a probe through): the run loop goes on.
+    pub supervising: AtomicBool,
 }
 
 /// How many gone workers keep their stdio pipes open for reading.

@@ -5,6 +5,9 @@
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
+use std::time::Instant;
+
+use super::stats::Counters;
 use crate::ipc::codec::Decoder;
 use crate::ipc::writer::Writer;
 
@@ -14,6 +17,8 @@ pub struct InFlight {
     pub seq: i64,
     pub handle: u32,
     pub conn: OwnedFd,
+    /// When the pass that handed it began (for the handoff latency and stuck detection).
+    pub at: Instant,
 }
 
 /// The open channel to a worker.
@@ -39,6 +44,10 @@ pub struct WorkerConn {
     pub in_flight: Vec<InFlight>,
     /// How many may be in flight: 1 (Node's rule) unless a libcluster worker announced more.
     pub max_in_flight: usize,
+    /// The connections handed to it, and what became of them (`stats`).
+    pub counters: Counters,
+    /// Since when its queued connections have not moved (a stalled lane), if they have not.
+    pub stalled_since: Option<Instant>,
 }
 
 impl WorkerConn {

@@ -46,3 +46,14 @@ impl AsFd for EventFd {
         self.fd.as_fd()
     }
 }
+
+/// Makes the eventfd `fd` readable, from a signal handler: one `write(2)`, which is
+/// async-signal-safe; nothing else (no allocation, no lock, errno restored).
+pub fn signal_raw(fd: i32) {
+    let one = 1u64.to_ne_bytes();
+    let saved = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    // SAFETY: writes 8 bytes from a live stack buffer; a closed or wrong fd only fails.
+    let _ = unsafe { libc::write(fd, one.as_ptr().cast(), one.len()) };
+    // SAFETY: errno is this thread's; the interrupted code may read it after we return.
+    unsafe { *libc::__errno_location() = saved };
+}

@@ -30,6 +30,7 @@ pub mod lane;
 pub mod pidfd;
 pub mod process;
 pub mod scm;
+pub mod signal;
 pub mod socket;
 pub mod spawn;
 

@@ -36,8 +36,19 @@ pub fn unset_env(key: &str) {
 }
 
 /// The running executable (`/proc/self/exe`) and this process's argv (`/proc/self/cmdline`).
+///
+/// The executable's path is read once and kept: a worker forked after the file was
+/// replaced (a new build, a rolling restart) runs the new file at that path, where
+/// `/proc/self/exe` would name the old, deleted one.
 pub fn current_command() -> io::Result<(PathBuf, Vec<OsString>)> {
-    let exe = std::fs::read_link("/proc/self/exe")?;
+    static EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let exe = match EXE.get() {
+        Some(p) => p.clone(),
+        None => EXE.get_or_init(|| std::fs::read_link("/proc/self/exe").unwrap_or_default()).clone(),
+    };
+    if exe.as_os_str().is_empty() {
+        return Err(io::Error::new(io::ErrorKind::NotFound, "/proc/self/exe could not be read"));
+    }
     let raw = std::fs::read("/proc/self/cmdline")?;
     let mut args: Vec<OsString> = raw.split(|&b| b == 0).map(|s| OsString::from_vec(s.to_vec())).collect();
     if raw.last() == Some(&0) {
@@ -56,4 +67,12 @@ pub fn block_signals_in_this_thread() {
 /// Number of online CPUs.
 pub fn cpu_count() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// The resident set size of process `pid` (`/proc/<pid>/statm`), in bytes.
+pub fn rss_bytes(pid: i32) -> io::Result<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/statm"))?;
+    let pages: u64 =
+        text.split_whitespace().nth(1).and_then(|v| v.parse().ok()).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))?;
+    Ok(pages * nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096) as u64)
 }

@@ -243,6 +243,23 @@ impl Worker {
         self.shared.connected.load(Ordering::Acquire)
     }
 
+    /// libcluster's readiness (pm2's `wait_ready`): tells a supervising primary this worker
+    /// is ready, when its `ready_on` is explicit. A Node primary ignores the message.
+    pub fn ready(&self) -> Result<()> {
+        if !self.shared.connected.load(Ordering::Acquire) {
+            return Err(Error::new(code::CLOSED, "IPC channel is closed"));
+        }
+        self.shared.send_with(|out, seq| crate::ipc::wire::act(out, "ready", seq))
+    }
+
+    /// Whether this worker is on its way out: the primary asked it to disconnect (a drain),
+    /// it disconnected itself, or its channel is gone. A server answers `Connection: close`
+    /// from then on.
+    pub fn draining(&self) -> bool {
+        let s = &self.shared;
+        !s.connected.load(Ordering::Acquire) || s.disconnecting.load(Ordering::Acquire) || s.disconnect_requested.load(Ordering::Acquire)
+    }
+
     pub fn id(&self) -> u32 {
         self.shared.id
     }
