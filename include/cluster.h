@@ -228,11 +228,6 @@
  */
 #define CLUSTER_EXIT_BOOT_FAILURE 3
 
-/*
- log2 buckets of microseconds: bucket k holds latencies below 2^k µs (the last, the rest).
- */
-#define BUCKETS 24
-
 
 
 /*

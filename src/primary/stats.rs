@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 /// log2 buckets of microseconds: bucket k holds latencies below 2^k µs (the last, the rest).
-pub const BUCKETS: usize = 24;
+pub(crate) const BUCKETS: usize = 24;
 
 #[derive(Clone, Debug, Default)]
 pub struct Counters {

@@ -209,6 +209,7 @@ impl Distributor {
     /// The program's supervision calls.
     pub(super) fn supervision_command(&mut self, cmd: Command) {
         let now = self.sup_now();
+        self.sup.enable();
         match cmd {
             Command::Supervise { policy } => self.sup.configure(policy, now),
             Command::RollingRestart { surge, reply } => {
@@ -237,6 +238,7 @@ impl Distributor {
             return;
         }
         let now = self.sup_now();
+        self.sup.enable();
         for (signo, action) in pending {
             crate::trace::trace!("primary", "signal {signo} -> {action:?}");
             self.sup.control(action, signo, now);

@@ -136,9 +136,11 @@ static inline long long ct_now_ms(void) {
 }
 
 static inline const char *ct_kind_name(int kind) {
-    static const char *const names[] = {"NONE", "FORK", "ONLINE", "LISTENING",
-                                        "MESSAGE", "DISCONNECT", "EXIT", "ERROR"};
-    return kind >= 0 && kind < CLUSTER_EVENT_COUNT ? names[kind] : "?";
+    static const char *const names[] = {"NONE",       "FORK",      "ONLINE",  "LISTENING", "MESSAGE",
+                                        "DISCONNECT", "EXIT",      "ERROR",   "DISCONNECT_REQUESTED",
+                                        "READY",      "DRAINING",  "RESPAWN", "BREAKER",   "ROLLOUT",
+                                        "STUCK",      "RECYCLE",   "CONTROL"};
+    return kind >= 0 && kind < (int)(sizeof names / sizeof names[0]) ? names[kind] : "?";
 }
 
 static inline void ct_print_event(const cluster_event *ev) {

@@ -440,6 +440,13 @@ static void sweep_worker(void) {
     CT_BUG_CHECK(rc == -EINVAL, "cluster_send(0, \"{}\", fd of /dev/null) = %d (%s), header documents -EINVAL "
                  "for \"an fd that is not such a socket\"", rc, cluster_strerror(rc));
     close(devnull);
+    /* Supervision in a worker: readiness and draining are its calls; the primary's fail. */
+    CT_CHECK(cluster_worker_ready() == 0, "cluster_worker_ready in a worker: %s", cluster_last_error());
+    CT_CHECK(cluster_worker_draining() == 0, "cluster_worker_draining before any drain = %d", cluster_worker_draining());
+    CT_CHECK(cluster_handle_signal(SIGHUP) == CLUSTER_E_WRONG_ROLE, "cluster_handle_signal in a worker");
+    CT_EXPECT_ERR(cluster_install_signal_handlers(), CLUSTER_E_WRONG_ROLE);
+    CT_EXPECT_ERR(cluster_rolling_restart(0), CLUSTER_E_WRONG_ROLE);
+    CT_EXPECT_ERR(cluster_stats_json(NULL, 0), CLUSTER_E_WRONG_ROLE);
     CT_CHECK(cluster_dispatch() >= 0, "cluster_dispatch() in a worker failed: %s", cluster_last_error());
 }
 
@@ -555,6 +562,86 @@ int main(void) {
              "dead worker: state %d is_dead %d is_connected %d", cluster_worker_get_state(id),
              cluster_worker_is_dead(id), cluster_worker_is_connected(id));
     CT_CHECK(cluster_worker_count() == 0, "cluster_worker_count() = %d at the end", cluster_worker_count());
+
+    /* Supervision: bad structs, ids, actions and signals; the worker-only calls. */
+    CT_EXPECT_ERR(cluster_supervisor_init(NULL, 0), -EINVAL);
+    {
+        cluster_supervisor sup;
+        CT_EXPECT_ERR(cluster_supervisor_init(&sup, 4), -EINVAL);
+        CT_EXPECT_ERR(cluster_supervise(NULL), -EINVAL);
+        CT_CHECK(cluster_supervisor_init(&sup, sizeof sup) == 0, "cluster_supervisor_init: %s", cluster_last_error());
+        CT_CHECK(sup.size == sizeof sup && sup.workers == 0 && sup.drain_timeout_ms > 0 && sup.max_surge == 1,
+                 "cluster_supervisor_init: size %zu workers %d drain %d surge %d", sup.size, sup.workers,
+                 sup.drain_timeout_ms, sup.max_surge);
+        cluster_supervisor bad = sup;
+        bad.size = 0;
+        CT_EXPECT_ERR(cluster_supervise(&bad), -EINVAL);
+        bad = sup;
+        bad.max_surge = 0;
+        CT_EXPECT_ERR(cluster_supervise(&bad), -EINVAL);
+        bad = sup;
+        bad.ready_on = 99;
+        CT_EXPECT_ERR(cluster_supervise(&bad), -EINVAL);
+        bad = sup;
+        bad.workers = -1;
+        CT_EXPECT_ERR(cluster_supervise(&bad), -EINVAL);
+        bad = sup;
+        bad.backoff_base_ms = 0;
+        CT_EXPECT_ERR(cluster_supervise(&bad), -EINVAL);
+    }
+    CT_EXPECT_ERR(cluster_rolling_restart(-1), -EINVAL);
+    CT_EXPECT_ERR(cluster_scale(0), -EINVAL);
+    CT_EXPECT_ERR(cluster_scale(-5), -EINVAL);
+    CT_EXPECT_ERR(cluster_drain_worker(0), -ESRCH);
+    CT_EXPECT_ERR(cluster_drain_worker(id), -ESRCH);
+    CT_EXPECT_ERR(cluster_control(99), -EINVAL);
+    CT_EXPECT_ERR(cluster_control(-1), -EINVAL);
+    CT_CHECK(cluster_breaker_reset() == 0, "cluster_breaker_reset: %s", cluster_last_error());
+    {
+        cluster_worker_stats ws;
+        cluster_stats cs;
+        CT_EXPECT_ERR(cluster_worker_stats_get(1, NULL, sizeof ws), -EINVAL);
+        CT_EXPECT_ERR(cluster_worker_stats_get(1, &ws, 4), -EINVAL);
+        CT_EXPECT_ERR(cluster_worker_stats_get(0, &ws, sizeof ws), -ESRCH);
+        CT_EXPECT_ERR(cluster_worker_stats_get(9999, &ws, sizeof ws), -ESRCH);
+        /* The gone worker keeps its figures: alive 0, nothing handed or lost. */
+        CT_CHECK(cluster_worker_stats_get(id, &ws, sizeof ws) == 0 && ws.alive == 0 && ws.worker_id == id &&
+                     ws.handed == ws.received + ws.queued + ws.rerouted + ws.lost && ws.lost == 0,
+                 "stats of the dead worker: %s", cluster_last_error());
+        CT_EXPECT_ERR(cluster_stats_get(NULL, sizeof cs), -EINVAL);
+        CT_EXPECT_ERR(cluster_stats_get(&cs, 4), -EINVAL);
+        CT_CHECK(cluster_stats_get(&cs, sizeof cs) == 0 && cs.workers == 0 && cs.target == 0 && cs.generation == 1,
+                 "cluster_stats_get: workers %d target %d generation %d", cs.workers, cs.target, cs.generation);
+    }
+    CT_EXPECT_ERR(cluster_stats_json(NULL, 16), -EINVAL);
+    {
+        int need = cluster_stats_json(NULL, 0);
+        char small[8], big[65536];
+        CT_CHECK(need > 10, "cluster_stats_json(NULL, 0) = %d", need);
+        CT_CHECK(cluster_stats_json(small, sizeof small) == need && small[7] == '\0' && small[0] == '{',
+                 "cluster_stats_json into 8 bytes");
+        CT_CHECK(cluster_stats_json(big, sizeof big) == need && (int)strlen(big) == need, "cluster_stats_json whole");
+    }
+    CT_EXPECT_ERR(cluster_worker_ready(), CLUSTER_E_WRONG_ROLE);
+    CT_EXPECT_ERR(cluster_worker_draining(), CLUSTER_E_WRONG_ROLE);
+    /* No last error from the handler-safe call: only its result. */
+    CT_CHECK(cluster_handle_signal(0) == -EINVAL, "cluster_handle_signal(0)");
+    CT_CHECK(cluster_handle_signal(64) == -EINVAL, "cluster_handle_signal(64)");
+    CT_CHECK(cluster_handle_signal(-1) == -EINVAL, "cluster_handle_signal(-1)");
+    CT_EXPECT_ERR(cluster_signal_map(0, CLUSTER_ACT_RELOAD), -EINVAL);
+    CT_EXPECT_ERR(cluster_signal_map(SIGHUP, 99), -EINVAL);
+    CT_CHECK(cluster_signal_map(SIGUSR1, CLUSTER_ACT_NONE) == 0 && cluster_signal_map(SIGUSR1, -1) == 0,
+             "cluster_signal_map: %s", cluster_last_error());
+    {
+        struct sigaction before, during, after;
+        sigaction(SIGHUP, NULL, &before);
+        CT_CHECK(cluster_install_signal_handlers() == 0, "install: %s", cluster_last_error());
+        sigaction(SIGHUP, NULL, &during);
+        CT_CHECK(cluster_restore_signal_handlers() == 0, "restore: %s", cluster_last_error());
+        sigaction(SIGHUP, NULL, &after);
+        CT_CHECK(during.sa_handler != before.sa_handler && after.sa_handler == before.sa_handler,
+                 "the HUP handler was not installed then restored");
+    }
 
     return ct_done();
 }

@@ -183,6 +183,12 @@ pub struct Supervisor {
     probe_pending: bool,
     /// Respawn and scale forks asked for and not yet reported (they count as workers).
     forks_pending: usize,
+    /// The program used supervision (a policy, an operation, a signal): only then is it
+    /// told (a program that never did sees Node's events only).
+    enabled: bool,
+    /// The program set a policy (`configure`): boot timeouts apply to every worker, not
+    /// only to a rollout's new ones.
+    configured: bool,
     out: Vec<Action>,
 }
 
@@ -203,6 +209,8 @@ impl Supervisor {
             respawns: 0,
             probe_pending: false,
             forks_pending: 0,
+            enabled: false,
+            configured: false,
             out: Vec::new(),
         }
     }
@@ -217,6 +225,8 @@ impl Supervisor {
             self.jitter = Jitter::new(policy.seed);
         }
         self.policy = policy;
+        self.enabled = true;
+        self.configured = true;
         self.refill(now, false);
     }
 
@@ -230,7 +240,15 @@ impl Supervisor {
     }
 
     fn notice(&mut self, n: Notice) {
-        self.out.push(Action::Notice(n));
+        if self.enabled {
+            self.out.push(Action::Notice(n));
+        }
+    }
+
+    /// The program asked for supervision (a policy, an operation, a signal): from now on
+    /// it is told what supervision does.
+    pub fn enable(&mut self) {
+        self.enabled = true;
     }
 
     // ---- state for stats and for the run loop
@@ -278,6 +296,12 @@ impl Supervisor {
         let ready = self.members.values().filter(|m| m.ready_at.is_some() && m.drain.is_none()).count();
         let draining = self.members.values().filter(|m| m.drain.is_some()).count();
         (self.members.len(), ready, draining)
+    }
+
+    /// Whether worker `id` must be ready within the boot timeout: always once the program
+    /// set a policy; before, only a rollout's new workers (Node's workers need not listen).
+    fn boot_clock(&self, id: u32) -> bool {
+        self.configured || self.rollout.as_ref().is_some_and(|r| r.booting.contains(&id))
     }
 
     /// Workers not draining (ready or booting).
@@ -509,14 +533,14 @@ impl Supervisor {
         if let Some(t) = self.breaker.open_until {
             at(t);
         }
-        for m in self.members.values() {
+        for (&id, m) in &self.members {
             match &m.drain {
                 Some(d) => match (d.term_at, d.kill_at) {
                     (None, _) => at(d.since + p.drain_timeout_ms),
                     (Some(t), None) => at(t + p.kill_after_ms),
                     _ => {}
                 },
-                None if m.ready_at.is_none() && !m.boot_counted => at(m.forked_at + p.boot_timeout_ms),
+                None if m.ready_at.is_none() && !m.boot_counted && self.boot_clock(id) => at(m.forked_at + p.boot_timeout_ms),
                 None => {
                     if self.streak > 0
                         && let Some(r) = m.ready_at.filter(|&r| r >= self.last_death)
@@ -553,6 +577,7 @@ impl Supervisor {
         let p = self.policy.clone();
         let mut timed_out = Vec::new();
         let mut signals = Vec::new();
+        let clocked: Vec<u32> = self.members.keys().copied().filter(|&id| self.boot_clock(id)).collect();
         for (&id, m) in self.members.iter_mut() {
             match m.drain.as_mut() {
                 Some(d) if d.term_at.is_none() && now >= d.since + p.drain_timeout_ms => {
@@ -564,7 +589,7 @@ impl Supervisor {
                     signals.push((id, libc::SIGKILL, Stage::Kill, d.reason));
                 }
                 Some(_) => {}
-                None if m.ready_at.is_none() && !m.boot_counted && now >= m.forked_at + p.boot_timeout_ms => {
+                None if m.ready_at.is_none() && !m.boot_counted && now >= m.forked_at + p.boot_timeout_ms && clocked.contains(&id) => {
                     m.boot_counted = true;
                     timed_out.push(id);
                 }

@@ -13,6 +13,7 @@ struct Sim {
 impl Sim {
     fn new(policy: Policy) -> Sim {
         let mut s = Supervisor::new(1);
+        s.enable();
         s.configure(Policy { seed: 9, ..policy }, 0);
         let mut sim = Sim { s, next_id: 1, now: 0, forked: Vec::new(), log: Vec::new() };
         sim.run();
