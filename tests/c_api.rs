@@ -112,6 +112,11 @@ fn c_lifecycle() {
 }
 
 #[test]
+fn c_supervision() {
+    run_c("supervision");
+}
+
+#[test]
 fn c_bind_error() {
     run_c("bind_error");
 }

@@ -174,6 +174,7 @@ impl Distributor {
                     if r.is_ok() {
                         let now = self.sup_now();
                         self.sup.forked(id, now, None);
+                        self.sup_state.touch();
                     }
                     let _ = reply.send(r);
                 }
@@ -185,6 +186,7 @@ impl Distributor {
                 Command::Disconnect { id } => {
                     let now = self.sup_now();
                     self.sup.disconnected_by_program(id, now);
+                    self.sup_state.touch();
                     self.disconnect(id);
                 }
                 Command::CloseChannel { id } => self.close_channel(id, None),
@@ -475,6 +477,7 @@ impl Distributor {
         let now = self.sup_now();
         let view = self.sup.member(id);
         let kind = self.sup.exited(id, now, ead);
+        self.sup_state.touch();
         self.retire_stats(id, &w, view, kind, (code, signal));
         // Release its pidfd before the exit event is queued (no fd outlives the event).
         drop(w);

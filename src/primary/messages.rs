@@ -96,12 +96,14 @@ impl Distributor {
                 self.shared.events.push(Event::Online { id, pid });
                 let now = self.sup_now();
                 self.sup.online(id, now);
+                self.sup_state.touch();
             }
             // libcluster's: the worker says it is ready (`cluster_worker_ready`); a Node
             // primary ignores an act it does not know.
             "ready" => {
                 let now = self.sup_now();
                 self.sup.said_ready(id, now);
+                self.sup_state.touch();
             }
             "queryServer" => self.on_query_server(id, m)?,
             "listening" => {
@@ -119,6 +121,7 @@ impl Distributor {
                 self.shared.events.push(Event::Listening { id, pid, address, port, address_type, fd });
                 let now = self.sup_now();
                 self.sup.listening(id, now);
+                self.sup_state.touch();
             }
             "close" => {
                 if let Some(key) = m.key.as_deref()

@@ -35,6 +35,12 @@ impl SupState {
     pub fn new() -> SupState {
         SupState { origin: Instant::now(), next_due: None, last_watch: 0, last_rss: 0, gone: VecDeque::new() }
     }
+
+    /// The supervisor was told something: its deadlines may have changed (a boot clock
+    /// started, a timer ended), so `supervise` looks again in this pass.
+    pub fn touch(&mut self) {
+        self.next_due = Some(0);
+    }
 }
 
 /// A seed for the jitter when the program gives none.

@@ -128,6 +128,11 @@ impl Shared {
     }
 }
 
+/// The primary took this worker out of a server (it closed the server's fast lane): only a
+/// disconnect or a drain does that, and the program may see it before the channel's
+/// `disconnect` message is read.
+pub(crate) static TAKEN_OUT: AtomicBool = AtomicBool::new(false);
+
 pub struct Worker {
     pub(crate) shared: Arc<Shared>,
     sock: Arc<OwnedFd>,
@@ -257,7 +262,10 @@ impl Worker {
     /// from then on.
     pub fn draining(&self) -> bool {
         let s = &self.shared;
-        !s.connected.load(Ordering::Acquire) || s.disconnecting.load(Ordering::Acquire) || s.disconnect_requested.load(Ordering::Acquire)
+        !s.connected.load(Ordering::Acquire)
+            || s.disconnecting.load(Ordering::Acquire)
+            || s.disconnect_requested.load(Ordering::Acquire)
+            || TAKEN_OUT.load(Ordering::Acquire)
     }
 
     pub fn id(&self) -> u32 {

@@ -403,8 +403,12 @@ impl Server {
                 // blocking receive is woken by `close` (it shuts the lane: end of stream).
                 match crate::sys::lane::recv(sock.as_fd(), nonblocking) {
                     Ok(Some(c)) => return self.lane_connection(c),
-                    // The primary closed the lane (it took this worker out of the server).
-                    Ok(None) => return Err(closed()),
+                    // The primary closed the lane (it took this worker out of the server):
+                    // a disconnect or a drain, whose message may not have been read yet.
+                    Ok(None) => {
+                        super::TAKEN_OUT.store(true, Ordering::Release);
+                        return Err(closed());
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock && !self.nonblocking => wait(sock.as_fd())?,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         return Err(Error::errno(libc::EAGAIN, "no connection is waiting"));

@@ -472,11 +472,12 @@ impl Supervisor {
             return;
         }
         m.drain = Some(Drain { since: now, reason, term_at: hard.then_some(now), kill_at: None });
-        self.out.push(Action::Disconnect(id));
+        // Told first: the worker's own `disconnect` and `exit` may follow at once.
         self.notice(Notice::Draining { id, stage: Stage::Disconnect, reason });
+        self.out.push(Action::Disconnect(id));
         if hard {
-            self.out.push(Action::Signal(id, libc::SIGTERM));
             self.notice(Notice::Draining { id, stage: Stage::Term, reason });
+            self.out.push(Action::Signal(id, libc::SIGTERM));
         }
     }
 
