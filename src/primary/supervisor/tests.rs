@@ -300,3 +300,48 @@ fn reloads_coalesce_into_one_more_rollout() {
     assert_eq!(sim.forked.len(), 3);
     assert_eq!(sim.s.generation(), 3);
 }
+
+#[test]
+fn recycling_by_age_and_by_resident_size() {
+    let mut sim = Sim::new(Policy { max_age_ms: 10_000, max_rss_bytes: 64 << 20, recycle_jitter_pct: 0, ..supervised(2) });
+    sim.ready(1);
+    sim.ready(2);
+    sim.s.tick(5_000, |_| Metrics { received: 0, rss: Some(1 << 20) });
+    assert_eq!(forks(&sim.run()), 0, "young and small");
+    sim.now = 6_000;
+    sim.s.tick(6_000, |id| Metrics { received: 0, rss: Some(if id == 2 { 65 << 20 } else { 1 << 20 }) });
+    let acts = sim.run();
+    assert!(acts.contains(&Action::Notice(Notice::Recycle { id: 2, reason: RecycleReason::Rss })), "{acts:?}");
+    sim.ready(3);
+    assert!(sim.log.contains(&Action::Disconnect(2)));
+    sim.s.exited(2, 6_100, true);
+    sim.now = 10_000;
+    sim.s.tick(10_000, |_| Metrics { received: 0, rss: Some(1 << 20) });
+    let acts = sim.run();
+    assert!(acts.contains(&Action::Notice(Notice::Recycle { id: 1, reason: RecycleReason::Age })), "{acts:?}");
+}
+
+#[test]
+fn jitter_spreads_recycling_limits() {
+    let mut sim = Sim::new(Policy { max_connections: 1000, recycle_jitter_pct: 10, ..supervised(8) });
+    for id in 1..=8 {
+        sim.ready(id);
+    }
+    // At 1000 connections each, only the workers whose jittered limit is 1000 exactly would
+    // go; at 1100 every one is due, but only one recycles at a time.
+    let due = |limit: u64| {
+        let mut s = Supervisor::new(1);
+        s.enable();
+        s.configure(Policy { max_connections: 1000, recycle_jitter_pct: 10, seed: 9, ..supervised(8) }, 0);
+        for id in 1..=8 {
+            s.forked(id, 0, Some(Purpose::Respawn));
+            s.listening(id, 0);
+        }
+        s.take_actions();
+        s.tick(1, |_| Metrics { received: limit, rss: None });
+        s.take_actions().iter().filter(|a| matches!(a, Action::Notice(Notice::Recycle { .. }))).count()
+    };
+    assert_eq!(due(1100), 1, "one at a time");
+    let limits: std::collections::BTreeSet<u64> = sim.s.members.values().map(|m| m.max_connections).collect();
+    assert!(limits.len() > 1 && limits.iter().all(|l| (1000..=1100).contains(l)), "{limits:?}");
+}
