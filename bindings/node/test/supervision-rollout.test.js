@@ -85,7 +85,8 @@ function conserved(w) {
 const statsLines = (p, from = 0) => p.lines.slice(from).filter(({ raw }) => raw.startsWith('stats ')).map(({ raw }) => JSON.parse(raw.slice(6)));
 
 scenario('hello.js: SIGHUP rolls every worker under concurrent clients with no failed request; TTIN/TTOU; SIGTERM stops gracefully', { timeout: 90000 }, async (t) => {
-  const p = start(t, process.execPath, [HELLO], { env: { PORT: '0', WORKERS: '3', DRAIN_MS: '8000', KILL_MS: '2000' }, name: 'hello.js' });
+  // (Round-robin pinned: the last check counts the connections the primary handed out.)
+  const p = start(t, process.execPath, [HELLO], { env: { PORT: '0', WORKERS: '3', DRAIN_MS: '8000', KILL_MS: '2000', NODE_CLUSTER_SCHED_POLICY: 'rr' }, name: 'hello.js' });
   const ready = /^worker (\d+) ready$/;
   const listening = /^worker (\d+) listening on 127\.0\.0\.1:(\d+)$/;
   const old = new Set();
@@ -155,8 +156,11 @@ scenario('hello.js: SIGHUP rolls every worker under concurrent clients with no f
   assert.strictEqual(received, result.connections, 'connections received = connections the clients opened');
 });
 
+// Round-robin whatever the caller's environment says: the stats, stuck detection and
+// recycling by connections count the connections the primary hands out (under
+// SCHED_REUSEPORT the kernel deals most of them).
 function supervised(t, env = {}) {
-  return start(t, process.execPath, [FIXTURE], { env: { PORT: '0', ...env }, name: 'supervised primary' });
+  return start(t, process.execPath, [FIXTURE], { env: { PORT: '0', NODE_CLUSTER_SCHED_POLICY: 'rr', ...env }, name: 'supervised primary' });
 }
 
 async function command(p, cmd, extra) {

@@ -13,7 +13,7 @@ const FIVE = ['SIGHUP', 'SIGTTIN', 'SIGTTOU', 'SIGTERM', 'SIGINT'];
 const none = Object.fromEntries(FIVE.map((s) => [s, 0]));
 
 function supervised(t, env = {}) {
-  return start(t, process.execPath, [FIXTURE], { env: { PORT: '0', ...env }, name: 'supervised primary' });
+  return start(t, process.execPath, [FIXTURE], { env: { PORT: '0', NODE_CLUSTER_SCHED_POLICY: 'rr', ...env }, name: 'supervised primary' });
 }
 
 // Waits for `n` distinct workers' 'ready' events from line `from` on; returns them in order.
