@@ -16,6 +16,15 @@ const KIND = Object.freeze({
   EXIT: C.EVENT_EXIT,
   ERROR: C.EVENT_ERROR,
   DISCONNECT_REQUESTED: C.EVENT_DISCONNECT_REQUESTED,
+  // Supervision (primary, after cluster.supervise() or the calls beside it).
+  READY: C.EVENT_READY,
+  DRAINING: C.EVENT_DRAINING,
+  RESPAWN: C.EVENT_RESPAWN,
+  BREAKER: C.EVENT_BREAKER,
+  ROLLOUT: C.EVENT_ROLLOUT,
+  STUCK: C.EVENT_STUCK,
+  RECYCLE: C.EVENT_RECYCLE,
+  CONTROL: C.EVENT_CONTROL,
 });
 
 function createCluster(isWorker) {

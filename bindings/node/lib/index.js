@@ -30,6 +30,29 @@ if (!isMainThread) {
 
 if (nodeOwnsChannel()) {
   const nodeCluster = require('node:cluster');
+  // The worker half of libcluster's supervision, for code that runs under either primary:
+  // a Node primary has no readiness to tell, and this worker drains once it was asked to
+  // disconnect (or its channel is gone).
+  const proto = nodeCluster.Worker.prototype;
+  const extra = {
+    ready() {
+      return false;
+    },
+    isDraining() {
+      return this.exitedAfterDisconnect === true || !this.isConnected();
+    },
+  };
+  for (const [name, value] of Object.entries(extra)) {
+    if (!(name in proto)) Object.defineProperty(proto, name, { value, configurable: true, writable: true });
+  }
+  if (!('draining' in proto)) {
+    Object.defineProperty(proto, 'draining', {
+      configurable: true,
+      get() {
+        return this.isDraining();
+      },
+    });
+  }
   const listen = (server, options, callback) => server.listen(options, callback);
   module.exports = new Proxy(nodeCluster, {
     get(target, key, receiver) {

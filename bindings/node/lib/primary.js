@@ -10,6 +10,7 @@ const E = require('./errors');
 const { KIND, createCluster, startEvents, sendTo, decode, SERIALIZATION_ENV } = require('./common');
 const { wrapFd } = require('./handles');
 const BaseWorker = require('./worker_base');
+const S = require('./supervision');
 
 const C = native.constants;
 const STDIO = { inherit: C.STDIO_INHERIT, pipe: C.STDIO_PIPE, overlapped: C.STDIO_PIPE, ignore: C.STDIO_IGNORE, ipc: C.STDIO_IPC };
@@ -30,9 +31,23 @@ const running = new Set();
 // both hold, after the workers' 'disconnect' events.
 let pendingDisconnect = [];
 let initialized = false;
+// libcluster's supervision (opt-in: cluster.supervise(), scale(), ...), as JS knows it.
+const supervision = {
+  // cluster.supervise()'s options so far (each call changes what it names).
+  options: {},
+  // Workers to keep (0: no respawn), and whether a stop began: while it keeps workers and
+  // is not stopping, the primary stays alive with no worker running (a respawn is due, the
+  // breaker is open), as cluster_run does in C.
+  target: 0,
+  stopping: false,
+  // Supervision forks workers itself: give them what cluster.fork() gives its own.
+  used: false,
+  // cluster.rollingRestart() promises by generation.
+  rollouts: new Map(),
+};
 
 function updateRef() {
-  native.eventsRef(running.size > 0 || pendingDisconnect.length > 0);
+  native.eventsRef(running.size > 0 || pendingDisconnect.length > 0 || (supervision.target > 0 && !supervision.stopping));
 }
 
 // cluster.workers follows libcluster's table (a worker leaves it once disconnected and
@@ -124,6 +139,22 @@ class Worker extends BaseWorker {
     if (rc === 0) this._exitedAfterDisconnect = true;
     syncWorkers();
     return this;
+  }
+
+  // Not Node's (libcluster's supervision): out of every server now (what was handed to it
+  // and not yet taken goes to the others), told to disconnect, SIGTERM after the
+  // supervisor's drainTimeout, SIGKILL killAfter later; a supervised primary replaces it.
+  drain() {
+    const rc = native.drainWorker(this.id);
+    if (rc < 0) throw E.clusterError(rc, 'drain', native.lastError());
+    syncWorkers();
+    return this;
+  }
+
+  // Not Node's: this worker's figures (cluster.stats().per_worker's entry), or null once
+  // forgotten.
+  stats() {
+    return cluster.stats().per_worker.find((s) => s.id === this.id) || null;
   }
 
   // Both follow the events delivered to JS, as Node's do (libcluster's own flags change
@@ -388,9 +419,15 @@ function addressType(t) {
 function workerFor(ev) {
   let w = all.get(ev.id);
   if (!w && ev.id > 0) {
-    // Forked by some other code in this process: adopt it.
+    // Forked by some other code in this process (supervision, say): adopt it.
     w = new Worker(ev.id, ev.pid);
     w._forked = true;
+    if (supervision.used) {
+      // Supervision forked it with the settings cluster.fork() uses: the same channel
+      // encoding and stdio pipes.
+      w._advanced = cluster.settings.serialization === 'advanced';
+      pipesOf(w, Array.isArray(cluster.settings.stdio) ? Math.max(3, cluster.settings.stdio.length) : 3);
+    }
     all.set(ev.id, w);
     running.add(w);
     cluster.workers[ev.id] = w;
@@ -413,10 +450,83 @@ function settleDisconnects(gone) {
   for (const p of ready) if (p.cb) p.cb();
 }
 
+const SUPERVISION_KINDS = new Set([KIND.READY, KIND.DRAINING, KIND.RESPAWN, KIND.BREAKER, KIND.ROLLOUT, KIND.STUCK, KIND.RECYCLE, KIND.CONTROL]);
+
+// A supervision event: the worker's own object first (as 'online' and 'listening'), then
+// the cluster's. A worker JS has forgotten (never happens in order, but a notice must not
+// adopt it) gets an object of its own.
+function onSupervision(ev) {
+  const w = ev.id > 0 ? all.get(ev.id) || new Worker(ev.id, ev.pid) : null;
+  switch (ev.kind) {
+    case KIND.READY:
+      w.emit('ready');
+      cluster.emit('ready', w);
+      break;
+    case KIND.DRAINING: {
+      const info = { stage: S.STAGE.name(ev.state), reason: S.REASON.name(ev.reason) };
+      w.emit('draining', info);
+      cluster.emit('draining', w, info);
+      break;
+    }
+    case KIND.RESPAWN:
+      cluster.emit('respawn', { delayMs: ev.delayMs, count: ev.count });
+      break;
+    case KIND.BREAKER:
+      cluster.emit('breaker', { state: S.BREAKER.name(ev.state), count: ev.count });
+      break;
+    case KIND.ROLLOUT: {
+      const info = { state: S.ROLLOUT.name(ev.state), generation: ev.generation, replaced: ev.count };
+      cluster.emit('rollout', info);
+      const waiting = supervision.rollouts.get(ev.generation);
+      if (waiting && (ev.state === C.ROLLOUT_DONE || ev.state === C.ROLLOUT_ABORTED)) {
+        supervision.rollouts.delete(ev.generation);
+        if (ev.state === C.ROLLOUT_DONE) waiting.resolve({ generation: ev.generation, replaced: ev.count });
+        else waiting.reject(S.rolloutAborted(ev.generation, ev.count));
+      }
+      break;
+    }
+    case KIND.STUCK: {
+      const info = { idleMs: ev.delayMs };
+      w.emit('stuck', info);
+      cluster.emit('stuck', w, info);
+      break;
+    }
+    case KIND.RECYCLE: {
+      const info = { reason: S.RECYCLE.name(ev.reason) };
+      w.emit('recycle', info);
+      cluster.emit('recycle', w, info);
+      break;
+    }
+    case KIND.CONTROL: {
+      const action = S.ACTION.name(ev.state);
+      followControl(ev.state);
+      cluster.emit('control', { signal: E.signalName(ev.signal), action });
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+// What an action does to the target and the stop, as the supervisor applies it.
+function followControl(action) {
+  if (action === C.ACT_STOP_GRACEFUL || action === C.ACT_STOP_FAST) supervision.stopping = true;
+  else if (supervision.stopping) return;
+  else if (action === C.ACT_SCALE_UP && supervision.target > 0) supervision.target = Math.min(4096, supervision.target + 1);
+  else if (action === C.ACT_SCALE_DOWN && supervision.target > 1) supervision.target--;
+  else return;
+  if (supervision.options.workers !== undefined) supervision.options.workers = supervision.target;
+}
+
 function onEvent(ev) {
   if (ev.kind === KIND.DRAINED) {
     for (const p of pendingDisconnect) p.drained = true;
     settleDisconnects();
+    return;
+  }
+  if (SUPERVISION_KINDS.has(ev.kind)) {
+    syncWorkers();
+    onSupervision(ev);
     return;
   }
   syncWorkers();
@@ -485,6 +595,171 @@ function onEvent(ev) {
       break;
   }
 }
+
+// ---- supervision: libcluster's, beyond Node (include/cluster.h, "Supervision"). Nothing
+// here runs unless called: without it the primary behaves as Node's.
+
+function check(rc, syscall, detail) {
+  if (rc < 0) throw E.clusterError(rc, syscall, detail === undefined ? native.lastError() : detail);
+  return rc;
+}
+
+// The workers supervision keeps now (scale() and TTIN/TTOU change it).
+function currentTarget() {
+  return supervision.used ? cluster.stats().target : 0;
+}
+
+// cluster.supervise(options): keep `workers` workers (forked at once, each dead one
+// replaced after a jittered backoff), with the crash-loop breaker, readiness, drains,
+// stuck detection and recycling as the options say (times in ms; see lib/supervision.js
+// and the README). Each call changes what it names and keeps the rest. Returns cluster.
+cluster.supervise = function supervise(options = {}) {
+  E.validateObject(options, 'options');
+  const merged = { ...supervision.options, ...options };
+  if (merged.workers === undefined) merged.workers = currentTarget();
+  const fields = S.supervisorFields(merged);
+  // Supervision forks with the settings cluster.fork() would use.
+  cluster.setupPrimary();
+  check(native.supervise(fields), 'supervise');
+  supervision.options = merged;
+  supervision.target = merged.workers;
+  supervision.used = true;
+  updateRef();
+  return cluster;
+};
+
+// cluster.rollingRestart({ maxSurge }): every serving worker replaced by a new one (the
+// program as it is on disk now, with cluster.settings as they are now), maxSurge at a
+// time; an old worker drains once a new one is ready. A promise of { generation, replaced }
+// once every old worker is replaced ('rollout' 'done'), rejected with
+// ERR_LIBCLUSTER_ROLLOUT_ABORTED when a new worker fails to become ready (the old ones not
+// yet replaced keep serving) or a stop aborts it, or with CLUSTER_E_BUSY /
+// CLUSTER_E_BREAKER_OPEN when it cannot start.
+cluster.rollingRestart = function rollingRestart(options) {
+  return new Promise((resolve, reject) => {
+    let surge = 0;
+    if (options !== undefined && options !== null) {
+      E.validateObject(options, 'options');
+      if (options.maxSurge !== undefined) {
+        E.validateInt(options.maxSurge, 'options.maxSurge', 1, 4096);
+        surge = options.maxSurge;
+      }
+    }
+    cluster.setupPrimary();
+    const generation = check(native.rollingRestart(surge), 'rollingRestart');
+    supervision.used = true;
+    supervision.rollouts.set(generation, { resolve, reject });
+  });
+};
+
+// cluster.scale(n): keep n workers (1..4096): more are forked at once, the extra ones drain.
+cluster.scale = function scale(workers) {
+  E.validateInt(workers, 'workers', 1, 4096);
+  if (!supervision.used) cluster.setupPrimary();
+  check(native.scale(workers), 'scale');
+  supervision.used = true;
+  supervision.target = workers;
+  supervision.options.workers = workers;
+  updateRef();
+  return cluster;
+};
+
+// cluster.drain(id): worker.drain() by id.
+cluster.drain = function drain(id) {
+  E.validateInt(id, 'id', 1, 0x7fffffff);
+  check(native.drainWorker(id), 'drain');
+  syncWorkers();
+};
+
+cluster.resetBreaker = function resetBreaker() {
+  check(native.breakerReset(), 'resetBreaker');
+};
+
+function actionValue(action, name) {
+  const v = S.ACTION.value(action);
+  if (v === undefined) {
+    throw E.rangeError('ERR_INVALID_ARG_VALUE', `${name} must be one of ${S.ACTION.names.map((n) => `'${n}'`).join(', ')}. Received ${JSON.stringify(action)}`);
+  }
+  return v;
+}
+
+// cluster.control(action): what a signal mapped to `action` does, now ('reload',
+// 'scale_up', 'scale_down', 'stop_graceful', 'stop_fast', 'none'); a 'control' event
+// (signal null) follows.
+cluster.control = function control(action) {
+  const v = actionValue(action, 'action');
+  check(native.control(v), 'control');
+  // A stop at once (the primary may exit with its last worker); the rest follows the
+  // 'control' event, as for a signal.
+  if (v === C.ACT_STOP_GRACEFUL || v === C.ACT_STOP_FAST) supervision.stopping = true;
+  updateRef();
+};
+
+// cluster.stats(): the cluster's and every worker's figures (libcluster's stats JSON,
+// parsed: { target, workers, ready, draining, generation, breaker, respawns, rollout,
+// stopping, per_worker: [{ id, pid, handed, received, queued, rerouted, lost, ... }] }).
+cluster.stats = function stats() {
+  const text = native.statsJson();
+  if (typeof text !== 'string') check(text, 'stats');
+  return JSON.parse(text);
+};
+
+// cluster.handleSignal(signal): acts on a signal as its mapping says (by default SIGHUP
+// rolling restart, SIGTTIN/SIGTTOU one worker more/less, SIGTERM graceful stop (a second:
+// fast), SIGINT fast stop (a second: SIGKILL)). For the program's own handlers.
+// A signal number for the addon's int arguments (past int32: -1, which libcluster refuses).
+const signalArg = (signal) => {
+  const signo = E.signalNumber(signal);
+  return signo > 0x7fffffff ? -1 : signo;
+};
+
+cluster.handleSignal = function handleSignal(signal) {
+  const rc = native.handleSignal(signalArg(signal));
+  check(rc, 'handleSignal', native.strerror(rc));
+};
+
+// cluster.signalMap(signal, action): what handleSignal(signal) does (an action name, or
+// null for the default mapping).
+cluster.signalMap = function signalMap(signal, action) {
+  const v = action === null || action === undefined ? -1 : actionValue(action, 'action');
+  check(native.signalMap(signalArg(signal), v), 'signalMap');
+};
+
+// cluster.installSignalHandlers([signals]): process.on(signal) listeners that call
+// handleSignal, for SIGHUP, SIGTTIN, SIGTTOU, SIGTERM and SIGINT unless told which (as with
+// any process.on(signal) listener, Node's default action, such as exiting on SIGTERM, no
+// longer happens). Only this call adds listeners; restoreSignalHandlers() removes them.
+const signalListeners = new Map();
+
+cluster.installSignalHandlers = function installSignalHandlers(signals = S.DEFAULT_SIGNALS) {
+  if (!Array.isArray(signals)) throw E.typeError('signals', 'an instance of Array', signals);
+  const numbers = signals.map(signalArg);
+  const names = numbers.map((signo, i) => {
+    const name = E.signalName(signo);
+    if (!Object.hasOwn(require('node:os').constants.signals, name)) {
+      const err = new TypeError(`Unknown signal: ${signals[i]}`);
+      err.code = 'ERR_UNKNOWN_SIGNAL';
+      throw err;
+    }
+    return name;
+  });
+  for (const [i, name] of names.entries()) {
+    const signo = numbers[i];
+    if (signalListeners.has(name)) continue;
+    const listener = () => {
+      native.handleSignal(signo);
+    };
+    process.on(name, listener);
+    signalListeners.set(name, listener);
+  }
+  return cluster;
+};
+
+cluster.restoreSignalHandlers = function restoreSignalHandlers() {
+  for (const [name, listener] of signalListeners) process.removeListener(name, listener);
+  signalListeners.clear();
+  return cluster;
+};
 
 startEvents(onEvent, updateRef);
 

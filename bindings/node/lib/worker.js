@@ -81,6 +81,28 @@ class Worker extends BaseWorker {
     });
   }
 
+  // Not Node's (libcluster's supervision): tells a supervising primary whose readyOn is
+  // 'explicit' that this worker can serve (pm2's wait_ready); other primaries, Node's
+  // included, ignore it. true once sent; false when the channel is closing (dropped, as a
+  // send would be). Throws once 'disconnect' was emitted.
+  ready() {
+    const rc = native.workerReady();
+    if (rc === E.CLUSTER_E.CLUSTER_E_CLOSED && !this._disconnected) return false;
+    if (rc < 0) throw E.clusterError(rc, 'ready', native.lastError());
+    return true;
+  }
+
+  // Not Node's: true once this worker drains (its primary asked it to disconnect, it
+  // disconnected itself, or the channel is gone): answer with `Connection: close` and
+  // finish. libcluster's flag, set on its own thread before any JS event.
+  get draining() {
+    return native.workerDraining() === 1;
+  }
+
+  isDraining() {
+    return this.draining;
+  }
+
   kill() {
     if (!this.isConnected()) process.exit(0);
     this.once('disconnect', () => process.exit(0));

@@ -254,6 +254,36 @@ static napi_value event_object(napi_env env, const cluster_event *e) {
         set_prop(env, o, "error", js_int(env, e->error));
         set_prop(env, o, "data", js_str_or_null(env, e->data));
         break;
+    /* Supervision: the fields the header gives each kind (the others are 0). */
+    case CLUSTER_EVENT_READY:
+        break;
+    case CLUSTER_EVENT_DRAINING:
+        set_prop(env, o, "state", js_int(env, e->state));
+        set_prop(env, o, "reason", js_int(env, e->reason));
+        break;
+    case CLUSTER_EVENT_RESPAWN:
+        set_prop(env, o, "delayMs", js_int(env, e->delay_ms));
+        set_prop(env, o, "count", js_int(env, e->count));
+        break;
+    case CLUSTER_EVENT_BREAKER:
+        set_prop(env, o, "state", js_int(env, e->state));
+        set_prop(env, o, "count", js_int(env, e->count));
+        break;
+    case CLUSTER_EVENT_ROLLOUT:
+        set_prop(env, o, "state", js_int(env, e->state));
+        set_prop(env, o, "generation", js_int(env, e->generation));
+        set_prop(env, o, "count", js_int(env, e->count));
+        break;
+    case CLUSTER_EVENT_STUCK:
+        set_prop(env, o, "delayMs", js_int(env, e->delay_ms));
+        break;
+    case CLUSTER_EVENT_RECYCLE:
+        set_prop(env, o, "reason", js_int(env, e->reason));
+        break;
+    case CLUSTER_EVENT_CONTROL:
+        set_prop(env, o, "state", js_int(env, e->state));
+        set_prop(env, o, "signal", js_int(env, e->signal));
+        break;
     default:
         break;
     }
@@ -437,6 +467,123 @@ INT_FN1(WorkerIsDead, cluster_worker_is_dead)
 INT_FN1(WorkerExitedAfterDisconnect, cluster_worker_exited_after_disconnect)
 INT_FN1(WorkerPid, cluster_worker_pid)
 INT_FN2(WorkerStdio, cluster_worker_stdio)
+/* Supervision (primary). */
+INT_FN1(RollingRestart, cluster_rolling_restart)
+INT_FN1(Scale, cluster_scale)
+INT_FN1(DrainWorker, cluster_drain_worker)
+INT_FN1(Control, cluster_control)
+INT_FN1(HandleSignal, cluster_handle_signal)
+INT_FN2(SignalMap, cluster_signal_map)
+
+static napi_value BreakerReset(napi_env env, napi_callback_info info) {
+    (void)info;
+    return js_int(env, cluster_breaker_reset());
+}
+
+/* Supervision (worker). */
+static napi_value WorkerReady(napi_env env, napi_callback_info info) {
+    (void)info;
+    return js_int(env, cluster_worker_ready());
+}
+
+static napi_value WorkerDraining(napi_env env, napi_callback_info info) {
+    (void)info;
+    return js_int(env, cluster_worker_draining());
+}
+
+/* statsJson() -> the cluster's figures as JSON text, or a negative code. */
+static napi_value StatsJson(napi_env env, napi_callback_info info) {
+    (void)info;
+    size_t cap = 4096;
+    for (;;) {
+        char *buf = malloc(cap);
+        if (!buf) {
+            napi_throw_error(env, NULL, "libcluster addon: out of memory");
+            return NULL;
+        }
+        int n = cluster_stats_json(buf, cap);
+        if (n < 0) {
+            free(buf);
+            return js_int(env, n);
+        }
+        if ((size_t)n < cap) {
+            napi_value out = js_str_or_null(env, buf);
+            free(buf);
+            return out;
+        }
+        free(buf);
+        cap = (size_t)n + 1024; /* grew meanwhile: try again with room to spare */
+    }
+}
+
+/* A field of the supervise() object as a uint64 (a number or a bigint; JS validated it). */
+static bool arg_u64(napi_env env, napi_value v, uint64_t *out) {
+    napi_valuetype t;
+    if (napi_typeof(env, v, &t) != napi_ok)
+        return false;
+    if (t == napi_bigint) {
+        bool lossless;
+        if (napi_get_value_bigint_uint64(env, v, out, &lossless) != napi_ok || !lossless) {
+            napi_throw_range_error(env, NULL, "libcluster addon: expected an unsigned 64-bit integer");
+            return false;
+        }
+        return true;
+    }
+    int64_t i;
+    if (napi_get_value_int64(env, v, &i) != napi_ok || i < 0) {
+        napi_throw_type_error(env, NULL, "libcluster addon: expected a non-negative integer");
+        return false;
+    }
+    *out = (uint64_t)i;
+    return true;
+}
+
+/* supervise({workers, backoffBaseMs, ...}): cluster_supervisor_init's values, then the
+ * fields present (named as the struct's, in camelCase); -> 0 or a negative code. */
+static napi_value Supervise(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1];
+    NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    if (argc < 1 || is_nullish(env, argv[0])) {
+        napi_throw_type_error(env, NULL, "libcluster addon: supervise needs an object");
+        return NULL;
+    }
+    napi_value o = argv[0], v;
+    cluster_supervisor sup;
+    int r = cluster_supervisor_init(&sup, sizeof sup);
+    if (r < 0)
+        return js_int(env, r);
+#define FIELD(name) (napi_get_named_property(env, o, name, &v) == napi_ok && !is_nullish(env, v))
+#define INT(name, field)                                                             \
+    if (FIELD(name) && !arg_int(env, v, &sup.field))                                 \
+        return NULL;
+#define U64(name, field)                                                             \
+    if (FIELD(name) && !arg_u64(env, v, &sup.field))                                 \
+        return NULL;
+    INT("workers", workers)
+    INT("backoffBaseMs", backoff_base_ms)
+    INT("backoffMaxMs", backoff_max_ms)
+    INT("stableMs", stable_ms)
+    INT("breakerBurst", breaker_burst)
+    INT("breakerWindowMs", breaker_window_ms)
+    INT("breakerCooldownMs", breaker_cooldown_ms)
+    INT("readyOn", ready_on)
+    INT("bootTimeoutMs", boot_timeout_ms)
+    INT("drainTimeoutMs", drain_timeout_ms)
+    INT("killAfterMs", kill_after_ms)
+    INT("stuckTimeoutMs", stuck_timeout_ms)
+    U64("maxConnections", max_connections)
+    U64("maxRssBytes", max_rss_bytes)
+    INT("maxAgeMs", max_age_ms)
+    INT("recycleJitterPct", recycle_jitter_pct)
+    INT("rssIntervalMs", rss_interval_ms)
+    INT("maxSurge", max_surge)
+    U64("seed", seed)
+#undef U64
+#undef INT
+#undef FIELD
+    return js_int(env, cluster_supervise(&sup));
+}
 
 static napi_value WorkerCount(napi_env env, napi_callback_info info) {
     (void)info;
@@ -1068,7 +1215,24 @@ static napi_value constants_object(napi_env env) {
         K(CLUSTER_WORKER_NONE), K(CLUSTER_WORKER_ONLINE), K(CLUSTER_WORKER_LISTENING),
         K(CLUSTER_WORKER_DISCONNECTED), K(CLUSTER_WORKER_DEAD),
         K(CLUSTER_E_PANIC), K(CLUSTER_E_WRONG_ROLE), K(CLUSTER_E_PROTOCOL), K(CLUSTER_E_FORKED),
-        K(CLUSTER_E_CLOSED), K(CLUSTER_E_UNSUPPORTED),
+        K(CLUSTER_E_CLOSED), K(CLUSTER_E_UNSUPPORTED), K(CLUSTER_E_BREAKER_OPEN), K(CLUSTER_E_BUSY),
+        /* Supervision. */
+        K(CLUSTER_EVENT_READY), K(CLUSTER_EVENT_DRAINING), K(CLUSTER_EVENT_RESPAWN),
+        K(CLUSTER_EVENT_BREAKER), K(CLUSTER_EVENT_ROLLOUT), K(CLUSTER_EVENT_STUCK),
+        K(CLUSTER_EVENT_RECYCLE), K(CLUSTER_EVENT_CONTROL),
+        K(CLUSTER_DRAIN_DISCONNECT), K(CLUSTER_DRAIN_TERM), K(CLUSTER_DRAIN_KILL),
+        K(CLUSTER_REASON_USER), K(CLUSTER_REASON_ROLLOUT), K(CLUSTER_REASON_RECYCLE),
+        K(CLUSTER_REASON_STUCK), K(CLUSTER_REASON_SCALE_DOWN), K(CLUSTER_REASON_STOP),
+        K(CLUSTER_REASON_BOOT_TIMEOUT), K(CLUSTER_REASON_ABORTED),
+        K(CLUSTER_RECYCLE_CONNECTIONS), K(CLUSTER_RECYCLE_RSS), K(CLUSTER_RECYCLE_AGE),
+        K(CLUSTER_BREAKER_CLOSED), K(CLUSTER_BREAKER_OPEN), K(CLUSTER_BREAKER_HALF_OPEN),
+        K(CLUSTER_ROLLOUT_STARTED), K(CLUSTER_ROLLOUT_STEP), K(CLUSTER_ROLLOUT_DONE),
+        K(CLUSTER_ROLLOUT_ABORTED),
+        K(CLUSTER_ACT_NONE), K(CLUSTER_ACT_RELOAD), K(CLUSTER_ACT_SCALE_UP),
+        K(CLUSTER_ACT_SCALE_DOWN), K(CLUSTER_ACT_STOP_GRACEFUL), K(CLUSTER_ACT_STOP_FAST),
+        K(CLUSTER_READY_LISTENING), K(CLUSTER_READY_EXPLICIT), K(CLUSTER_READY_ONLINE),
+        K(CLUSTER_EXIT_NONE), K(CLUSTER_EXIT_ASKED), K(CLUSTER_EXIT_CRASH),
+        K(CLUSTER_EXIT_BOOT_FAILURE),
 #undef K
         {"EVENT_DRAINED", ADDON_EVENT_DRAINED},
     };
@@ -1130,6 +1294,17 @@ static napi_value Init(napi_env env, napi_value exports) {
         FN("serverLimit", ServerLimit),
         FN("fdInfo", FdInfo),
         FN("closeFd", CloseFd),
+        FN("supervise", Supervise),
+        FN("rollingRestart", RollingRestart),
+        FN("scale", Scale),
+        FN("drainWorker", DrainWorker),
+        FN("breakerReset", BreakerReset),
+        FN("control", Control),
+        FN("statsJson", StatsJson),
+        FN("handleSignal", HandleSignal),
+        FN("signalMap", SignalMap),
+        FN("workerReady", WorkerReady),
+        FN("workerDraining", WorkerDraining),
 #undef FN
     };
     NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
