@@ -338,10 +338,13 @@ pub struct cluster_supervisor {
     pub kill_after_ms: c_int,
     /// Connections waiting for a worker that takes none of them this long (seen from the
     /// accept path, no application code): stuck, drained and replaced (20000; 0: off).
+    /// Round-robin only: with the shared and reuseport policies the kernel hands
+    /// connections to workers directly, and the primary cannot see one wait.
     pub stuck_timeout_ms: c_int,
     /// Recycling, one worker at a time and surge-first: after this many connections
-    /// received, this resident size in bytes, this age in ms (0: off); each limit gets up to
-    /// `recycle_jitter_pct` (10) percent more per worker.
+    /// received (round-robin only, as `stuck_timeout_ms`), this resident size in bytes, this
+    /// age in ms (0: off); each limit gets up to `recycle_jitter_pct` (10) percent more per
+    /// worker.
     pub max_connections: u64,
     pub max_rss_bytes: u64,
     pub max_age_ms: c_int,
@@ -355,8 +358,9 @@ pub struct cluster_supervisor {
 }
 
 /// One worker's figures (`cluster_worker_stats_get`). Of the connections the primary hands
-/// out (round-robin, and reuseport rebalancing): `handed = received + queued + rerouted +
-/// lost` at every moment.
+/// out (round-robin, and reuseport rebalancing; with the shared and reuseport policies the
+/// kernel hands the others to workers directly, uncounted): `handed = received + queued +
+/// rerouted + lost` at every moment.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct cluster_worker_stats {
