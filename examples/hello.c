@@ -35,6 +35,8 @@
 struct conn {
     int fd;
     size_t len;
+    /* Responses sent on it: 0 for a connection whose first request is still to come. */
+    unsigned long served;
     char buf[BUF_SIZE];
 };
 
@@ -172,6 +174,7 @@ static int serve(struct conn *c) {
                 return -1;
             off += (int)n;
         }
+        c->served++;
         memmove(c->buf, c->buf + head, c->len - head);
         c->len -= head;
         if (close_it)
@@ -234,14 +237,19 @@ static int worker(void) {
             while (n < MAX_CONNS && (fd = cluster_accept(server)) >= 0) {
                 conns[n].fd = fd;
                 conns[n].len = 0;
+                conns[n].served = 0;
                 n++;
             }
             if (fd == -EBADF) {
                 /* The primary disconnected us (or the channel closed): stop accepting, close
-                 * idle keep-alive connections, finish the others. */
+                 * idle keep-alive connections, finish the others. Idle means between two
+                 * requests (served one, nothing buffered): its client resends a request that
+                 * met the close. A connection not served yet was handed to us for a request
+                 * that may be in flight (even accepted in this very loop): closing it would
+                 * fail that client, so it is answered ("Connection: close") like the rest. */
                 closing = 1;
                 for (int i = n - 1; i >= 0; i--) {
-                    if (conns[i].len == 0) {
+                    if (conns[i].len == 0 && conns[i].served > 0) {
                         close(conns[i].fd);
                         conns[i] = conns[--n];
                     }

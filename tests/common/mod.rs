@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod clients;
+pub mod demo;
 pub mod load;
 
 pub const TIMEOUT: Duration = Duration::from_secs(15);
