@@ -167,7 +167,7 @@ class Primary:
         done = False
         try:
             libcluster.supervise(workers=self.args.workers, backoff_base=FIRST_DELAY, backoff_max=MAX_DELAY,
-                                 stable=STABLE_AFTER, drain_timeout=self.args.graceful_timeout)
+                                 stable_after=STABLE_AFTER, drain_timeout=self.args.graceful_timeout)
             with selectors.DefaultSelector() as sel:
                 sel.register(libcluster.fileno(), selectors.EVENT_READ)
                 sel.register(rfd, selectors.EVENT_READ)

@@ -29,7 +29,7 @@ _U64_MAX = 2**64 - 1
 _FIELDS: Dict[str, Tuple[str, str]] = {
     "backoff_base": ("backoff_base_ms", "s"),
     "backoff_max": ("backoff_max_ms", "s"),
-    "stable": ("stable_ms", "s"),
+    "stable_after": ("stable_ms", "s"),
     "breaker_burst": ("breaker_burst", "int"),
     "breaker_window": ("breaker_window_ms", "s"),
     "breaker_cooldown": ("breaker_cooldown_ms", "s"),
@@ -38,13 +38,16 @@ _FIELDS: Dict[str, Tuple[str, str]] = {
     "kill_after": ("kill_after_ms", "s"),
     "stuck_timeout": ("stuck_timeout_ms", "s"),
     "max_connections": ("max_connections", "u64"),
-    "max_rss_bytes": ("max_rss_bytes", "u64"),
+    "max_rss": ("max_rss_bytes", "u64"),
     "max_age": ("max_age_ms", "s"),
-    "recycle_jitter_pct": ("recycle_jitter_pct", "int"),
+    "recycle_jitter": ("recycle_jitter_pct", "int"),
     "rss_interval": ("rss_interval_ms", "s"),
     "max_surge": ("max_surge", "int"),
     "seed": ("seed", "u64"),
 }
+
+# The policy given so far (cluster_supervisor_init's values, then every supervise() call's).
+_policy: Optional[Any] = None
 
 
 def _value_of(names: Mapping[int, str], what: str, value: Union[str, int]) -> int:
@@ -92,11 +95,11 @@ def _signo(sig: Signal) -> int:
 
 
 def supervise(
-    workers: int,
+    workers: Optional[int] = None,
     *,
     backoff_base: Optional[float] = None,
     backoff_max: Optional[float] = None,
-    stable: Optional[float] = None,
+    stable_after: Optional[float] = None,
     breaker_burst: Optional[int] = None,
     breaker_window: Optional[float] = None,
     breaker_cooldown: Optional[float] = None,
@@ -106,9 +109,9 @@ def supervise(
     kill_after: Optional[float] = None,
     stuck_timeout: Optional[float] = None,
     max_connections: Optional[int] = None,
-    max_rss_bytes: Optional[int] = None,
+    max_rss: Optional[int] = None,
     max_age: Optional[float] = None,
-    recycle_jitter_pct: Optional[int] = None,
+    recycle_jitter: Optional[int] = None,
     rss_interval: Optional[float] = None,
     max_surge: Optional[int] = None,
     seed: Optional[int] = None,
@@ -117,15 +120,17 @@ def supervise(
     (running what :func:`setup_primary` set); from then on a dead one is replaced after a
     jittered exponential delay, a crash loop opens a breaker, a stuck worker is drained and
     replaced, and :func:`rolling_restart`, :func:`scale`, :func:`drain` and the signals of
-    :func:`install_signal_handlers` become available. :func:`run` keeps running while
+    :func:`install_signal_handlers` act on them. :func:`run` keeps running while
     supervision has work, until a stop. ``workers=0`` turns respawn off again.
 
-    Times are in seconds (floats). An argument left out takes ``cluster_supervisor_init``'s
-    value (what a production user would pick), not the one of an earlier call:
+    Settings accumulate, as :func:`setup_primary`'s: an argument left out keeps what an
+    earlier call gave (``workers``: the current target, which :func:`scale` and SIGTTIN
+    change), else ``cluster_supervisor_init``'s value, what a production user would pick.
+    Times are in seconds (floats):
 
     - ``backoff_base`` (0.1), ``backoff_max`` (30): the delay after the n-th death in a row
       is ``base * 2**(n-1)``, at most ``max``, drawn from its upper half; a worker ready
-      for ``stable`` (30) seconds ends the run of deaths.
+      for ``stable_after`` (30) seconds ends the run of deaths.
     - ``breaker_burst`` (5) boot failures (deaths before ready, boot timeouts) within
       ``breaker_window`` (60) open the crash-loop breaker: no fork for ``breaker_cooldown``
       (30; 0: until :func:`reset_breaker`), the healthy workers go on serving; then one
@@ -136,30 +141,36 @@ def supervise(
     - A drain (:func:`drain`, a rolling restart, a stop...): disconnect at once, SIGTERM
       after ``drain_timeout`` (20), SIGKILL ``kill_after`` (5) later.
     - ``stuck_timeout`` (20; 0: off): a worker that takes none of the connections waiting
-      for it this long is drained and replaced.
+      for it this long is drained and replaced (round-robin scheduling only).
     - Recycling, one worker at a time, surge-first (0: off, the default):
-      ``max_connections`` received, ``max_rss_bytes`` resident (read every
-      ``rss_interval``, 1 s), ``max_age`` seconds; each limit gets up to
-      ``recycle_jitter_pct`` (10) percent more per worker.
+      ``max_connections`` received (round-robin only), ``max_rss`` bytes resident (read
+      every ``rss_interval``, 1 s), ``max_age`` seconds; each limit gets up to
+      ``recycle_jitter`` (10) percent more per worker.
     - ``max_surge`` (1): new workers a rolling restart starts ahead of the old ones.
     - ``seed``: of the jitter (0: from the clock).
 
     Raises ``ValueError``/``TypeError`` for a bad argument (nothing changes),
     :class:`WrongRoleError` in a worker.
     """
+    global _policy
     values: Dict[str, Any] = {
-        "backoff_base": backoff_base, "backoff_max": backoff_max, "stable": stable,
+        "backoff_base": backoff_base, "backoff_max": backoff_max, "stable_after": stable_after,
         "breaker_burst": breaker_burst, "breaker_window": breaker_window,
         "breaker_cooldown": breaker_cooldown, "boot_timeout": boot_timeout,
         "drain_timeout": drain_timeout, "kill_after": kill_after, "stuck_timeout": stuck_timeout,
-        "max_connections": max_connections, "max_rss_bytes": max_rss_bytes, "max_age": max_age,
-        "recycle_jitter_pct": recycle_jitter_pct, "rss_interval": rss_interval,
+        "max_connections": max_connections, "max_rss": max_rss, "max_age": max_age,
+        "recycle_jitter": recycle_jitter, "rss_interval": rss_interval,
         "max_surge": max_surge, "seed": seed,
     }
     fn = _ffi.need("cluster_supervise")
     s = _ffi.Supervisor.defaults()
+    if _policy is not None:
+        ctypes.memmove(ctypes.byref(s), ctypes.byref(_policy), ctypes.sizeof(s))
     fields = {name for name, _ in s._fields_}
-    s.workers = _int("workers", workers, _INT_MAX)
+    if workers is not None:
+        s.workers = _int("workers", workers, _INT_MAX)
+    elif _core._supervising:
+        s.workers = _current_target()
     if ready_on is not None:
         s.ready_on = _value_of(_ffi.READY_ON, "ready_on", ready_on)
     for name, value in values.items():
@@ -173,7 +184,14 @@ def supervise(
         else:
             setattr(s, field, _int(name, value, _INT_MAX if kind == "int" else _U64_MAX))
     check(fn(ctypes.byref(s)))
+    _policy = s
     _core._supervising = True
+
+
+def _current_target() -> int:
+    st = _ffi.Stats()
+    check(_ffi.lib.cluster_stats_get(ctypes.byref(st), ctypes.sizeof(st)))
+    return int(st.target)
 
 
 def rolling_restart(max_surge: int = 0) -> int:

@@ -353,6 +353,9 @@ def test_without_install_signal_handlers_no_handler_is_installed(procs):
     p.wait(lambda o: o.get("event") == "rollout" and o["info"]["state"] == "done", start=start)
     p.cmd("scale 3")
     p.wait_all(lambda o: o.get("event") == "ready", 5)
+    # supervise() settings accumulate: without `workers`, the target scale() set stays.
+    p.cmd('supervise {"kill_after": 2.0}')
+    assert cmd_result(p, "stats", "stats")["target"] == 3
     new_id = max(o["id"] for o in p.objects() if o.get("event") == "ready")
     p.cmd(f"drain {new_id}")
     event(p, "exit", id=new_id)
@@ -363,6 +366,7 @@ def test_without_install_signal_handlers_no_handler_is_installed(procs):
     assert end["stats"]["stopping"] == "graceful" and not any(w["alive"] for w in end["stats"]["per_worker"])
     assert p.exit_code() == 0
     assert len(old) == 2
+    assert not [o for o in p.objects() if "error" in o], p.output()  # every command succeeded
 
 
 def test_sigterm_to_a_supervised_run_drains_every_worker_and_exits_143(procs):
@@ -438,7 +442,7 @@ def test_arguments_are_checked_before_the_library_is_called():
     with pytest.raises(ValueError):
         libcluster.supervise(2, boot_timeout=1e9)  # past a C int of milliseconds
     with pytest.raises(TypeError):
-        libcluster.supervise(2, stable="30")  # type: ignore[arg-type]
+        libcluster.supervise(2, stable_after="30")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         libcluster.supervise(2, ready_on="eventually")
     with pytest.raises(ValueError):

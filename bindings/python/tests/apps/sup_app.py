@@ -9,6 +9,7 @@ commands (each acknowledged with {"ack": line}) run on a thread of their own:
     drain <id>              libcluster.drain(id)
     restart                 {"generation": libcluster.rolling_restart()}
     scale <n>               libcluster.scale(n)
+    supervise <json>        libcluster.supervise(**kwargs)
     control <action>        libcluster.control(action)
     handlers                {"handlers": {signal: [repr(signal.getsignal(...)), caught]}}
 Stdin EOF or the 60 s watchdog: a fast stop, every worker SIGKILLed, exit. When run()
@@ -113,6 +114,8 @@ def primary():
             say(generation=libcluster.rolling_restart())
         elif cmd == "scale":
             libcluster.scale(int(arg))
+        elif cmd == "supervise":
+            libcluster.supervise(**json.loads(arg))
         elif cmd == "control":
             libcluster.control(arg)
         elif cmd == "handlers":
