@@ -20,6 +20,16 @@ can run Python workers and a Python primary can run Node workers)::
     else:
         libcluster.serve(Hello, "127.0.0.1", 8000)
 
+Beyond Node, supervision keeps the fleet at size and replaces it without dropping a
+connection (``supervise``, ``rolling_restart``, ``scale``, ``drain``, ``stats``; in a
+worker ``worker_ready``, ``worker_draining``), steered by signals only if the program says
+so (``install_signal_handlers``)::
+
+    if libcluster.is_primary:
+        libcluster.install_signal_handlers()   # HUP rolling restart, TTIN/TTOU, TERM, INT
+        libcluster.supervise(workers=4, drain_timeout=10.0)
+        libcluster.run()
+
 Names follow Node's API in Python spelling: ``is_primary``, ``is_worker``, ``worker``,
 ``workers``, ``fork``, ``setup_primary``, ``disconnect``, ``on``; events carry Node's
 arguments. Failures raise ``OSError(errno, message)`` (or :class:`ClusterError`).
@@ -65,7 +75,10 @@ from ._core import (
     stop,
     worker,
 )
+from ._core import ClusterStats, SupervisionInfo, WorkerStats
 from ._ffi import (
+    BreakerOpenError,
+    BusyError,
     ChannelClosedError,
     ClusterError,
     ForkedError,
@@ -74,6 +87,22 @@ from ._ffi import (
     UnsupportedError,
     WrongRoleError,
     library_path,
+)
+from ._supervision import (
+    control,
+    drain,
+    handle_signal,
+    install_signal_handlers,
+    reset_breaker,
+    restore_signal_handlers,
+    rolling_restart,
+    scale,
+    signal_map,
+    stats,
+    supervise,
+    worker_draining,
+    worker_ready,
+    worker_stats,
 )
 from ._server import (
     ClusterHTTPServer,
@@ -90,6 +119,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncServer",
+    "BreakerOpenError",
+    "BusyError",
     "ChannelClosedError",
     "ClusterError",
     "ClusterHTTPServer",
@@ -97,6 +128,7 @@ __all__ = [
     "ClusterTCPServer",
     "ClusterThreadingHTTPServer",
     "ClusterThreadingTCPServer",
+    "ClusterStats",
     "EventEmitter",
     "ListeningAddress",
     "ForkedError",
@@ -106,19 +138,25 @@ __all__ = [
     "SCHED_REUSEPORT",
     "SCHED_RR",
     "Server",
+    "SupervisionInfo",
     "ThisWorker",
     "UnsupportedError",
     "Worker",
+    "WorkerStats",
     "WrongRoleError",
     "add_reader",
     "allow_bind",
+    "control",
     "set_max_message",
     "disconnect",
     "dispatch",
+    "drain",
     "emit",
     "fileno",
     "fork",
     "get_server",
+    "handle_signal",
+    "install_signal_handlers",
     "is_primary",
     "is_worker",
     "leave",
@@ -129,13 +167,23 @@ __all__ = [
     "on",
     "once",
     "remove_reader",
+    "reset_breaker",
+    "restore_signal_handlers",
+    "rolling_restart",
     "run",
+    "scale",
     "serve",
     "settings",
     "setup_primary",
+    "signal_map",
     "start_server",
+    "stats",
     "stop",
+    "supervise",
     "worker",
+    "worker_draining",
+    "worker_ready",
+    "worker_stats",
     "workers",
 ]
 

@@ -123,8 +123,103 @@ class ListeningAddress(TypedDict):
     fd: Optional[int]
 
 
+class SupervisionInfo(TypedDict):
+    """What a supervision event says (``cluster_event``'s fields by name). Names come from
+    ``cluster.h`` (``CLUSTER_DRAIN_TERM`` is ``'term'``, ``CLUSTER_BREAKER_HALF_OPEN`` is
+    ``'half_open'``); a field an event does not use is None or 0.
+
+    - ``state``: ``'draining'``: the drain's stage, ``'disconnect'``, ``'term'`` (SIGTERM
+      sent) or ``'kill'`` (SIGKILL sent); ``'breaker'``: ``'closed'``, ``'open'`` or
+      ``'half_open'``; ``'rollout'``: ``'started'``, ``'step'``, ``'done'`` or
+      ``'aborted'``; ``'control'``: the action, ``'reload'``, ``'scale_up'``,
+      ``'scale_down'``, ``'stop_graceful'``, ``'stop_fast'`` or ``'none'``.
+    - ``reason``: ``'draining'``: ``'user'``, ``'rollout'``, ``'recycle'``, ``'stuck'``,
+      ``'scale_down'``, ``'stop'``, ``'boot_timeout'`` or ``'aborted'``; ``'recycle'``:
+      ``'connections'``, ``'rss'`` or ``'age'``.
+    - ``generation``: ``'rollout'``: the generation rolled out to.
+    - ``delay_ms``: ``'respawn'``: the delay before the fork; ``'stuck'``: how long its
+      connections waited.
+    - ``count``: ``'respawn'``: deaths in a row; ``'breaker'``: boot failures in the
+      window; ``'rollout'``: old workers replaced so far.
+    - ``signal``: ``'control'``: the signal acted on (None for :func:`libcluster.control`).
+    """
+
+    state: Optional[str]
+    reason: Optional[str]
+    generation: int
+    delay_ms: int
+    count: int
+    signal: Optional[_signal.Signals]
+
+
+class WorkerStats(TypedDict):
+    """One worker's figures (:func:`libcluster.worker_stats`, ``Worker.stats()``, and each
+    entry of :func:`libcluster.stats`'s ``per_worker``). Of the connections the primary
+    hands out, ``handed == received + queued + rerouted + lost`` at every moment.
+
+    ``id``, ``pid``, ``generation``; ``alive`` (the process lives), ``ready``,
+    ``draining``; once gone, ``exit`` (``'asked'``: drained, disconnected or stopped on
+    purpose; ``'crash'``: died after it was ready; ``'boot_failure'``: died, or was stopped
+    at its boot timeout, before it was ready; None while alive) with ``exit_code`` (or -1)
+    and ``exit_signal`` (or 0); ``forked_ms`` and ``ready_ms`` (milliseconds on
+    supervision's clock, -1: not yet); ``handed`` (connections given to it), ``received``
+    (taken by its program), ``queued`` (handed, not yet received), ``rerouted`` (taken back
+    and dealt to another worker), ``lost`` (0 by design); ``handoff_us`` (accept to handoff
+    in microseconds: ``{'p50', 'p99', 'max'}``), ``rss_bytes`` (its resident size).
+    """
+
+    id: int
+    pid: int
+    generation: int
+    alive: bool
+    ready: bool
+    draining: bool
+    exit: Optional[str]
+    exit_code: int
+    exit_signal: int
+    forked_ms: int
+    ready_ms: int
+    handed: int
+    received: int
+    queued: int
+    rerouted: int
+    lost: int
+    handoff_us: Dict[str, int]
+    rss_bytes: int
+
+
+class ClusterStats(TypedDict):
+    """The cluster's figures (:func:`libcluster.stats`): ``target`` (workers to keep, 0: no
+    respawn), ``workers`` (alive), ``ready`` (ready and not draining), ``draining``,
+    ``generation`` (1, then +1 per completed rolling restart), ``breaker`` (``'closed'``,
+    ``'open'`` or ``'half_open'``), ``respawns`` (forks that replaced dead workers),
+    ``rollout`` (the generation a rolling restart is moving to, 0 when none runs),
+    ``stopping`` (``'no'``, ``'graceful'`` or ``'fast'``) and ``per_worker`` (every worker
+    alive, then the most recently gone ones: :class:`WorkerStats`)."""
+
+    target: int
+    workers: int
+    ready: int
+    draining: int
+    generation: int
+    breaker: str
+    respawns: int
+    rollout: int
+    stopping: str
+    per_worker: List[WorkerStats]
+
+
+# Supervision's events that concern one worker: emitted on it, then on the cluster.
+_WORKER_NOTICES = ("ready", "draining", "stuck", "recycle")
+# The names of each notice's `state` and `reason` values.
+_STATE_NAMES = {"draining": _ffi.DRAIN_STAGES, "breaker": _ffi.BREAKER_STATES,
+                "rollout": _ffi.ROLLOUT_STATES, "control": _ffi.ACTIONS}
+_REASON_NAMES = {"draining": _ffi.DRAIN_REASONS, "recycle": _ffi.RECYCLE_REASONS}
+
+
 class _Cluster(EventEmitter):
-    EVENTS = ("fork", "online", "listening", "message", "disconnect", "exit", "error", "setup")
+    EVENTS = ("fork", "online", "listening", "message", "disconnect", "exit", "error", "setup",
+              *_ffi.SUPERVISION_EVENTS.values())
 
 
 _cluster = _Cluster()
@@ -178,11 +273,14 @@ class Worker(EventEmitter):
     """A worker, as the primary sees it (Node's ``Worker``).
 
     Events: ``'online'`` (), ``'listening'`` (address), ``'message'`` (message, handle),
-    ``'disconnect'`` (), ``'exit'`` (code, signal), ``'error'`` (exc). Each is emitted
-    on the worker first, then on the cluster with the worker prepended.
+    ``'disconnect'`` (), ``'exit'`` (code, signal), ``'error'`` (exc); with supervision
+    (:func:`libcluster.supervise`), ``'ready'`` (), ``'draining'``, ``'stuck'`` and
+    ``'recycle'`` (info: a :class:`SupervisionInfo`). Each is emitted on the worker first,
+    then on the cluster with the worker prepended.
     """
 
-    EVENTS = ("online", "listening", "message", "disconnect", "exit", "error")
+    EVENTS = ("online", "listening", "message", "disconnect", "exit", "error",
+              *(n for n in _WORKER_NOTICES if n in _ffi.SUPERVISION_EVENTS.values()))
 
     def __init__(self, id: int, pid: int = 0) -> None:
         super().__init__()
@@ -243,6 +341,18 @@ class Worker(EventEmitter):
                 check(rc)
             self._stdio[n] = open(rc, "wb" if n == 0 else "rb", buffering=0)
         return self._stdio[n]
+
+    def drain(self) -> None:
+        """Supervision: drains this worker (see :func:`libcluster.drain`)."""
+        from . import _supervision
+
+        _supervision.drain(self)
+
+    def stats(self) -> "WorkerStats":
+        """This worker's figures (see :func:`libcluster.worker_stats`)."""
+        from . import _supervision
+
+        return _supervision.worker_stats(self)
 
     @property
     def stdin(self) -> Any:
@@ -570,8 +680,13 @@ def _emit_event(ev: Any) -> None:  # ev: an _ffi.Event
         _this_disconnected = True
         worker.emit("disconnect")
         return
+    notice = _ffi.SUPERVISION_EVENTS.get(kind)
+    if notice is not None:
+        _emit_supervision(notice, ev)
+        return
     w = _worker_by_id(ev.worker_id, ev.pid)
     if kind == _ffi.EVENT_FORK:
+        _awaiting_exit.add(ev.worker_id)  # also the workers supervision forks
         _cluster.emit("fork", w)
     elif kind == _ffi.EVENT_ONLINE:
         w.emit("online")
@@ -594,6 +709,30 @@ def _emit_event(ev: Any) -> None:  # ev: an _ffi.Event
         sig: Optional[_signal.Signals] = _signal_enum.get(ev.signal, ev.signal) if ev.signal else None
         w.emit("exit", code, sig)
         _cluster.emit("exit", w, code, sig)
+
+
+def _emit_supervision(name: str, ev: Any) -> None:
+    if name == "ready":
+        w = _worker_by_id(ev.worker_id, ev.pid)
+        w.emit("ready")
+        _cluster.emit("ready", w)
+        return
+    states, reasons = _STATE_NAMES.get(name), _REASON_NAMES.get(name)
+    sig = _signal_enum.get(ev.signal, None) if ev.signal else None
+    info: SupervisionInfo = {
+        "state": states.get(ev.state, str(ev.state)) if states is not None else None,
+        "reason": reasons.get(ev.reason, str(ev.reason)) if reasons is not None else None,
+        "generation": ev.generation,
+        "delay_ms": ev.delay_ms,
+        "count": ev.count,
+        "signal": sig,
+    }
+    if name in _WORKER_NOTICES and ev.worker_id:
+        w = _worker_by_id(ev.worker_id, ev.pid)
+        w.emit(name, info)
+        _cluster.emit(name, w, info)
+    else:
+        _cluster.emit(name, info)
 
 
 def _raise_deferred() -> None:
@@ -677,15 +816,35 @@ def leave() -> None:
             pass
 
 
+# Primary: supervise() or scale() was called (run() then asks whether supervision still
+# has work before it returns for want of workers).
+_supervising = False
+
+
+def _keeps_running() -> bool:
+    """Supervision has work though no worker may be running (a respawn due, an open
+    breaker): its target is set and no stop began."""
+    if not _supervising:
+        return False
+    s = _ffi.Stats()
+    check(lib.cluster_stats_get(ctypes.byref(s), ctypes.sizeof(s)))
+    return bool(s.target > 0 and s.stopping == 0)
+
+
 class _Stopping:
     """The primary's signal-initiated stop: disconnect every worker (also ones forked while
-    stopping); a second signal kills the rest."""
+    stopping), or with supervision, its graceful stop (drains that escalate on its clock);
+    a second signal kills the rest."""
 
     def __init__(self, sig: int) -> None:
         self.sig = sig
         self.forks = _forks
         self.killed = False
-        n = disconnect()
+        if _supervising:
+            n = len(_workers())
+            check(lib.cluster_control(_ffi.C("CLUSTER_ACT_STOP_GRACEFUL")))
+        else:
+            n = disconnect()
         log.warning("%s: stopping %d worker%s (again to kill them)",
                     _signals.name(sig), n, "" if n == 1 else "s")
 
@@ -699,15 +858,15 @@ class _Stopping:
                     pass
 
     def after_dispatch(self) -> None:
-        if _forks != self.forks:  # an 'exit' listener forked a replacement: stop it too
+        if _forks != self.forks and not _supervising:  # an 'exit' listener forked a replacement: stop it too
             self.forks = _forks
             disconnect()
 
 
 def run(*, handle_signals: bool = True) -> None:
     """Dispatches events on this thread until :func:`stop` is called or, in the primary,
-    no forked worker is left (each one's ``'exit'`` has been dispatched); in a worker,
-    until its channel is closed.
+    no forked worker is left (each one's ``'exit'`` has been dispatched) and supervision
+    has no work left (no target, or a stop began); in a worker, until its channel is closed.
 
     Waits in Python (``poll`` on :func:`fileno`), so signal handlers run. With
     ``handle_signals`` (the default), on the main thread, and while the program has not
@@ -718,12 +877,16 @@ def run(*, handle_signals: bool = True) -> None:
       line is logged, and once all have exited ``run()`` raises ``SystemExit(128 +
       signal)`` (130 for SIGINT, 143 for SIGTERM, what a shell reports for a process the
       signal ended) instead of a ``KeyboardInterrupt`` traceback. A second signal kills
-      the workers that are left (SIGKILL).
+      the workers that are left (SIGKILL). With supervision the workers are not
+      disconnected but drained (its graceful stop: nothing is respawned).
     - in a worker, SIGINT makes it leave (``worker.disconnect()``) and ``run()`` return,
       quietly. SIGTERM keeps its default (``worker.kill()`` ends the process at once, as
       in Node).
 
-    The handlers are restored when ``run()`` returns.
+    The handlers are restored when ``run()`` returns. After
+    :func:`libcluster.install_signal_handlers` SIGINT and SIGTERM are no longer at their
+    default: they go to supervision (fast and graceful stop), and ``run()`` returns once
+    every worker has exited.
     """
     global _stop_requested
     _stop_requested = False
@@ -738,8 +901,12 @@ def run(*, handle_signals: bool = True) -> None:
             if _stop_requested:
                 _stop_requested = False
                 break
-            if is_primary and not _awaiting_exit:
-                break
+            if is_primary and not _awaiting_exit and not _keeps_running():
+                # A fork supervision made before it stopped has queued its 'fork' by now.
+                dispatch()
+                if not _awaiting_exit:
+                    break
+                continue
             if is_worker and _this_disconnected and worker is not None and not worker.is_connected():
                 break
             sig = sigs.take()
@@ -751,6 +918,8 @@ def run(*, handle_signals: bool = True) -> None:
                 else:
                     stopping.again()
                 continue
-            _wait_readable(fd, None, sigs.fileno())
+            # Supervision's state may change without an event (a stop asked from another
+            # thread): look again now and then.
+            _wait_readable(fd, 1.0 if _supervising else None, sigs.fileno())
     if stopping is not None:
         raise SystemExit(128 + stopping.sig)

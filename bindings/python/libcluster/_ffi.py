@@ -23,7 +23,11 @@ __all__ = [
     "Event",
     "Settings",
     "ServerOptions",
+    "Supervisor",
+    "WorkerStats",
+    "Stats",
     "EVENT_CB",
+    "need",
 ]
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -99,9 +103,19 @@ class _ServerOptionsBase(ctypes.Structure):
         return o
 
 
+class _SupervisorBase(ctypes.Structure):
+    @classmethod
+    def defaults(cls) -> _t.Any:
+        """What a production user would pick, from ``cluster_supervisor_init(&s, sizeof s)``."""
+        s = cls()
+        check(lib.cluster_supervisor_init(ctypes.byref(s), ctypes.sizeof(s)))
+        return s
+
+
 def _load_header(library: str) -> _header.Header:
     candidates = header_candidates(library)
-    bases = {"cluster_settings": _SettingsBase, "cluster_server_options": _ServerOptionsBase}
+    bases = {"cluster_settings": _SettingsBase, "cluster_server_options": _ServerOptionsBase,
+             "cluster_supervisor": _SupervisorBase}
     for path in candidates:
         if os.path.exists(path):
             return _header.load(path, bases)
@@ -135,6 +149,8 @@ E_PROTOCOL = C("CLUSTER_E_PROTOCOL")
 E_FORKED = C("CLUSTER_E_FORKED")
 E_CLOSED = C("CLUSTER_E_CLOSED")
 E_UNSUPPORTED = C("CLUSTER_E_UNSUPPORTED")
+E_BREAKER_OPEN = C("CLUSTER_E_BREAKER_OPEN")
+E_BUSY = C("CLUSTER_E_BUSY")
 
 # cluster_event_type
 EVENT_NONE = C("CLUSTER_EVENT_NONE")
@@ -145,6 +161,12 @@ EVENT_MESSAGE = C("CLUSTER_EVENT_MESSAGE")
 EVENT_DISCONNECT = C("CLUSTER_EVENT_DISCONNECT")
 EVENT_EXIT = C("CLUSTER_EVENT_EXIT")
 EVENT_ERROR = C("CLUSTER_EVENT_ERROR")
+# Supervision's kinds: {value: the event's name in Python} ('ready', 'draining', ...): every
+# kind from CLUSTER_EVENT_READY on, as the header lists them.
+SUPERVISION_EVENTS: _t.Dict[int, str] = {
+    v: k[len("CLUSTER_EVENT_"):].lower() for k, v in header.enums["cluster_event_type"].items()
+    if C("CLUSTER_EVENT_READY") <= v < C("CLUSTER_EVENT_COUNT")
+}
 
 # address_type
 ADDRESS_IPV4 = C("CLUSTER_ADDRESS_IPV4")
@@ -167,6 +189,23 @@ WORKER_STATES: _t.Dict[int, str] = {
     v: k[len("CLUSTER_WORKER_"):].lower() for k, v in header.enums["cluster_worker_state"].items()
 }
 
+
+def _names(prefix: str) -> _t.Dict[int, str]:
+    """``{value: name}`` of the header's ``#define <prefix>NAME value``, the name lowercased
+    (``CLUSTER_BREAKER_HALF_OPEN`` -> ``'half_open'``)."""
+    return {v: k[len(prefix):].lower() for k, v in header.defines.items() if k.startswith(prefix)}
+
+
+# The supervision values by name, for events, stats and arguments.
+DRAIN_STAGES = _names("CLUSTER_DRAIN_")  # cluster_event.state of DRAINING
+DRAIN_REASONS = _names("CLUSTER_REASON_")  # cluster_event.reason of DRAINING
+RECYCLE_REASONS = _names("CLUSTER_RECYCLE_")  # cluster_event.reason of RECYCLE
+BREAKER_STATES = _names("CLUSTER_BREAKER_")  # cluster_event.state of BREAKER
+ROLLOUT_STATES = _names("CLUSTER_ROLLOUT_")  # cluster_event.state of ROLLOUT
+ACTIONS = _names("CLUSTER_ACT_")  # cluster_signal_map, cluster_control, CONTROL's state
+READY_ON = _names("CLUSTER_READY_")  # cluster_supervisor.ready_on
+EXIT_KINDS = _names("CLUSTER_EXIT_")  # cluster_worker_stats.exit_kind
+
 #: ``cluster_event`` (its ``address``/``data`` read as ``bytes`` copies, or None).
 Event: _t.Any = header.struct("cluster_event")
 EVENT_CB: _t.Any = header.callbacks["cluster_event_cb"]
@@ -177,6 +216,12 @@ Settings: _t.Any = header.struct("cluster_settings")
 #: ``cluster_server_options``; ``ServerOptions.defaults()``: ``cluster_server_options_init``.
 ServerOptions: _t.Any = header.struct("cluster_server_options")
 
+#: ``cluster_supervisor``; ``Supervisor.defaults()`` is what ``cluster_supervisor_init`` gives.
+Supervisor: _t.Any = header.struct("cluster_supervisor")
+#: ``cluster_worker_stats`` and ``cluster_stats`` (``size`` set by the caller).
+WorkerStats: _t.Any = header.struct("cluster_worker_stats")
+Stats: _t.Any = header.struct("cluster_stats")
+
 #: Every ``CLUSTER_E_*`` code the header defines.
 LIBRARY_CODES = {v for k, v in header.defines.items() if k.startswith("CLUSTER_E_")}
 
@@ -184,6 +229,14 @@ LIBRARY_CODES = {v for k, v in header.defines.items() if k.startswith("CLUSTER_E
 def has(name: str) -> bool:
     """Whether the loaded library exports ``name``."""
     return hasattr(lib, name)
+
+
+def need(name: str) -> _t.Any:
+    """The library's function ``name``; ``NotImplementedError`` if the loaded library (older
+    than its header) does not export it."""
+    if not hasattr(lib, name):
+        raise NotImplementedError(f"the loaded libcluster ({library_path}) has no {name}")
+    return getattr(lib, name)
 
 
 def string_at(p: _t.Union[bytes, int, None]) -> _t.Optional[str]:
@@ -254,6 +307,15 @@ class PanicError(ClusterError):
     """An internal panic was caught at the library boundary; the library is still usable."""
 
 
+class BusyError(ClusterError):
+    """Supervision: a rolling restart (or a recycle) is under way, or the primary is stopping."""
+
+
+class BreakerOpenError(ClusterError):
+    """Supervision: the crash-loop breaker is open (no new worker until it closes, or
+    :func:`libcluster.reset_breaker`)."""
+
+
 _CLUSTER_ERRORS: _t.Dict[int, _t.Type[ClusterError]] = {
     E_PANIC: PanicError,
     E_WRONG_ROLE: WrongRoleError,
@@ -261,6 +323,8 @@ _CLUSTER_ERRORS: _t.Dict[int, _t.Type[ClusterError]] = {
     E_FORKED: ForkedError,
     E_CLOSED: ChannelClosedError,
     E_UNSUPPORTED: UnsupportedError,
+    E_BREAKER_OPEN: BreakerOpenError,
+    E_BUSY: BusyError,
 }
 
 # Linux's errno numbers end at 4095 (as libuv's negative codes): anything further down is

@@ -3,13 +3,17 @@
     python -m libcluster --workers 4 --bind 127.0.0.1:8000 module:app
     python -m libcluster --asyncio --bind unix:/run/app.sock module:handler
 
-The primary forks ``--workers`` copies of this runner and keeps the fleet at size: a
+The primary supervises ``--workers`` copies of this runner (``libcluster.supervise``): a
 worker that dies is replaced (after a short delay that grows while workers keep dying
 young). Each worker imports the target and asks the primary for ``--bind``; the primary
-binds once and deals the connections round-robin. SIGTERM or SIGINT: the primary
-disconnects every worker, each finishes the requests it has and exits, then the primary
-exits 0 (a second signal kills the workers left at once). A worker that cannot load the
-target or listen exits with :data:`BOOT_ERROR`; the primary then stops and exits with it.
+binds once and deals the connections round-robin. SIGHUP: a rolling restart (new workers,
+the code now on disk, each old one drained once a new one is ready); SIGTTIN/SIGTTOU: one
+worker more/fewer. SIGTERM: every worker is drained (it finishes the requests it has and
+exits; SIGTERM after ``--graceful-timeout``, SIGKILL 5 s later), then the primary exits 0;
+SIGINT: the same, fast (SIGTERM at once, which makes a worker leave as gracefully, SIGKILL
+5 s later). A second SIGTERM/SIGINT kills the workers left at once. A worker that cannot
+load the target or listen exits with :data:`BOOT_ERROR`; the primary then stops and exits
+with it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ import selectors
 import signal
 import subprocess
 import sys
-import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import libcluster
@@ -31,7 +34,8 @@ log = logging.getLogger("libcluster.runner")
 
 #: A worker's exit code when it could not load its target or listen (gunicorn's too).
 BOOT_ERROR = 3
-# A worker that lived at least this long before dying resets the re-fork delay.
+# Supervision's respawn delay: FIRST_DELAY after a death, doubling while workers keep dying
+# (at most MAX_DELAY), until one stays ready STABLE_AFTER seconds.
 STABLE_AFTER = 2.0
 FIRST_DELAY, MAX_DELAY = 0.1, 5.0
 
@@ -74,7 +78,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--pythonpath", default="",
                     help="comma-separated directories put first on sys.path (the current one always is)")
     ap.add_argument("--graceful-timeout", type=float, default=30.0, metavar="SECONDS",
-                    help="after SIGTERM, how long workers may finish their requests (default 30)")
+                    help="how long a drained worker (SIGTERM, SIGHUP, SIGTTOU) may finish its requests "
+                         "before SIGTERM, then SIGKILL 5 s later (default 30)")
     ap.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
                     help="default info; debug adds one line per request")
     return ap
@@ -121,18 +126,24 @@ def describe(bind: Address, port: Optional[int] = None) -> str:
 # --------------------------------------------------------------------------- primary
 
 
+#: What the primary passes on to supervision (libcluster's default mapping): SIGHUP a
+#: rolling restart, SIGTTIN/SIGTTOU one worker more/fewer, SIGTERM a graceful stop, SIGINT a
+#: fast one.
+SIGNALS = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGTERM, signal.SIGINT)
+STOPS = {signal.SIGTERM: "gracefully", signal.SIGINT: "fast"}
+ACTIONS = {"reload": "rolling restart", "scale_up": "one worker more", "scale_down": "one worker fewer"}
+
+
 class Primary:
-    """Forks the workers, replaces those that die, stops them on SIGTERM/SIGINT."""
+    """Supervises the workers (``libcluster.supervise``): replaces those that die, replaces
+    all of them on SIGHUP, scales on SIGTTIN/SIGTTOU, stops them on SIGTERM/SIGINT."""
 
     def __init__(self, args: argparse.Namespace, argv: Sequence[str]) -> None:
         self.args = args
         self.argv = list(argv)
-        self.born: Dict[int, float] = {}  # live worker id -> when it was forked
+        self.alive: Set[int] = set()  # worker ids forked and not yet exited
         self.listened: Set[int] = set()  # ids that got their server
-        self.pending: List[float] = []  # times at which to fork a replacement
-        self.delay = FIRST_DELAY / 2
         self.stopping = False
-        self.deadline = 0.0
         self.exit_code = 0
         self.announced = False
         self.signals: List[int] = []
@@ -141,30 +152,38 @@ class Primary:
         libcluster.setup_primary(
             exec=sys.executable,
             args=[*subprocess._args_from_interpreter_flags(), "-m", "libcluster", *self.argv])  # type: ignore[attr-defined]
-        libcluster.on("listening", self._on_listening)
-        libcluster.on("exit", self._on_exit)
+        listeners: Dict[str, Callable[..., None]] = {
+            "fork": self._on_fork, "listening": self._on_listening, "exit": self._on_exit,
+            "ready": lambda w: log.debug("worker %d (pid %d) ready", w.id, w.pid),
+            "draining": self._on_draining, "respawn": self._on_respawn, "breaker": self._on_breaker,
+            "rollout": self._on_rollout, "stuck": self._on_stuck, "recycle": self._on_recycle,
+            "control": self._on_control,
+        }
+        for event, fn in listeners.items():
+            libcluster.on(event, fn)
         rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         old_wakeup = signal.set_wakeup_fd(wfd)
-        old = {s: signal.signal(s, lambda n, _f: self.signals.append(n)) for s in (signal.SIGTERM, signal.SIGINT)}
+        old = {s: signal.signal(s, lambda n, _f: self.signals.append(n)) for s in SIGNALS}
+        done = False
         try:
-            for _ in range(self.args.workers):
-                self._fork()
+            libcluster.supervise(workers=self.args.workers, backoff_base=FIRST_DELAY, backoff_max=MAX_DELAY,
+                                 stable_after=STABLE_AFTER, drain_timeout=self.args.graceful_timeout)
             with selectors.DefaultSelector() as sel:
                 sel.register(libcluster.fileno(), selectors.EVENT_READ)
                 sel.register(rfd, selectors.EVENT_READ)
-                while self.born or self.pending or not self.stopping:
-                    sel.select(self._timeout())
+                while not self._finished():
+                    sel.select(1.0 if self.stopping else None)
                     try:
                         os.read(rfd, 512)
                     except BlockingIOError:
                         pass
                     libcluster.dispatch()
                     while self.signals:
-                        self._stop(signal.Signals(self.signals.pop(0)).name)
-                    self._tick()
+                        self._signal(self.signals.pop(0))
+            done = True
         finally:
-            for wid in list(self.born):  # an unexpected error: leave no worker behind
-                self._kill(wid)
+            if not done:  # an unexpected error: leave no worker behind
+                self._kill_all()
             signal.set_wakeup_fd(old_wakeup)
             for s, h in old.items():
                 signal.signal(s, h)
@@ -173,41 +192,46 @@ class Primary:
         log.info("stopped")
         return self.exit_code
 
-    def _timeout(self) -> Optional[float]:
-        now = time.monotonic()
-        times = list(self.pending) + ([self.deadline] if self.stopping and self.born else [])
-        return max(0.0, min(times) - now) if times else None
+    def _finished(self) -> bool:
+        if not self.stopping or self.alive:
+            return False
+        # Once supervision has taken the stop in, a fork it made before has queued its 'fork'.
+        if libcluster.stats()["stopping"] == "no":
+            return False
+        libcluster.dispatch()
+        return not self.alive
 
-    def _tick(self) -> None:
-        now = time.monotonic()
-        due = [t for t in self.pending if t <= now]
-        self.pending = [t for t in self.pending if t > now]
-        for _ in due:
-            self._fork()
-        if self.stopping and self.born and now >= self.deadline:
-            log.warning("graceful timeout: killing %d worker(s)", len(self.born))
-            for wid in list(self.born):
-                self._kill(wid)
-            self.deadline = now + 3600.0  # their exits follow
-
-    def _fork(self) -> None:
-        try:
-            w = libcluster.fork()
-        except OSError as e:
-            log.error("cannot fork a worker: %s", e)
-            self._schedule()
+    def _signal(self, sig: int) -> None:
+        name = signal.Signals(sig).name
+        if sig in STOPS:
+            if self.stopping:
+                log.warning("%s again: killing %d worker(s)", name, len(self.alive))
+                self._kill_all()
+                return
+            self.stopping = True
+            log.info("%s: stopping %d worker(s) %s", name, len(self.alive), STOPS[signal.Signals(sig)])
+        elif self.stopping:
             return
-        self.born[w.id] = time.monotonic()
-        log.debug("worker %d (pid %d) forked", w.id, w.pid)
+        libcluster.handle_signal(sig)
 
-    def _schedule(self) -> None:
-        self.pending.append(time.monotonic() + self.delay)
+    def _stop(self) -> None:
+        self.stopping = True
+        libcluster.control("stop_fast")
 
-    def _kill(self, wid: int) -> None:
+    def _kill_all(self) -> None:
         try:
-            libcluster.workers[wid].kill(signal.SIGKILL)
-        except (KeyError, OSError):
+            libcluster.control("stop_fast")  # nothing is respawned from now on
+        except OSError:
             pass
+        for wid in list(self.alive):
+            try:
+                libcluster.workers[wid].kill(signal.SIGKILL)
+            except (KeyError, OSError):
+                pass
+
+    def _on_fork(self, w: libcluster.Worker) -> None:
+        self.alive.add(w.id)
+        log.debug("worker %d (pid %d) forked", w.id, w.pid)
 
     def _on_listening(self, w: libcluster.Worker, address: Dict[str, Any]) -> None:
         self.listened.add(w.id)
@@ -219,43 +243,57 @@ class Primary:
                      self.args.workers, os.getpid())
 
     def _on_exit(self, w: libcluster.Worker, code: Optional[int], sig: Optional[signal.Signals]) -> None:
-        lived = time.monotonic() - self.born.pop(w.id, time.monotonic())
+        self.alive.discard(w.id)
         how = f"signal {sig.name}" if sig else f"code {code}"
         if self.stopping:
             log.debug("worker %d (pid %d) exited (%s)", w.id, w.pid, how)
-            return
-        if code == BOOT_ERROR and w.id not in self.listened:
+        elif code == BOOT_ERROR and w.id not in self.listened:
             log.error("worker %d (pid %d) failed to boot: stopping", w.id, w.pid)
             self.exit_code = BOOT_ERROR
-            self._stop(None)
-            return
-        self.delay = FIRST_DELAY if lived >= STABLE_AFTER else min(self.delay * 2, MAX_DELAY)
-        log.warning("worker %d (pid %d) exited (%s); replacing it in %.1f s", w.id, w.pid, how, self.delay)
-        self._schedule()
+            self._stop()
+        elif w.exited_after_disconnect:  # drained, or left on its own (SIGTERM)
+            log.debug("worker %d (pid %d) exited (%s) after a disconnect", w.id, w.pid, how)
+        else:
+            log.warning("worker %d (pid %d) exited (%s); replacing it", w.id, w.pid, how)
 
-    def _stop(self, why: Optional[str]) -> None:
-        if self.stopping:
-            if why:
-                log.warning("%s again: killing %d worker(s)", why, len(self.born))
-                for wid in list(self.born):
-                    self._kill(wid)
-            return
-        self.stopping = True
-        self.pending.clear()
-        self.deadline = time.monotonic() + self.args.graceful_timeout
-        if why:
-            log.info("%s: stopping %d worker(s) gracefully", why, len(self.born))
-        if self.born:
-            libcluster.disconnect()
+    def _on_respawn(self, info: libcluster.SupervisionInfo) -> None:
+        log.info("replacing a worker in %.1f s (%d deaths in a row)", info["delay_ms"] / 1000, info["count"])
+
+    def _on_breaker(self, info: libcluster.SupervisionInfo) -> None:
+        if info["state"] == "open":
+            log.error("crash loop (%d workers died before they were ready): no new worker for a while", info["count"])
+        else:
+            log.warning("crash-loop breaker %s", info["state"])
+
+    def _on_draining(self, w: libcluster.Worker, info: libcluster.SupervisionInfo) -> None:
+        log.debug("worker %d (pid %d) draining: %s (%s)", w.id, w.pid, info["state"], info["reason"])
+
+    def _on_rollout(self, info: libcluster.SupervisionInfo) -> None:
+        level = logging.DEBUG if info["state"] == "step" else logging.WARNING if info["state"] == "aborted" else logging.INFO
+        log.log(level, "rolling restart to generation %d: %s (%d replaced)", info["generation"], info["state"], info["count"])
+
+    def _on_stuck(self, w: libcluster.Worker, info: libcluster.SupervisionInfo) -> None:
+        log.warning("worker %d (pid %d) stuck (its connections waited %d ms): replacing it", w.id, w.pid, info["delay_ms"])
+
+    def _on_recycle(self, w: libcluster.Worker, info: libcluster.SupervisionInfo) -> None:
+        log.info("worker %d (pid %d) recycled (%s)", w.id, w.pid, info["reason"])
+
+    def _on_control(self, info: libcluster.SupervisionInfo) -> None:
+        what = ACTIONS.get(info["state"] or "")
+        if what is not None:
+            sig = info["signal"].name if info["signal"] else "control"
+            log.info("%s: %s (%d workers)", sig, what, libcluster.stats()["target"])
 
 
 # --------------------------------------------------------------------------- worker
 
 
 def _quiet_signals(on_term: Callable[[], None]) -> None:
-    # Ctrl-C reaches the whole process group: the primary turns it into a disconnect, so
-    # a worker ignores it. SIGTERM to one worker: it leaves gracefully (and is replaced).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Ctrl-C reaches the whole process group: the primary turns it into a stop, so a worker
+    # ignores it, and the primary's other signals (HUP, TTIN/TTOU, sent to the group) too.
+    # SIGTERM to one worker (or from the primary's stop or drain): it leaves gracefully.
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+        signal.signal(sig, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda _n, _f: on_term())
 
 

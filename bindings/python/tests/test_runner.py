@@ -179,7 +179,9 @@ def test_a_signal_stops_gracefully_and_finishes_the_request_in_flight(runner, tm
     started = p.wait(lambda o: "slow_started" in o)["slow_started"]
     assert started in workers
     os.kill(p.pid, sig)
-    wait_err(p, rf"{sig.name}: stopping 2 worker\(s\) gracefully")
+    # SIGTERM drains; SIGINT stops fast: SIGTERM at once, which a runner's worker takes as
+    # leaving gracefully (SIGKILL only 5 s later).
+    wait_err(p, rf"{sig.name}: stopping 2 worker\(s\) {'gracefully' if sig == signal.SIGTERM else 'fast'}")
     # The other worker may be gone; this one waits for its request, and the primary for it.
     assert p.popen.poll() is None and running(started) and "result" not in out
     release.touch()  # the request in flight may finish now
@@ -235,3 +237,52 @@ def test_unix_socket_and_chdir(runner, tmp_path):
     os.kill(p.pid, signal.SIGTERM)
     assert p.exit_code() == 0
     assert not path.exists(), "the last holder removed the socket file"
+
+
+def test_sighup_replaces_every_worker_and_ttin_ttou_scale(runner):
+    p = runner("runner_wsgi:app", workers=2)
+    before = collect(p, 2)
+    failures: List[str] = []
+    stop = threading.Event()
+
+    def client() -> None:  # one request per connection, all along the rollout: none may fail
+        i = 0
+        while not stop.is_set():
+            i += 1
+            try:
+                status, body = http_get(p.port, f"/during{i}")
+                assert status == 200, body
+                p.pids.add(pid_of(body))
+            except Exception as e:  # noqa: BLE001 - counted
+                failures.append(f"{type(e).__name__}: {e}")
+
+    clients = [threading.Thread(target=client, daemon=True) for _ in range(2)]
+    for t in clients:
+        t.start()
+    try:
+        os.kill(p.pid, signal.SIGHUP)
+        wait_err(p, r"SIGHUP: rolling restart \(2 workers\)")
+        wait_err(p, r"rolling restart to generation 2: done \(2 replaced\)")
+        deadline = time.monotonic() + TIMEOUT
+        while any(running(pid) for pid in before) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        for t in clients:
+            t.join(15)
+    assert not failures, failures[:5]
+    assert not any(running(pid) for pid in before), "the old workers were drained"
+    after = collect(p, 2)
+    assert len(after) == 2 and not (after & before), (after, before)
+
+    os.kill(p.pid, signal.SIGTTIN)
+    wait_err(p, r"SIGTTIN: one worker more \(3 workers\)")
+    wait_err(p, r"worker 5 \(pid \d+\) ready")  # ids 1, 2, then 3, 4 for the rollout
+    assert len(collect(p, 3)) == 3
+    os.kill(p.pid, signal.SIGTTOU)
+    wait_err(p, r"SIGTTOU: one worker fewer \(2 workers\)")
+    # The newest one drains (all are ready), and exits once disconnected.
+    drained = wait_err(p, r"worker 5 \(pid (\d+)\) exited \(code 0\) after a disconnect")
+    assert not running(int(drained.group(1)))
+    assert len(worker_pids(p)) == 2

@@ -136,13 +136,18 @@ def test_sigterm_to_the_primary_stops_the_workers_gracefully(group):
 
 
 def test_ctrl_c_on_the_demo(group):
-    # hello.py re-forks a worker that dies, but not one that was disconnected.
+    # hello.py installs supervision's handlers, as hello.c does: SIGINT is a fast stop (its
+    # workers get SIGTERM at once, nothing is respawned), then run() returns and it exits 0.
     g = group([sys.executable, HELLO], PORT="0", WORKERS="3")
     g.wait_ready(3, pattern=r"^worker (\d+) listening on ")
     os.killpg(g.p.pid, signal.SIGINT)
     code, out, err = g.finish()
-    assert code == 128 + signal.SIGINT, (out, err)
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert code == 0, (out, err)
+    assert "Traceback" not in err and not err.strip(), err
+    assert "signal 2: action stop_fast" in out.splitlines(), out
+    assert out.splitlines()[-1] == "primary stopped", out
+    # Its workers ignore SIGINT (the primary's stop ends them): none left, none replaced.
+    assert len(re.findall(r"^worker \d+ died \(signal 15\)$", out, re.M)) == 3, out
     assert gone(g.pids)
 
 
