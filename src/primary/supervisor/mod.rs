@@ -304,9 +304,11 @@ impl Supervisor {
         self.configured || self.rollout.as_ref().is_some_and(|r| r.booting.contains(&id))
     }
 
-    /// Workers not draining (ready or booting).
+    /// Workers that count toward the target: not draining, and not a rollout's new worker
+    /// still booting (the surge is extra until it is ready and an old one drains).
     fn live(&self) -> usize {
-        self.members.values().filter(|m| m.drain.is_none()).count()
+        let booting = |id: &u32| self.rollout.as_ref().is_some_and(|r| r.booting.contains(id));
+        self.members.iter().filter(|(id, m)| m.drain.is_none() && !booting(id)).count()
     }
 
     // ---- what happened to workers
@@ -317,7 +319,8 @@ impl Supervisor {
         let jitter = |j: &mut Jitter, v: u64| if v == 0 { 0 } else { v + j.between(0, v * p.recycle_jitter_pct as u64 / 100) };
         let max_connections = jitter(&mut self.jitter, p.max_connections);
         let max_age = jitter(&mut self.jitter, p.max_age_ms);
-        let mut generation = self.generation;
+        // A worker forked during a rolling restart runs the new program: the new generation.
+        let mut generation = self.rollout.as_ref().map_or(self.generation, |r| r.generation);
         if matches!(purpose, Some(Purpose::Respawn | Purpose::Scale)) {
             self.forks_pending = self.forks_pending.saturating_sub(1);
         }

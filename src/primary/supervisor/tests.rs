@@ -345,3 +345,28 @@ fn jitter_spreads_recycling_limits() {
     let limits: std::collections::BTreeSet<u64> = sim.s.members.values().map(|m| m.max_connections).collect();
     assert!(limits.len() > 1 && limits.iter().all(|l| (1000..=1100).contains(l)), "{limits:?}");
 }
+
+#[test]
+fn a_crash_during_a_rollout_is_respawned_with_backoff() {
+    let mut sim = Sim::new(supervised(2));
+    sim.ready(1);
+    sim.ready(2);
+    sim.s.rolling_restart(1, 0).unwrap();
+    sim.run();
+    assert_eq!(sim.forked.len(), 3, "the surge");
+    // An old worker crashes while the new one boots: it is replaced on its own clock.
+    sim.now = 100;
+    let (kind, acts) = sim.exit(2);
+    assert_eq!(kind, ExitKind::Crash);
+    let Some(Action::Notice(Notice::Respawn { delay_ms, streak: 1 })) = acts.first().cloned() else { panic!("{acts:?}") };
+    sim.at(100 + delay_ms);
+    assert_eq!(sim.forked.len(), 4);
+    assert_eq!(sim.s.respawns(), 1);
+    // The rollout goes on: the new worker replaces the remaining old one.
+    sim.ready(3);
+    assert!(sim.log.contains(&Action::Disconnect(1)));
+    sim.ready(4);
+    let (_, _, draining) = sim.s.counts();
+    assert_eq!(sim.s.live(), 2, "the target, with 1 draining ({draining})");
+    assert!(sim.log.contains(&Action::Notice(Notice::Rollout { state: RolloutState::Done, generation: 2, replaced: 1 })));
+}
