@@ -546,3 +546,43 @@ fn no_handlers_without_opt_in() {
     println!("{output}");
     assert!(status.is_some_and(|s| s.success()), "{name}: {status:?}\n{output}");
 }
+
+/// A supervised primary keeps a server bound while its only worker is replaced (a crash,
+/// then a stuck worker): clients wait in the backlog instead of being refused, and the
+/// replacement serves them. Failures are only what the dead worker had taken and not
+/// answered.
+#[test]
+fn the_only_worker_is_replaced_without_refusing_a_client() {
+    let mut d = Demo::start(&hello_bin(), &[("WORKERS", "1"), ("BACKOFF_BASE_MS", "300"), ("STUCK_MS", "1500"), ("KILL_MS", "500")]);
+    let (first, _) = d.ready(0, 1, TIMEOUT);
+    let cl = close_mode(d.port, 8);
+    wait_completed(&cl, 200, "close-mode load");
+    // A crash: the respawn waits its backoff (150..300 ms); the port stays bound meanwhile.
+    let mark = d.mark();
+    demo::send_signal(first[0], libc::SIGKILL);
+    d.expect(mark, TIMEOUT, "the respawn", |l| l.starts_with("respawn in "));
+    let (second, at) = d.ready(mark, 1, TIMEOUT);
+    let before = cl.completed();
+    wait_completed(&cl, before + 200, "load after the respawn");
+    // A stuck worker: drained at once (its lane closed), the server kept for the next one.
+    stop_process(second[0]);
+    d.expect(at, Duration::from_secs(20), "the stuck line", |l| worker_line(l, "stuck") == Some(second[0]));
+    let (third, _) = d.ready(at, 1, TIMEOUT);
+    let before = cl.completed();
+    wait_completed(&cl, before + 200, "load after the stuck worker's replacement");
+    let r = cl.stop();
+    let stats = stop_demo(&mut d);
+    println!("load {r}\npids {first:?} {second:?} {third:?}");
+    let refused: Vec<&String> = r.failures.iter().filter(|f| f.contains("refused")).collect();
+    assert!(refused.is_empty(), "clients were refused while the server had no worker: {refused:?}");
+    let unanswered: u64 = [first[0], second[0]]
+        .iter()
+        .map(|&pid| {
+            let v = worker_stats(&stats, pid).unwrap_or_else(|| panic!("no stats for {pid}: {stats}"));
+            v["received"].as_u64().unwrap().saturating_sub(r.by_pid.get(&pid).copied().unwrap_or(0))
+        })
+        .sum();
+    assert!(r.failed() as u64 <= unanswered, "{} failures, the two replaced workers left {unanswered} unanswered\n{r}", r.failed());
+    assert!(r.by_pid.contains_key(&third[0]), "the last replacement served: {:?}", r.pids());
+    demo::check_conservation(&stats).unwrap();
+}

@@ -209,7 +209,10 @@ impl Distributor {
     }
 
     /// Detaches a worker from a handle; the last one out closes it (and what it holds).
-    pub(super) fn remove_from_handle(&mut self, hid: u32, id: u32) {
+    /// `hold`: the worker is leaving (its channel closed, it was disconnected or drained),
+    /// not closing this server itself: a supervised primary keeps the server bound for its
+    /// replacement.
+    pub(super) fn remove_from_handle(&mut self, hid: u32, id: u32, hold: bool) {
         let Some(h) = self.handles.get_mut(&hid) else { return };
         let last = match h {
             // Its listener stays in the group as an orphan: the primary serves what reaches it.
@@ -237,6 +240,18 @@ impl Distributor {
             self.pump(hid);
             return;
         }
+        // Supervised: the server stays bound for the replacement, its clients wait in the
+        // backlog (and what the primary holds stays held) instead of being refused;
+        // `release_held_servers` closes it once no replacement is coming.
+        if hold && self.sup.keeps_running() && self.handles.get(&hid).is_some_and(Handle::held_idle) {
+            crate::trace::trace!("primary", "server held for a replacement key={}", self.handles[&hid].key());
+            return;
+        }
+        self.close_handle(hid);
+    }
+
+    /// Closes a server the primary holds: its listener, its key, its Unix path.
+    pub(super) fn close_handle(&mut self, hid: u32) {
         if let Some(h) = self.handles.remove(&hid) {
             match &h {
                 Handle::RoundRobin(rr) => {

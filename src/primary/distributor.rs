@@ -439,7 +439,7 @@ impl Distributor {
     fn leave_all_handles(&mut self, id: u32) {
         let handle_ids: Vec<u32> = self.handles.iter().filter(|(_, h)| h.has(id)).map(|(&hid, _)| hid).collect();
         for hid in handle_ids {
-            self.remove_from_handle(hid, id);
+            self.remove_from_handle(hid, id, true);
         }
     }
 

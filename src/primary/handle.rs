@@ -40,6 +40,16 @@ impl Handle {
         }
     }
 
+    /// A round-robin or shared server with no worker attached: the primary may keep it
+    /// bound for a replacement (supervision), its clients waiting in the backlog.
+    pub fn held_idle(&self) -> bool {
+        match self {
+            Handle::RoundRobin(h) => h.sched.is_empty(),
+            Handle::Shared(h) => h.is_empty(),
+            Handle::ReusePort(_) => false,
+        }
+    }
+
     pub fn has(&self, w: WorkerId) -> bool {
         match self {
             Handle::RoundRobin(h) => h.has(w),

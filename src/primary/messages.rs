@@ -127,7 +127,7 @@ impl Distributor {
                 if let Some(key) = m.key.as_deref()
                     && let Some(&hid) = self.keys.get(key)
                 {
-                    self.remove_from_handle(hid, id);
+                    self.remove_from_handle(hid, id, false);
                 }
             }
             "exitedAfterDisconnect" => {

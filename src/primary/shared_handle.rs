@@ -46,6 +46,10 @@ impl SharedHandle {
         self.all.contains(&w)
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty()
+    }
+
     pub fn unix_path(&self) -> Option<PathBuf> {
         match &self.bound {
             Addr::Unix(p) => Some(p.clone()),

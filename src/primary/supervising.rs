@@ -89,6 +89,7 @@ impl Distributor {
         };
         self.sup.tick(now, metrics);
         self.apply_actions();
+        self.release_held_servers();
         let mut next = self.sup.next_deadline();
         if watching || self.sup.policy().watches() {
             let watch = self.sup_state.last_watch + TICK_MS as Ms;
@@ -96,6 +97,20 @@ impl Distributor {
         }
         self.sup_state.next_due = next;
         self.shared.supervising.store(self.sup.keeps_running(), std::sync::atomic::Ordering::Release);
+    }
+
+    /// Servers kept for a replacement (`remove_from_handle`) that no worker took back once
+    /// no replacement is coming (a stop, or every worker ready: a new program that does not
+    /// ask for them) are closed.
+    fn release_held_servers(&mut self) {
+        if self.sup.expecting_workers() {
+            return;
+        }
+        let idle: Vec<u32> = self.handles.iter().filter(|(_, h)| h.held_idle()).map(|(&id, _)| id).collect();
+        for hid in idle {
+            crate::trace::trace!("primary", "held server released key={}", self.handles[&hid].key());
+            self.close_handle(hid);
+        }
     }
 
     /// Carries out the supervisor's actions until it has none (a fork may lead to more).

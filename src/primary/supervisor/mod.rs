@@ -259,6 +259,20 @@ impl Supervisor {
         self.stopping.is_none() && self.policy.workers > 0
     }
 
+    /// Whether a worker is on its way (a respawn due or being forked, one booting, a
+    /// rollout or a probe under way, fewer than the target): the servers no worker holds
+    /// now are kept for it.
+    pub fn expecting_workers(&self) -> bool {
+        self.keeps_running()
+            && (!self.respawns_due.is_empty()
+                || self.forks_pending > 0
+                || self.probe_pending
+                || self.rollout.is_some()
+                || self.breaker.state != BreakerState::Closed
+                || self.members.values().any(|m| m.drain.is_none() && m.ready_at.is_none())
+                || self.live() < self.policy.workers)
+    }
+
     pub fn target(&self) -> usize {
         self.policy.workers
     }
