@@ -9,7 +9,8 @@
  * (cluster_drain_worker): DRAINING (disconnect, reason USER) comes, the worker sees
  * cluster_worker_draining() == 1 once its server closed and exits 7 to say so, and the
  * supervisor forks a replacement at once, which becomes ready in turn. Finally
- * cluster_control(CLUSTER_ACT_STOP_GRACEFUL): every worker drains and cluster_run returns.
+ * cluster_control(CLUSTER_ACT_STOP_GRACEFUL): every worker drains, cluster_run returns, and the
+ * port is closed (no server kept for a replacement).
  * LIBCLUSTER_FAST_LANE=0 in the environment runs the same over Node's newconn path. */
 #include "ctest.h"
 
@@ -182,5 +183,17 @@ int main(void) {
              cs.stopping, cs.workers);
     CT_CHECK(cluster_run() == 0, "cluster_run after the stop: %s", cluster_last_error());
     check_identity(CONNECTIONS);
+    /* Stopped: the server is not kept for a replacement, its port is closed. */
+    {
+        int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons((unsigned short)port);
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        int rc = connect(c, (struct sockaddr *)&sa, sizeof sa);
+        CT_CHECK(rc < 0 && errno == ECONNREFUSED, "the port is still open after the stop (connect = %d)", rc);
+        close(c);
+    }
     return ct_done();
 }

@@ -370,3 +370,23 @@ fn a_crash_during_a_rollout_is_respawned_with_backoff() {
     assert_eq!(sim.s.live(), 2, "the target, with 1 draining ({draining})");
     assert!(sim.log.contains(&Action::Notice(Notice::Rollout { state: RolloutState::Done, generation: 2, replaced: 1 })));
 }
+
+#[test]
+fn servers_are_kept_only_while_a_worker_is_expected() {
+    let mut sim = Sim::new(supervised(1));
+    assert!(sim.s.expecting_workers(), "booting");
+    sim.ready(1);
+    assert!(!sim.s.expecting_workers(), "settled");
+    sim.now = 10;
+    sim.exit(1);
+    assert!(sim.s.expecting_workers(), "a respawn is due");
+    let t = sim.s.next_deadline().unwrap();
+    sim.at(t);
+    assert!(sim.s.expecting_workers(), "the replacement boots");
+    sim.ready(2);
+    assert!(!sim.s.expecting_workers());
+    sim.s.stop(false, t);
+    assert!(!sim.s.expecting_workers(), "stopping: nothing is kept");
+    let off = Sim::new(Policy::off());
+    assert!(!off.s.expecting_workers(), "unsupervised: Node's behaviour");
+}
