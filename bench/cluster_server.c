@@ -6,7 +6,9 @@
  *
  * The primary forks WORKERS workers; the policy comes from NODE_CLUSTER_SCHED_POLICY and
  * LIBCLUSTER_FAST_LANE as for any libcluster program. BENCH_SLOW_MS=N: worker 1 sleeps N ms
- * before each response (the slow-worker scenario). */
+ * before each response (the slow-worker scenario). BENCH_SUPERVISE=1: the workers are kept by
+ * libcluster's supervision (cluster_supervise, its production defaults: stuck detection on)
+ * instead of this program's own re-fork, to measure what supervision costs the primary. */
 #define _GNU_SOURCE
 #include <cluster.h>
 
@@ -70,6 +72,18 @@ static void on_exit_cb(const cluster_event *ev, void *userdata) {
 int main(void) {
     if (!cluster_is_primary())
         return worker();
+    if (env_int("BENCH_SUPERVISE", 0)) {
+        cluster_supervisor sup;
+        cluster_supervisor_init(&sup, sizeof sup);
+        sup.workers = env_int("WORKERS", 2);
+        if (cluster_supervise(&sup) < 0) {
+            fprintf(stderr, "supervise: %s\n", cluster_last_error());
+            return 1;
+        }
+        printf("cluster_server %d workers (supervised)\n", sup.workers);
+        fflush(stdout);
+        return cluster_run() < 0 ? 1 : 0;
+    }
     cluster_on_exit(on_exit_cb, NULL);
     for (int i = 0; i < env_int("WORKERS", 2); i++) {
         if (cluster_fork(NULL) < 0) {

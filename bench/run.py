@@ -32,7 +32,7 @@ CLUSTER = os.path.join(ROOT, "target", "bench", "cluster_server")
 TICK = os.sysconf("SC_CLK_TCK")
 # Variables that select a row's behaviour: never inherited from the caller's environment.
 ROW_ENV = ("NODE_CLUSTER_SCHED_POLICY", "LIBCLUSTER_FAST_LANE", "LIBCLUSTER_MAX_INFLIGHT",
-           "BENCH_SLOW_MS")
+           "BENCH_SLOW_MS", "BENCH_SUPERVISE")
 
 
 def rows():
@@ -49,6 +49,8 @@ def rows():
         # reach workers, not two server designs.
         # Default round-robin: between libcluster peers this is the fast lane.
         "libcluster-rr": ([CLUSTER], {}),
+        # The same, its workers kept by libcluster's supervision (stats, stuck detection).
+        "libcluster-rr-supervised": ([CLUSTER], {"BENCH_SUPERVISE": "1"}),
         # Round-robin forced onto Node's protocol (what a Node peer gets).
         "libcluster-rr-nodepath": ([CLUSTER], {"LIBCLUSTER_FAST_LANE": "0"}),
         # One SO_REUSEPORT listener per worker, created by the primary.
