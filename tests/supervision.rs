@@ -586,3 +586,76 @@ fn the_only_worker_is_replaced_without_refusing_a_client() {
     assert!(r.by_pid.contains_key(&third[0]), "the last replacement served: {:?}", r.pids());
     demo::check_conservation(&stats).unwrap();
 }
+
+/// Recycling after `MAX_CONNECTIONS` under load: workers are replaced one at a time, surge
+/// first (the new worker is ready before the old one drains), with no failed request.
+#[test]
+fn recycling_by_connections_one_at_a_time() {
+    let mut d = Demo::start(&hello_bin(), &[("WORKERS", "4"), ("MAX_CONNECTIONS", "400")]);
+    let (first, _) = d.ready(0, 4, TIMEOUT);
+    let ka = keep_alive(d.port, 16);
+    let cl = close_mode(d.port, 16);
+    // 3 recycles at least (each worker takes its 400 connections and more, with jitter).
+    let mut recycled = 0;
+    let mut from = 0;
+    while recycled < 3 {
+        let (at, _) = d.expect(from, Duration::from_secs(30), "a recycle", |l| l.contains(" recycled (reason 1)"));
+        recycled += 1;
+        from = at + 1;
+    }
+    let (r1, r2) = (ka.stop(), cl.stop());
+    let stats = stop_demo(&mut d);
+    println!("keep-alive {r1}\nclose {r2}\nfirst {first:?}");
+    assert_no_failures("keep-alive clients through recycling", &r1, &d);
+    assert_no_failures("close-mode clients through recycling", &r2, &d);
+    // One at a time and surge first: after each "recycled", a new worker is ready and then
+    // the recycled one drains (reason 3), before the next "recycled".
+    let lines: Vec<String> = d.lines_from(0).into_iter().map(|l| l.text).collect();
+    let mut open: Option<(i32, bool)> = None;
+    for l in &lines {
+        if let Some(pid) = worker_line(l, "recycled") {
+            assert!(open.is_none(), "a recycle began before the previous one drained its worker:\n{}", lines.join("\n"));
+            open = Some((pid, false));
+        } else if l.ends_with(" ready") && open.is_some() {
+            open = open.map(|(p, _)| (p, true));
+        } else if l.contains("draining: disconnect (reason 3)") {
+            let (pid, ready) = open.take().unwrap_or_else(|| panic!("a recycle drain with no recycle:\n{}", lines.join("\n")));
+            assert_eq!(worker_line(l, "draining:"), Some(pid), "{l}");
+            assert!(ready, "worker {pid} drained before its replacement was ready:\n{}", lines.join("\n"));
+        }
+    }
+    // Each recycled worker had received its limit (400, plus up to 10 % jitter) first.
+    for pid in lines.iter().filter_map(|l| worker_line(l, "recycled")) {
+        let w = worker_stats(&stats, pid).unwrap_or_else(|| panic!("no stats for {pid}: {stats}"));
+        assert!(w["received"].as_u64().unwrap() >= 400, "worker {pid} recycled before its limit: {w}");
+    }
+}
+
+/// A storm of HUPs: the rolling restarts coalesce (one under way, at most one more after it),
+/// nothing deadlocks, and the workers serve throughout.
+#[test]
+fn a_storm_of_hups_coalesces() {
+    let mut d = Demo::start(&hello_bin(), &[("WORKERS", "2")]);
+    d.ready(0, 2, TIMEOUT);
+    let ka = keep_alive(d.port, 8);
+    wait_completed(&ka, 200, "keep-alive load");
+    let mark = d.mark();
+    d.signal(libc::SIGHUP);
+    d.expect(mark, TIMEOUT, "the first rollout", |l| l.starts_with("rollout started"));
+    // While it runs: every repeat coalesces into one more rollout after it.
+    for _ in 0..2000 {
+        d.signal(libc::SIGHUP);
+    }
+    // The first rollout and the one the repeats coalesced into.
+    let (at, _) = d.expect(mark, Duration::from_secs(30), "a rollout done", |l| l.starts_with("rollout done"));
+    d.expect(at + 1, Duration::from_secs(30), "the coalesced rollout done", |l| l.starts_with("rollout done"));
+    std::thread::sleep(Duration::from_millis(500));
+    let started = d.lines_from(mark).iter().filter(|l| l.text.starts_with("rollout started")).count();
+    let served = who_serves(d.port, 4, Duration::from_millis(300));
+    let r = ka.stop();
+    stop_demo(&mut d);
+    println!("{started} rollouts for 2000 HUPs; {r}");
+    assert!((2..=3).contains(&started), "{started} rollouts for 2000 HUPs:\n{}", d.output());
+    assert_no_failures("keep-alive clients through the HUPs", &r, &d);
+    assert_no_failures("after the HUPs", &served, &d);
+}
