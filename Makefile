@@ -42,7 +42,7 @@ examples: lib $(EXAMPLES)
 
 demo:
 	$(MAKE) PROFILE=release examples
-	@echo "demo: http://127.0.0.1:$(PORT)/  (Ctrl-C stops the primary and its workers)"
+	@echo "demo: http://127.0.0.1:$(PORT)/  (kill -HUP <primary pid>: rolling restart; -TTIN/-TTOU: one worker more/less; -TERM: graceful stop; Ctrl-C: fast stop)"
 	PORT=$(PORT) ./target/examples-release/hello
 
 # What the tests need beyond Rust, gcc and node: curl and pkg-config (tests/install.rs)
