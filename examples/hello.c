@@ -126,6 +126,13 @@ static int primary(void) {
     sup.breaker_cooldown_ms = env_int("BREAKER_COOLDOWN_MS", sup.breaker_cooldown_ms);
     sup.backoff_base_ms = env_int("BACKOFF_BASE_MS", sup.backoff_base_ms);
     sup.max_connections = (uint64_t)env_int("MAX_CONNECTIONS", 0);
+    /* Socket activation (systemd, systemd-socket-activate): the workers serve on the socket
+     * systemd passed, its early clients included. 0 sockets when not activated. */
+    int adopted = cluster_listen_fds();
+    if (adopted < 0)
+        fprintf(stderr, "LISTEN_FDS: %s\n", cluster_last_error());
+    else if (adopted > 0)
+        printf("adopted %d socket-activated listener(s)\n", adopted);
     if (cluster_install_signal_handlers() < 0 || cluster_supervise(&sup) < 0) {
         fprintf(stderr, "supervise: %s\n", cluster_last_error());
         return 1;

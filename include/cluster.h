@@ -1077,6 +1077,20 @@ int cluster_set_max_message(size_t bytes);
 int cluster_allow_bind(const char *address, int port);
 
 /*
+ systemd socket activation, without libsystemd: adopts the sockets systemd passed this
+ process (fds 3, 4, ... when `LISTEN_PID` is this process; `LISTEN_FDS` of them, named
+ by `LISTEN_FDNAMES`), made close-on-exec. A worker's server on the address one of them
+ is bound to then takes that socket instead of a new bind: clients that connected before
+ the primary started are served. The variables are never passed to workers.
+
+ Returns how many sockets were adopted (0 when the process was not socket-activated).
+ Errors: `-EINVAL` (`LISTEN_FDS` malformed), `-EBADF`/`-ENOTSOCK` (a passed fd that is
+ not an open socket; the others are adopted), `CLUSTER_E_WRONG_ROLE` in a worker. Call it
+ once, before the first fork.
+ */
+int cluster_listen_fds(void);
+
+/*
  Fills `*s` with what a production user would pick (see each field), `s->size` with
  `size`, writing only the first `size` bytes: pass `sizeof *s`. `workers` is 0: set it.
  Returns 0, or `-EINVAL` (NULL, or `size` smaller than the first version's). Any thread.

@@ -194,6 +194,11 @@ pub fn disconnect_all(before: impl FnOnce()) -> Result<usize> {
     Ok(p.disconnect_all())
 }
 
+/// systemd socket activation (`Primary::listen_fds`).
+pub fn listen_fds() -> Result<usize> {
+    context::primary()?.listen_fds()
+}
+
 // ---- supervision (the primary's), see `primary::supervisor`
 
 pub fn supervise(policy: Policy) -> Result<()> {

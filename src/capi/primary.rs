@@ -407,3 +407,18 @@ pub unsafe extern "C" fn cluster_allow_bind(address: *const c_char, port: c_int)
         ret(r)
     })
 }
+
+/// systemd socket activation, without libsystemd: adopts the sockets systemd passed this
+/// process (fds 3, 4, ... when `LISTEN_PID` is this process; `LISTEN_FDS` of them, named
+/// by `LISTEN_FDNAMES`), made close-on-exec. A worker's server on the address one of them
+/// is bound to then takes that socket instead of a new bind: clients that connected before
+/// the primary started are served. The variables are never passed to workers.
+///
+/// Returns how many sockets were adopted (0 when the process was not socket-activated).
+/// Errors: `-EINVAL` (`LISTEN_FDS` malformed), `-EBADF`/`-ENOTSOCK` (a passed fd that is
+/// not an open socket; the others are adopted), `CLUSTER_E_WRONG_ROLE` in a worker. Call it
+/// once, before the first fork.
+#[unsafe(no_mangle)]
+pub extern "C" fn cluster_listen_fds() -> c_int {
+    ffi_guard!({ ret(api::listen_fds().map(|n| n as c_int)) })
+}

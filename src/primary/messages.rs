@@ -12,7 +12,7 @@ use super::lane::Lane;
 use super::reuseport::ReusePortHandle;
 use super::scheduler::Path;
 use super::settings::Distribution;
-use crate::sys::socket::ListenOpts;
+use crate::sys::socket::{self, ListenOpts};
 use std::os::fd::AsFd;
 
 /// Fds the primary keeps free for accepting connections and forking workers.
@@ -337,6 +337,19 @@ impl Distributor {
         let policy_reuseport = settings.sched_policy == SchedPolicy::ReusePort && !matches!(target, Target::Pipe(_));
         let least_loaded = settings.least_loaded;
         let (readable_all, writable_all) = (message::is_true(m.readable_all), message::is_true(m.writable_all));
+        // A socket the primary was given for this address (systemd, a hot upgrade) is taken
+        // as it is: its clients may be waiting in its backlog already.
+        let inherited = self.shared.inherited.lock().take(target, udp);
+        if let Some(s) = inherited {
+            crate::trace::trace!("primary", "inherited socket for key={key}");
+            let handle = if udp || shared {
+                Handle::Shared(SharedHandle::new(key.to_string(), s.fd, s.addr, data.clone(), udp))
+            } else {
+                socket::listen(s.fd.as_fd(), backlog).map_err(|e| Error::io("listen on an inherited socket", e))?;
+                Handle::RoundRobin(RoundRobinHandle::new(key.to_string(), s.fd, s.addr, data.clone(), least_loaded))
+            };
+            return self.insert_handle(key, handle);
+        }
         let mut handle = bind(&|| {
             Ok(if udp {
                 let (sock, bound) = target.bind_datagram(ipv6_only, flags & 4 != 0)?;
@@ -356,6 +369,10 @@ impl Distributor {
             })
         })?;
         handle.set_path_owner(owner);
+        self.insert_handle(key, handle)
+    }
+
+    fn insert_handle(&mut self, key: &str, handle: Handle) -> Result<u32> {
         let hid = self.next_handle;
         self.next_handle += 1;
         self.handles.insert(hid, handle);

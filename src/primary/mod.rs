@@ -17,10 +17,12 @@
 
 #![forbid(unsafe_code)]
 
+mod activation;
 mod dealing;
 mod distributor;
 mod handle;
 mod id_map;
+pub(crate) mod inherited;
 mod lane;
 mod messages;
 pub mod reuseport;
@@ -86,6 +88,7 @@ impl Primary {
                 settings: RwLock::new(Settings::from_env()),
                 next_id: AtomicU32::new(1),
                 supervising: AtomicBool::new(false),
+                inherited: Mutex::new(Default::default()),
             }),
             started: Mutex::new(false),
         })
@@ -204,6 +207,18 @@ impl Primary {
     pub fn has_workers_or(&self, events_pending: impl FnOnce() -> bool) -> bool {
         let table = self.shared.table.lock();
         !table.is_empty() || self.shared.supervising.load(Ordering::Acquire) || events_pending()
+    }
+
+    /// systemd socket activation: adopts the sockets passed in `LISTEN_FDS` (when
+    /// `LISTEN_PID` is this process); a worker's server on one of their addresses takes it.
+    /// Returns how many were adopted.
+    pub fn listen_fds(&self) -> Result<usize> {
+        activation::adopt(&mut self.shared.inherited.lock())
+    }
+
+    /// The inherited sockets no worker took yet: `(address, name)`.
+    pub fn inherited(&self) -> Vec<(crate::sys::socket::Addr, Option<String>)> {
+        self.shared.inherited.lock().describe()
     }
 
     // ---- supervision (`supervisor`): carried out on the distributor thread

@@ -115,6 +115,9 @@ pub(crate) struct Shared {
     /// The next worker id (1, 2, ... never reused), for the program's forks and the
     /// supervisor's.
     pub next_id: AtomicU32,
+    /// Listening sockets the primary was given (systemd, a store, the primary it replaces):
+    /// a `queryServer` for an address one is bound to takes it instead of binding.
+    pub inherited: Mutex<super::inherited::Inherited>,
     /// Supervision has work even with no worker running (a respawn is due, the breaker
     /// will let a probe through): the run loop goes on.
     pub supervising: AtomicBool,

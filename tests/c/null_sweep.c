@@ -445,6 +445,7 @@ static void sweep_worker(void) {
     CT_CHECK(cluster_worker_draining() == 0, "cluster_worker_draining before any drain = %d", cluster_worker_draining());
     CT_CHECK(cluster_handle_signal(SIGHUP) == CLUSTER_E_WRONG_ROLE, "cluster_handle_signal in a worker");
     CT_EXPECT_ERR(cluster_install_signal_handlers(), CLUSTER_E_WRONG_ROLE);
+    CT_EXPECT_ERR(cluster_listen_fds(), CLUSTER_E_WRONG_ROLE);
     CT_EXPECT_ERR(cluster_rolling_restart(0), CLUSTER_E_WRONG_ROLE);
     CT_EXPECT_ERR(cluster_stats_json(NULL, 0), CLUSTER_E_WRONG_ROLE);
     CT_CHECK(cluster_dispatch() >= 0, "cluster_dispatch() in a worker failed: %s", cluster_last_error());
@@ -589,6 +590,7 @@ int main(void) {
         bad.backoff_base_ms = 0;
         CT_EXPECT_ERR(cluster_supervise(&bad), -EINVAL);
     }
+    CT_CHECK(cluster_listen_fds() == 0, "cluster_listen_fds without LISTEN_PID: %s", cluster_last_error());
     CT_EXPECT_ERR(cluster_rolling_restart(-1), -EINVAL);
     CT_EXPECT_ERR(cluster_scale(0), -EINVAL);
     CT_EXPECT_ERR(cluster_scale(-5), -EINVAL);
