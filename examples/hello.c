@@ -10,6 +10,9 @@
  * fast stop. Every worker serves "hello from worker <pid>\n" on HOST:PORT (127.0.0.1:8000;
  * port 0 = random, shared by all workers), answering "Connection: close" once draining.
  *
+ * Under systemd it notifies (READY, RELOADING on HUP, STOPPING, STATUS, WATCHDOG, FDSTORE;
+ * docs/systemd.md) unless SYSTEMD=0.
+ *
  * The supervisor's defaults can be changed for tests: STUCK_MS, DRAIN_MS, KILL_MS,
  * BOOT_TIMEOUT_MS, BREAKER_BURST, BREAKER_COOLDOWN_MS, BACKOFF_BASE_MS, MAX_CONNECTIONS.
  * The primary prints one "stats {...}" JSON line after each exit, rollout end and at the
@@ -133,6 +136,10 @@ static int primary(void) {
         fprintf(stderr, "LISTEN_FDS: %s\n", cluster_last_error());
     else if (adopted > 0)
         printf("adopted %d socket-activated listener(s)\n", adopted);
+    /* systemd (docs/systemd.md): READY/RELOADING/STOPPING/STATUS, the watchdog and the fd
+     * store, sent only when NOTIFY_SOCKET is set; SYSTEMD=0 opts out. */
+    if (env_int("SYSTEMD", 1) && cluster_systemd(CLUSTER_SYSTEMD_ALL) < 0)
+        fprintf(stderr, "systemd: %s\n", cluster_last_error());
     if (cluster_install_signal_handlers() < 0 || cluster_supervise(&sup) < 0) {
         fprintf(stderr, "supervise: %s\n", cluster_last_error());
         return 1;

@@ -58,6 +58,33 @@
 #define CLUSTER_E_BUSY -10008
 
 /*
+ `cluster_systemd` flag: `READY=1` once the initial workers are ready (supervision's
+ target, or every forked worker), `RELOADING=1` + `MONOTONIC_USEC=` at a rolling
+ restart's start and `READY=1` at its end, `STOPPING=1` when a stop begins, `STATUS=`.
+ */
+#define CLUSTER_SYSTEMD_NOTIFY 1
+
+/*
+ `cluster_systemd` flag: `WATCHDOG=1` every `WATCHDOG_USEC`/2 (when `WATCHDOG_PID` is unset
+ or this process), sent from the distributor thread only while at least one ready worker
+ can serve (not stopped, not stalled).
+ */
+#define CLUSTER_SYSTEMD_WATCHDOG 2
+
+/*
+ `cluster_systemd` flag: each listening socket the primary binds for its workers is
+ stored in systemd's fd store (`FDSTORE=1`, `FDNAME=lc-<address>`; needs
+ `FileDescriptorStoreMax=`), so a primary restarted after a crash gets it back through
+ `cluster_listen_fds` and refuses nothing.
+ */
+#define CLUSTER_SYSTEMD_FDSTORE 4
+
+/*
+ Every `CLUSTER_SYSTEMD_*` flag.
+ */
+#define CLUSTER_SYSTEMD_ALL 7
+
+/*
  `address_type` values (Node's `addressType`; `"udp4"`/`"udp6"` get numbers here).
  */
 #define CLUSTER_ADDRESS_IPV4 4
@@ -1224,6 +1251,33 @@ int cluster_install_signal_handlers(void);
  `sigaction`'s errno.
  */
 int cluster_restore_signal_handlers(void);
+
+/*
+ Sends `state` (newline-separated `KEY=value` assignments, as `sd_notify(3)`) to the
+ socket `$NOTIFY_SOCKET` names (an absolute path, or `@name`: the abstract namespace), in
+ one datagram from a fresh close-on-exec socket, without blocking.
+
+ Returns 1 when sent, 0 when `NOTIFY_SOCKET` is unset or empty (nothing to do), or
+ `-EINVAL` (`state` NULL, empty or not UTF-8; `NOTIFY_SOCKET` not a path or `@name`),
+ `-EAFNOSUPPORT` (a `vsock:` address), or the send's errno (`-ENOENT`, `-ECONNREFUSED`,
+ `-EAGAIN` when the receiver is full...). Any thread, either role, also before
+ `cluster_start`.
+ */
+int cluster_notify(const char *state);
+
+/*
+ Turns the primary's systemd notifications on (`flags`: `CLUSTER_SYSTEMD_*` ORed; 0 turns
+ them off). Opt-in: nothing is ever sent to systemd unless this is called. Reads
+ `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` now; call `cluster_listen_fds` first
+ (the sockets systemd passed are not stored again). What is sent, and when, is in
+ `docs/systemd.md`; the unit wants `Type=notify-reload` (or `notify`) and
+ `NotifyAccess=main`.
+
+ Returns 1 when notifications will be sent, 0 when `NOTIFY_SOCKET` is unset (or `flags`
+ is 0: nothing will be sent), or `-EINVAL` (an unknown flag, `NOTIFY_SOCKET` malformed),
+ `CLUSTER_E_WRONG_ROLE` in a worker.
+ */
+int cluster_systemd(int flags);
 
 /*
  The version of the loaded library: `MAJOR * 10000 + MINOR * 100 + PATCH` (0.1.0 is 100),

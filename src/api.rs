@@ -199,6 +199,21 @@ pub fn listen_fds() -> Result<usize> {
     context::primary()?.listen_fds()
 }
 
+/// systemd notifications from the primary (`Primary::systemd`): `flags` are
+/// `primary::notify::{NOTIFY, WATCHDOG, FDSTORE}`. Whether anything will be sent.
+pub fn systemd(flags: u32) -> Result<bool> {
+    context::primary()?.systemd(flags)
+}
+
+/// A raw `sd_notify`, in any process and role: whether it was sent (false: no
+/// `NOTIFY_SOCKET`).
+pub fn notify(state: &str) -> Result<bool> {
+    let target = crate::sys::notify::Target::from_env().map_err(|e| Error::io("NOTIFY_SOCKET", e))?;
+    let Some(target) = target else { return Ok(false) };
+    crate::sys::notify::send(&target, state.as_bytes(), &[]).map_err(|e| Error::io("send to NOTIFY_SOCKET", e))?;
+    Ok(true)
+}
+
 // ---- supervision (the primary's), see `primary::supervisor`
 
 pub fn supervise(policy: Policy) -> Result<()> {

@@ -33,6 +33,7 @@ pub mod events;
 pub mod messaging;
 pub mod primary;
 pub mod supervision;
+pub mod systemd;
 pub mod types;
 pub mod version;
 pub mod worker;

@@ -25,6 +25,7 @@ mod id_map;
 pub(crate) mod inherited;
 mod lane;
 mod messages;
+pub(crate) mod notify;
 pub mod reuseport;
 pub mod round_robin;
 pub mod scheduler;
@@ -219,6 +220,21 @@ impl Primary {
     /// The inherited sockets no worker took yet: `(address, name)`.
     pub fn inherited(&self) -> Vec<(crate::sys::socket::Addr, Option<String>)> {
         self.shared.inherited.lock().describe()
+    }
+
+    /// systemd notifications (`notify`, `docs/systemd.md`), opt-in: `flags` 0 turns them
+    /// off. Reads `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` now. Returns whether
+    /// anything will be sent (false without `NOTIFY_SOCKET`).
+    pub fn systemd(&self, flags: u32) -> Result<bool> {
+        if flags & !notify::ALL != 0 {
+            return Err(Error::errno(libc::EINVAL, format!("unknown systemd flags {flags:#x}")));
+        }
+        let target = crate::sys::notify::Target::from_env().map_err(|e| Error::io("NOTIFY_SOCKET", e))?;
+        let watchdog = notify::watchdog_interval(|k| std::env::var(k).ok(), crate::sys::process::getpid());
+        let on = flags != 0 && target.is_some();
+        let target = target.filter(|_| on);
+        self.ask(|reply| Command::Systemd { flags, target, watchdog, reply })?;
+        Ok(on)
     }
 
     // ---- supervision (`supervisor`): carried out on the distributor thread

@@ -4,11 +4,13 @@
 
 #![forbid(unsafe_code)]
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use super::distributor::{Distributor, TICK_MS};
 use super::handle::Handle;
+use super::notify::{Notifier, Snapshot, fd_name};
 use super::scheduler::STALL_TICKS;
 use super::spawn_plan::build_plan;
 use super::stats::{ClusterStats, WorkerStats};
@@ -29,11 +31,26 @@ pub(crate) struct SupState {
     last_watch: Ms,
     last_rss: Ms,
     gone: VecDeque<WorkerStats>,
+    /// systemd notifications (`notify`), once the program turned them on.
+    systemd: Option<Systemd>,
+}
+
+/// What the distributor keeps for systemd (`docs/systemd.md`).
+pub(crate) struct Systemd {
+    notifier: Notifier,
+    target: crate::sys::notify::Target,
+    /// Handles whose listener was given to the fd store, with its `FDNAME` ("": one
+    /// systemd passed us, not stored again).
+    stored: BTreeMap<u32, String>,
+    /// Addresses of the sockets systemd passed (`LISTEN_FDS`) when notifications began.
+    passed: Vec<crate::sys::socket::Addr>,
+    /// `(next_handle, handles.len())` when the store was last brought up to date.
+    seen: (u32, usize),
 }
 
 impl SupState {
     pub fn new() -> SupState {
-        SupState { origin: Instant::now(), next_due: None, last_watch: 0, last_rss: 0, gone: VecDeque::new() }
+        SupState { origin: Instant::now(), next_due: None, last_watch: 0, last_rss: 0, gone: VecDeque::new(), systemd: None }
     }
 
     /// The supervisor was told something: its deadlines may have changed (a boot clock
@@ -59,13 +76,21 @@ impl Distributor {
         if self.sup.has_actions() {
             return Some(0);
         }
-        let due = self.sup_state.next_due?;
+        let watchdog = self.sup_state.systemd.as_ref().and_then(|sd| sd.notifier.next_deadline());
+        let due = match (self.sup_state.next_due, watchdog) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
         Some(due.saturating_sub(self.sup_now()).min(i32::MAX as u64) as i32)
     }
 
     /// Runs what is due (timers, the periodic checks) and carries out every action.
     pub(super) fn supervise(&mut self) {
         let now = self.sup_now();
+        if self.sup_state.systemd.is_some() {
+            self.systemd_fdstore();
+            self.systemd_watchdog(now);
+        }
         if !self.sup.has_actions() && self.sup_state.next_due.is_none_or(|d| now < d) {
             return;
         }
@@ -134,6 +159,7 @@ impl Distributor {
                 }
             }
         }
+        self.systemd_observe();
         // Timers may have changed: look again at once.
         self.sup_state.next_due = Some(0);
     }
@@ -184,6 +210,11 @@ impl Distributor {
             _ => 0,
         };
         crate::trace::trace!("primary", "supervision: {n:?}");
+        if let Some(sd) = self.sup_state.systemd.as_mut()
+            && let Some(state) = sd.notifier.notice(&n, crate::sys::notify::monotonic_usec)
+        {
+            sd.send(&state, &[]);
+        }
         let pid = self.pid(id);
         self.shared.events.push(Event::Supervision { id, pid, notice: n });
     }
@@ -229,6 +260,11 @@ impl Distributor {
 
     /// The program's supervision calls.
     pub(super) fn supervision_command(&mut self, cmd: Command) {
+        if let Command::Systemd { flags, target, watchdog, reply } = cmd {
+            self.systemd_command(flags, target, watchdog);
+            let _ = reply.send(());
+            return;
+        }
         let now = self.sup_now();
         self.sup.enable();
         match cmd {
@@ -250,6 +286,110 @@ impl Distributor {
             _ => {}
         }
         self.apply_actions();
+    }
+
+    /// Turns systemd notifications on (`target` set) or off.
+    pub(super) fn systemd_command(&mut self, flags: u32, target: Option<crate::sys::notify::Target>, watchdog: Option<Ms>) {
+        let passed = self.shared.inherited.lock().describe().into_iter().map(|(a, _)| a).collect();
+        let now = self.sup_now();
+        self.sup_state.systemd = target.map(|target| Systemd {
+            notifier: Notifier::new(flags, watchdog, now),
+            target,
+            stored: BTreeMap::new(),
+            passed,
+            seen: (0, usize::MAX),
+        });
+        // Say what is true already (workers may be ready) in this pass.
+        self.sup_state.touch();
+    }
+
+    /// `READY=1`, `STOPPING=1`, `STATUS=` after a supervision pass.
+    fn systemd_observe(&mut self) {
+        let Some(sd) = self.sup_state.systemd.as_mut() else { return };
+        let (workers, ready, _) = self.sup.counts();
+        let snap = Snapshot {
+            target: self.sup.target(),
+            workers,
+            ready,
+            generation: self.sup.generation(),
+            breaker: self.sup.breaker_state(),
+            stopping: self.sup.stopping().is_some(),
+        };
+        if let Some(state) = sd.notifier.observe(&snap) {
+            sd.send(&state, &[]);
+        }
+    }
+
+    /// `WATCHDOG=1` when due, sent from this loop (so only while it makes progress) and
+    /// only while a ready worker can serve.
+    fn systemd_watchdog(&mut self, now: Ms) {
+        let Some(mut sd) = self.sup_state.systemd.take() else { return };
+        if sd.notifier.watchdog(now, || self.serving_workers()) {
+            sd.send("WATCHDOG=1", &[]);
+        }
+        self.sup_state.systemd = Some(sd);
+    }
+
+    /// Ready workers that can serve: not draining, running (not stopped, not a zombie), not
+    /// stalled on the accept path (a lane the scheduler took back, a `newconn` unanswered
+    /// for a stall's length).
+    fn serving_workers(&self) -> usize {
+        let stall = Duration::from_millis(STALL_TICKS as u64 * TICK_MS as u64);
+        let suspect = |id: u32| self.handles.values().any(|h| matches!(h, Handle::RoundRobin(rr) if rr.sched.is_suspect(id)));
+        self.workers
+            .iter()
+            .filter(|&(&id, w)| {
+                self.sup.member(id).is_some_and(|m| m.ready_at.is_some() && !m.draining)
+                    && w.stalled_since.is_none()
+                    && w.in_flight.first().is_none_or(|f| f.at.elapsed() < stall)
+                    && !suspect(id)
+                    && !crate::sys::notify::cannot_run(w.pid)
+            })
+            .count()
+    }
+
+    /// Brings systemd's fd store up to date with the servers the primary holds: each new
+    /// round-robin or shared listener stored (`FDSTORE=1`), each closed one removed
+    /// (`FDSTOREREMOVE=1`, not once a stop began: the restart wants them). Looked at only
+    /// when the set of handles changed.
+    fn systemd_fdstore(&mut self) {
+        let Some(sd) = self.sup_state.systemd.as_mut() else { return };
+        let seen = (self.next_handle, self.handles.len());
+        if !sd.notifier.fdstore() || sd.seen == seen {
+            return;
+        }
+        sd.seen = seen;
+        for (&hid, h) in self.handles.iter() {
+            if sd.stored.contains_key(&hid) {
+                continue;
+            }
+            let (fd, addr, udp) = match h {
+                Handle::RoundRobin(rr) => (rr.listener.as_raw_fd(), &rr.bound, false),
+                Handle::Shared(sh) => (sh.sock.as_raw_fd(), &sh.bound, sh.udp),
+                // Each worker's own listener: a restarted primary makes a new group.
+                Handle::ReusePort(_) => continue,
+            };
+            if sd.passed.contains(addr) {
+                sd.stored.insert(hid, String::new());
+                continue;
+            }
+            let text = match addr {
+                crate::sys::socket::Addr::Inet(a) => a.to_string(),
+                crate::sys::socket::Addr::Unix(p) => p.display().to_string(),
+            };
+            let name = fd_name(&format!("{}{text}", if udp { "udp-" } else { "" }));
+            if sd.send(&format!("FDSTORE=1\nFDNAME={name}"), &[fd]) {
+                sd.stored.insert(hid, name);
+            }
+        }
+        let stopping = self.sup.stopping().is_some();
+        let gone: Vec<u32> = sd.stored.keys().copied().filter(|hid| !self.handles.contains_key(hid)).collect();
+        for hid in gone {
+            let name = sd.stored.remove(&hid).unwrap_or_default();
+            if !name.is_empty() && !stopping {
+                sd.send(&format!("FDSTOREREMOVE=1\nFDNAME={name}"), &[]);
+            }
+        }
     }
 
     /// Signals a host's handler recorded (`signals::handle`), as supervision controls.
@@ -349,4 +489,20 @@ fn lane_queued(handles: &super::id_map::IdMap<Handle>, id: u32) -> u64 {
 fn received(w: &WorkerConn, lane_queued: u64) -> u64 {
     let c = &w.counters;
     c.acked + c.lane_handed.saturating_sub(c.lane_rerouted).saturating_sub(lane_queued)
+}
+
+impl Systemd {
+    /// One datagram to systemd; a failure is traced, never fatal. Whether it was sent.
+    fn send(&self, state: &str, fds: &[RawFd]) -> bool {
+        match crate::sys::notify::send(&self.target, state.as_bytes(), fds) {
+            Ok(()) => {
+                crate::trace::trace!("primary", "sd_notify {:?}", state);
+                true
+            }
+            Err(e) => {
+                crate::trace::trace!("primary", "sd_notify {:?} failed: {e}", state);
+                false
+            }
+        }
+    }
 }

@@ -95,6 +95,14 @@ pub(crate) enum Command {
     Stats {
         reply: mpsc::SyncSender<ClusterStats>,
     },
+    /// systemd notifications (`notify`): the flags, `NOTIFY_SOCKET` and the watchdog
+    /// interval, read from the environment on the program's thread.
+    Systemd {
+        flags: u32,
+        target: Option<crate::sys::notify::Target>,
+        watchdog: Option<super::supervisor::Ms>,
+        reply: mpsc::SyncSender<()>,
+    },
 }
 
 /// State shared between the user's threads and the distributor thread.

@@ -27,6 +27,7 @@ pub mod fd;
 pub mod fdkind;
 pub mod fscred;
 pub mod lane;
+pub mod notify;
 pub mod pidfd;
 pub mod process;
 pub mod scm;

@@ -104,6 +104,24 @@ static void sweep_errors(void) {
 
 /* Calls valid in both roles, with bad arguments. */
 static void sweep_common(void) {
+    /* cluster_notify: NULL and empty states; without NOTIFY_SOCKET (unset here) nothing is
+     * sent and the call returns 0. */
+    CT_EXPECT_ERR(cluster_notify(NULL), -EINVAL);
+    CT_EXPECT_ERR(cluster_notify(""), -EINVAL);
+    CT_EXPECT_ERR(cluster_notify("STATUS=\xff"), -EINVAL);
+    {
+        char *saved = getenv("NOTIFY_SOCKET") ? strdup(getenv("NOTIFY_SOCKET")) : NULL;
+        unsetenv("NOTIFY_SOCKET");
+        CT_CHECK(cluster_notify("STATUS=sweep") == 0, "cluster_notify without NOTIFY_SOCKET: %s", cluster_last_error());
+        setenv("NOTIFY_SOCKET", "relative/path", 1);
+        CT_EXPECT_ERR(cluster_notify("STATUS=sweep"), -EINVAL);
+        if (saved) {
+            setenv("NOTIFY_SOCKET", saved, 1);
+            free(saved);
+        } else {
+            unsetenv("NOTIFY_SOCKET");
+        }
+    }
     /* cluster_on: unknown event types. */
     CT_EXPECT_ERR(cluster_on(CLUSTER_EVENT_NONE, noop_cb, NULL), -EINVAL);
     CT_EXPECT_ERR(cluster_on(0, NULL, NULL), -EINVAL);
@@ -445,6 +463,8 @@ static void sweep_worker(void) {
     CT_CHECK(cluster_worker_draining() == 0, "cluster_worker_draining before any drain = %d", cluster_worker_draining());
     CT_CHECK(cluster_handle_signal(SIGHUP) == CLUSTER_E_WRONG_ROLE, "cluster_handle_signal in a worker");
     CT_EXPECT_ERR(cluster_install_signal_handlers(), CLUSTER_E_WRONG_ROLE);
+    CT_EXPECT_ERR(cluster_systemd(CLUSTER_SYSTEMD_NOTIFY), CLUSTER_E_WRONG_ROLE);
+    CT_EXPECT_ERR(cluster_systemd(99), -EINVAL);
     CT_EXPECT_ERR(cluster_listen_fds(), CLUSTER_E_WRONG_ROLE);
     CT_EXPECT_ERR(cluster_rolling_restart(0), CLUSTER_E_WRONG_ROLE);
     CT_EXPECT_ERR(cluster_stats_json(NULL, 0), CLUSTER_E_WRONG_ROLE);
@@ -591,6 +611,11 @@ int main(void) {
         CT_EXPECT_ERR(cluster_supervise(&bad), -EINVAL);
     }
     CT_CHECK(cluster_listen_fds() == 0, "cluster_listen_fds without LISTEN_PID: %s", cluster_last_error());
+    CT_EXPECT_ERR(cluster_systemd(-1), -EINVAL);
+    CT_EXPECT_ERR(cluster_systemd(CLUSTER_SYSTEMD_ALL + 1), -EINVAL);
+    if (!getenv("NOTIFY_SOCKET"))
+        CT_CHECK(cluster_systemd(CLUSTER_SYSTEMD_ALL) == 0, "cluster_systemd without NOTIFY_SOCKET: %s", cluster_last_error());
+    CT_CHECK(cluster_systemd(0) == 0, "cluster_systemd(0): %s", cluster_last_error());
     CT_EXPECT_ERR(cluster_rolling_restart(-1), -EINVAL);
     CT_EXPECT_ERR(cluster_scale(0), -EINVAL);
     CT_EXPECT_ERR(cluster_scale(-5), -EINVAL);

@@ -67,12 +67,22 @@ impl Demo {
     /// (no `NODE_*` cluster variables); waits (at most `TIMEOUT`) for a worker to listen.
     pub fn start(bin: &Path, env: &[(&str, &str)]) -> Demo {
         let mut cmd = Command::new(bin);
-        for var in ["NODE_UNIQUE_ID", "NODE_CHANNEL_FD", "NODE_CHANNEL_SERIALIZATION_MODE", "NODE_CLUSTER_SCHED_POLICY"] {
-            cmd.env_remove(var);
-        }
         cmd.env("HOST", "127.0.0.1").env("PORT", "0");
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        let mut demo = Demo::spawn(cmd);
+        let (_, line) = demo.expect(0, super::TIMEOUT, "a worker listening", |l| l.starts_with("worker ") && l.contains(" listening on "));
+        demo.port = line.text.rsplit(':').next().and_then(|p| p.trim().parse().ok()).expect("port in the listening line");
+        demo
+    }
+
+    /// Runs `cmd` (the demo, or a launcher that execs it in place, as
+    /// `systemd-socket-activate` does) in its own process group, its output collected, without
+    /// waiting for anything (`port` is 0). No `NODE_*` cluster variable reaches it.
+    pub fn spawn(mut cmd: Command) -> Demo {
+        for var in ["NODE_UNIQUE_ID", "NODE_CHANNEL_FD", "NODE_CHANNEL_SERIALIZATION_MODE", "NODE_CLUSTER_SCHED_POLICY"] {
+            cmd.env_remove(var);
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
         // A file this process just wrote (a copy of the demo) can fail with ETXTBSY while a
@@ -85,16 +95,13 @@ impl Demo {
                 Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(20))
                 }
-                Err(e) => panic!("spawn {}: {e}", bin.display()),
+                Err(e) => panic!("spawn {}: {e}", cmd.get_program().to_string_lossy()),
             }
         };
         let log = Arc::new(Mutex::new(Vec::new()));
         collect(child.stdout.take().unwrap(), log.clone(), "");
         collect(child.stderr.take().unwrap(), log.clone(), "stderr: ");
-        let mut demo = Demo { child, port: 0, log, status: None };
-        let (_, line) = demo.expect(0, super::TIMEOUT, "a worker listening", |l| l.starts_with("worker ") && l.contains(" listening on "));
-        demo.port = line.text.rsplit(':').next().and_then(|p| p.trim().parse().ok()).expect("port in the listening line");
-        demo
+        Demo { child, port: 0, log, status: None }
     }
 
     pub fn pid(&self) -> i32 {
