@@ -1271,7 +1271,8 @@ int cluster_notify(const char *state);
  `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` now; call `cluster_listen_fds` first
  (the sockets systemd passed are not stored again). What is sent, and when, is in
  `docs/systemd.md`; the unit wants `Type=notify-reload` (or `notify`) and
- `NotifyAccess=main`.
+ `NotifyAccess=main`. Call it once, before `cluster_run` (a second call starts the
+ notifications over: `READY=1` may be sent again).
 
  Returns 1 when notifications will be sent, 0 when `NOTIFY_SOCKET` is unset (or `flags`
  is 0: nothing will be sent), or `-EINVAL` (an unknown flag, `NOTIFY_SOCKET` malformed),

@@ -118,7 +118,8 @@ impl Notifier {
             lines.push("STOPPING=1".into());
         }
         if !self.stopping {
-            if !self.ready_sent && initial_ready(s) {
+            // A rollout under way before the first READY=1 sends it at its end.
+            if !self.ready_sent && !self.reloading && initial_ready(s) {
                 self.ready_sent = true;
                 lines.push("READY=1".into());
             }
@@ -256,6 +257,16 @@ mod tests {
         let mut open = snap(2, 2, 2);
         open.breaker = BreakerState::Open;
         assert_eq!(n.observe(&open).unwrap(), "READY=1\nSTATUS=2/2 workers ready, generation 1, breaker open");
+    }
+
+    #[test]
+    fn a_rollout_before_the_first_ready_ends_with_it() {
+        let mut n = Notifier::new(NOTIFY, None, 0);
+        assert!(n.notice(&started(), || 5).unwrap().starts_with("RELOADING=1\n"));
+        assert!(!n.observe(&snap(2, 2, 2)).unwrap().contains("READY=1"), "not while reloading");
+        let done = Notice::Rollout { state: RolloutState::Done, generation: 2, replaced: 2 };
+        assert_eq!(n.notice(&done, || 0).unwrap(), "READY=1");
+        assert!(!n.observe(&snap(2, 2, 2)).unwrap().contains("READY=1"), "once");
     }
 
     #[test]
