@@ -64,9 +64,13 @@ pub struct Demo {
 
 impl Demo {
     /// Runs `bin` (the demo, or a copy of it) with `env` added to a clean environment
-    /// (no `NODE_*` cluster variables); waits (at most `TIMEOUT`) for a worker to listen.
+    /// (no `NODE_*` cluster variables, no systemd notification variables); waits (at most `TIMEOUT`) for a worker to listen.
     pub fn start(bin: &Path, env: &[(&str, &str)]) -> Demo {
         let mut cmd = Command::new(bin);
+        // The manager of whatever runs the tests is not told about the demo.
+        for var in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+            cmd.env_remove(var);
+        }
         cmd.env("HOST", "127.0.0.1").env("PORT", "0");
         for (k, v) in env {
             cmd.env(k, v);
