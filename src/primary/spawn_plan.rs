@@ -25,8 +25,20 @@ pub(super) fn build_plan(id: u32, settings: &Settings, extra_env: &[(OsString, O
         args.extend(extra.iter().cloned());
     }
     let cstr = |s: &[u8]| CString::new(s).map_err(|_| Error::errno(libc::EINVAL, "argument or environment entry contains NUL"));
-    // systemd's socket-activation variables are the primary's alone (`LISTEN_PID` names it).
-    let internal = ["NODE_UNIQUE_ID", "NODE_CHANNEL_FD", "NODE_CHANNEL_SERIALIZATION_MODE", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"];
+    // systemd's variables are the primary's alone (`LISTEN_PID` and `WATCHDOG_PID` name it;
+    // the primary speaks for its workers on `NOTIFY_SOCKET`), as sd_notify's
+    // `unset_environment` has it.
+    let internal = [
+        "NODE_UNIQUE_ID",
+        "NODE_CHANNEL_FD",
+        "NODE_CHANNEL_SERIALIZATION_MODE",
+        "LISTEN_PID",
+        "LISTEN_FDS",
+        "LISTEN_FDNAMES",
+        "NOTIFY_SOCKET",
+        "WATCHDOG_USEC",
+        "WATCHDOG_PID",
+    ];
     let mut env: Vec<(OsString, OsString)> = std::env::vars_os().filter(|(k, _)| !internal.iter().any(|i| k == i)).collect();
     for (k, v) in settings.env.iter().flatten().chain(extra_env) {
         env.retain(|(ek, _)| ek != k);
