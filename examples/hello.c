@@ -15,6 +15,9 @@
  *
  * The supervisor's defaults can be changed for tests: STUCK_MS, DRAIN_MS, KILL_MS,
  * BOOT_TIMEOUT_MS, BREAKER_BURST, BREAKER_COOLDOWN_MS, BACKOFF_BASE_MS, MAX_CONNECTIONS.
+ * Behind a load balancer: AGENT_PORT=N answers HAProxy's agent-check on HOST:N (`ready up
+ * N%`, `drain` once stopping), DRAIN_DELAY_MS=N keeps serving N ms after TERM before the
+ * workers drain (docs/deployment.md).
  * The primary prints one "stats {...}" JSON line after each exit, rollout end and at the
  * end. Also runs as a worker under a real Node primary (extra argv is ignored). For the
  * benchmark's slow-worker scenario, BENCH_SLOW_MS=N makes worker 1 sleep N ms before each
@@ -129,6 +132,18 @@ static int primary(void) {
     sup.breaker_cooldown_ms = env_int("BREAKER_COOLDOWN_MS", sup.breaker_cooldown_ms);
     sup.backoff_base_ms = env_int("BACKOFF_BASE_MS", sup.backoff_base_ms);
     sup.max_connections = (uint64_t)env_int("MAX_CONNECTIONS", 0);
+    /* Past one host: TERM says "drain" to the load balancer at once, the drains begin
+     * DRAIN_DELAY_MS later; AGENT_PORT answers HAProxy's agent-check on HOST. */
+    sup.drain_delay_ms = env_int("DRAIN_DELAY_MS", 0);
+    if (getenv("AGENT_PORT") && *getenv("AGENT_PORT")) {
+        const char *host = getenv("HOST") && *getenv("HOST") ? getenv("HOST") : "127.0.0.1";
+        int agent = cluster_agent_listen(host, env_int("AGENT_PORT", 0));
+        if (agent < 0) {
+            fprintf(stderr, "agent: %s\n", cluster_last_error());
+            return 1;
+        }
+        printf("agent-check on %s:%d\n", host, agent);
+    }
     /* Socket activation (systemd, systemd-socket-activate): the workers serve on the socket
      * systemd passed, its early clients included. 0 sockets when not activated. */
     int adopted = cluster_listen_fds();

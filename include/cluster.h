@@ -615,6 +615,16 @@ typedef struct cluster_supervisor {
    Seed of the jitter (0: from the clock).
    */
   uint64_t seed;
+  /*
+   A graceful stop (`CLUSTER_ACT_STOP_GRACEFUL`, SIGTERM) first only says "not ready"
+   (`cluster_agent_listen`'s agent answers `drain`; no respawn, no rolling restart)
+   while every worker keeps serving, and begins the drains this many ms later: the
+   time the load balancer needs to stop sending (agent interval, or Kubernetes'
+   endpoint propagation; it replaces a `preStop` sleep). A second TERM drains at once.
+   0 (default): drain at once. Added in 0.2: callers compiled before have a smaller
+   `size` and get 0.
+   */
+  int drain_delay_ms;
 } cluster_supervisor;
 
 /*
@@ -772,6 +782,23 @@ typedef struct cluster_server_options {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/*
+ Answers HAProxy's `agent-check` on `address`:`port` (TCP; `address` NULL or "": every
+ IPv4 interface; an IPv6 literal works too; `port` 0: any free port). Each connection
+ gets one line and is closed: `ready up N%` (N = 100 * ready workers / the supervisor's
+ `workers`, at most 100; without a target: 100 once any worker is ready), `drain` from
+ the first moment of a stop (during `drain_delay_ms` the workers still serve), `down`
+ while no worker is ready. HAProxy: `server h1 10.0.0.1:8000 check agent-check
+ agent-port 8001 agent-inter 1s`. Served from a thread of its own, reading a snapshot
+ the distributor updates when a worker's state changes: never on the connection path.
+ May be called before the first fork; several listeners are allowed.
+
+ Returns the bound port. Errors: `-EINVAL` (`address` not an IP literal, `port` out of
+ 0..65535), a bind error (`-EADDRINUSE`, `-EACCES`, ...), `CLUSTER_E_WRONG_ROLE` in a
+ worker. Any thread.
+ */
+int cluster_agent_listen(const char *address, int port);
 
 /*
  The message of the last failed call on this thread: one line, never NULL (empty if no

@@ -214,6 +214,13 @@ pub fn notify(state: &str) -> Result<bool> {
     Ok(true)
 }
 
+/// HAProxy's agent check answered on `address`:`port` (`primary::agent`); the bound port.
+pub fn agent_listen(address: Option<&str>, port: i32) -> Result<u16> {
+    let port = u16::try_from(port).map_err(|_| Error::errno(libc::EINVAL, format!("agent port {port} is not 0..65535")))?;
+    context::primary()?;
+    crate::primary::agent::listen(address, port)
+}
+
 // ---- supervision (the primary's), see `primary::supervisor`
 
 pub fn supervise(policy: Policy) -> Result<()> {

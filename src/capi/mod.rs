@@ -28,6 +28,7 @@ macro_rules! ffi_guard {
     }};
 }
 
+pub mod agent;
 pub mod error;
 pub mod events;
 pub mod messaging;

@@ -55,8 +55,12 @@ fn recommended() -> cluster_supervisor {
         rss_interval_ms: ms(p.rss_interval_ms),
         max_surge: p.max_surge as c_int,
         seed: p.seed,
+        drain_delay_ms: ms(p.drain_delay_ms),
     }
 }
+
+/// The first version's `sizeof(cluster_supervisor)` (before `drain_delay_ms`).
+const SUPERVISOR_V1: usize = std::mem::offset_of!(cluster_supervisor, drain_delay_ms);
 
 /// Fills `*s` with what a production user would pick (see each field), `s->size` with
 /// `size`, writing only the first `size` bytes: pass `sizeof *s`. `workers` is 0: set it.
@@ -67,7 +71,7 @@ pub unsafe extern "C" fn cluster_supervisor_init(s: *mut cluster_supervisor, siz
         if s.is_null() {
             return ret(Err(invalid("supervisor is NULL")));
         }
-        if let Err(e) = check_size(size, std::mem::size_of::<cluster_supervisor>(), "supervisor") {
+        if let Err(e) = check_size(size, SUPERVISOR_V1, "supervisor") {
             return ret(Err(e));
         }
         let ours = cluster_supervisor { size, ..recommended() };
@@ -94,7 +98,7 @@ pub unsafe extern "C" fn cluster_supervise(s: *const cluster_supervisor) -> c_in
         let r = (|| {
             // SAFETY: non-NULL; `size` is the first field.
             let size = unsafe { (*s).size };
-            check_size(size, std::mem::size_of::<cluster_supervisor>(), "supervisor")?;
+            check_size(size, SUPERVISOR_V1, "supervisor")?;
             let mut c = recommended();
             // SAFETY: copy only the `size` bytes the caller's struct has (at most ours).
             unsafe {
@@ -131,6 +135,7 @@ pub unsafe extern "C" fn cluster_supervise(s: *const cluster_supervisor) -> c_in
                 rss_interval_ms: non_neg(c.rss_interval_ms, "rss_interval_ms")?,
                 max_surge: non_neg(c.max_surge, "max_surge")? as usize,
                 seed: c.seed,
+                drain_delay_ms: non_neg(c.drain_delay_ms, "drain_delay_ms")?,
             };
             api::supervise(policy).map(|_| 0)
         })();

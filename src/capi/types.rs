@@ -355,6 +355,14 @@ pub struct cluster_supervisor {
     pub max_surge: c_int,
     /// Seed of the jitter (0: from the clock).
     pub seed: u64,
+    /// A graceful stop (`CLUSTER_ACT_STOP_GRACEFUL`, SIGTERM) first only says "not ready"
+    /// (`cluster_agent_listen`'s agent answers `drain`; no respawn, no rolling restart)
+    /// while every worker keeps serving, and begins the drains this many ms later: the
+    /// time the load balancer needs to stop sending (agent interval, or Kubernetes'
+    /// endpoint propagation; it replaces a `preStop` sleep). A second TERM drains at once.
+    /// 0 (default): drain at once. Added in 0.2: callers compiled before have a smaller
+    /// `size` and get 0.
+    pub drain_delay_ms: c_int,
 }
 
 /// One worker's figures (`cluster_worker_stats_get`). Of the connections the primary hands

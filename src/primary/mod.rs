@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 mod activation;
+pub(crate) mod agent;
 mod dealing;
 mod distributor;
 mod handle;

@@ -122,6 +122,10 @@ impl Distributor {
         }
         self.sup_state.next_due = next;
         self.shared.supervising.store(self.sup.keeps_running(), std::sync::atomic::Ordering::Release);
+        // What the load balancer's agent check reads (`agent`): one store, only in a pass
+        // where something changed.
+        let (_, ready, _) = self.sup.counts();
+        super::agent::publish(ready, self.sup.target(), self.sup.stopping().is_some());
     }
 
     /// Servers kept for a replacement (`remove_from_handle`) that no worker took back once

@@ -466,6 +466,8 @@ static void sweep_worker(void) {
     CT_EXPECT_ERR(cluster_systemd(CLUSTER_SYSTEMD_NOTIFY), CLUSTER_E_WRONG_ROLE);
     CT_EXPECT_ERR(cluster_systemd(99), -EINVAL);
     CT_EXPECT_ERR(cluster_listen_fds(), CLUSTER_E_WRONG_ROLE);
+    CT_EXPECT_ERR(cluster_agent_listen(NULL, 0), CLUSTER_E_WRONG_ROLE);
+    CT_EXPECT_ERR(cluster_agent_listen("127.0.0.1", 0), CLUSTER_E_WRONG_ROLE);
     CT_EXPECT_ERR(cluster_rolling_restart(0), CLUSTER_E_WRONG_ROLE);
     CT_EXPECT_ERR(cluster_stats_json(NULL, 0), CLUSTER_E_WRONG_ROLE);
     CT_CHECK(cluster_dispatch() >= 0, "cluster_dispatch() in a worker failed: %s", cluster_last_error());
@@ -609,7 +611,24 @@ int main(void) {
         bad = sup;
         bad.backoff_base_ms = 0;
         CT_EXPECT_ERR(cluster_supervise(&bad), -EINVAL);
+        bad = sup;
+        bad.drain_delay_ms = -1;
+        CT_EXPECT_ERR(cluster_supervise(&bad), -EINVAL);
+        CT_CHECK(sup.drain_delay_ms == 0, "cluster_supervisor_init: drain_delay_ms %d", sup.drain_delay_ms);
+        /* A caller compiled before drain_delay_ms (a smaller size) is still accepted. */
+        cluster_supervisor old;
+        CT_CHECK(cluster_supervisor_init(&old, offsetof(cluster_supervisor, drain_delay_ms)) == 0,
+                 "cluster_supervisor_init with the first version's size: %s", cluster_last_error());
     }
+    /* The agent check: bad addresses and ports; a good one gives its port. */
+    CT_EXPECT_ERR(cluster_agent_listen("not an ip", 0), -EINVAL);
+    CT_EXPECT_ERR(cluster_agent_listen("\xff\xfe", 0), -EINVAL);
+    CT_EXPECT_ERR(cluster_agent_listen(NULL, -1), -EINVAL);
+    CT_EXPECT_ERR(cluster_agent_listen("127.0.0.1", 65536), -EINVAL);
+    CT_EXPECT_ERR(cluster_agent_listen("127.0.0.1", INT_MIN), -EINVAL);
+    rc = cluster_agent_listen("127.0.0.1", 0);
+    CT_CHECK(rc > 0 && rc <= 65535, "cluster_agent_listen(127.0.0.1, 0) = %d: %s", rc, cluster_last_error());
+    expect_negative("cluster_agent_listen on a port in use", cluster_agent_listen("127.0.0.1", rc));
     CT_CHECK(cluster_listen_fds() == 0, "cluster_listen_fds without LISTEN_PID: %s", cluster_last_error());
     CT_EXPECT_ERR(cluster_systemd(-1), -EINVAL);
     CT_EXPECT_ERR(cluster_systemd(CLUSTER_SYSTEMD_ALL + 1), -EINVAL);

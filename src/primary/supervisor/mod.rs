@@ -178,6 +178,9 @@ pub struct Supervisor {
     reload_pending: bool,
     /// `Some(fast)` once a stop began.
     stopping: Option<bool>,
+    /// A graceful stop announced (not ready) whose drains begin at this time
+    /// (`drain_delay_ms`): until then every worker keeps serving.
+    stop_drains_at: Option<Ms>,
     respawns: u64,
     /// A probe fork asked for and not yet made.
     probe_pending: bool,
@@ -206,6 +209,7 @@ impl Supervisor {
             rollout: None,
             reload_pending: false,
             stopping: None,
+            stop_drains_at: None,
             respawns: 0,
             probe_pending: false,
             forks_pending: 0,
@@ -295,6 +299,11 @@ impl Supervisor {
 
     pub fn stopping(&self) -> Option<bool> {
         self.stopping
+    }
+
+    /// A graceful stop is announced and its drains have not begun (`drain_delay_ms`).
+    pub fn stop_delayed(&self) -> bool {
+        self.stop_drains_at.is_some()
     }
 
     pub fn member(&self, id: u32) -> Option<MemberView> {
@@ -551,6 +560,9 @@ impl Supervisor {
         if let Some(t) = self.breaker.open_until {
             at(t);
         }
+        if let Some(t) = self.stop_drains_at {
+            at(t);
+        }
         for (&id, m) in &self.members {
             match &m.drain {
                 Some(d) => match (d.term_at, d.kill_at) {
@@ -573,6 +585,11 @@ impl Supervisor {
 
     /// Runs what is due at `now`; `metrics` gives a worker's counts for recycling.
     pub fn tick(&mut self, now: Ms, metrics: impl Fn(u32) -> Metrics) {
+        // The drain delay of a graceful stop is over: the drains begin.
+        if self.stop_drains_at.is_some_and(|t| now >= t) {
+            self.stop_drains_at = None;
+            self.drain_all(false, false, now);
+        }
         // Respawns due.
         let before = self.respawns_due.len();
         self.respawns_due.retain(|&t| t > now);

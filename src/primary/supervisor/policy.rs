@@ -56,6 +56,10 @@ pub struct Policy {
     pub max_surge: usize,
     /// Seed of the jitter (0: from the clock and pid).
     pub seed: u64,
+    /// A graceful stop first says "not ready" (the agent answers `drain`) while every
+    /// worker keeps serving, and begins the drains this much later: the time a load
+    /// balancer (or Kubernetes' endpoint removal) needs to stop sending. 0: drain at once.
+    pub drain_delay_ms: u64,
 }
 
 impl Policy {
@@ -89,6 +93,7 @@ impl Policy {
             rss_interval_ms: 1_000,
             max_surge: 1,
             seed: 0,
+            drain_delay_ms: 0,
         }
     }
 
@@ -127,6 +132,7 @@ impl Policy {
             self.stuck_timeout_ms,
             self.max_age_ms,
             self.rss_interval_ms,
+            self.drain_delay_ms,
         ];
         if times.iter().any(|&t| t > 30 * DAY) {
             return bad("times must be at most 30 days");

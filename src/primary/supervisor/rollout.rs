@@ -181,15 +181,33 @@ impl Supervisor {
     }
 
     /// Stops every worker: graceful (drain, escalating on the drain clock) or fast (SIGTERM
-    /// now). A fast stop during a fast stop sends SIGKILL.
+    /// now). A fast stop during a fast stop sends SIGKILL. With `drain_delay_ms`, a graceful
+    /// stop first only announces itself (`stopping`, so the agent says `drain`; no respawn,
+    /// no rollout) while every worker keeps serving, and the drains begin after the delay
+    /// (`tick`); a fast stop during the delay drains at once.
     pub fn stop(&mut self, fast: bool, now: Ms) {
         let again_fast = fast && self.stopping == Some(true);
+        let first = self.stopping.is_none();
         self.stopping = Some(fast || self.stopping == Some(true));
         self.respawns_due.clear();
         self.reload_pending = false;
         if self.rollout.is_some() {
             self.abort_rollout(now);
         }
+        if !fast && first && self.policy.drain_delay_ms > 0 {
+            self.stop_drains_at = Some(now + self.policy.drain_delay_ms);
+            return;
+        }
+        if !fast && self.stop_drains_at.is_some() {
+            // A graceful stop again during the delay: the delay stands.
+            return;
+        }
+        self.stop_drains_at = None;
+        self.drain_all(fast, again_fast, now);
+    }
+
+    /// Every worker drains (`fast`: with SIGTERM now; `again_fast`: SIGKILL now).
+    pub(super) fn drain_all(&mut self, fast: bool, again_fast: bool, now: Ms) {
         let ids: Vec<u32> = self.members.keys().copied().collect();
         for id in ids {
             let Some(m) = self.members.get_mut(&id) else { continue };

@@ -390,3 +390,48 @@ fn servers_are_kept_only_while_a_worker_is_expected() {
     let off = Sim::new(Policy::off());
     assert!(!off.s.expecting_workers(), "unsupervised: Node's behaviour");
 }
+
+#[test]
+fn a_graceful_stop_with_a_drain_delay_announces_first_then_drains() {
+    let mut sim = Sim::new(Policy { drain_delay_ms: 1_500, ..supervised(2) });
+    sim.ready(1);
+    sim.ready(2);
+    sim.now = 100;
+    sim.s.control(Control::StopGraceful, libc::SIGTERM, 100);
+    let acts = sim.run();
+    // Not ready at once (the agent says drain), no drain yet: every worker keeps serving.
+    assert_eq!(sim.s.stopping(), Some(false));
+    assert!(sim.s.stop_delayed());
+    assert!(!acts.iter().any(|a| matches!(a, Action::Disconnect(_) | Action::Signal(..))), "{acts:?}");
+    assert_eq!(sim.s.counts(), (2, 2, 0));
+    assert!(!sim.s.keeps_running());
+    assert_eq!(sim.s.next_deadline(), Some(1_600));
+    // A crash during the delay is not replaced; a rolling restart is refused.
+    assert!(sim.s.rolling_restart(0, 200).is_err());
+    let acts = sim.at(1_599);
+    assert!(!acts.iter().any(|a| matches!(a, Action::Disconnect(_))), "{acts:?}");
+    // The delay is over: the drains begin, on their own clock.
+    let acts = sim.at(1_600);
+    assert!(acts.contains(&Action::Disconnect(1)) && acts.contains(&Action::Disconnect(2)), "{acts:?}");
+    assert!(!acts.iter().any(|a| matches!(a, Action::Signal(..))));
+    assert!(!sim.s.stop_delayed());
+    assert_eq!(sim.s.counts(), (2, 0, 2));
+    assert!(sim.at(2_600).contains(&Action::Signal(1, libc::SIGTERM)), "drain_timeout_ms after the drains began");
+    sim.s.exited(1, 2_700, false);
+    sim.s.exited(2, 2_700, false);
+    assert_eq!(forks(&sim.run()), 0, "no respawn while stopping");
+}
+
+#[test]
+fn a_second_term_during_the_drain_delay_drains_at_once() {
+    let mut sim = Sim::new(Policy { drain_delay_ms: 10_000, ..supervised(2) });
+    sim.ready(1);
+    sim.ready(2);
+    sim.s.control(Control::StopGraceful, libc::SIGTERM, 0);
+    assert!(sim.run().iter().all(|a| !matches!(a, Action::Disconnect(_))));
+    sim.now = 50;
+    sim.s.control(Control::StopGraceful, libc::SIGTERM, 50);
+    let acts = sim.run();
+    assert!(acts.contains(&Action::Disconnect(1)) && acts.contains(&Action::Signal(2, libc::SIGTERM)), "{acts:?}");
+    assert!(!sim.s.stop_delayed());
+}
