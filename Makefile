@@ -22,7 +22,7 @@ CARGOFLAGS := $(if $(filter release,$(PROFILE)),--release,)
 EXDIR    := $(if $(filter release,$(PROFILE)),target/examples-release,target/examples)
 EXAMPLES := $(EXDIR)/hello
 
-.PHONY: all lib lib-release uninstall test-install examples demo test test-deps test-rust header check-header check-rust check-abi install clean bench bench-short bench-slow bench-python bench-bins test-valgrind test-python test-python-dist python-dist test-node npm-pack test-npm
+.PHONY: all lib lib-release uninstall test-install examples demo multihost-demo test test-deps test-rust header check-header check-rust check-abi install clean bench bench-short bench-slow bench-python bench-bins test-valgrind test-python test-python-dist python-dist test-node npm-pack test-npm
 
 all: lib examples
 
@@ -44,6 +44,12 @@ demo:
 	$(MAKE) PROFILE=release examples
 	@echo "demo: http://127.0.0.1:$(PORT)/  (kill -HUP <primary pid>: rolling restart; -TTIN/-TTOU: one worker more/less; -TERM: graceful stop; Ctrl-C: fast stop)"
 	PORT=$(PORT) ./target/examples-release/hello
+
+# Past one host: two demo hosts behind HAProxy (agent-check) in network namespaces, a
+# rolling restart and a SIGTERM of one host under load with retries off; root; not part of
+# `make test` (docs/deployment.md).
+multihost-demo:
+	scripts/multihost-demo
 
 # What the tests need beyond Rust, gcc and node: curl and pkg-config (tests/install.rs)
 # from Debian's packages.

@@ -43,10 +43,10 @@ fn line(ready: u64, target: u64, stopping: bool) -> String {
         "drain\n".into()
     } else if ready == 0 {
         "down\n".into()
-    } else if target == 0 {
-        "ready up 100%\n".into()
     } else {
-        format!("ready up {}%\n", (100 * ready / target).clamp(1, 100))
+        // Without a target (0): 100 once any worker is ready.
+        let pct = (100 * ready).checked_div(target).map_or(100, |p| p.clamp(1, 100));
+        format!("ready up {pct}%\n")
     }
 }
 
