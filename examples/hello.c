@@ -61,6 +61,7 @@ static void print_stats(void) {
 
 static const char *drain_stage[] = {"disconnect", "SIGTERM", "SIGKILL"};
 static const char *rollout_state[] = {"", "started", "step", "done", "aborted"};
+static const char *upgrade_state[] = {"", "started", "ready", "done", "aborted"};
 static const char *breaker_state[] = {"closed", "open", "half-open"};
 
 static void on_event(const cluster_event *ev, void *userdata) {
@@ -103,6 +104,14 @@ static void on_event(const cluster_event *ev, void *userdata) {
     case CLUSTER_EVENT_CONTROL:
         printf("signal %d: action %d\n", ev->signal, ev->state);
         break;
+    case CLUSTER_EVENT_UPGRADE:
+        /* pid: the other primary (the new one in the old primary, the old one in the new). */
+        printf("upgrade %s: primary %d (other primary %d, error %d)\n",
+               upgrade_state[ev->state >= 1 && ev->state <= 4 ? ev->state : 0], (int)getpid(), ev->pid,
+               ev->error);
+        if (ev->state == CLUSTER_UPGRADE_ABORTED)
+            print_stats();
+        break;
     case CLUSTER_EVENT_ERROR:
         fprintf(stderr, "worker %d: %s\n", ev->pid, ev->data);
         break;
@@ -113,12 +122,12 @@ static void on_event(const cluster_event *ev, void *userdata) {
 }
 
 static int primary(void) {
-    printf("Primary %d is running\n", (int)getpid());
+    printf("Primary %d is running%s\n", (int)getpid(), cluster_is_upgrade() == 1 ? " (started by a hot upgrade)" : "");
     fflush(stdout);
     int kinds[] = {CLUSTER_EVENT_EXIT,     CLUSTER_EVENT_LISTENING, CLUSTER_EVENT_READY,
                    CLUSTER_EVENT_DRAINING, CLUSTER_EVENT_RESPAWN,   CLUSTER_EVENT_BREAKER,
                    CLUSTER_EVENT_ROLLOUT,  CLUSTER_EVENT_STUCK,     CLUSTER_EVENT_RECYCLE,
-                   CLUSTER_EVENT_CONTROL,  CLUSTER_EVENT_ERROR};
+                   CLUSTER_EVENT_CONTROL,  CLUSTER_EVENT_ERROR,     CLUSTER_EVENT_UPGRADE};
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
         cluster_on(kinds[i], on_event, NULL);
     cluster_supervisor sup;

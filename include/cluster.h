@@ -100,7 +100,7 @@
 /*
  Number of event kinds (one past the last value).
  */
-#define CLUSTER_EVENT_COUNT 17
+#define CLUSTER_EVENT_COUNT 18
 
 /*
  `cluster_settings.stdio` entries (an fd >= 0 is also allowed).
@@ -227,6 +227,34 @@
 #define CLUSTER_ACT_STOP_FAST 5
 
 /*
+ A hot upgrade of the primary (`cluster_upgrade` with the defaults; USR2 by default).
+ */
+#define CLUSTER_ACT_UPGRADE 6
+
+/*
+ `cluster_event.state` of UPGRADE.
+ Old primary: the new one was started and given the listening sockets.
+ */
+#define CLUSTER_UPGRADE_STARTED 1
+
+/*
+ Both primaries: the new one's workers are ready; the old one stops accepting, forwards
+ what it holds and drains its workers.
+ */
+#define CLUSTER_UPGRADE_READY 2
+
+/*
+ New primary: the old one is gone.
+ */
+#define CLUSTER_UPGRADE_DONE 3
+
+/*
+ Old primary: the new one died or was not ready in time; it was killed and this primary
+ carries on unchanged (`error` says why).
+ */
+#define CLUSTER_UPGRADE_ABORTED 4
+
+/*
  `cluster_supervisor.ready_on`.
  */
 #define CLUSTER_READY_LISTENING 0
@@ -344,6 +372,12 @@ typedef enum cluster_event_type {
    `state`: its `CLUSTER_ACT_*`).
    */
   CLUSTER_EVENT_CONTROL = 16,
+  /*
+   Primary: a hot upgrade of the primary (`cluster_upgrade`, `SIGUSR2`) moved on:
+   `state` is a `CLUSTER_UPGRADE_*` value, `pid` the other primary's, `error` why it was
+   aborted (a negative code) or 0.
+   */
+  CLUSTER_EVENT_UPGRADE = 17,
 } cluster_event_type;
 
 /*
@@ -729,6 +763,23 @@ typedef struct cluster_stats {
    */
   uint64_t respawns;
 } cluster_stats;
+
+/*
+ A hot upgrade of the primary (`cluster_upgrade`). Initialise with
+ `cluster_upgrade_options_init`.
+ */
+typedef struct cluster_upgrade_options {
+  /*
+   `sizeof` the struct (set by `cluster_upgrade_options_init`).
+   */
+  size_t size;
+  /*
+   How long the new primary has to become ready (every worker of its supervision
+   target ready; without a target, every worker listening), in ms; else it is killed
+   and the upgrade aborted. 60000.
+   */
+  int ready_timeout_ms;
+} cluster_upgrade_options;
 
 /*
  Options for `cluster_get_server`. Initialise with `cluster_server_options_init`, then
@@ -1306,6 +1357,36 @@ int cluster_notify(const char *state);
  `CLUSTER_E_WRONG_ROLE` in a worker.
  */
 int cluster_systemd(int flags);
+
+/*
+ Fills `*o` with the defaults, `o->size` with `size`, writing only the first `size`
+ bytes: pass `sizeof *o`. Returns 0, or `-EINVAL` (NULL, or `size` smaller than the
+ first version's). Any thread.
+ */
+int cluster_upgrade_options_init(struct cluster_upgrade_options *o, size_t size);
+
+/*
+ Hot upgrade of the primary (the handover model): starts the program file now on disk
+ (same arguments) as a new primary and hands it this primary's listening sockets over
+ `SCM_RIGHTS` (its workers take them: both primaries accept on them meanwhile, nothing is
+ refused). Once the new primary's workers are ready, this one stops accepting, forwards
+ the connections it accepted that no worker received, drains its workers on the
+ supervision drain clock, and `cluster_run` returns once they are gone. If the new
+ primary dies or is not ready within `o->ready_timeout_ms`, it is killed and this primary
+ carries on unchanged. Progress comes as `CLUSTER_EVENT_UPGRADE` events (STARTED, READY,
+ ABORTED here; READY and DONE in the new primary). `o` may be NULL (the defaults).
+
+ Returns the new primary's pid. Errors: `CLUSTER_E_BUSY` (an upgrade, a rolling restart
+ or a stop is under way), `-EINVAL` (options not initialised, a negative timeout), the
+ spawn's errno, `CLUSTER_E_WRONG_ROLE` in a worker. Any thread.
+ */
+int cluster_upgrade(const struct cluster_upgrade_options *o);
+
+/*
+ 1 when this primary was started by a hot upgrade (`cluster_upgrade` of the old one),
+ else 0. Errors: `CLUSTER_E_WRONG_ROLE` in a worker. Any thread.
+ */
+int cluster_is_upgrade(void);
 
 /*
  The version of the loaded library: `MAJOR * 10000 + MINOR * 100 + PATCH` (0.1.0 is 100),

@@ -194,6 +194,16 @@ pub fn disconnect_all(before: impl FnOnce()) -> Result<usize> {
     Ok(p.disconnect_all())
 }
 
+/// A hot upgrade of the primary (`Primary::upgrade`): the new primary's pid.
+pub fn upgrade(timeout_ms: u64) -> Result<i32> {
+    context::primary()?.upgrade(timeout_ms)
+}
+
+/// Whether this primary was started by a hot upgrade.
+pub fn is_upgrade() -> Result<bool> {
+    Ok(context::primary()?.is_upgrade())
+}
+
 /// systemd socket activation (`Primary::listen_fds`).
 pub fn listen_fds() -> Result<usize> {
     context::primary()?.listen_fds()

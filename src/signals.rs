@@ -19,7 +19,7 @@ static ROLE: AtomicU8 = AtomicU8::new(0);
 static MAP: [AtomicU8; 64] = [const { AtomicU8::new(255) }; 64];
 
 /// The default mapping: HUP rolling restart, TTIN/TTOU one worker more/less, TERM graceful
-/// stop, INT fast stop.
+/// stop, INT fast stop, USR2 hot upgrade of the primary.
 fn default_action(signo: i32) -> Control {
     match signo {
         libc::SIGHUP => Control::Reload,
@@ -27,12 +27,13 @@ fn default_action(signo: i32) -> Control {
         libc::SIGTTOU => Control::ScaleDown,
         libc::SIGTERM => Control::StopGraceful,
         libc::SIGINT => Control::StopFast,
+        libc::SIGUSR2 => Control::Upgrade,
         _ => Control::None,
     }
 }
 
 /// The signals the default mapping acts on (what `cluster_install_signal_handlers` installs).
-pub const DEFAULT_SIGNALS: [i32; 5] = [libc::SIGHUP, libc::SIGTTIN, libc::SIGTTOU, libc::SIGTERM, libc::SIGINT];
+pub const DEFAULT_SIGNALS: [i32; 6] = [libc::SIGHUP, libc::SIGTTIN, libc::SIGTTOU, libc::SIGTERM, libc::SIGINT, libc::SIGUSR2];
 
 /// Error codes without a message: a signal handler must not allocate.
 pub const INVALID: i32 = -libc::EINVAL;

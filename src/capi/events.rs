@@ -254,6 +254,7 @@ fn kind_of(ev: &Event) -> cluster_event_type {
             Notice::Stuck { .. } => CLUSTER_EVENT_STUCK,
             Notice::Recycle { .. } => CLUSTER_EVENT_RECYCLE,
             Notice::Control { .. } => CLUSTER_EVENT_CONTROL,
+            Notice::Upgrade { .. } => CLUSTER_EVENT_UPGRADE,
         },
     }
 }
@@ -293,6 +294,10 @@ fn supervision_fields(out: &mut cluster_event, n: Notice) {
         Notice::Control { action, signal } => {
             out.state = action as c_int;
             out.signal = signal;
+        }
+        Notice::Upgrade { state, error, .. } => {
+            out.state = state as c_int;
+            out.error = error;
         }
     }
 }

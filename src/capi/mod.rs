@@ -36,6 +36,7 @@ pub mod primary;
 pub mod supervision;
 pub mod systemd;
 pub mod types;
+pub mod upgrade;
 pub mod version;
 pub mod worker;
 

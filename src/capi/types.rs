@@ -57,6 +57,10 @@ pub enum cluster_event_type {
     /// Primary: a signal passed to `cluster_handle_signal` is being acted on (`signal`, and
     /// `state`: its `CLUSTER_ACT_*`).
     CLUSTER_EVENT_CONTROL = 16,
+    /// Primary: a hot upgrade of the primary (`cluster_upgrade`, `SIGUSR2`) moved on:
+    /// `state` is a `CLUSTER_UPGRADE_*` value, `pid` the other primary's, `error` why it was
+    /// aborted (a negative code) or 0.
+    CLUSTER_EVENT_UPGRADE = 17,
 }
 
 /// `address_type` values (Node's `addressType`; `"udp4"`/`"udp6"` get numbers here).
@@ -67,7 +71,7 @@ pub const CLUSTER_ADDRESS_UDP4: c_int = 104;
 pub const CLUSTER_ADDRESS_UDP6: c_int = 106;
 
 /// Number of event kinds (one past the last value).
-pub const CLUSTER_EVENT_COUNT: c_int = 17;
+pub const CLUSTER_EVENT_COUNT: c_int = 18;
 
 /// One event, with Node's payload. Fields a kind does not use are 0, -1 or NULL as noted.
 ///
@@ -290,6 +294,33 @@ pub const CLUSTER_ACT_STOP_GRACEFUL: c_int = 4;
 /// SIGTERM every worker now, SIGKILL after `kill_after_ms` (INT by default; a second
 /// one: SIGKILL now).
 pub const CLUSTER_ACT_STOP_FAST: c_int = 5;
+/// A hot upgrade of the primary (`cluster_upgrade` with the defaults; USR2 by default).
+pub const CLUSTER_ACT_UPGRADE: c_int = 6;
+
+/// A hot upgrade of the primary (`cluster_upgrade`). Initialise with
+/// `cluster_upgrade_options_init`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct cluster_upgrade_options {
+    /// `sizeof` the struct (set by `cluster_upgrade_options_init`).
+    pub size: usize,
+    /// How long the new primary has to become ready (every worker of its supervision
+    /// target ready; without a target, every worker listening), in ms; else it is killed
+    /// and the upgrade aborted. 60000.
+    pub ready_timeout_ms: c_int,
+}
+
+/// `cluster_event.state` of UPGRADE.
+/// Old primary: the new one was started and given the listening sockets.
+pub const CLUSTER_UPGRADE_STARTED: c_int = 1;
+/// Both primaries: the new one's workers are ready; the old one stops accepting, forwards
+/// what it holds and drains its workers.
+pub const CLUSTER_UPGRADE_READY: c_int = 2;
+/// New primary: the old one is gone.
+pub const CLUSTER_UPGRADE_DONE: c_int = 3;
+/// Old primary: the new one died or was not ready in time; it was killed and this primary
+/// carries on unchanged (`error` says why).
+pub const CLUSTER_UPGRADE_ABORTED: c_int = 4;
 
 /// `cluster_supervisor.ready_on`.
 pub const CLUSTER_READY_LISTENING: c_int = 0;

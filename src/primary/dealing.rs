@@ -101,6 +101,11 @@ impl Distributor {
     /// `EAGAIN` or every worker is full), deals connections, batching each lane's into one
     /// `sendmmsg` and closing our copies at once; Node peers get a `newconn` each.
     pub(super) fn pump(&mut self, hid: u32) {
+        // Handed over to a new primary: nothing is accepted or dealt here any more.
+        if self.upgrade.handed_over {
+            self.forward_held(hid);
+            return;
+        }
         let Some(sched) = self.handles.get_mut(&hid).and_then(Handle::sched) else { return };
         sched.begin_pass();
         // One clock read per pass: the handoff latency of what this pass deals.
@@ -252,6 +257,9 @@ impl Distributor {
 
     /// Closes a server the primary holds: its listener, its key, its Unix path.
     pub(super) fn close_handle(&mut self, hid: u32) {
+        if self.upgrade.handed_over {
+            self.forward_held(hid);
+        }
         if let Some(h) = self.handles.remove(&hid) {
             match &h {
                 Handle::RoundRobin(rr) => {

@@ -64,6 +64,8 @@ pub(super) struct Distributor {
     /// Supervision's decisions (`supervisor`) and what the distributor keeps for it.
     pub(super) sup: Supervisor,
     pub(super) sup_state: SupState,
+    /// A hot upgrade of the primary, either side (`upgrade`).
+    pub(super) upgrade: super::upgrade::UpgradeSlot,
 }
 
 pub(super) fn start(shared: Arc<Shared>) -> Result<()> {
@@ -87,7 +89,9 @@ pub(super) fn start(shared: Arc<Shared>) -> Result<()> {
         pass_at: Instant::now(),
         sup: Supervisor::new(entropy()),
         sup_state: SupState::new(),
+        upgrade: Default::default(),
     };
+    d.upgrade_adopt_incoming();
     crate::signals::set_wake(d.shared.wake.raw());
     std::thread::Builder::new()
         .name("cluster-distributor".into())
@@ -118,6 +122,11 @@ impl Distributor {
                 (t, Some(s)) if t >= 0 => t.min(s),
                 (_, Some(s)) => s,
             };
+            let timeout = match (timeout, self.upgrade_poll()) {
+                (t, -1) => t,
+                (-1, u) => u,
+                (t, u) => t.min(u),
+            };
             if let Err(e) = self.epoll.wait(&mut events, timeout) {
                 self.shared.events.push(Event::Error {
                     id: 0,
@@ -134,6 +143,7 @@ impl Distributor {
                     KIND_CHANNEL => self.on_channel(id, ready.events),
                     KIND_PIDFD => self.on_pidfd(id),
                     KIND_SPACE => self.resume_channels(),
+                    super::upgrade::KIND_UPGRADE => self.on_upgrade(id),
                     KIND_LISTENER => {
                         if let Some(sched) = self.handles.get_mut(&id).and_then(Handle::sched) {
                             sched.listener_ready();
@@ -190,6 +200,9 @@ impl Distributor {
                     self.disconnect(id);
                 }
                 Command::CloseChannel { id } => self.close_channel(id, None),
+                Command::Upgrade { timeout_ms, reply } => {
+                    let _ = reply.send(self.upgrade_start(timeout_ms));
+                }
                 other => self.supervision_command(other),
             }
         }

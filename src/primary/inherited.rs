@@ -53,6 +53,11 @@ impl Inherited {
         self.list.is_empty()
     }
 
+    /// The sockets held, with their names (a hot upgrade sends them on).
+    pub fn raw_fds(&self) -> Vec<(std::os::fd::RawFd, Option<String>)> {
+        self.list.iter().map(|s| (std::os::fd::AsRawFd::as_raw_fd(&s.fd), s.name.clone())).collect()
+    }
+
     /// What is held, for the program (`(address, name)`).
     pub fn describe(&self) -> Vec<(Addr, Option<String>)> {
         self.list.iter().map(|s| (s.addr.clone(), s.name.clone())).collect()

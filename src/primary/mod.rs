@@ -37,6 +37,7 @@ pub mod stats;
 mod supervising;
 pub mod supervisor;
 mod table;
+mod upgrade;
 mod worker_conn;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -56,6 +57,8 @@ use spawn_plan::build_plan;
 
 pub use table::{AllowRule, WorkerInfo, WorkerState};
 pub(crate) use table::{Command, Shared};
+/// The time a new primary has to become ready by default (ms).
+pub(crate) const UPGRADE_TIMEOUT_MS: u64 = upgrade::DEFAULT_TIMEOUT_MS;
 
 /// How TCP connections reach workers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +82,9 @@ impl Primary {
         // The program's path, read now: later forks run the file at that path.
         let _ = crate::sys::process::current_command();
         let wake = EventFd::new().map_err(|e| Error::io("eventfd", e))?;
+        // Started by a hot upgrade: the old primary's listeners, read before anything runs.
+        let mut inherited = inherited::Inherited::default();
+        let upgrade_sock = upgrade::adopt_from_env(&mut inherited)?;
         Ok(Primary {
             shared: Arc::new(Shared {
                 events,
@@ -90,7 +96,9 @@ impl Primary {
                 settings: RwLock::new(Settings::from_env()),
                 next_id: AtomicU32::new(1),
                 supervising: AtomicBool::new(false),
-                inherited: Mutex::new(Default::default()),
+                inherited: Mutex::new(inherited),
+                upgraded: AtomicBool::new(upgrade_sock.is_some()),
+                upgrade_sock: Mutex::new(upgrade_sock),
             }),
             started: Mutex::new(false),
         })
@@ -285,6 +293,21 @@ impl Primary {
         self.ensure_started()?;
         self.command(Command::Control { action, signal });
         Ok(())
+    }
+
+    /// A hot upgrade of the primary (`docs/upgrade.md`): starts the program file now on disk
+    /// as the new primary, hands it the listening sockets; once its workers are ready this
+    /// primary stops accepting, forwards what it holds, drains its workers and its run loop
+    /// ends. `timeout_ms` (0: 60 s) for the new primary to become ready, else it is killed
+    /// and nothing changes. Returns the new primary's pid; `CLUSTER_E_BUSY` while one runs.
+    pub fn upgrade(&self, timeout_ms: u64) -> Result<i32> {
+        let timeout_ms = if timeout_ms == 0 { upgrade::DEFAULT_TIMEOUT_MS } else { timeout_ms };
+        self.ask(|reply| Command::Upgrade { timeout_ms, reply })?
+    }
+
+    /// Whether this primary was started by a hot upgrade.
+    pub fn is_upgrade(&self) -> bool {
+        self.shared.upgraded.load(Ordering::Acquire)
     }
 
     pub fn stats(&self) -> Result<stats::ClusterStats> {

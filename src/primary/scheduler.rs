@@ -155,6 +155,12 @@ impl<C> Scheduler<C> {
         self.slots.is_empty()
     }
 
+    /// Takes every connection the primary holds (a hot upgrade forwards them).
+    pub fn take_held(&mut self) -> Vec<C> {
+        self.returned = 0;
+        self.queue.drain(..).collect()
+    }
+
     /// Connections the primary holds (not in any worker's queue).
     pub fn held(&self) -> usize {
         self.queue.len()

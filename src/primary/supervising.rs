@@ -160,6 +160,16 @@ impl Distributor {
                         }
                     }
                     Action::Notice(n) => self.tell(n),
+                    Action::Upgrade => {
+                        if let Err(e) = self.upgrade_start(super::upgrade::DEFAULT_TIMEOUT_MS) {
+                            self.shared.events.push(Event::Error {
+                                id: 0,
+                                pid: 0,
+                                code: e.code,
+                                message: format!("upgrade aborted: {}", e.message),
+                            });
+                        }
+                    }
                 }
             }
         }

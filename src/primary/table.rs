@@ -103,6 +103,11 @@ pub(crate) enum Command {
         watchdog: Option<super::supervisor::Ms>,
         reply: mpsc::SyncSender<()>,
     },
+    /// A hot upgrade of the primary (`upgrade`): replies with the new primary's pid.
+    Upgrade {
+        timeout_ms: u64,
+        reply: mpsc::SyncSender<Result<i32>>,
+    },
 }
 
 /// State shared between the user's threads and the distributor thread.
@@ -129,6 +134,10 @@ pub(crate) struct Shared {
     /// Supervision has work even with no worker running (a respawn is due, the breaker
     /// will let a probe through): the run loop goes on.
     pub supervising: AtomicBool,
+    /// This primary was started by a hot upgrade: the channel to the old one, until the
+    /// distributor takes it.
+    pub upgrade_sock: Mutex<Option<std::os::fd::OwnedFd>>,
+    pub upgraded: AtomicBool,
 }
 
 /// How many gone workers keep their stdio pipes open for reading.

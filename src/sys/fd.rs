@@ -65,6 +65,12 @@ pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(nix::sys::socket::socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)?)
 }
 
+/// A `SOCK_SEQPACKET` Unix socket pair, close-on-exec (a hot upgrade's channel: one
+/// message per send, fds with it).
+pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(nix::sys::socket::socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?)
+}
+
 /// Takes ownership of a raw fd number inherited from the parent (the worker's channel).
 ///
 /// Fails with `EBADF` if `fd` is not open. The caller must be sure nothing else in the

@@ -139,7 +139,7 @@ static inline const char *ct_kind_name(int kind) {
     static const char *const names[] = {"NONE",       "FORK",      "ONLINE",  "LISTENING", "MESSAGE",
                                         "DISCONNECT", "EXIT",      "ERROR",   "DISCONNECT_REQUESTED",
                                         "READY",      "DRAINING",  "RESPAWN", "BREAKER",   "ROLLOUT",
-                                        "STUCK",      "RECYCLE",   "CONTROL"};
+                                        "STUCK",      "RECYCLE",   "CONTROL", "UPGRADE"};
     return kind >= 0 && kind < (int)(sizeof names / sizeof names[0]) ? names[kind] : "?";
 }
 

@@ -468,6 +468,9 @@ static void sweep_worker(void) {
     CT_EXPECT_ERR(cluster_listen_fds(), CLUSTER_E_WRONG_ROLE);
     CT_EXPECT_ERR(cluster_agent_listen(NULL, 0), CLUSTER_E_WRONG_ROLE);
     CT_EXPECT_ERR(cluster_agent_listen("127.0.0.1", 0), CLUSTER_E_WRONG_ROLE);
+    CT_EXPECT_ERR(cluster_upgrade(NULL), CLUSTER_E_WRONG_ROLE);
+    CT_EXPECT_ERR(cluster_is_upgrade(), CLUSTER_E_WRONG_ROLE);
+    CT_EXPECT_ERR(cluster_upgrade_options_init(NULL, 0), -EINVAL);
     CT_EXPECT_ERR(cluster_rolling_restart(0), CLUSTER_E_WRONG_ROLE);
     CT_EXPECT_ERR(cluster_stats_json(NULL, 0), CLUSTER_E_WRONG_ROLE);
     CT_CHECK(cluster_dispatch() >= 0, "cluster_dispatch() in a worker failed: %s", cluster_last_error());
@@ -635,6 +638,23 @@ int main(void) {
     if (!getenv("NOTIFY_SOCKET"))
         CT_CHECK(cluster_systemd(CLUSTER_SYSTEMD_ALL) == 0, "cluster_systemd without NOTIFY_SOCKET: %s", cluster_last_error());
     CT_CHECK(cluster_systemd(0) == 0, "cluster_systemd(0): %s", cluster_last_error());
+    /* Hot upgrade: bad options are refused before anything starts (a valid call would start
+     * this program again as a new primary). */
+    CT_CHECK(cluster_is_upgrade() == 0, "cluster_is_upgrade in a primary nobody upgraded = %d", cluster_is_upgrade());
+    CT_EXPECT_ERR(cluster_upgrade_options_init(NULL, 0), -EINVAL);
+    {
+        cluster_upgrade_options uo;
+        CT_EXPECT_ERR(cluster_upgrade_options_init(&uo, 1), -EINVAL);
+        CT_CHECK(cluster_upgrade_options_init(&uo, sizeof uo) == 0, "cluster_upgrade_options_init: %s", cluster_last_error());
+        CT_CHECK(uo.size == sizeof uo && uo.ready_timeout_ms == 60000, "upgrade defaults: size %zu timeout %d", uo.size,
+                 uo.ready_timeout_ms);
+        cluster_upgrade_options bad = uo;
+        bad.size = 0;
+        CT_EXPECT_ERR(cluster_upgrade(&bad), -EINVAL);
+        bad = uo;
+        bad.ready_timeout_ms = -1;
+        CT_EXPECT_ERR(cluster_upgrade(&bad), -EINVAL);
+    }
     CT_EXPECT_ERR(cluster_rolling_restart(-1), -EINVAL);
     CT_EXPECT_ERR(cluster_scale(0), -EINVAL);
     CT_EXPECT_ERR(cluster_scale(-5), -EINVAL);

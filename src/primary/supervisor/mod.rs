@@ -75,6 +75,8 @@ pub enum Control {
     ScaleDown = 3,
     StopGraceful = 4,
     StopFast = 5,
+    /// A hot upgrade of the primary (`upgrade`).
+    Upgrade = 6,
 }
 
 impl Control {
@@ -86,6 +88,7 @@ impl Control {
             3 => Control::ScaleDown,
             4 => Control::StopGraceful,
             5 => Control::StopFast,
+            6 => Control::Upgrade,
             _ => return None,
         })
     }
@@ -94,14 +97,59 @@ impl Control {
 /// What the program is told.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Notice {
-    Ready { id: u32 },
-    Draining { id: u32, stage: Stage, reason: DrainReason },
-    Respawn { delay_ms: Ms, streak: u32 },
-    Breaker { state: BreakerState, failures: usize },
-    Rollout { state: RolloutState, generation: u32, replaced: u32 },
-    Stuck { id: u32, idle_ms: Ms },
-    Recycle { id: u32, reason: RecycleReason },
-    Control { action: Control, signal: i32 },
+    Ready {
+        id: u32,
+    },
+    Draining {
+        id: u32,
+        stage: Stage,
+        reason: DrainReason,
+    },
+    Respawn {
+        delay_ms: Ms,
+        streak: u32,
+    },
+    Breaker {
+        state: BreakerState,
+        failures: usize,
+    },
+    Rollout {
+        state: RolloutState,
+        generation: u32,
+        replaced: u32,
+    },
+    Stuck {
+        id: u32,
+        idle_ms: Ms,
+    },
+    Recycle {
+        id: u32,
+        reason: RecycleReason,
+    },
+    Control {
+        action: Control,
+        signal: i32,
+    },
+    /// A hot upgrade of the primary moved on (`pid`: the other primary; `error`: why it
+    /// was aborted, a negative code, or 0).
+    Upgrade {
+        state: UpgradeState,
+        pid: i32,
+        error: i32,
+    },
+}
+
+/// Where a hot upgrade of the primary is (`CLUSTER_UPGRADE_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpgradeState {
+    /// Old primary: the new one was started and given the listening sockets.
+    Started = 1,
+    /// Both: the new primary's workers are ready; the old one stops accepting and drains.
+    Ready = 2,
+    /// New primary: the old one is gone (it drained its workers and exited).
+    Done = 3,
+    /// Old primary: the new one died or was not ready in time; it was killed, nothing changed.
+    Aborted = 4,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,6 +161,8 @@ pub enum Action {
     Disconnect(u32),
     Signal(u32, i32),
     Notice(Notice),
+    /// Start a hot upgrade of the primary (the distributor carries it out).
+    Upgrade,
 }
 
 /// How a worker's life ended, as supervision counts it.
@@ -192,6 +242,8 @@ pub struct Supervisor {
     /// The program set a policy (`configure`): boot timeouts apply to every worker, not
     /// only to a rollout's new ones.
     configured: bool,
+    /// A hot upgrade of the primary is under way: no rollout starts meanwhile.
+    upgrading: bool,
     out: Vec<Action>,
 }
 
@@ -215,6 +267,7 @@ impl Supervisor {
             forks_pending: 0,
             enabled: false,
             configured: false,
+            upgrading: false,
             out: Vec::new(),
         }
     }
@@ -295,6 +348,22 @@ impl Supervisor {
 
     pub fn rollout_state(&self) -> Option<u32> {
         self.rollout.as_ref().map(|r| r.generation)
+    }
+
+    /// A hot upgrade began (`true`) or ended without handing over (`false`).
+    pub fn set_upgrading(&mut self, on: bool) {
+        self.upgrading = on;
+    }
+
+    pub fn upgrading(&self) -> bool {
+        self.upgrading
+    }
+
+    /// The new primary is ready and serves: every worker drains (as a graceful stop) and
+    /// none is replaced. The upgrade stays under way until this primary exits.
+    pub fn handed_over(&mut self, now: Ms) {
+        self.upgrading = true;
+        self.stop(false, now);
     }
 
     pub fn stopping(&self) -> Option<bool> {

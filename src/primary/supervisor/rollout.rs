@@ -52,6 +52,9 @@ impl Supervisor {
         if self.rollout.is_some() {
             return Err(Error::new(BUSY, "a rolling restart or recycle is under way"));
         }
+        if self.upgrading {
+            return Err(Error::new(BUSY, "a hot upgrade of the primary is under way"));
+        }
         if self.breaker.state != BreakerState::Closed {
             return Err(Error::new(BREAKER_OPEN, "the crash-loop breaker is open: no new workers until it closes"));
         }
@@ -237,7 +240,7 @@ impl Supervisor {
             Control::None => {}
             Control::Reload => match self.rolling_restart(0, now) {
                 // Repeats coalesce: one more rollout after this one (for a newer binary).
-                Err(e) if e.code == BUSY && self.stopping.is_none() => self.reload_pending = true,
+                Err(e) if e.code == BUSY && self.stopping.is_none() && !self.upgrading => self.reload_pending = true,
                 _ => {}
             },
             Control::ScaleUp if self.policy.workers > 0 => {
@@ -266,6 +269,12 @@ impl Supervisor {
                 self.stop(fast, now);
             }
             Control::StopFast => self.stop(true, now),
+            // One at a time, and not while stopping: the distributor reports a refusal.
+            Control::Upgrade => {
+                if self.stopping.is_none() {
+                    self.out.push(Action::Upgrade);
+                }
+            }
         }
     }
 }

@@ -435,3 +435,44 @@ fn a_second_term_during_the_drain_delay_drains_at_once() {
     assert!(acts.contains(&Action::Disconnect(1)) && acts.contains(&Action::Signal(2, libc::SIGTERM)), "{acts:?}");
     assert!(!sim.s.stop_delayed());
 }
+
+#[test]
+fn an_upgrade_is_asked_for_and_forbids_rollouts_until_it_ends() {
+    let mut sim = Sim::new(supervised(2));
+    sim.ready(1);
+    sim.ready(2);
+    sim.s.control(Control::Upgrade, libc::SIGUSR2, sim.now);
+    let acts = sim.run();
+    assert!(acts.contains(&Action::Upgrade), "{acts:?}");
+    assert!(acts.contains(&Action::Notice(Notice::Control { action: Control::Upgrade, signal: libc::SIGUSR2 })));
+    sim.s.set_upgrading(true);
+    assert_eq!(sim.s.rolling_restart(0, sim.now).unwrap_err().code, crate::error::code::BUSY);
+    // A HUP meanwhile is not kept for later: the new program is the upgrade's.
+    sim.s.control(Control::Reload, libc::SIGHUP, sim.now);
+    assert_eq!(forks(&sim.run()), 0);
+    // Aborted: the old primary carries on, rollouts allowed again.
+    sim.s.set_upgrading(false);
+    assert!(sim.s.rolling_restart(0, sim.now).is_ok());
+}
+
+#[test]
+fn handing_over_drains_every_worker_and_replaces_none() {
+    let mut sim = Sim::new(supervised(2));
+    sim.ready(1);
+    sim.ready(2);
+    sim.s.set_upgrading(true);
+    sim.s.handed_over(sim.now);
+    let acts = sim.run();
+    assert!(acts.contains(&Action::Disconnect(1)) && acts.contains(&Action::Disconnect(2)), "{acts:?}");
+    assert!(!acts.iter().any(|a| matches!(a, Action::Signal(..))), "a graceful drain first: {acts:?}");
+    assert!(sim.s.upgrading());
+    assert!(!sim.s.keeps_running(), "the run loop ends once the workers are gone");
+    let (kind, acts) = sim.exit(1);
+    assert_eq!((kind, forks(&acts)), (ExitKind::Asked, 0));
+    // The drain clock still escalates for a worker that does not leave.
+    let acts = sim.at(1_000);
+    assert!(acts.contains(&Action::Signal(2, libc::SIGTERM)), "{acts:?}");
+    // No upgrade is asked for while stopping.
+    sim.s.control(Control::Upgrade, libc::SIGUSR2, sim.now);
+    assert!(!sim.run().contains(&Action::Upgrade));
+}

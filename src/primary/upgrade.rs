@@ -1,0 +1,486 @@
+//! Hot upgrade of the primary, the handover model (tableflip/shellflip; `docs/upgrade.md`).
+//!
+//! The old primary fork+execs the program file now on disk (same argv, the path read once
+//! at start) with a `SOCK_SEQPACKET` channel as fd 3 (`LIBCLUSTER_UPGRADE_FD=3`, no `NODE_*`
+//! variables, no parent-death signal) and sends over it every listening socket it holds;
+//! the new primary puts them in its inherited pool, so its workers' `queryServer` take them
+//! (both primaries accept on the same sockets meanwhile: nothing is refused). Once the new
+//! primary's workers are ready it says so; the old one then stops accepting, forwards every
+//! connection it accepted that no worker received, drains its workers on the supervision
+//! clock and exits once they are gone (its run loop ends). A new primary that dies or is
+//! not ready in time is killed; the old one carries on unchanged.
+//!
+//! Messages (one per packet): old → new `L\t<key>` + listener fd, `E` (the listeners are
+//! all sent), `C\t<key>` + connection fd; new → old `R` (ready).
+
+#![forbid(unsafe_code)]
+
+use std::ffi::{CString, OsString};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::time::{Duration, Instant};
+
+use super::WorkerState;
+use super::distributor::{Distributor, token};
+use super::handle::Handle;
+use super::inherited::Inherited;
+use super::supervisor::{Notice, UpgradeState};
+use crate::error::{Error, Result, code};
+use crate::event::Event;
+use crate::sys::epoll::{HUP, READABLE};
+use crate::sys::pidfd::{self, Child};
+use crate::sys::spawn::{self, SpawnPlan, Stdio};
+use crate::sys::{fd, process, scm};
+
+/// The variable that tells a new primary which fd is its upgrade channel.
+pub(crate) const ENV_FD: &str = "LIBCLUSTER_UPGRADE_FD";
+/// The default time the new primary has to become ready.
+pub(crate) const DEFAULT_TIMEOUT_MS: u64 = 60_000;
+pub(super) const KIND_UPGRADE: u64 = 5;
+/// Tokens under `KIND_UPGRADE`.
+const OUT_SOCK: u32 = 0;
+const OUT_PIDFD: u32 = 1;
+const IN_SOCK: u32 = 2;
+
+/// Variables a new primary must not see (they would make it a worker, or a socket-
+/// activated process it is not).
+fn dropped_var(k: &[u8]) -> bool {
+    k.starts_with(b"NODE_") || k == ENV_FD.as_bytes() || k.starts_with(b"LISTEN_")
+}
+
+/// The old primary's side: the new primary started and not yet ready, or ready (handed over).
+pub(super) struct Outgoing {
+    sock: OwnedFd,
+    child: Child,
+    deadline: Instant,
+    /// The new primary was reaped (after the handover).
+    reaped: bool,
+}
+
+/// The new primary's side: the channel to the old one until it is gone.
+pub(super) struct Incoming {
+    sock: OwnedFd,
+    said_ready: bool,
+    old_pid: i32,
+}
+
+#[derive(Default)]
+pub(super) struct UpgradeSlot {
+    pub out: Option<Outgoing>,
+    pub incoming: Option<Incoming>,
+    /// The new primary is ready: this one accepts no more and forwards what it holds.
+    pub handed_over: bool,
+}
+
+/// Is `text` one of our messages: `(tag, key)`.
+pub(crate) fn parse(text: &[u8]) -> Option<(u8, &str)> {
+    let (&tag, rest) = text.split_first()?;
+    let key = match rest {
+        [] => "",
+        [b'\t', key @ ..] => std::str::from_utf8(key).ok()?,
+        _ => return None,
+    };
+    matches!(tag, b'L' | b'E' | b'C' | b'R').then_some((tag, key))
+}
+
+fn message(tag: u8, key: &str) -> Vec<u8> {
+    let mut m = vec![tag];
+    if !key.is_empty() {
+        m.push(b'\t');
+        m.extend_from_slice(key.as_bytes());
+    }
+    m
+}
+
+/// At start-up (single-threaded): if this primary was started by an upgrade, takes its
+/// channel and the listening sockets the old primary sends into `pool`. Returns the channel.
+pub(super) fn adopt_from_env(pool: &mut Inherited) -> Result<Option<OwnedFd>> {
+    let Some(v) = std::env::var_os(ENV_FD) else { return Ok(None) };
+    process::unset_env(ENV_FD);
+    let n: i32 = v
+        .to_str()
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|&n| n > 2)
+        .ok_or_else(|| Error::errno(libc::EINVAL, format!("{ENV_FD} is not an fd number")))?;
+    let sock = fd::adopt_inherited(n).map_err(|e| Error::io(ENV_FD, e))?;
+    fd::set_cloexec(sock.as_fd()).map_err(|e| Error::io(ENV_FD, e))?;
+    let mut buf = [0u8; 4096];
+    loop {
+        let r = scm::recv(sock.as_fd(), &mut buf, false).map_err(|e| Error::io("upgrade channel", e))?;
+        if r.len == 0 {
+            return Err(Error::protocol("the old primary closed the upgrade channel before sending its listeners"));
+        }
+        match parse(&buf[..r.len]) {
+            Some((b'E', _)) => break,
+            Some((b'L', key)) => {
+                for f in r.fds {
+                    if let Err(e) = pool.add(f, Some(key.to_string())) {
+                        crate::trace::trace!("primary", "upgrade: listener {key} not adopted: {e}");
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(Some(sock))
+}
+
+/// The old primary's command line for the new one: the program file now at the path read
+/// at start, this process's argv, our environment without `NODE_*`/`LISTEN_*`, the channel
+/// as fd 3 and no parent-death signal (it must outlive us).
+fn plan() -> Result<SpawnPlan> {
+    let (exe, args) = process::current_command().map_err(|e| Error::io("the program's path", e))?;
+    let cstr = |b: &[u8]| CString::new(b).map_err(|_| Error::errno(libc::EINVAL, "a NUL byte in the command line"));
+    let mut envp = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        if dropped_var(k.as_bytes()) {
+            continue;
+        }
+        let mut kv: OsString = k;
+        kv.push("=");
+        kv.push(&v);
+        envp.push(cstr(kv.as_bytes())?);
+    }
+    envp.push(cstr(format!("{ENV_FD}={}", spawn::CHANNEL_FD).as_bytes())?);
+    Ok(SpawnPlan {
+        stdio: [Stdio::Inherit; 3],
+        extra: Vec::new(),
+        path: cstr(exe.as_os_str().as_bytes())?,
+        argv: args.iter().map(|a| cstr(a.as_bytes())).collect::<Result<_>>()?,
+        envp,
+        cwd: None,
+        uid: None,
+        gid: None,
+        parent_death_signal: 0,
+    })
+}
+
+impl Distributor {
+    /// Registers the channel from the old primary (this one was started by an upgrade).
+    pub(super) fn upgrade_adopt_incoming(&mut self) {
+        let Some(sock) = self.shared.upgrade_sock.lock().take() else { return };
+        if let Err(e) =
+            fd::set_nonblocking(sock.as_fd(), true).and_then(|_| self.epoll.add(sock.as_fd(), READABLE | HUP, token(KIND_UPGRADE, IN_SOCK)))
+        {
+            crate::trace::trace!("primary", "upgrade: channel not watched: {e}");
+            return;
+        }
+        let old_pid = nix::unistd::getppid().as_raw();
+        self.upgrade.incoming = Some(Incoming { sock, said_ready: false, old_pid });
+    }
+
+    /// `cluster_upgrade`: starts the new primary and gives it our listeners. Returns its pid.
+    pub(super) fn upgrade_start(&mut self, timeout_ms: u64) -> Result<i32> {
+        if self.upgrade.out.is_some() || self.upgrade.handed_over || self.sup.upgrading() {
+            return Err(Error::new(code::BUSY, "a hot upgrade of the primary is under way"));
+        }
+        if self.upgrade.incoming.as_ref().is_some_and(|i| !i.said_ready) {
+            return Err(Error::new(code::BUSY, "this primary is itself being started by an upgrade"));
+        }
+        if self.sup.stopping().is_some() {
+            return Err(Error::new(code::BUSY, "the primary is stopping"));
+        }
+        if self.sup.rollout_state().is_some() {
+            return Err(Error::new(code::BUSY, "a rolling restart or recycle is under way"));
+        }
+        let plan = plan()?;
+        let (ours, theirs) = fd::seqpacket_pair().map_err(|e| Error::io("socketpair", e))?;
+        let spawned = spawn::spawn(&plan, theirs.as_fd()).map_err(|e| Error::io(format!("spawn {}", plan.path.to_string_lossy()), e))?;
+        drop(theirs);
+        let pid = spawned.pid;
+        let child = match Child::open(pid) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = Child::Pid(pid).signal(libc::SIGKILL);
+                pidfd::reap_pid(pid);
+                return Err(Error::io("pidfd_open", e));
+            }
+        };
+        let mut out = Outgoing { sock: ours, child, deadline: Instant::now() + Duration::from_millis(timeout_ms), reaped: false };
+        if let Err(e) = self.send_listeners(&out.sock) {
+            // It died at once (a broken program file) or does not read: reported as aborted.
+            kill(&mut out);
+            let e = Error::io("the new primary did not take the listeners", e);
+            self.upgrade_notice(UpgradeState::Aborted, pid, e.code);
+            return Err(e);
+        }
+        let reg = fd::set_nonblocking(out.sock.as_fd(), true)
+            .and_then(|_| self.epoll.add(out.sock.as_fd(), READABLE | HUP, token(KIND_UPGRADE, OUT_SOCK)))
+            .and_then(|_| match out.child.pollable() {
+                Some(p) => self.epoll.add(p, READABLE, token(KIND_UPGRADE, OUT_PIDFD)),
+                None => Ok(()),
+            });
+        if let Err(e) = reg {
+            let _ = self.epoll.delete(out.sock.as_fd());
+            kill(&mut out);
+            let e = Error::io("epoll_ctl", e);
+            self.upgrade_notice(UpgradeState::Aborted, pid, e.code);
+            return Err(e);
+        }
+        crate::trace::trace!("primary", "upgrade: started new primary pid={pid}");
+        self.upgrade.out = Some(out);
+        self.sup.set_upgrading(true);
+        self.upgrade_notice(UpgradeState::Started, pid, 0);
+        Ok(pid)
+    }
+
+    /// Every listening socket we hold (round-robin and shared servers; inherited ones no
+    /// worker took), then `E`. Blocking sends: the new primary reads them at its start.
+    fn send_listeners(&self, sock: &OwnedFd) -> io::Result<()> {
+        for h in self.handles.values() {
+            let (key, l) = match h {
+                Handle::RoundRobin(rr) => (&rr.key, rr.listener.as_raw_fd()),
+                Handle::Shared(sh) => (&sh.key, sh.sock.as_raw_fd()),
+                // Per-worker SO_REUSEPORT listeners are not handed over (docs/upgrade.md).
+                Handle::ReusePort(_) => continue,
+            };
+            scm::send(sock.as_fd(), &message(b'L', key), Some(l), false)?;
+        }
+        for (l, name) in self.shared.inherited.lock().raw_fds() {
+            scm::send(sock.as_fd(), &message(b'L', name.as_deref().unwrap_or("inherited")), Some(l), false)?;
+        }
+        scm::send(sock.as_fd(), b"E", None, false)?;
+        Ok(())
+    }
+
+    fn upgrade_notice(&self, state: UpgradeState, pid: i32, error: i32) {
+        let notice = Notice::Upgrade { state, pid, error };
+        crate::trace::trace!("primary", "upgrade: {notice:?}");
+        self.shared.events.push(Event::Supervision { id: 0, pid, notice });
+    }
+
+    /// The new primary failed before it was ready: killed and reaped; nothing else changed.
+    fn upgrade_abort(&mut self, why: &str, err: i32) {
+        let Some(mut out) = self.upgrade.out.take() else { return };
+        let _ = self.epoll.delete(out.sock.as_fd());
+        if let Some(p) = out.child.pollable() {
+            let _ = self.epoll.delete(p);
+        }
+        let pid = out.child.pid();
+        kill(&mut out);
+        self.sup.set_upgrading(false);
+        self.shared.events.push(Event::Error { id: 0, pid, code: err, message: format!("upgrade aborted: {why}") });
+        self.upgrade_notice(UpgradeState::Aborted, pid, err);
+    }
+
+    /// Something on an upgrade channel or the new primary's pidfd.
+    pub(super) fn on_upgrade(&mut self, id: u32) {
+        match id {
+            OUT_SOCK => self.read_outgoing(),
+            OUT_PIDFD => self.new_primary_exited(),
+            IN_SOCK => self.read_incoming(),
+            _ => {}
+        }
+    }
+
+    fn new_primary_exited(&mut self) {
+        let Some(out) = self.upgrade.out.as_mut() else { return };
+        // Still running (a spurious wakeup): nothing to do.
+        if let Ok(None) = out.child.try_reap() {
+            return;
+        }
+        out.reaped = true;
+        if let Some(p) = out.child.pollable() {
+            let _ = self.epoll.delete(p);
+        }
+        if self.upgrade.handed_over {
+            self.shared.events.push(Event::Error {
+                id: 0,
+                pid: out.child.pid(),
+                code: -libc::ECHILD,
+                message: "the new primary exited".into(),
+            });
+        } else {
+            self.upgrade_abort("the new primary exited before it was ready", -libc::ECHILD);
+        }
+    }
+
+    fn read_outgoing(&mut self) {
+        let mut buf = [0u8; 64];
+        loop {
+            let Some(out) = self.upgrade.out.as_ref() else { return };
+            match scm::recv(out.sock.as_fd(), &mut buf, true) {
+                Ok(r) if r.len == 0 => {
+                    if self.upgrade.handed_over {
+                        // The new primary is gone after the handover: nothing more to forward.
+                        let _ = self.epoll.delete(out.sock.as_fd());
+                        return;
+                    }
+                    self.upgrade_abort("the new primary closed its upgrade channel", -libc::EPIPE);
+                    return;
+                }
+                Ok(r) => {
+                    if parse(&buf[..r.len]).is_some_and(|(t, _)| t == b'R') && !self.upgrade.handed_over {
+                        self.hand_over();
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    if !self.upgrade.handed_over {
+                        self.upgrade_abort(&format!("upgrade channel: {e}"), Error::from(e).code);
+                    } else if let Some(out) = self.upgrade.out.as_ref() {
+                        let _ = self.epoll.delete(out.sock.as_fd());
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The new primary is ready: stop accepting, forward what we hold, drain every worker.
+    fn hand_over(&mut self) {
+        self.upgrade.handed_over = true;
+        let pid = self.upgrade.out.as_ref().map_or(0, |o| o.child.pid());
+        crate::trace::trace!("primary", "upgrade: new primary pid={pid} is ready; handing over");
+        self.upgrade_notice(UpgradeState::Ready, pid, 0);
+        let hids: Vec<u32> = self.handles.keys().copied().collect();
+        for &hid in &hids {
+            if let Some(Handle::RoundRobin(rr)) = self.handles.get(&hid) {
+                let _ = self.epoll.delete(rr.listener.as_fd());
+            }
+            self.forward_held(hid);
+        }
+        // Inherited sockets no worker took: the new primary has its own copies.
+        drop(std::mem::take(&mut *self.shared.inherited.lock()));
+        let now = self.sup_now();
+        self.sup.enable();
+        self.sup.handed_over(now);
+        self.sup_state.touch();
+        self.apply_actions();
+    }
+
+    /// After the handover: every connection handle `hid` holds goes to the new primary.
+    pub(super) fn forward_held(&mut self, hid: u32) {
+        let Some(h) = self.handles.get_mut(&hid) else { return };
+        let key = h.key().to_string();
+        let Some(sched) = h.sched() else { return };
+        let held = sched.take_held();
+        if held.is_empty() {
+            return;
+        }
+        let Some(out) = self.upgrade.out.as_ref() else { return };
+        let msg = message(b'C', &key);
+        let mut lost = 0;
+        for conn in &held {
+            if scm::send(out.sock.as_fd(), &msg, Some(conn.as_raw_fd()), false).is_err() {
+                lost += 1;
+            }
+        }
+        crate::trace::trace!("primary", "upgrade: forwarded {} connection(s) key={key} ({lost} lost)", held.len() - lost);
+    }
+
+    /// The new primary's side: connections the old one forwards, or its end.
+    fn read_incoming(&mut self) {
+        let mut buf = [0u8; 4096];
+        loop {
+            let Some(inc) = self.upgrade.incoming.as_ref() else { return };
+            let r = match scm::recv(inc.sock.as_fd(), &mut buf, true) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => Default::default(),
+            };
+            if r.len == 0 {
+                let inc = self.upgrade.incoming.take().expect("checked above");
+                let _ = self.epoll.delete(inc.sock.as_fd());
+                crate::trace::trace!("primary", "upgrade: the old primary pid={} is gone", inc.old_pid);
+                self.upgrade_notice(UpgradeState::Done, inc.old_pid, 0);
+                return;
+            }
+            let Some((b'C', key)) = parse(&buf[..r.len]) else { continue };
+            let Some(&hid) = self.keys.get(key) else {
+                crate::trace::trace!("primary", "upgrade: a forwarded connection for key={key}, which no worker serves: closed");
+                continue;
+            };
+            if let Some(sched) = self.handles.get_mut(&hid).and_then(Handle::sched) {
+                for conn in r.fds {
+                    sched.give_back(conn);
+                }
+                self.pump(hid);
+            }
+        }
+    }
+
+    /// Run each loop pass: the new primary says "ready" once its workers are; the old one
+    /// kills a new primary that is late. Returns the epoll timeout this needs (-1: none).
+    pub(super) fn upgrade_poll(&mut self) -> i32 {
+        if let Some(inc) = self.upgrade.incoming.as_mut().filter(|i| !i.said_ready) {
+            let (_, ready, _) = self.sup.counts();
+            let target = self.sup.target();
+            let all_ready = if target > 0 {
+                ready >= target
+            } else {
+                let table = self.shared.table.lock();
+                !table.is_empty() && table.values().all(|w| w.state == WorkerState::Listening)
+            };
+            if all_ready {
+                inc.said_ready = true;
+                let old = inc.old_pid;
+                let _ = scm::send(inc.sock.as_fd(), b"R", None, true);
+                self.upgrade_notice(UpgradeState::Ready, old, 0);
+            }
+        }
+        if self.upgrade.handed_over {
+            return -1;
+        }
+        let Some(out) = self.upgrade.out.as_ref() else { return -1 };
+        let left = out.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            self.upgrade_abort("the new primary was not ready in time", -libc::ETIMEDOUT);
+            return -1;
+        }
+        left.as_millis().min(i32::MAX as u128) as i32 + 1
+    }
+}
+
+fn kill(out: &mut Outgoing) {
+    if !out.reaped {
+        let _ = out.child.signal(libc::SIGKILL);
+        pidfd::reap_pid(out.child.pid());
+        out.reaped = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        assert_eq!(parse(&message(b'L', "127.0.0.1:8000:4:-1")), Some((b'L', "127.0.0.1:8000:4:-1")));
+        assert_eq!(parse(b"E"), Some((b'E', "")));
+        assert_eq!(parse(b"R"), Some((b'R', "")));
+        assert_eq!(parse(b"X"), None);
+        assert_eq!(parse(b"Lkey"), None);
+        assert_eq!(parse(b""), None);
+    }
+
+    #[test]
+    fn a_new_primary_never_sees_node_or_listen_variables() {
+        assert!(dropped_var(b"NODE_UNIQUE_ID") && dropped_var(b"NODE_CHANNEL_FD"));
+        assert!(dropped_var(b"LISTEN_FDS") && dropped_var(ENV_FD.as_bytes()));
+        assert!(!dropped_var(b"PATH") && !dropped_var(b"LIBCLUSTER_TRACE"));
+    }
+
+    #[test]
+    fn listeners_cross_the_channel_into_the_pool() {
+        let (a, b) = fd::seqpacket_pair().unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        scm::send(a.as_fd(), &message(b'L', "k"), Some(l.as_raw_fd()), false).unwrap();
+        scm::send(a.as_fd(), b"E", None, false).unwrap();
+        // What adopt_from_env does after reading the variable.
+        let mut pool = Inherited::default();
+        let mut buf = [0u8; 64];
+        loop {
+            let r = scm::recv(b.as_fd(), &mut buf, false).unwrap();
+            match parse(&buf[..r.len]) {
+                Some((b'E', _)) => break,
+                Some((b'L', key)) => r.fds.into_iter().for_each(|f| pool.add(f, Some(key.into())).unwrap()),
+                other => panic!("{other:?}"),
+            }
+        }
+        let target = crate::address::Target::Ip(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+        assert_eq!(pool.take(&target, false).unwrap().name.as_deref(), Some("k"));
+    }
+}

@@ -1,0 +1,233 @@
+//! Hot upgrade of the primary (`docs/upgrade.md`), proven on a copy of the demo
+//! (`target/examples/hello` in a temp dir, `common::demo`) under real HTTP load
+//! (`common::load`, 32 keep-alive clients):
+//!
+//! * `kill -USR2` of the primary: no request fails; a new primary (started by the old one,
+//!   the demo says so) serves through workers that are its children; the old primary and
+//!   every old worker are gone within the drain's bound, the workers on their own (exit
+//!   code 0: none was killed early by a parent-death signal);
+//! * the program file replaced by one that exits at once, then USR2: the upgrade is
+//!   reported aborted, no request fails, and the old primary and its workers serve on.
+//!
+//! Every wait is bounded. Every process is killed by pid at the end, pass or fail: the old
+//! primary's group (`Demo`'s drop), which the new primary and its workers share.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::demo::{Demo, hello_bin, pid_alive, worker_line};
+use common::load::{self, Load, LoadOptions, LoadReport};
+use common::{TIMEOUT, kill_pid};
+
+const UNTIL_STOPPED: Duration = Duration::from_secs(600);
+/// The demo's drain clock here: disconnect, SIGTERM after DRAIN_MS, SIGKILL KILL_MS later.
+const DRAIN_MS: u64 = 5_000;
+const KILL_MS: u64 = 2_000;
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("libcluster-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A copy of the demo in `dir` (the file an upgrade runs is the one at this path).
+fn demo_copy(dir: &TempDir) -> PathBuf {
+    let bin = dir.0.join("hello");
+    std::fs::copy(hello_bin(), &bin).unwrap();
+    bin
+}
+
+/// A port free now (the demo binds it; an upgrade hands the bound socket over, so the
+/// workers of both primaries must ask for the same number, not 0).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn keep_alive(port: u16, clients: usize) -> Load {
+    load::start(LoadOptions { clients, keep_alive: true, duration: UNTIL_STOPPED, ..LoadOptions::new(port) })
+}
+
+fn who_serves(port: u16, clients: usize, d: Duration) -> LoadReport {
+    load::start(LoadOptions { clients, keep_alive: false, duration: d, ..LoadOptions::new(port) }).finish(d + TIMEOUT)
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `upgrade <state>: primary <pid> (other primary <pid>, error <n>)` → (primary, other).
+fn upgrade_line(line: &str, state: &str) -> Option<(i32, i32)> {
+    let rest = line.strip_prefix(&format!("upgrade {state}: primary "))?;
+    let (me, rest) = rest.split_once(" (other primary ")?;
+    let (other, _) = rest.split_once(',')?;
+    Some((me.parse().ok()?, other.parse().ok()?))
+}
+
+fn wait_gone(pid: i32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while pid_alive(pid) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// Kills the new primary (and then its workers, by pid) whatever happens.
+struct Kill(Vec<i32>);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        for &p in &self.0 {
+            if pid_alive(p) {
+                kill_pid(p);
+            }
+        }
+    }
+}
+
+fn start(bin: &Path, port: u16) -> Demo {
+    let (port, drain, kill) = (port.to_string(), DRAIN_MS.to_string(), KILL_MS.to_string());
+    Demo::start(bin, &[("WORKERS", "4"), ("PORT", &port), ("DRAIN_MS", &drain), ("KILL_MS", &kill)])
+}
+
+#[test]
+fn usr2_hands_over_to_a_new_primary_under_load() {
+    let dir = TempDir::new("upgrade");
+    let bin = demo_copy(&dir);
+    let port = free_port();
+    let mut d = start(&bin, port);
+    let old = d.pid();
+    let (before, _) = d.ready(0, 4, TIMEOUT);
+    let before: BTreeSet<i32> = before.into_iter().collect();
+
+    let ka = keep_alive(port, 32);
+    // And a new connection per request: some are held by the old primary at the handover.
+    let cl = load::start(LoadOptions { clients: 8, keep_alive: false, duration: UNTIL_STOPPED, ..LoadOptions::new(port) });
+    assert!(ka.wait_completed(2000, TIMEOUT), "load did not start: {} ok, {} failed", ka.completed(), ka.failed());
+    assert!(cl.wait_completed(200, TIMEOUT), "close-mode load did not start: {} ok, {} failed", cl.completed(), cl.failed());
+
+    let mark = d.mark();
+    let usr2_at = Instant::now();
+    d.signal(libc::SIGUSR2);
+    let (_, started) = d.expect(mark, TIMEOUT, "upgrade started", |l| upgrade_line(l, "started").is_some());
+    let (me, new) = upgrade_line(&started.text, "started").unwrap();
+    assert_eq!(me, old, "{}", started.text);
+    let mut guard = Kill(vec![new]);
+    d.expect(mark, TIMEOUT, "the new primary's start", |l| l == format!("Primary {new} is running (started by a hot upgrade)"));
+    // Both say ready: the new one once its 4 workers are, the old one as it hands over.
+    let (ready_at, _) = d.expect(mark, Duration::from_secs(60), "the new primary ready", |l| upgrade_line(l, "ready") == Some((new, old)));
+    d.expect(mark, TIMEOUT, "the old primary handing over", |l| upgrade_line(l, "ready") == Some((old, new)));
+    // The new primary's workers: started after the USR2, children of the new primary.
+    let after: BTreeSet<i32> = d
+        .lines_from(mark)
+        .iter()
+        .take(ready_at - mark)
+        .filter_map(|l| worker_line(&l.text, "ready"))
+        .filter(|p| !before.contains(p))
+        .collect();
+    guard.0.extend(&after);
+    assert_eq!(after.len(), 4, "new workers {after:?}\n{}", d.output());
+    for &p in &after {
+        assert_eq!(parent_of(p), Some(new), "worker {p} is not the new primary's child");
+    }
+
+    // The old primary drains its workers and exits within the drain's bound.
+    let bound = Duration::from_millis(DRAIN_MS + KILL_MS) + Duration::from_secs(5);
+    let status = d.wait_exit(bound).unwrap_or_else(|| panic!("the old primary did not exit within {bound:?}:\n{}", d.output()));
+    assert!(status.success(), "old primary: {status}\n{}", d.output());
+    assert!(usr2_at.elapsed() < Duration::from_secs(60) + bound);
+    for &p in &before {
+        assert!(wait_gone(p, TIMEOUT), "old worker {p} still runs");
+        // Exited on its own (code 0) after its drain: not killed by a parent-death signal.
+        d.expect(mark, TIMEOUT, &format!("old worker {p} died"), |l| l == format!("worker {p} died (code 0)"));
+    }
+    d.expect(mark, TIMEOUT, "the new primary told the old one is gone", |l| upgrade_line(l, "done") == Some((new, old)));
+
+    // New connections: the new primary's workers only.
+    let now = who_serves(port, 4, Duration::from_secs(1));
+    let ka = ka.stop();
+    let cl = cl.stop();
+    println!("keep-alive through the upgrade: {ka}\nclose mode: {cl}\nafter: {now}");
+    // With LIBCLUSTER_DEBUG=1: what the old primary forwarded.
+    d.lines_from(0).iter().filter(|l| l.text.contains("upgrade: forwarded")).for_each(|l| println!("{}", l.text));
+    assert_eq!(ka.failed(), 0, "failed requests through the upgrade\n{ka}\n{}", d.output());
+    assert_eq!(cl.failed(), 0, "failed close-mode requests through the upgrade\n{cl}\n{}", d.output());
+    assert_eq!(now.failed(), 0, "failed requests after the upgrade\n{now}");
+    assert!(!now.by_pid.is_empty() && now.pids().is_subset(&after), "after the upgrade {:?} served, new workers are {after:?}", now.pids());
+    assert!(ka.pids().iter().any(|p| after.contains(p)), "the new workers served none of the load");
+    assert!(pid_alive(new), "the new primary died");
+    assert_eq!(parent_of(new).map(|p| p != old), Some(true), "the new primary was reparented");
+
+    // The new primary stops gracefully on TERM.
+    let mark = d.mark();
+    common::demo::send_signal(new, libc::SIGTERM);
+    d.expect(mark, bound, "the new primary stopped", |l| l == "primary stopped");
+    assert!(wait_gone(new, TIMEOUT), "the new primary still runs");
+    for &p in &after {
+        assert!(wait_gone(p, TIMEOUT), "new worker {p} still runs");
+    }
+}
+
+#[test]
+fn a_new_program_that_exits_at_once_leaves_the_old_primary_serving() {
+    let dir = TempDir::new("upgrade-broken");
+    let bin = demo_copy(&dir);
+    let port = free_port();
+    let d = start(&bin, port);
+    let old = d.pid();
+    let (before, _) = d.ready(0, 4, TIMEOUT);
+    let before: BTreeSet<i32> = before.into_iter().collect();
+
+    let ka = keep_alive(port, 32);
+    assert!(ka.wait_completed(2000, TIMEOUT), "load did not start: {} ok, {} failed", ka.completed(), ka.failed());
+    // The program file replaced (renamed over) by one that exits at once.
+    let tmp = bin.with_extension("tmp");
+    std::fs::write(&tmp, "#!/bin/sh\nexit 1\n").unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, &bin).unwrap();
+
+    let mark = d.mark();
+    d.signal(libc::SIGUSR2);
+    // Aborted (with the failed primary's pid), and why: whether it died before or after it
+    // was sent the listeners (then STARTED came first) is a race.
+    let (_, aborted) = d.expect(mark, TIMEOUT, "upgrade aborted", |l| upgrade_line(l, "aborted").is_some());
+    let (me, new) = upgrade_line(&aborted.text, "aborted").unwrap();
+    let _guard = Kill(vec![new]);
+    assert_eq!(me, old, "{}", aborted.text);
+    d.expect(mark, TIMEOUT, "the reason", |l| l.starts_with("stderr: ") && l.contains("upgrade aborted: "));
+    assert!(wait_gone(new, TIMEOUT), "the failed new primary still runs");
+
+    // The old primary and its workers serve on, untouched.
+    let before_more = ka.completed();
+    assert!(ka.wait_completed(before_more + 2000, TIMEOUT), "load stalled after the abort");
+    let now = who_serves(port, 4, Duration::from_secs(1));
+    let ka = ka.stop();
+    println!("keep-alive through the failed upgrade: {ka}\nafter: {now}");
+    assert_eq!(ka.failed(), 0, "failed requests\n{ka}\n{}", d.output());
+    assert_eq!(now.failed(), 0, "failed requests after the abort\n{now}");
+    assert!(now.pids().is_subset(&before) && !now.by_pid.is_empty(), "{:?} served; the old workers are {before:?}", now.pids());
+    for &p in &before {
+        assert!(pid_alive(p), "old worker {p} died\n{}", d.output());
+    }
+    assert!(pid_alive(old));
+    let lines: Vec<String> = d.lines_from(mark).into_iter().map(|l| l.text).collect();
+    assert!(!lines.iter().any(|l| l.starts_with("worker ") && l.contains("draining")), "a worker drained:\n{lines:?}");
+}
