@@ -105,7 +105,18 @@ impl Drop for Kill {
 
 fn start(bin: &Path, port: u16) -> Demo {
     let (port, drain, kill) = (port.to_string(), DRAIN_MS.to_string(), KILL_MS.to_string());
-    Demo::start(bin, &[("WORKERS", "4"), ("PORT", &port), ("DRAIN_MS", &drain), ("KILL_MS", &kill)])
+    Demo::start(
+        bin,
+        &[("WORKERS", "4"), ("PORT", &port), ("DRAIN_MS", &drain), ("KILL_MS", &kill), ("LIBCLUSTER_UPGRADE_TIMEOUT_MS", "2000")],
+    )
+}
+
+/// Replaces the program file (renamed over) by a shell script.
+fn replace_program(bin: &Path, script: &str) {
+    let tmp = bin.with_extension("tmp");
+    std::fs::write(&tmp, script).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, bin).unwrap();
 }
 
 #[test]
@@ -199,10 +210,7 @@ fn a_new_program_that_exits_at_once_leaves_the_old_primary_serving() {
     let ka = keep_alive(port, 32);
     assert!(ka.wait_completed(2000, TIMEOUT), "load did not start: {} ok, {} failed", ka.completed(), ka.failed());
     // The program file replaced (renamed over) by one that exits at once.
-    let tmp = bin.with_extension("tmp");
-    std::fs::write(&tmp, "#!/bin/sh\nexit 1\n").unwrap();
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::rename(&tmp, &bin).unwrap();
+    replace_program(&bin, "#!/bin/sh\nexit 1\n");
 
     let mark = d.mark();
     d.signal(libc::SIGUSR2);
@@ -230,4 +238,45 @@ fn a_new_program_that_exits_at_once_leaves_the_old_primary_serving() {
     assert!(pid_alive(old));
     let lines: Vec<String> = d.lines_from(mark).into_iter().map(|l| l.text).collect();
     assert!(!lines.iter().any(|l| l.starts_with("worker ") && l.contains("draining")), "a worker drained:\n{lines:?}");
+}
+
+#[test]
+fn a_new_primary_never_ready_is_killed_at_the_timeout_and_nothing_changes() {
+    let dir = TempDir::new("upgrade-late");
+    let bin = demo_copy(&dir);
+    let port = free_port();
+    let d = start(&bin, port);
+    let old = d.pid();
+    let (before, _) = d.ready(0, 4, TIMEOUT);
+    let before: BTreeSet<i32> = before.into_iter().collect();
+    let ka = keep_alive(port, 32);
+    assert!(ka.wait_completed(2000, TIMEOUT), "load did not start: {} ok, {} failed", ka.completed(), ka.failed());
+    // A new program that never becomes ready (and never reads its channel).
+    replace_program(&bin, "#!/bin/sh\nexec sleep 60\n");
+
+    let mark = d.mark();
+    let usr2_at = Instant::now();
+    d.signal(libc::SIGUSR2);
+    let (_, started) = d.expect(mark, TIMEOUT, "upgrade started", |l| upgrade_line(l, "started").is_some());
+    let (_, new) = upgrade_line(&started.text, "started").unwrap();
+    let _guard = Kill(vec![new]);
+    // A second USR2 meanwhile: one upgrade at a time.
+    d.signal(libc::SIGUSR2);
+    d.expect(mark, TIMEOUT, "the second upgrade refused", |l| l.starts_with("stderr: ") && l.contains("under way"));
+    let (_, aborted) = d.expect(mark, TIMEOUT, "upgrade aborted", |l| upgrade_line(l, "aborted").is_some());
+    let took = usr2_at.elapsed();
+    assert_eq!(upgrade_line(&aborted.text, "aborted"), Some((old, new)), "{}", aborted.text);
+    assert!(aborted.text.ends_with(&format!("error {})", -libc::ETIMEDOUT)), "{}", aborted.text);
+    assert!(took >= Duration::from_millis(1900) && took < Duration::from_secs(10), "aborted after {took:?}");
+    assert!(wait_gone(new, TIMEOUT), "the late new primary still runs");
+
+    let more = ka.completed() + 2000;
+    assert!(ka.wait_completed(more, TIMEOUT), "load stalled after the abort");
+    let ka = ka.stop();
+    println!("keep-alive through the late upgrade: {ka}");
+    assert_eq!(ka.failed(), 0, "failed requests\n{ka}\n{}", d.output());
+    assert!(ka.pids().is_subset(&before), "{:?} served; the old workers are {before:?}", ka.pids());
+    for &p in &before {
+        assert!(pid_alive(p), "old worker {p} died\n{}", d.output());
+    }
 }

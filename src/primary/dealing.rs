@@ -106,6 +106,11 @@ impl Distributor {
             self.forward_held(hid);
             return;
         }
+        // Started by an upgrade and not ready yet: the old primary accepts meanwhile, so a
+        // new primary that fails loses no client (`upgrade_poll` starts accepting).
+        if self.upgrade.waiting() {
+            return;
+        }
         let Some(sched) = self.handles.get_mut(&hid).and_then(Handle::sched) else { return };
         sched.begin_pass();
         // One clock read per pass: the handoff latency of what this pass deals.
@@ -375,6 +380,9 @@ impl Distributor {
     }
 
     pub(super) fn add_listener(&mut self, hid: u32) -> io::Result<()> {
+        if self.upgrade.waiting() {
+            return Ok(());
+        }
         match &self.handles[&hid] {
             Handle::RoundRobin(h) => self.epoll.add(h.listener.as_fd(), READABLE | EDGE, token(KIND_LISTENER, hid)),
             // Reuseport: its first listener waits for the first worker, which takes it at once.

@@ -161,7 +161,8 @@ impl Distributor {
                     }
                     Action::Notice(n) => self.tell(n),
                     Action::Upgrade => {
-                        if let Err(e) = self.upgrade_start(super::upgrade::DEFAULT_TIMEOUT_MS) {
+                        let env = std::env::var(super::upgrade::ENV_TIMEOUT).ok();
+                        if let Err(e) = self.upgrade_start(super::upgrade::signal_timeout_ms(env.as_deref())) {
                             self.shared.events.push(Event::Error {
                                 id: 0,
                                 pid: 0,

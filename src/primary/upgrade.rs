@@ -38,6 +38,15 @@ pub(crate) const ENV_FD: &str = "LIBCLUSTER_UPGRADE_FD";
 /// The default time the new primary has to become ready.
 pub(crate) const DEFAULT_TIMEOUT_MS: u64 = 60_000;
 pub(super) const KIND_UPGRADE: u64 = 5;
+/// The variable that sets the time a signal's upgrade gives the new primary (ms).
+pub(crate) const ENV_TIMEOUT: &str = "LIBCLUSTER_UPGRADE_TIMEOUT_MS";
+
+/// The time a signal's upgrade (no options) gives the new primary: `LIBCLUSTER_UPGRADE_TIMEOUT_MS`
+/// when it is a positive number, else 60 s.
+pub(super) fn signal_timeout_ms(env: Option<&str>) -> u64 {
+    env.and_then(|v| v.trim().parse::<u64>().ok()).filter(|&v| v > 0).unwrap_or(DEFAULT_TIMEOUT_MS)
+}
+
 /// Tokens under `KIND_UPGRADE`.
 const OUT_SOCK: u32 = 0;
 const OUT_PIDFD: u32 = 1;
@@ -71,6 +80,14 @@ pub(super) struct UpgradeSlot {
     pub incoming: Option<Incoming>,
     /// The new primary is ready: this one accepts no more and forwards what it holds.
     pub handed_over: bool,
+}
+
+impl UpgradeSlot {
+    /// This primary was started by an upgrade and has not said it is ready: it accepts
+    /// nothing yet (the old one does), so if it fails no client is lost.
+    pub fn waiting(&self) -> bool {
+        self.incoming.as_ref().is_some_and(|i| !i.said_ready)
+    }
 }
 
 /// Is `text` one of our messages: `(tag, key)`.
@@ -416,7 +433,17 @@ impl Distributor {
             if all_ready {
                 inc.said_ready = true;
                 let old = inc.old_pid;
-                let _ = scm::send(inc.sock.as_fd(), b"R", None, true);
+                // Accepting starts now, alongside the old primary until it stops.
+                let hids: Vec<u32> = self.handles.keys().copied().collect();
+                for hid in hids {
+                    if let Err(e) = self.add_listener(hid) {
+                        crate::trace::trace!("primary", "upgrade: listener not watched: {e}");
+                    }
+                    self.pump(hid);
+                }
+                if let Some(inc) = self.upgrade.incoming.as_ref() {
+                    let _ = scm::send(inc.sock.as_fd(), b"R", None, true);
+                }
                 self.upgrade_notice(UpgradeState::Ready, old, 0);
             }
         }
@@ -444,6 +471,14 @@ fn kill(out: &mut Outgoing) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_signal_timeout_comes_from_the_environment_or_is_a_minute() {
+        assert_eq!(signal_timeout_ms(None), 60_000);
+        assert_eq!(signal_timeout_ms(Some("1500")), 1_500);
+        assert_eq!(signal_timeout_ms(Some("0")), 60_000);
+        assert_eq!(signal_timeout_ms(Some("soon")), 60_000);
+    }
 
     #[test]
     fn messages_round_trip() {
