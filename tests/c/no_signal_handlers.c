@@ -56,7 +56,7 @@ static int same_action(const struct sigaction *a, const struct sigaction *b) {
 }
 
 static int is_opt_in_signal(int sig) {
-    return sig == SIGHUP || sig == SIGTTIN || sig == SIGTTOU || sig == SIGTERM || sig == SIGINT;
+    return sig == SIGHUP || sig == SIGTTIN || sig == SIGTTOU || sig == SIGTERM || sig == SIGINT || sig == SIGUSR2;
 }
 
 /* Fails (naming `when`) unless `now` equals `then`: every disposition and the mask. */
