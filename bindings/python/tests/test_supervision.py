@@ -395,7 +395,7 @@ def test_supervision_names_come_from_the_header():
     h = _ffi.header
     kinds = {k: v for k, v in h.enums["cluster_event_type"].items()}
     names = {kinds[f"CLUSTER_EVENT_{n.upper()}"]: n for n in
-             ("ready", "draining", "respawn", "breaker", "rollout", "stuck", "recycle", "control")}
+             ("ready", "draining", "respawn", "breaker", "rollout", "stuck", "recycle", "control", "upgrade")}
     assert _ffi.SUPERVISION_EVENTS == names
     assert set(names.values()) <= set(_core._Cluster.EVENTS)
     assert {"ready", "draining", "stuck", "recycle"} <= set(libcluster.Worker.EVENTS)
