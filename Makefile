@@ -42,7 +42,7 @@ examples: lib $(EXAMPLES)
 
 demo:
 	$(MAKE) PROFILE=release examples
-	@echo "demo: http://127.0.0.1:$(PORT)/  (kill -HUP <primary pid>: rolling restart; -TTIN/-TTOU: one worker more/less; -TERM: graceful stop; Ctrl-C: fast stop)"
+	@echo "demo: http://127.0.0.1:$(PORT)/  (kill -HUP <primary pid>: rolling restart; -TTIN/-TTOU: one worker more/less; -TERM: graceful stop; -USR2: hot upgrade of the primary; Ctrl-C: fast stop)"
 	PORT=$(PORT) ./target/examples-release/hello
 
 # Past one host: two demo hosts behind HAProxy (agent-check) in network namespaces, a
