@@ -360,10 +360,19 @@ impl Supervisor {
     }
 
     /// The new primary is ready and serves: every worker drains (as a graceful stop) and
-    /// none is replaced. The upgrade stays under way until this primary exits.
+    /// none is replaced. The upgrade stays under way until this primary exits. No
+    /// `drain_delay_ms` first: the new primary already accepts on the same sockets, so
+    /// there is no balancer to tell before this one stops accepting.
     pub fn handed_over(&mut self, now: Ms) {
         self.upgrading = true;
-        self.stop(false, now);
+        self.stopping = Some(false);
+        self.respawns_due.clear();
+        self.reload_pending = false;
+        if self.rollout.is_some() {
+            self.abort_rollout(now);
+        }
+        self.stop_drains_at = None;
+        self.drain_all(false, false, now);
     }
 
     pub fn stopping(&self) -> Option<bool> {

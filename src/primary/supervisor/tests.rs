@@ -457,7 +457,8 @@ fn an_upgrade_is_asked_for_and_forbids_rollouts_until_it_ends() {
 
 #[test]
 fn handing_over_drains_every_worker_and_replaces_none() {
-    let mut sim = Sim::new(supervised(2));
+    // A drain delay is for a balancer to notice; after a handover the new primary serves.
+    let mut sim = Sim::new(Policy { drain_delay_ms: 1_500, ..supervised(2) });
     sim.ready(1);
     sim.ready(2);
     sim.s.set_upgrading(true);
