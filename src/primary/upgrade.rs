@@ -47,6 +47,9 @@ pub(super) fn signal_timeout_ms(env: Option<&str>) -> u64 {
     env.and_then(|v| v.trim().parse::<u64>().ok()).filter(|&v| v > 0).unwrap_or(DEFAULT_TIMEOUT_MS)
 }
 
+/// How long one send to the new primary may wait for room in the channel.
+const SEND_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Tokens under `KIND_UPGRADE`.
 const OUT_SOCK: u32 = 0;
 const OUT_PIDFD: u32 = 1;
@@ -215,16 +218,18 @@ impl Distributor {
             }
         };
         let mut out = Outgoing { sock: ours, child, deadline: Instant::now() + Duration::from_millis(timeout_ms), reaped: false };
-        if let Err(e) = self.send_listeners(&out.sock) {
+        // The socket stays blocking (reads use MSG_DONTWAIT): a send waits for room in the
+        // channel, at most SEND_TIMEOUT, rather than dropping a forwarded connection.
+        let sent = fd::set_send_timeout(out.sock.as_fd(), SEND_TIMEOUT).and_then(|_| self.send_listeners(&out.sock));
+        if let Err(e) = sent {
             // It died at once (a broken program file) or does not read: reported as aborted.
             kill(&mut out);
             let e = Error::io("the new primary did not take the listeners", e);
             self.upgrade_notice(UpgradeState::Aborted, pid, e.code);
             return Err(e);
         }
-        let reg = fd::set_nonblocking(out.sock.as_fd(), true)
-            .and_then(|_| self.epoll.add(out.sock.as_fd(), READABLE | HUP, token(KIND_UPGRADE, OUT_SOCK)))
-            .and_then(|_| match out.child.pollable() {
+        let reg =
+            self.epoll.add(out.sock.as_fd(), READABLE | HUP, token(KIND_UPGRADE, OUT_SOCK)).and_then(|_| match out.child.pollable() {
                 Some(p) => self.epoll.add(p, READABLE, token(KIND_UPGRADE, OUT_PIDFD)),
                 None => Ok(()),
             });

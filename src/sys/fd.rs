@@ -71,6 +71,13 @@ pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(nix::sys::socket::socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?)
 }
 
+/// Bounds how long a blocking send on socket `fd` may wait for room (`SO_SNDTIMEO`): past
+/// it the send fails with `EAGAIN`.
+pub fn set_send_timeout(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> io::Result<()> {
+    let tv = nix::sys::time::TimeVal::new(timeout.as_secs() as _, timeout.subsec_micros() as _);
+    Ok(nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::SendTimeout, &tv)?)
+}
+
 /// Takes ownership of a raw fd number inherited from the parent (the worker's channel).
 ///
 /// Fails with `EBADF` if `fd` is not open. The caller must be sure nothing else in the
