@@ -25,6 +25,7 @@ const KIND = Object.freeze({
   STUCK: C.EVENT_STUCK,
   RECYCLE: C.EVENT_RECYCLE,
   CONTROL: C.EVENT_CONTROL,
+  UPGRADE: C.EVENT_UPGRADE,
 });
 
 function createCluster(isWorker) {

@@ -450,7 +450,9 @@ function settleDisconnects(gone) {
   for (const p of ready) if (p.cb) p.cb();
 }
 
-const SUPERVISION_KINDS = new Set([KIND.READY, KIND.DRAINING, KIND.RESPAWN, KIND.BREAKER, KIND.ROLLOUT, KIND.STUCK, KIND.RECYCLE, KIND.CONTROL]);
+const SUPERVISION_KINDS = new Set([
+  KIND.READY, KIND.DRAINING, KIND.RESPAWN, KIND.BREAKER, KIND.ROLLOUT, KIND.STUCK, KIND.RECYCLE, KIND.CONTROL, KIND.UPGRADE,
+]);
 
 // A supervision event: the worker's own object first (as 'online' and 'listening'), then
 // the cluster's. A worker JS has forgotten (never happens in order, but a notice must not
@@ -497,6 +499,11 @@ function onSupervision(ev) {
       cluster.emit('recycle', w, info);
       break;
     }
+    case KIND.UPGRADE:
+      // A hot upgrade of this primary (libcluster's): `pid` is the other primary; an
+      // aborted one says why (a negative errno).
+      cluster.emit('upgrade', { state: S.UPGRADE.name(ev.state), pid: ev.pid, error: ev.error || 0 });
+      break;
     case KIND.CONTROL: {
       const action = S.ACTION.name(ev.state);
       followControl(ev.state);

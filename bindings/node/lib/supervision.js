@@ -27,8 +27,9 @@ const BREAKER = table([['closed', C.BREAKER_CLOSED], ['open', C.BREAKER_OPEN], [
 const ROLLOUT = table([['started', C.ROLLOUT_STARTED], ['step', C.ROLLOUT_STEP], ['done', C.ROLLOUT_DONE], ['aborted', C.ROLLOUT_ABORTED]]);
 const ACTION = table([
   ['none', C.ACT_NONE], ['reload', C.ACT_RELOAD], ['scale_up', C.ACT_SCALE_UP], ['scale_down', C.ACT_SCALE_DOWN],
-  ['stop_graceful', C.ACT_STOP_GRACEFUL], ['stop_fast', C.ACT_STOP_FAST],
+  ['stop_graceful', C.ACT_STOP_GRACEFUL], ['stop_fast', C.ACT_STOP_FAST], ['upgrade', C.ACT_UPGRADE],
 ]);
+const UPGRADE = table([['started', C.UPGRADE_STARTED], ['ready', C.UPGRADE_READY], ['done', C.UPGRADE_DONE], ['aborted', C.UPGRADE_ABORTED]]);
 const READY_ON = table([['listening', C.READY_LISTENING], ['explicit', C.READY_EXPLICIT], ['online', C.READY_ONLINE]]);
 
 // What installSignalHandlers() listens to by default (the library's default mapping).
@@ -54,6 +55,7 @@ const OPTIONS = {
   recycleJitter: ['recycleJitterPct', 0, 100],
   rssInterval: ['rssIntervalMs', 1, INT_MAX],
   maxSurge: ['maxSurge', 1, 4096],
+  drainDelay: ['drainDelayMs', 0, INT_MAX],
   seed: ['seed', 0, Number.MAX_SAFE_INTEGER],
 };
 
@@ -96,4 +98,4 @@ function rolloutAborted(generation, replaced) {
   return err;
 }
 
-module.exports = { STAGE, REASON, RECYCLE, BREAKER, ROLLOUT, ACTION, READY_ON, DEFAULT_SIGNALS, supervisorFields, rolloutAborted };
+module.exports = { STAGE, REASON, RECYCLE, BREAKER, ROLLOUT, ACTION, UPGRADE, READY_ON, DEFAULT_SIGNALS, supervisorFields, rolloutAborted };

@@ -284,6 +284,10 @@ static napi_value event_object(napi_env env, const cluster_event *e) {
         set_prop(env, o, "state", js_int(env, e->state));
         set_prop(env, o, "signal", js_int(env, e->signal));
         break;
+    case CLUSTER_EVENT_UPGRADE:
+        set_prop(env, o, "state", js_int(env, e->state));
+        set_prop(env, o, "error", js_int(env, e->error));
+        break;
     default:
         break;
     }
@@ -578,6 +582,7 @@ static napi_value Supervise(napi_env env, napi_callback_info info) {
     INT("recycleJitterPct", recycle_jitter_pct)
     INT("rssIntervalMs", rss_interval_ms)
     INT("maxSurge", max_surge)
+    INT("drainDelayMs", drain_delay_ms)
     U64("seed", seed)
 #undef U64
 #undef INT
@@ -1233,6 +1238,12 @@ static napi_value constants_object(napi_env env) {
         K(CLUSTER_READY_LISTENING), K(CLUSTER_READY_EXPLICIT), K(CLUSTER_READY_ONLINE),
         K(CLUSTER_EXIT_NONE), K(CLUSTER_EXIT_ASKED), K(CLUSTER_EXIT_CRASH),
         K(CLUSTER_EXIT_BOOT_FAILURE),
+        /* Around the primary: hot upgrade, systemd. */
+        K(CLUSTER_EVENT_UPGRADE), K(CLUSTER_ACT_UPGRADE),
+        K(CLUSTER_UPGRADE_STARTED), K(CLUSTER_UPGRADE_READY), K(CLUSTER_UPGRADE_DONE),
+        K(CLUSTER_UPGRADE_ABORTED),
+        K(CLUSTER_SYSTEMD_NOTIFY), K(CLUSTER_SYSTEMD_WATCHDOG), K(CLUSTER_SYSTEMD_FDSTORE),
+        K(CLUSTER_SYSTEMD_ALL),
 #undef K
         {"EVENT_DRAINED", ADDON_EVENT_DRAINED},
     };
