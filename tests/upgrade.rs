@@ -280,3 +280,51 @@ fn a_new_primary_never_ready_is_killed_at_the_timeout_and_nothing_changes() {
         assert!(pid_alive(p), "old worker {p} died\n{}", d.output());
     }
 }
+
+/// Under systemd's notify protocol (a fake `NOTIFY_SOCKET`): the old primary hands the
+/// service's main pid to the new one (`MAINPID=<new>` with `READY=1`) once it is ready, and
+/// never says `STOPPING=1` (systemd would stop the service, the new primary with it); the
+/// new primary's own messages follow (its `STOPPING=1` on TERM).
+#[test]
+fn under_systemd_the_old_primary_hands_over_the_main_pid() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = TempDir::new("upgrade-sd");
+    let bin = demo_copy(&dir);
+    let sock_path = dir.0.join("notify");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let port = free_port().to_string();
+    let mut d = Demo::start(&bin, &[("WORKERS", "2"), ("PORT", &port), ("NOTIFY_SOCKET", sock_path.to_str().unwrap())]);
+    d.ready(0, 2, TIMEOUT);
+    let mut got: Vec<String> = Vec::new();
+    let mut read_until = |got: &mut Vec<String>, want: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !got.iter().any(|t| want(t)) {
+            assert!(Instant::now() < deadline, "datagrams so far: {got:#?}");
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = sock.recv(&mut buf) {
+                got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+    };
+    read_until(&mut got, &|t| t.lines().any(|l| l == "READY=1"));
+    let mark = d.mark();
+    d.signal(libc::SIGUSR2);
+    let (_, started) = d.expect(mark, TIMEOUT, "upgrade started", |l| upgrade_line(l, "started").is_some());
+    let (_, new) = upgrade_line(&started.text, "started").unwrap();
+    let _guard = Kill(vec![new]);
+    read_until(&mut got, &|t| t.lines().any(|l| l.starts_with("MAINPID=")));
+    let handover = got.iter().find(|t| t.lines().any(|l| l.starts_with("MAINPID="))).unwrap().clone();
+    assert!(handover.lines().any(|l| l == format!("MAINPID={new}")), "{handover}");
+    assert!(handover.lines().any(|l| l == "READY=1"), "{handover}");
+    let status = d.wait_exit(Duration::from_millis(DRAIN_MS + KILL_MS) + Duration::from_secs(10)).expect("the old primary exits");
+    assert!(status.success());
+    // Then the new primary's TERM: its own STOPPING=1 (the only one).
+    common::demo::send_signal(new, libc::SIGTERM);
+    read_until(&mut got, &|t| t.lines().any(|l| l == "STOPPING=1"));
+    assert!(wait_gone(new, TIMEOUT), "the new primary still runs");
+    let stopping = got.iter().position(|t| t.lines().any(|l| l == "STOPPING=1")).unwrap();
+    let main_pid = got.iter().position(|t| t.lines().any(|l| l.starts_with("MAINPID="))).unwrap();
+    assert!(stopping > main_pid, "STOPPING=1 before the handover: {got:#?}");
+    assert_eq!(got.iter().filter(|t| t.lines().any(|l| l == "STOPPING=1")).count(), 1, "{got:#?}");
+}

@@ -16,7 +16,7 @@
 
 #![forbid(unsafe_code)]
 
-use super::supervisor::{BreakerState, Control, Ms, Notice, RolloutState};
+use super::supervisor::{BreakerState, Control, Ms, Notice, RolloutState, UpgradeState};
 
 /// `cluster_systemd` flags.
 pub(crate) const NOTIFY: u32 = 1;
@@ -49,6 +49,11 @@ pub struct Notifier {
     /// A reload signal came and no rollout started from it (yet).
     reload_unconfirmed: bool,
     stopping: bool,
+    /// A hot upgrade handed the service to another primary (`MAINPID=` sent): this one
+    /// stops without `STOPPING=1` (systemd would stop the service) and says nothing more.
+    handed_over: bool,
+    /// This primary started a hot upgrade (until it is aborted).
+    handing_over: bool,
     last_status: String,
 }
 
@@ -63,6 +68,8 @@ impl Notifier {
             reloading: false,
             reload_unconfirmed: false,
             stopping: false,
+            handed_over: false,
+            handing_over: false,
             last_status: String::new(),
         }
     }
@@ -78,10 +85,24 @@ impl Notifier {
     /// A supervision notice: rollouts and reload signals (`monotonic_usec`: the clock for
     /// `MONOTONIC_USEC`, read by the caller).
     pub fn notice(&mut self, n: &Notice, monotonic_usec: impl FnOnce() -> u64) -> Option<String> {
-        if !self.notifying() || self.stopping {
+        if !self.notifying() || self.stopping || self.handed_over {
             return None;
         }
         match n {
+            // The old primary of a hot upgrade, once the new one is ready: the service's
+            // main pid is the new one from now on (tableflip's and shellflip's order).
+            Notice::Upgrade { state: UpgradeState::Started, .. } => {
+                self.handing_over = true;
+                None
+            }
+            Notice::Upgrade { state: UpgradeState::Aborted, .. } => {
+                self.handing_over = false;
+                None
+            }
+            Notice::Upgrade { state: UpgradeState::Ready, pid, .. } if self.handing_over => {
+                self.handed_over = true;
+                Some(format!("MAINPID={pid}\nREADY=1\nSTATUS=handed over to primary {pid}"))
+            }
             Notice::Control { action: Control::Reload, .. } if !self.reloading => {
                 self.reload_unconfirmed = true;
                 Some(self.begin_reload(monotonic_usec()))
@@ -109,6 +130,9 @@ impl Notifier {
     /// that started nothing, and `STATUS=` when it changed; all in one datagram.
     pub fn observe(&mut self, s: &Snapshot) -> Option<String> {
         if !self.notifying() {
+            return None;
+        }
+        if self.handed_over {
             return None;
         }
         let mut lines: Vec<String> = Vec::new();
@@ -326,5 +350,27 @@ mod tests {
         assert_eq!(fd_name("127.0.0.1:8000"), "lc-127.0.0.1_8000");
         assert_eq!(fd_name("[::1]:80"), "lc-[__1]_80");
         assert_eq!(fd_name(&"x".repeat(300)).len(), 255);
+    }
+
+    #[test]
+    fn a_hot_upgrade_hands_the_main_pid_over_and_never_says_stopping() {
+        let mut n = Notifier::new(NOTIFY, None, 0);
+        let s = snap(2, 2, 2);
+        assert_eq!(n.observe(&s).unwrap(), "READY=1\nSTATUS=2/2 workers ready, generation 1, breaker closed");
+        let up = |state| Notice::Upgrade { state, pid: 4242, error: 0 };
+        assert_eq!(n.notice(&up(UpgradeState::Started), || 0), None);
+        assert_eq!(n.notice(&up(UpgradeState::Ready), || 0).unwrap(), "MAINPID=4242\nREADY=1\nSTATUS=handed over to primary 4242");
+        let stopping = Snapshot { stopping: true, ..s };
+        assert_eq!(n.observe(&stopping), None, "the service goes on in the new primary");
+        // The new primary's side: a Ready notice from its old primary sends nothing.
+        let mut new = Notifier::new(NOTIFY, None, 0);
+        assert_eq!(new.notice(&up(UpgradeState::Ready), || 0), None);
+        // Aborted: the old primary goes on as before.
+        let mut old = Notifier::new(NOTIFY, None, 0);
+        old.observe(&s);
+        old.notice(&up(UpgradeState::Started), || 0);
+        old.notice(&up(UpgradeState::Aborted), || 0);
+        assert_eq!(old.notice(&up(UpgradeState::Ready), || 0), None);
+        assert_eq!(old.observe(&stopping).unwrap(), "STOPPING=1\nSTATUS=2/2 workers ready, generation 1, breaker closed, stopping");
     }
 }

@@ -219,17 +219,22 @@ impl Distributor {
         }
     }
 
+    /// What a notice tells systemd, when the program asked for it (`notify`).
+    pub(super) fn notify_systemd(&mut self, n: &Notice) {
+        if let Some(sd) = self.sup_state.systemd.as_mut()
+            && let Some(state) = sd.notifier.notice(n, crate::sys::notify::monotonic_usec)
+        {
+            sd.send(&state, &[]);
+        }
+    }
+
     fn tell(&mut self, n: Notice) {
         let id = match &n {
             Notice::Ready { id } | Notice::Draining { id, .. } | Notice::Stuck { id, .. } | Notice::Recycle { id, .. } => *id,
             _ => 0,
         };
         crate::trace::trace!("primary", "supervision: {n:?}");
-        if let Some(sd) = self.sup_state.systemd.as_mut()
-            && let Some(state) = sd.notifier.notice(&n, crate::sys::notify::monotonic_usec)
-        {
-            sd.send(&state, &[]);
-        }
+        self.notify_systemd(&n);
         let pid = self.pid(id);
         self.shared.events.push(Event::Supervision { id, pid, notice: n });
     }

@@ -58,7 +58,9 @@ const IN_SOCK: u32 = 2;
 /// Variables a new primary must not see (they would make it a worker, or a socket-
 /// activated process it is not).
 fn dropped_var(k: &[u8]) -> bool {
-    k.starts_with(b"NODE_") || k == ENV_FD.as_bytes() || k.starts_with(b"LISTEN_")
+    // `WATCHDOG_PID` names the old primary: without it the watchdog applies to whoever
+    // systemd's main pid is, the new primary once the old one handed it over (`MAINPID=`).
+    k.starts_with(b"NODE_") || k == ENV_FD.as_bytes() || k.starts_with(b"LISTEN_") || k == b"WATCHDOG_PID"
 }
 
 /// The old primary's side: the new primary started and not yet ready, or ready (handed over).
@@ -266,9 +268,11 @@ impl Distributor {
         Ok(())
     }
 
-    fn upgrade_notice(&self, state: UpgradeState, pid: i32, error: i32) {
+    fn upgrade_notice(&mut self, state: UpgradeState, pid: i32, error: i32) {
         let notice = Notice::Upgrade { state, pid, error };
         crate::trace::trace!("primary", "upgrade: {notice:?}");
+        // systemd: the old primary hands the service's main pid to the new one (`notify`).
+        self.notify_systemd(&notice);
         self.shared.events.push(Event::Supervision { id: 0, pid, notice });
     }
 
@@ -498,7 +502,7 @@ mod tests {
     #[test]
     fn a_new_primary_never_sees_node_or_listen_variables() {
         assert!(dropped_var(b"NODE_UNIQUE_ID") && dropped_var(b"NODE_CHANNEL_FD"));
-        assert!(dropped_var(b"LISTEN_FDS") && dropped_var(ENV_FD.as_bytes()));
+        assert!(dropped_var(b"LISTEN_FDS") && dropped_var(ENV_FD.as_bytes()) && dropped_var(b"WATCHDOG_PID"));
         assert!(!dropped_var(b"PATH") && !dropped_var(b"LIBCLUSTER_TRACE"));
     }
 
