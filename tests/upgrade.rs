@@ -297,7 +297,7 @@ fn under_systemd_the_old_primary_hands_over_the_main_pid() {
     let mut d = Demo::start(&bin, &[("WORKERS", "2"), ("PORT", &port), ("NOTIFY_SOCKET", sock_path.to_str().unwrap())]);
     d.ready(0, 2, TIMEOUT);
     let mut got: Vec<String> = Vec::new();
-    let mut read_until = |got: &mut Vec<String>, want: &dyn Fn(&str) -> bool| {
+    let read_until = |got: &mut Vec<String>, want: &dyn Fn(&str) -> bool| {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !got.iter().any(|t| want(t)) {
             assert!(Instant::now() < deadline, "datagrams so far: {got:#?}");
