@@ -227,8 +227,10 @@ pub fn notify(state: &str) -> Result<bool> {
 /// HAProxy's agent check answered on `address`:`port` (`primary::agent`); the bound port.
 pub fn agent_listen(address: Option<&str>, port: i32) -> Result<u16> {
     let port = u16::try_from(port).map_err(|_| Error::errno(libc::EINVAL, format!("agent port {port} is not 0..65535")))?;
-    context::primary()?;
-    crate::primary::agent::listen(address, port)
+    let p = context::primary()?;
+    // A hot upgrade's new primary: the old one passed its agent socket (taken, not bound).
+    let inherited = if port != 0 { p.take_inherited(&crate::primary::agent::target(address, port)?) } else { None };
+    crate::primary::agent::listen(address, port, inherited)
 }
 
 // ---- supervision (the primary's), see `primary::supervisor`

@@ -328,3 +328,57 @@ fn under_systemd_the_old_primary_hands_over_the_main_pid() {
     assert!(stopping > main_pid, "STOPPING=1 before the handover: {got:#?}");
     assert_eq!(got.iter().filter(|t| t.lines().any(|l| l == "STOPPING=1")).count(), 1, "{got:#?}");
 }
+
+/// One agent-check answer from 127.0.0.1:`port` (None: refused or nothing).
+fn agent_answer(port: u16) -> Option<String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out.trim_end().to_string())
+}
+
+/// The HAProxy agent-check listener goes with the upgrade: the new primary takes the old
+/// one's socket (no bind conflict, no abort), the balancer hears `ready up 100%` throughout
+/// (never the booting primary's `down`, never the old one's handover `drain`), and the new
+/// primary answers after the old one is gone.
+#[test]
+fn the_agent_check_listener_is_handed_over() {
+    let dir = TempDir::new("upgrade-agent");
+    let bin = demo_copy(&dir);
+    let (port, agent) = (free_port(), free_port());
+    let (p, a) = (port.to_string(), agent.to_string());
+    let mut d = Demo::start(&bin, &[("WORKERS", "2"), ("PORT", &p), ("AGENT_PORT", &a), ("SYSTEMD", "0")]);
+    d.ready(0, 2, TIMEOUT);
+    assert_eq!(agent_answer(agent).as_deref(), Some("ready up 100%"));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                seen.push(agent_answer(agent));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            seen
+        })
+    };
+    let mark = d.mark();
+    d.signal(libc::SIGUSR2);
+    let (_, started) = d.expect(mark, TIMEOUT, "upgrade started", |l| upgrade_line(l, "started").is_some());
+    let (old, new) = upgrade_line(&started.text, "started").unwrap();
+    let _guard = Kill(vec![new]);
+    d.expect(mark, Duration::from_secs(60), "the new primary ready", |l| upgrade_line(l, "ready") == Some((new, old)));
+    let status = d.wait_exit(Duration::from_millis(DRAIN_MS + KILL_MS) + Duration::from_secs(10)).expect("the old primary exits");
+    assert!(status.success(), "{}", d.output());
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = poller.join().unwrap();
+    assert!(!d.output().contains("upgrade aborted"), "{}", d.output());
+    let other: Vec<&Option<String>> = seen.iter().filter(|s| s.as_deref() != Some("ready up 100%")).collect();
+    assert!(other.is_empty(), "{} of {} agent answers were not 'ready up 100%': {other:?}", other.len(), seen.len());
+    assert_eq!(agent_answer(agent).as_deref(), Some("ready up 100%"), "the new primary answers");
+    common::demo::send_signal(new, libc::SIGTERM);
+    assert!(wait_gone(new, Duration::from_secs(30)), "the new primary still runs");
+}

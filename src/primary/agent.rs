@@ -17,10 +17,25 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use parking_lot::Mutex;
+
+use crate::address::Target;
 use crate::error::{Error, Result};
+
+/// The agent listeners (copies), for a hot upgrade to hand over.
+static LISTENERS: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
+/// A hot upgrade handed the listeners over: this primary's threads stop answering.
+static RETIRED: AtomicBool = AtomicBool::new(false);
+/// A hot upgrade's new primary, not yet ready: its threads do not accept yet.
+static HELD: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn hold(on: bool) {
+    HELD.store(on, Ordering::Release);
+}
 
 /// `ready` (bits 0..31), `target` (32..61), stopping (62).
 static SNAPSHOT: AtomicU64 = AtomicU64::new(0);
@@ -28,6 +43,9 @@ const STOPPING: u64 = 1 << 62;
 
 /// Called by the distributor after each supervision pass.
 pub(crate) fn publish(ready: usize, target: usize, stopping: bool) {
+    if RETIRED.load(Ordering::Acquire) {
+        return;
+    }
     let v = (ready.min(u32::MAX as usize) as u64) | ((target.min(1 << 29) as u64) << 32) | if stopping { STOPPING } else { 0 };
     SNAPSHOT.store(v, Ordering::Release);
 }
@@ -50,20 +68,58 @@ fn line(ready: u64, target: u64, stopping: bool) -> String {
     }
 }
 
-/// Binds `address` (None: every IPv4 interface) on `port` (0: any) and answers there from
-/// a thread of its own. Returns the bound port.
-pub(crate) fn listen(address: Option<&str>, port: u16) -> Result<u16> {
-    let ip: IpAddr = match address {
-        None | Some("") => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+/// Copies of the agent listeners, for a hot upgrade to pass to the new primary.
+pub(crate) fn sockets() -> Vec<OwnedFd> {
+    LISTENERS.lock().iter().filter_map(|l| l.try_clone().ok()).collect()
+}
+
+/// A hot upgrade handed the service over: until this primary's agent threads are gone
+/// (within a poll interval) they answer as the new primary would (it is ready: that is why
+/// it took over), never `drain` for this primary's handover stop.
+pub(crate) fn retire() {
+    SNAPSHOT.store(1 | (1 << 32), Ordering::Release);
+    RETIRED.store(true, Ordering::Release);
+    LISTENERS.lock().clear();
+}
+
+/// Where `listen` would bind, as a server target (to find an inherited agent socket).
+pub(crate) fn target(address: Option<&str>, port: u16) -> Result<Target> {
+    Ok(match parse(address)? {
+        IpAddr::V4(a) if a.is_unspecified() => Target::Any { port },
+        ip => Target::Ip(SocketAddr::new(ip, port)),
+    })
+}
+
+fn parse(address: Option<&str>) -> Result<IpAddr> {
+    match address {
+        None | Some("") => Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
         Some(a) => a
             .trim_start_matches('[')
             .trim_end_matches(']')
             .parse()
-            .map_err(|_| Error::errno(libc::EINVAL, format!("agent address {a:?} is not an IP address")))?,
-    };
+            .map_err(|_| Error::errno(libc::EINVAL, format!("agent address {a:?} is not an IP address"))),
+    }
+}
+
+/// Binds `address` (None: every IPv4 interface) on `port` (0: any) — or takes `inherited`,
+/// the socket a hot upgrade's old primary passed — and answers there from a thread of its
+/// own. Returns the bound port.
+pub(crate) fn listen(address: Option<&str>, port: u16, inherited: Option<OwnedFd>) -> Result<u16> {
+    if let Some(fd) = inherited {
+        crate::sys::fd::set_nonblocking(fd.as_fd(), false).map_err(|e| Error::io("agent: inherited socket", e))?;
+        return serve_on(TcpListener::from(fd));
+    }
+    let ip = parse(address)?;
     // std's listener is close-on-exec (workers never inherit it) with SO_REUSEADDR.
     let listener = TcpListener::bind(SocketAddr::new(ip, port)).map_err(|e| Error::io(format!("agent: bind {ip}:{port}"), e))?;
-    let bound = listener.local_addr().map_err(|e| Error::io("agent: getsockname", e))?.port();
+    serve_on(listener)
+}
+
+fn serve_on(listener: TcpListener) -> Result<u16> {
+    let bound = listener.local_addr().map_err(|e| Error::io("agent: getsockname", e))?;
+    if let Ok(copy) = listener.try_clone() {
+        LISTENERS.lock().push(OwnedFd::from(copy));
+    }
     std::thread::Builder::new()
         .name("cluster-agent".into())
         .spawn(move || {
@@ -71,12 +127,27 @@ pub(crate) fn listen(address: Option<&str>, port: u16) -> Result<u16> {
             serve(listener)
         })
         .map_err(|e| Error::io("spawn agent thread", e))?;
-    crate::trace::trace!("primary", "agent-check listening on {ip}:{bound}");
-    Ok(bound)
+    crate::trace::trace!("primary", "agent-check listening on {bound}");
+    Ok(bound.port())
 }
 
 fn serve(listener: TcpListener) {
     loop {
+        // Waits a bounded time, so that a retired agent (a hot upgrade) stops accepting on
+        // the socket it now shares with the new primary.
+        if RETIRED.load(Ordering::Acquire) {
+            return;
+        }
+        if HELD.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        if !crate::sys::fd::poll_readable(listener.as_fd(), 200).unwrap_or(true) {
+            continue;
+        }
+        if RETIRED.load(Ordering::Acquire) {
+            return;
+        }
         let mut conn = match listener.accept() {
             Ok((c, _)) => c,
             // EMFILE and the like: wait rather than spin.

@@ -226,6 +226,11 @@ impl Primary {
         activation::adopt(&mut self.shared.inherited.lock())
     }
 
+    /// An inherited stream socket bound where `target` says (the agent's, after a hot upgrade).
+    pub fn take_inherited(&self, target: &crate::address::Target) -> Option<std::os::fd::OwnedFd> {
+        self.shared.inherited.lock().take(target, false).map(|s| s.fd)
+    }
+
     /// The inherited sockets no worker took yet: `(address, name)`.
     pub fn inherited(&self) -> Vec<(crate::sys::socket::Addr, Option<String>)> {
         self.shared.inherited.lock().describe()

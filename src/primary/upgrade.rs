@@ -120,6 +120,9 @@ fn message(tag: u8, key: &str) -> Vec<u8> {
 pub(super) fn adopt_from_env(pool: &mut Inherited) -> Result<Option<OwnedFd>> {
     let Some(v) = std::env::var_os(ENV_FD) else { return Ok(None) };
     process::unset_env(ENV_FD);
+    // Until it is ready, a new primary's agent answers nothing: the old one still serves
+    // and answers for the host (a `down` from a primary still booting would take it out).
+    super::agent::hold(true);
     let n: i32 = v
         .to_str()
         .and_then(|s| s.trim().parse().ok())
@@ -264,6 +267,10 @@ impl Distributor {
         for (l, name) in self.shared.inherited.lock().raw_fds() {
             scm::send(sock.as_fd(), &message(b'L', name.as_deref().unwrap_or("inherited")), Some(l), false)?;
         }
+        // The agent-check listeners: the new primary's `cluster_agent_listen` takes them.
+        for l in super::agent::sockets() {
+            scm::send(sock.as_fd(), &message(b'L', "agent"), Some(l.as_raw_fd()), false)?;
+        }
         scm::send(sock.as_fd(), b"E", None, false)?;
         Ok(())
     }
@@ -360,6 +367,8 @@ impl Distributor {
         let pid = self.upgrade.out.as_ref().map_or(0, |o| o.child.pid());
         crate::trace::trace!("primary", "upgrade: new primary pid={pid} is ready; handing over");
         self.upgrade_notice(UpgradeState::Ready, pid, 0);
+        // The new primary answers the load balancer from now on.
+        super::agent::retire();
         let hids: Vec<u32> = self.handles.keys().copied().collect();
         for &hid in &hids {
             if let Some(Handle::RoundRobin(rr)) = self.handles.get(&hid) {
@@ -452,6 +461,8 @@ impl Distributor {
                 }
                 if let Some(inc) = self.upgrade.incoming.as_ref() {
                     let _ = scm::send(inc.sock.as_fd(), b"R", None, true);
+                    // Ready: this primary answers the load balancer too from now on.
+                    super::agent::hold(false);
                 }
                 self.upgrade_notice(UpgradeState::Ready, old, 0);
             }
