@@ -382,3 +382,52 @@ fn the_agent_check_listener_is_handed_over() {
     common::demo::send_signal(new, libc::SIGTERM);
     assert!(wait_gone(new, Duration::from_secs(30)), "the new primary still runs");
 }
+
+/// Connections the old primary accepted and no worker received are handed over: its only
+/// worker is stopped (SIGSTOP) with clients waiting on it, then USR2; the new primary's
+/// worker answers every one of them (the old primary's trace says it forwarded them).
+#[test]
+fn connections_no_worker_received_go_to_the_new_primary() {
+    let dir = TempDir::new("upgrade-forward");
+    let bin = demo_copy(&dir);
+    let port = free_port();
+    let p = port.to_string();
+    let mut d = Demo::start(
+        &bin,
+        &[("WORKERS", "1"), ("PORT", &p), ("DRAIN_MS", "1000"), ("KILL_MS", "500"), ("SYSTEMD", "0"), ("LIBCLUSTER_DEBUG", "1")],
+    );
+    let (old_workers, _) = d.ready(0, 1, TIMEOUT);
+    common::demo::send_signal(old_workers[0], libc::SIGSTOP);
+    // 6 clients, each one request on a new connection, waiting on the stopped worker.
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            std::thread::spawn(move || -> Result<String, String> {
+                use std::io::{Read, Write};
+                let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+                s.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+                s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+                let mut out = String::new();
+                s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+                Ok(out)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mark = d.mark();
+    d.signal(libc::SIGUSR2);
+    let (_, started) = d.expect(mark, TIMEOUT, "upgrade started", |l| upgrade_line(l, "started").is_some());
+    let (_, new) = upgrade_line(&started.text, "started").unwrap();
+    let _guard = Kill(vec![new, old_workers[0]]);
+    let answers: Vec<Result<String, String>> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let forwarded = d.lines_from(mark).iter().filter(|l| l.text.contains("upgrade: forwarded")).map(|l| l.text.clone()).collect::<Vec<_>>();
+    println!("{forwarded:?}");
+    for a in &answers {
+        let text = a.as_ref().unwrap_or_else(|e| panic!("a waiting client failed: {e}\n{}", d.output()));
+        assert!(text.starts_with("HTTP/1.1 200") && text.contains("hello from worker"), "{text}");
+        assert!(!text.contains(&format!("worker {}", old_workers[0])), "the stopped worker answered: {text}");
+    }
+    assert!(forwarded.iter().any(|l| !l.contains("forwarded 0 ")), "the old primary forwarded nothing: {forwarded:?}\n{}", d.output());
+    d.wait_exit(Duration::from_secs(15)).expect("the old primary exits");
+    common::demo::send_signal(new, libc::SIGTERM);
+    assert!(wait_gone(new, Duration::from_secs(30)), "the new primary still runs");
+}
