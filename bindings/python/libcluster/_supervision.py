@@ -43,6 +43,7 @@ _FIELDS: Dict[str, Tuple[str, str]] = {
     "recycle_jitter": ("recycle_jitter_pct", "int"),
     "rss_interval": ("rss_interval_ms", "s"),
     "max_surge": ("max_surge", "int"),
+    "drain_delay": ("drain_delay_ms", "s"),
     "seed": ("seed", "u64"),
 }
 
@@ -115,6 +116,7 @@ def supervise(
     rss_interval: Optional[float] = None,
     max_surge: Optional[int] = None,
     seed: Optional[int] = None,
+    drain_delay: Optional[float] = None,
 ) -> None:
     """Primary: keeps ``workers`` workers (``cluster_supervise``). They are forked at once
     (running what :func:`setup_primary` set); from then on a dead one is replaced after a
@@ -148,6 +150,8 @@ def supervise(
       ``recycle_jitter`` (10) percent more per worker.
     - ``max_surge`` (1): new workers a rolling restart starts ahead of the old ones.
     - ``seed``: of the jitter (0: from the clock).
+    - ``drain_delay`` (0): a graceful stop first only says so (an agent check answers
+      ``drain``) while every worker serves, and drains after this many seconds.
 
     Raises ``ValueError``/``TypeError`` for a bad argument (nothing changes),
     :class:`WrongRoleError` in a worker.
@@ -160,7 +164,7 @@ def supervise(
         "drain_timeout": drain_timeout, "kill_after": kill_after, "stuck_timeout": stuck_timeout,
         "max_connections": max_connections, "max_rss": max_rss, "max_age": max_age,
         "recycle_jitter": recycle_jitter, "rss_interval": rss_interval,
-        "max_surge": max_surge, "seed": seed,
+        "max_surge": max_surge, "seed": seed, "drain_delay": drain_delay,
     }
     fn = _ffi.need("cluster_supervise")
     s = _ffi.Supervisor.defaults()
