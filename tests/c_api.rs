@@ -112,11 +112,6 @@ fn c_lifecycle() {
 }
 
 #[test]
-fn c_quick_exit() {
-    run_c("quick_exit");
-}
-
-#[test]
 fn c_supervision() {
     run_c("supervision");
 }
