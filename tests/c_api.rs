@@ -136,6 +136,11 @@ fn c_worker_run() {
     run_c("worker_run");
 }
 
+#[test]
+fn c_supervise_run() {
+    run_c("supervise_run");
+}
+
 /// `text` without `/* */` and `//` comments (string literals are not special-cased: the
 /// header has none that contain comment markers).
 fn strip_comments(text: &str) -> String {

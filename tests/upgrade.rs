@@ -297,23 +297,23 @@ fn under_systemd_the_old_primary_hands_over_the_main_pid() {
     let mut d = Demo::start(&bin, &[("WORKERS", "2"), ("PORT", &port), ("NOTIFY_SOCKET", sock_path.to_str().unwrap())]);
     d.ready(0, 2, TIMEOUT);
     let mut got: Vec<String> = Vec::new();
-    let read_until = |got: &mut Vec<String>, want: &dyn Fn(&str) -> bool| {
+    let read_until = |got: &mut Vec<String>, d: &Demo, want: &dyn Fn(&str) -> bool| {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !got.iter().any(|t| want(t)) {
-            assert!(Instant::now() < deadline, "datagrams so far: {got:#?}");
+            assert!(Instant::now() < deadline, "datagrams so far: {got:#?}\n{}", d.output());
             let mut buf = [0u8; 4096];
             if let Ok(n) = sock.recv(&mut buf) {
                 got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
             }
         }
     };
-    read_until(&mut got, &|t| t.lines().any(|l| l == "READY=1"));
+    read_until(&mut got, &d, &|t| t.lines().any(|l| l == "READY=1"));
     let mark = d.mark();
     d.signal(libc::SIGUSR2);
     let (_, started) = d.expect(mark, TIMEOUT, "upgrade started", |l| upgrade_line(l, "started").is_some());
     let (_, new) = upgrade_line(&started.text, "started").unwrap();
     let _guard = Kill(vec![new]);
-    read_until(&mut got, &|t| t.lines().any(|l| l.starts_with("MAINPID=")));
+    read_until(&mut got, &d, &|t| t.lines().any(|l| l.starts_with("MAINPID=")));
     let handover = got.iter().find(|t| t.lines().any(|l| l.starts_with("MAINPID="))).unwrap().clone();
     assert!(handover.lines().any(|l| l == format!("MAINPID={new}")), "{handover}");
     assert!(handover.lines().any(|l| l == "READY=1"), "{handover}");
@@ -321,7 +321,7 @@ fn under_systemd_the_old_primary_hands_over_the_main_pid() {
     assert!(status.success());
     // Then the new primary's TERM: its own STOPPING=1 (the only one).
     common::demo::send_signal(new, libc::SIGTERM);
-    read_until(&mut got, &|t| t.lines().any(|l| l == "STOPPING=1"));
+    read_until(&mut got, &d, &|t| t.lines().any(|l| l == "STOPPING=1"));
     assert!(wait_gone(new, TIMEOUT), "the new primary still runs");
     let stopping = got.iter().position(|t| t.lines().any(|l| l == "STOPPING=1")).unwrap();
     let main_pid = got.iter().position(|t| t.lines().any(|l| l.starts_with("MAINPID="))).unwrap();

@@ -43,7 +43,7 @@ mod worker_conn;
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsString;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use parking_lot::{Mutex, RwLock};
@@ -96,6 +96,7 @@ impl Primary {
                 settings: RwLock::new(Settings::from_env()),
                 next_id: AtomicU32::new(1),
                 supervising: AtomicBool::new(false),
+                supervise_pending: AtomicUsize::new(0),
                 inherited: Mutex::new(inherited),
                 upgraded: AtomicBool::new(upgrade_sock.is_some()),
                 upgrade_sock: Mutex::new(upgrade_sock),
@@ -216,7 +217,10 @@ impl Primary {
     /// distributor holds while it retires a worker and queues its last event.
     pub fn has_workers_or(&self, events_pending: impl FnOnce() -> bool) -> bool {
         let table = self.shared.table.lock();
-        !table.is_empty() || self.shared.supervising.load(Ordering::Acquire) || events_pending()
+        !table.is_empty()
+            || self.shared.supervising.load(Ordering::Acquire)
+            || self.shared.supervise_pending.load(Ordering::Acquire) > 0
+            || events_pending()
     }
 
     /// systemd socket activation: adopts the sockets passed in `LISTEN_FDS` (when
@@ -264,10 +268,9 @@ impl Primary {
     pub fn supervise(&self, policy: supervisor::policy::Policy) -> Result<()> {
         policy.validate()?;
         self.ensure_started()?;
-        // Until the distributor has looked, the run loop must not end for want of workers.
-        if policy.workers > 0 {
-            self.shared.supervising.store(true, Ordering::Release);
-        }
+        // Until the distributor has applied it, the run loop must not end for want of
+        // workers: a pass before then stores `supervising` from the old policy (no workers).
+        self.shared.supervise_pending.fetch_add(1, Ordering::AcqRel);
         self.command(Command::Supervise { policy });
         Ok(())
     }

@@ -288,7 +288,12 @@ impl Distributor {
         let now = self.sup_now();
         self.sup.enable();
         match cmd {
-            Command::Supervise { policy } => self.sup.configure(policy, now),
+            Command::Supervise { policy } => {
+                self.sup.configure(policy, now);
+                // `supervising` as the new policy has it before the call stops counting.
+                self.shared.supervising.store(self.sup.keeps_running(), std::sync::atomic::Ordering::Release);
+                self.shared.supervise_pending.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            }
             Command::RollingRestart { surge, reply } => {
                 let _ = reply.send(self.sup.rolling_restart(surge, now));
             }

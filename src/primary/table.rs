@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize};
 use std::sync::mpsc;
 
 use parking_lot::{Mutex, RwLock};
@@ -134,6 +134,9 @@ pub(crate) struct Shared {
     /// Supervision has work even with no worker running (a respawn is due, the breaker
     /// will let a probe through): the run loop goes on.
     pub supervising: AtomicBool,
+    /// `cluster_supervise` calls the distributor has not applied yet: until it has, a pass
+    /// may still store `supervising` from the old policy, and the run loop must go on.
+    pub supervise_pending: AtomicUsize,
     /// This primary was started by a hot upgrade: the channel to the old one, until the
     /// distributor takes it.
     pub upgrade_sock: Mutex<Option<std::os::fd::OwnedFd>>,
