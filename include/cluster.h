@@ -1475,6 +1475,16 @@ int cluster_server_refuse(struct cluster_server *server);
  */
 int cluster_server_close(struct cluster_server *server);
 
+/*
+ For hosts whose exit handlers must not run while their main thread still runs (Node):
+ with `on` non-zero, when libcluster ends a worker from its own channel-reader thread
+ (its primary went away, or broke the protocol), it calls `_exit` with the same status
+ instead of `exit`, so no `atexit` handler or static destructor runs concurrently with the
+ program's main thread. An exit on the main thread is unchanged. Off by default (C
+ programs' `atexit` handlers run). Returns 0. Any thread, either role.
+ */
+int cluster_set_quick_exit(int on);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

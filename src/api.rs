@@ -283,6 +283,11 @@ pub fn install_signal_handlers(install: impl FnOnce(&[i32]) -> std::io::Result<(
     install(&crate::signals::DEFAULT_SIGNALS).map_err(|e| Error::io("sigaction", e))
 }
 
+/// How the library ends the process from its own thread (`sys::process::set_quick_exit`).
+pub fn set_quick_exit(on: bool) {
+    crate::sys::process::set_quick_exit(on)
+}
+
 // ---- a worker's calls
 
 /// `cluster_worker_ready()`: tells a supervising primary this worker is ready.

@@ -112,6 +112,11 @@ fn c_lifecycle() {
 }
 
 #[test]
+fn c_quick_exit() {
+    run_c("quick_exit");
+}
+
+#[test]
 fn c_supervision() {
     run_c("supervision");
 }

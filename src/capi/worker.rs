@@ -219,3 +219,17 @@ pub unsafe extern "C" fn cluster_server_close(server: *mut cluster_server) -> c_
         0
     })
 }
+
+/// For hosts whose exit handlers must not run while their main thread still runs (Node):
+/// with `on` non-zero, when libcluster ends a worker from its own channel-reader thread
+/// (its primary went away, or broke the protocol), it calls `_exit` with the same status
+/// instead of `exit`, so no `atexit` handler or static destructor runs concurrently with the
+/// program's main thread. An exit on the main thread is unchanged. Off by default (C
+/// programs' `atexit` handlers run). Returns 0. Any thread, either role.
+#[unsafe(no_mangle)]
+pub extern "C" fn cluster_set_quick_exit(on: c_int) -> c_int {
+    ffi_guard!({
+        api::set_quick_exit(on != 0);
+        0
+    })
+}

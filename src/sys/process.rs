@@ -18,12 +18,26 @@ pub fn set_parent_death_signal(sig: i32) -> io::Result<()> {
     Ok(nix::sys::prctl::set_pdeathsig(sig)?)
 }
 
+/// Set by a host whose exit handlers must not run off its main thread (`set_quick_exit`).
+static QUICK_EXIT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// When on, `exit_from_library_thread` called on any thread but the main one ends the
+/// process with `_exit` (no `atexit` handlers, no static destructors): a host like Node,
+/// whose teardown would race its still-running main thread, asks for it.
+pub fn set_quick_exit(on: bool) {
+    QUICK_EXIT.store(on, std::sync::atomic::Ordering::Release);
+}
+
 /// Ends the process with `code` (from a library thread or for the program), as Node's `process.exit` does when a
 /// worker loses its primary: `exit`, so `atexit` handlers run and stdio is flushed (Node runs
 /// its 'exit' handlers; test-cluster-primary-error checks it). They run on this thread while
 /// the program's own threads may still be running; a host for which that is unsafe (the
 /// Node addon) installs an `atexit` handler that calls `_exit` first.
 pub fn exit_from_library_thread(code: i32) -> ! {
+    if QUICK_EXIT.load(std::sync::atomic::Ordering::Acquire) && nix::unistd::gettid() != nix::unistd::getpid() {
+        // SAFETY: `_exit` ends the process at once; nothing after it runs.
+        unsafe { libc::_exit(code) }
+    }
     // std's exit is libc's `exit` (atexit handlers, stdio flushed), without the `unsafe`.
     std::process::exit(code)
 }

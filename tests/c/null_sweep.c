@@ -466,6 +466,7 @@ static void sweep_worker(void) {
     CT_EXPECT_ERR(cluster_systemd(CLUSTER_SYSTEMD_NOTIFY), CLUSTER_E_WRONG_ROLE);
     CT_EXPECT_ERR(cluster_systemd(99), -EINVAL);
     CT_EXPECT_ERR(cluster_listen_fds(), CLUSTER_E_WRONG_ROLE);
+    CT_CHECK(cluster_set_quick_exit(0) == 0, "cluster_set_quick_exit(0) in a worker");
     CT_EXPECT_ERR(cluster_agent_listen(NULL, 0), CLUSTER_E_WRONG_ROLE);
     CT_EXPECT_ERR(cluster_agent_listen("127.0.0.1", 0), CLUSTER_E_WRONG_ROLE);
     CT_EXPECT_ERR(cluster_upgrade(NULL), CLUSTER_E_WRONG_ROLE);
@@ -633,6 +634,7 @@ int main(void) {
     CT_CHECK(rc > 0 && rc <= 65535, "cluster_agent_listen(127.0.0.1, 0) = %d: %s", rc, cluster_last_error());
     expect_negative("cluster_agent_listen on a port in use", cluster_agent_listen("127.0.0.1", rc));
     CT_CHECK(cluster_listen_fds() == 0, "cluster_listen_fds without LISTEN_PID: %s", cluster_last_error());
+    CT_CHECK(cluster_set_quick_exit(0) == 0, "cluster_set_quick_exit(0)");
     CT_EXPECT_ERR(cluster_systemd(-1), -EINVAL);
     CT_EXPECT_ERR(cluster_systemd(CLUSTER_SYSTEMD_ALL + 1), -EINVAL);
     if (!getenv("NOTIFY_SOCKET"))

@@ -1266,8 +1266,13 @@ static napi_value Init(napi_env env, napi_value exports) {
     restore_worker_env();
     /* Start libcluster now: in a worker this takes the channel (fd 3), makes it
      * close-on-exec and says `online`, before this process can spawn anything. */
-    if (cluster_is_worker() == 1)
+    if (cluster_is_worker() == 1) {
+        /* libcluster ends the worker with _exit from its own thread: no exit handler or
+         * static destructor (Node's, V8's, registered at any time) runs beside the main
+         * thread. The on_exit handler stays for an exit() from any other thread. */
+        cluster_set_quick_exit(1);
         on_exit(exit_from_other_thread, NULL);
+    }
 
     napi_property_descriptor props[] = {
 #define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_enumerable, NULL}
