@@ -1,9 +1,9 @@
 //! Hot upgrade of the primary, the handover model (tableflip/shellflip; `docs/upgrade.md`).
 //!
 //! The old primary fork+execs the program file now on disk (same argv, the path read once
-//! at start) with a `SOCK_SEQPACKET` channel as fd 3 (`LIBCLUSTER_UPGRADE_FD=3`, no `NODE_*`
-//! variables, no parent-death signal) and sends over it every listening socket it holds;
-//! the new primary puts them in its inherited pool, so its workers' `queryServer` take them
+//! at start) with a `SOCK_SEQPACKET` channel as fd 3 (`LIBCLUSTER_UPGRADE_FD=3`, no Node
+//! channel variables, no parent-death signal) and sends over it every listening socket it
+//! holds; the new primary puts them in its inherited pool, so its workers' `queryServer` take them
 //! (both primaries accept on the same sockets meanwhile: nothing is refused). Once the new
 //! primary's workers are ready it says so; the old one then stops accepting, forwards every
 //! connection it accepted that no worker received, drains its workers on the supervision
@@ -59,11 +59,15 @@ const OUT_PIDFD: u32 = 1;
 const IN_SOCK: u32 = 2;
 
 /// Variables a new primary must not see (they would make it a worker, or a socket-
-/// activated process it is not).
+/// activated process it is not). Only Node's channel variables go, as for a worker
+/// (`spawn_plan`): the program's own (`NODE_ENV`, `NODE_OPTIONS`, `NODE_PATH`,
+/// `NODE_CLUSTER_SCHED_POLICY`...) stay, or a Node primary would come back configured
+/// otherwise (and a Python one that reads them too).
 fn dropped_var(k: &[u8]) -> bool {
+    const CHANNEL: [&[u8]; 3] = [b"NODE_UNIQUE_ID", b"NODE_CHANNEL_FD", b"NODE_CHANNEL_SERIALIZATION_MODE"];
     // `WATCHDOG_PID` names the old primary: without it the watchdog applies to whoever
     // systemd's main pid is, the new primary once the old one handed it over (`MAINPID=`).
-    k.starts_with(b"NODE_") || k == ENV_FD.as_bytes() || k.starts_with(b"LISTEN_") || k == b"WATCHDOG_PID"
+    CHANNEL.contains(&k) || k == ENV_FD.as_bytes() || k.starts_with(b"LISTEN_") || k == b"WATCHDOG_PID"
 }
 
 /// The old primary's side: the new primary started and not yet ready, or ready (handed over).
@@ -155,7 +159,8 @@ pub(in crate::primary) fn adopt_from_env(pool: &mut Inherited) -> Result<Option<
 }
 
 /// The old primary's command line for the new one: the program file now at the path read
-/// at start, this process's argv, our environment without `NODE_*`/`LISTEN_*`, the channel
+/// at start, this process's argv, our environment without Node's channel variables and
+/// `LISTEN_*`, the channel
 /// as fd 3 and no parent-death signal (it must outlive us).
 fn plan() -> Result<SpawnPlan> {
     let (exe, args) = process::current_command().map_err(|e| Error::io("the program's path", e))?;
@@ -270,10 +275,19 @@ mod tests {
     }
 
     #[test]
-    fn a_new_primary_never_sees_node_or_listen_variables() {
-        assert!(dropped_var(b"NODE_UNIQUE_ID") && dropped_var(b"NODE_CHANNEL_FD"));
+    fn a_new_primary_never_sees_node_channel_or_listen_variables() {
+        assert!(dropped_var(b"NODE_UNIQUE_ID") && dropped_var(b"NODE_CHANNEL_FD") && dropped_var(b"NODE_CHANNEL_SERIALIZATION_MODE"));
         assert!(dropped_var(b"LISTEN_FDS") && dropped_var(ENV_FD.as_bytes()) && dropped_var(b"WATCHDOG_PID"));
         assert!(!dropped_var(b"PATH") && !dropped_var(b"LIBCLUSTER_TRACE"));
+    }
+
+    #[test]
+    fn a_new_primary_keeps_the_programs_own_node_variables() {
+        // A Node primary's configuration (and a Python one's, if it reads them).
+        for k in [&b"NODE_ENV"[..], b"NODE_OPTIONS", b"NODE_PATH", b"NODE_CLUSTER_SCHED_POLICY", b"NODE_EXTRA_CA_CERTS"] {
+            assert!(!dropped_var(k), "{}", String::from_utf8_lossy(k));
+        }
+        assert!(!dropped_var(b"NODE_UNIQUE_ID_X") && !dropped_var(b"NODE_CHANNEL"));
     }
 
     #[test]
