@@ -7,9 +7,11 @@ worker is replaced after a jittered exponential delay, a crash loop opens the br
 stuck worker is drained and replaced. It handles signals (opt-in, installed by this
 program): HUP rolling restart (the program file now on disk), TTIN/TTOU one worker
 more/less, TERM graceful stop, INT (Ctrl-C) fast stop (workers ignore SIGINT: the
-primary's stop ends them). Every worker serves "hello from
-worker <pid>\\n" on HOST:PORT (127.0.0.1:8000; port 0 = random, shared by all workers),
-keeping connections alive and answering "Connection: close" once draining.
+primary's stop ends them), USR2 hot upgrade of the primary (this script as it is on disk
+now starts as a new primary and takes over the port; this one drains and exits). Every
+worker serves "hello from worker <pid>\\n" on HOST:PORT (127.0.0.1:8000; port 0 = random,
+shared by all workers), keeping connections alive and answering "Connection: close" once
+draining.
 
 The supervisor's defaults can be changed for tests: STUCK_MS, DRAIN_MS, KILL_MS,
 BOOT_TIMEOUT_MS, BREAKER_BURST, BREAKER_COOLDOWN_MS, BACKOFF_BASE_MS, MAX_CONNECTIONS. The
@@ -73,6 +75,10 @@ def rollout(info: libcluster.SupervisionInfo) -> None:
         print_stats()
 
 
+def upgrade(info: libcluster.SupervisionInfo) -> None:
+    say(f"upgrade {info['state']}: primary {os.getpid()} (other primary {info['pid']}, error {info['error']})")
+
+
 def supervisor_settings() -> Dict[str, Any]:
     """The supervisor's settings the environment overrides (milliseconds to seconds)."""
     given: Dict[str, Any] = {}
@@ -88,7 +94,7 @@ def supervisor_settings() -> Dict[str, Any]:
 
 
 if libcluster.is_primary:
-    say(f"Primary {os.getpid()} is running")
+    say(f"Primary {os.getpid()} is running{' (started by a hot upgrade)' if libcluster.is_upgrade() else ''}")
     libcluster.on("exit", died)
     libcluster.on("listening", listening)
     libcluster.on("ready", lambda worker: say(f"worker {worker.pid} ready"))
@@ -98,11 +104,12 @@ if libcluster.is_primary:
     libcluster.on("rollout", rollout)
     libcluster.on("stuck", lambda worker, info: say(f"worker {worker.pid} stuck ({info['delay_ms']} ms)"))
     libcluster.on("recycle", lambda worker, info: say(f"worker {worker.pid} recycled (reason {info['reason']})"))
+    libcluster.on("upgrade", upgrade)
     libcluster.on("control", lambda info: say(f"signal {int(info['signal'] or 0)}: action {info['state']}"))
     libcluster.on("error", lambda worker, exc: print(f"worker {worker.pid if worker else 0}: {exc}", file=sys.stderr))
     libcluster.install_signal_handlers()
     libcluster.supervise(workers=int(os.environ.get("WORKERS") or os.cpu_count() or 1), **supervisor_settings())
-    libcluster.run()  # until a stop (TERM, INT) has ended every worker
+    libcluster.run()  # until a stop (TERM, INT) or an upgrade's handover has ended every worker
     print_stats()
     say("primary stopped")
 else:

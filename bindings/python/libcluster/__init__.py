@@ -26,9 +26,12 @@ worker ``worker_ready``, ``worker_draining``), steered by signals only if the pr
 so (``install_signal_handlers``)::
 
     if libcluster.is_primary:
-        libcluster.install_signal_handlers()   # HUP rolling restart, TTIN/TTOU, TERM, INT
+        libcluster.install_signal_handlers()   # HUP rolling restart, TTIN/TTOU, TERM, INT, USR2
         libcluster.supervise(workers=4, drain_timeout=10.0)
         libcluster.run()
+
+and replaces the primary itself, the program file included, without a failed request
+(``upgrade``, SIGUSR2 with those handlers; ``is_upgrade`` in the new primary).
 
 Names follow Node's API in Python spelling: ``is_primary``, ``is_worker``, ``worker``,
 ``workers``, ``fork``, ``setup_primary``, ``disconnect``, ``on``; events carry Node's
@@ -104,6 +107,7 @@ from ._supervision import (
     worker_ready,
     worker_stats,
 )
+from ._upgrade import is_upgrade, upgrade
 from ._server import (
     ClusterHTTPServer,
     ClusterServerMixin,
@@ -158,6 +162,7 @@ __all__ = [
     "handle_signal",
     "install_signal_handlers",
     "is_primary",
+    "is_upgrade",
     "is_worker",
     "leave",
     "library_path",
@@ -180,6 +185,7 @@ __all__ = [
     "stats",
     "stop",
     "supervise",
+    "upgrade",
     "worker",
     "worker_draining",
     "worker_ready",

@@ -132,7 +132,12 @@ class SupervisionInfo(TypedDict):
       sent) or ``'kill'`` (SIGKILL sent); ``'breaker'``: ``'closed'``, ``'open'`` or
       ``'half_open'``; ``'rollout'``: ``'started'``, ``'step'``, ``'done'`` or
       ``'aborted'``; ``'control'``: the action, ``'reload'``, ``'scale_up'``,
-      ``'scale_down'``, ``'stop_graceful'``, ``'stop_fast'`` or ``'none'``.
+      ``'scale_down'``, ``'stop_graceful'``, ``'stop_fast'``, ``'upgrade'`` or ``'none'``;
+      ``'upgrade'`` (a hot upgrade of the primary, :func:`libcluster.upgrade`):
+      ``'started'`` (old primary: the new one runs and has the listeners), ``'ready'``
+      (both: the new primary's workers are ready, the old one hands over), ``'done'`` (new
+      primary: the old one is gone) or ``'aborted'`` (old primary: the new one failed and
+      was killed; nothing changed).
     - ``reason``: ``'draining'``: ``'user'``, ``'rollout'``, ``'recycle'``, ``'stuck'``,
       ``'scale_down'``, ``'stop'``, ``'boot_timeout'`` or ``'aborted'``; ``'recycle'``:
       ``'connections'``, ``'rss'`` or ``'age'``.
@@ -142,6 +147,10 @@ class SupervisionInfo(TypedDict):
     - ``count``: ``'respawn'``: deaths in a row; ``'breaker'``: boot failures in the
       window; ``'rollout'``: old workers replaced so far.
     - ``signal``: ``'control'``: the signal acted on (None for :func:`libcluster.control`).
+    - ``pid``: ``'upgrade'``: the other primary's pid (0 for other events).
+    - ``error``: ``'upgrade'`` ``'aborted'``: why, a negative errno (``-ECHILD``: the new
+      primary exited; ``-EPIPE``/``-ECONNRESET``: it closed its channel; ``-ETIMEDOUT``: not
+      ready in time); 0 otherwise.
     """
 
     state: Optional[str]
@@ -150,6 +159,8 @@ class SupervisionInfo(TypedDict):
     delay_ms: int
     count: int
     signal: Optional[_signal.Signals]
+    pid: int
+    error: int
 
 
 class WorkerStats(TypedDict):
@@ -213,7 +224,7 @@ class ClusterStats(TypedDict):
 _WORKER_NOTICES = ("ready", "draining", "stuck", "recycle")
 # The names of each notice's `state` and `reason` values.
 _STATE_NAMES = {"draining": _ffi.DRAIN_STAGES, "breaker": _ffi.BREAKER_STATES,
-                "rollout": _ffi.ROLLOUT_STATES, "control": _ffi.ACTIONS}
+                "rollout": _ffi.ROLLOUT_STATES, "control": _ffi.ACTIONS, "upgrade": _ffi.UPGRADE_STATES}
 _REASON_NAMES = {"draining": _ffi.DRAIN_REASONS, "recycle": _ffi.RECYCLE_REASONS}
 
 
@@ -726,6 +737,9 @@ def _emit_supervision(name: str, ev: Any) -> None:
         "delay_ms": ev.delay_ms,
         "count": ev.count,
         "signal": sig,
+        # The other primary, for a hot upgrade (a worker's events carry the worker).
+        "pid": ev.pid if name == "upgrade" else 0,
+        "error": ev.error if name == "upgrade" else 0,
     }
     if name in _WORKER_NOTICES and ev.worker_id:
         w = _worker_by_id(ev.worker_id, ev.pid)

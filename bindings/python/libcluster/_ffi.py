@@ -202,6 +202,7 @@ DRAIN_REASONS = _names("CLUSTER_REASON_")  # cluster_event.reason of DRAINING
 RECYCLE_REASONS = _names("CLUSTER_RECYCLE_")  # cluster_event.reason of RECYCLE
 BREAKER_STATES = _names("CLUSTER_BREAKER_")  # cluster_event.state of BREAKER
 ROLLOUT_STATES = _names("CLUSTER_ROLLOUT_")  # cluster_event.state of ROLLOUT
+UPGRADE_STATES = _names("CLUSTER_UPGRADE_")  # cluster_event.state of UPGRADE
 ACTIONS = _names("CLUSTER_ACT_")  # cluster_signal_map, cluster_control, CONTROL's state
 READY_ON = _names("CLUSTER_READY_")  # cluster_supervisor.ready_on
 EXIT_KINDS = _names("CLUSTER_EXIT_")  # cluster_worker_stats.exit_kind
@@ -308,7 +309,8 @@ class PanicError(ClusterError):
 
 
 class BusyError(ClusterError):
-    """Supervision: a rolling restart (or a recycle) is under way, or the primary is stopping."""
+    """Supervision: a rolling restart (or a recycle) or a hot upgrade is under way, or the
+    primary is stopping."""
 
 
 class BreakerOpenError(ClusterError):

@@ -11,7 +11,10 @@ the code now on disk, each old one drained once a new one is ready); SIGTTIN/SIG
 worker more/fewer. SIGTERM: every worker is drained (it finishes the requests it has and
 exits; SIGTERM after ``--graceful-timeout``, SIGKILL 5 s later), then the primary exits 0;
 SIGINT: the same, fast (SIGTERM at once, which makes a worker leave as gracefully, SIGKILL
-5 s later). A second SIGTERM/SIGINT kills the workers left at once. A worker that cannot
+5 s later). A second SIGTERM/SIGINT kills the workers left at once. SIGUSR2: a hot upgrade
+of the primary (``libcluster.upgrade``: the same command line runs again as a new primary
+and takes over the listeners once its workers are ready; this one drains its workers and
+exits 0; ``--bind`` needs a fixed port). A worker that cannot
 load the target or listen exits with :data:`BOOT_ERROR`; the primary then stops and exits
 with it.
 """
@@ -128,15 +131,17 @@ def describe(bind: Address, port: Optional[int] = None) -> str:
 
 #: What the primary passes on to supervision (libcluster's default mapping): SIGHUP a
 #: rolling restart, SIGTTIN/SIGTTOU one worker more/fewer, SIGTERM a graceful stop, SIGINT a
-#: fast one.
-SIGNALS = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGTERM, signal.SIGINT)
+#: fast one, SIGUSR2 a hot upgrade of the primary.
+SIGNALS = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
 STOPS = {signal.SIGTERM: "gracefully", signal.SIGINT: "fast"}
-ACTIONS = {"reload": "rolling restart", "scale_up": "one worker more", "scale_down": "one worker fewer"}
+ACTIONS = {"reload": "rolling restart", "scale_up": "one worker more", "scale_down": "one worker fewer",
+           "upgrade": "hot upgrade of the primary"}
 
 
 class Primary:
     """Supervises the workers (``libcluster.supervise``): replaces those that die, replaces
-    all of them on SIGHUP, scales on SIGTTIN/SIGTTOU, stops them on SIGTERM/SIGINT."""
+    all of them on SIGHUP, scales on SIGTTIN/SIGTTOU, stops them on SIGTERM/SIGINT, hands
+    over to a new primary on SIGUSR2."""
 
     def __init__(self, args: argparse.Namespace, argv: Sequence[str]) -> None:
         self.args = args
@@ -147,6 +152,7 @@ class Primary:
         self.exit_code = 0
         self.announced = False
         self.signals: List[int] = []
+        self.upgrade_to = 0  # the new primary a hot upgrade of this one started
 
     def run(self) -> int:
         libcluster.setup_primary(
@@ -157,7 +163,7 @@ class Primary:
             "ready": lambda w: log.debug("worker %d (pid %d) ready", w.id, w.pid),
             "draining": self._on_draining, "respawn": self._on_respawn, "breaker": self._on_breaker,
             "rollout": self._on_rollout, "stuck": self._on_stuck, "recycle": self._on_recycle,
-            "control": self._on_control,
+            "control": self._on_control, "upgrade": self._on_upgrade,
         }
         for event, fn in listeners.items():
             libcluster.on(event, fn)
@@ -189,7 +195,7 @@ class Primary:
                 signal.signal(s, h)
             os.close(rfd)
             os.close(wfd)
-        log.info("stopped")
+        log.info("stopped" if not self.upgrade_to else f"handed over to primary {self.upgrade_to}")
         return self.exit_code
 
     def _finished(self) -> bool:
@@ -278,6 +284,24 @@ class Primary:
     def _on_recycle(self, w: libcluster.Worker, info: libcluster.SupervisionInfo) -> None:
         log.info("worker %d (pid %d) recycled (%s)", w.id, w.pid, info["reason"])
 
+    def _on_upgrade(self, info: libcluster.SupervisionInfo) -> None:
+        state, pid = info["state"], info["pid"]
+        if state == "started":
+            self.upgrade_to = pid
+            log.info("hot upgrade: new primary %d started", pid)
+        elif state == "ready" and pid == self.upgrade_to:
+            # The new primary serves: this one drains every worker and ends with them.
+            self.stopping = True
+            log.info("hot upgrade: new primary %d ready; draining %d worker(s)", pid, len(self.alive))
+        elif state == "aborted":
+            self.upgrade_to = 0
+            log.warning("hot upgrade aborted: new primary %d failed (%s); serving on", pid,
+                        os.strerror(-info["error"]) if info["error"] else "?")
+        elif state == "ready":
+            log.info("hot upgrade: serving; the old primary %d drains", pid)
+        elif state == "done":
+            log.info("hot upgrade: done (the old primary %d is gone)", pid)
+
     def _on_control(self, info: libcluster.SupervisionInfo) -> None:
         what = ACTIONS.get(info["state"] or "")
         if what is not None:
@@ -290,9 +314,10 @@ class Primary:
 
 def _quiet_signals(on_term: Callable[[], None]) -> None:
     # Ctrl-C reaches the whole process group: the primary turns it into a stop, so a worker
-    # ignores it, and the primary's other signals (HUP, TTIN/TTOU, sent to the group) too.
+    # ignores it, and the primary's other signals (HUP, TTIN/TTOU, USR2, sent to the group)
+    # too.
     # SIGTERM to one worker (or from the primary's stop or drain): it leaves gracefully.
-    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2):
         signal.signal(sig, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda _n, _f: on_term())
 

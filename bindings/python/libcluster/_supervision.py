@@ -249,15 +249,16 @@ def control(action: Union[str, int]) -> None:
     admin endpoint, a test): ``'reload'`` (a rolling restart), ``'scale_up'``,
     ``'scale_down'`` (one worker more, fewer), ``'stop_graceful'`` (drain every worker and
     stop; a second one: fast), ``'stop_fast'`` (SIGTERM every worker now, SIGKILL
-    ``kill_after`` later; a second one: SIGKILL now) or ``'none'``. A ``'control'`` event
-    follows. The names are the header's ``CLUSTER_ACT_*``; their numbers work too."""
+    ``kill_after`` later; a second one: SIGKILL now), ``'upgrade'`` (a hot upgrade of the
+    primary, as :func:`libcluster.upgrade` with its default timeout or
+    ``LIBCLUSTER_UPGRADE_TIMEOUT_MS``) or ``'none'``. A ``'control'`` event follows. The names are the header's ``CLUSTER_ACT_*``; their numbers work too."""
     check(_ffi.need("cluster_control")(_value_of(_ffi.ACTIONS, "action", action)))
 
 
 def handle_signal(sig: Signal) -> None:
     """Primary: records signal ``sig`` for libcluster to act on, as :func:`signal_map` says
     (by default SIGHUP a rolling restart, SIGTTIN/SIGTTOU one worker more/fewer, SIGTERM a
-    graceful stop, SIGINT a fast stop). The action runs on the library's thread; repeats
+    graceful stop, SIGINT a fast stop, SIGUSR2 a hot upgrade of the primary). The action runs on the library's thread; repeats
     before it runs count once. For a program's own handler (``signal.signal(SIGHUP, lambda
     n, f: libcluster.handle_signal(n))``); :func:`install_signal_handlers` installs such
     handlers. Raises ``ValueError`` (not a signal), :class:`WrongRoleError` in a worker."""
@@ -327,7 +328,7 @@ def worker_draining() -> bool:
 
 #: The signals supervision acts on by default.
 SIGNALS: Tuple[_signal.Signals, ...] = (_signal.SIGHUP, _signal.SIGTTIN, _signal.SIGTTOU,
-                                        _signal.SIGTERM, _signal.SIGINT)
+                                        _signal.SIGTERM, _signal.SIGINT, _signal.SIGUSR2)
 # Installed by install_signal_handlers: signal -> the handler it replaced.
 _replaced: Dict[int, Any] = {}
 _lock = threading.Lock()
@@ -339,8 +340,9 @@ def _on_signal(signo: int, _frame: object) -> None:
 
 def install_signal_handlers() -> List[_signal.Signals]:
     """Primary, main thread: ``signal.signal`` handlers that pass SIGHUP, SIGTTIN, SIGTTOU,
-    SIGTERM and SIGINT to :func:`handle_signal` (a rolling restart, one worker more/fewer,
-    a graceful and a fast stop, unless :func:`signal_map` says otherwise), for each of them
+    SIGTERM, SIGINT and SIGUSR2 to :func:`handle_signal` (a rolling restart, one worker
+    more/fewer, a graceful and a fast stop, a hot upgrade of the primary (see
+    :func:`libcluster.upgrade`), unless :func:`signal_map` says otherwise), for each of them
     whose handler is still Python's default, as the binding's own loops do: a handler the
     program set stays. Returns the signals it installed a handler for.
 

@@ -15,13 +15,15 @@ import socket
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Dict, List, Set
 
 import pytest
 
 import libcluster
 from libcluster import _core, _ffi, _supervision
 from conftest import APPS, ROOT, http_get, running
+from httpload import Load, Retry
+from httpload import exchange as _exchange
 
 SUP = APPS / "sup_app.py"
 HELLO = ROOT / "examples" / "python" / "hello.py"
@@ -51,122 +53,6 @@ def json_after(line: str, prefix: str) -> Dict[str, Any]:
 
 def conserved(w: Dict[str, Any]) -> bool:
     return w["handed"] == w["received"] + w["queued"] + w["rerouted"] + w["lost"]
-
-
-# --------------------------------------------------------------------------- a keep-alive client
-
-
-class Retry(Exception):
-    """A request on a reused connection met EOF, a reset or a broken pipe before any byte of
-    its response: the server closed that idle connection as the request went out."""
-
-
-def _exchange(sock: socket.socket, path: str) -> tuple:
-    """One GET on `sock`: (status, headers, body). Raises Retry (nothing came back) or
-    another exception (anything else)."""
-    try:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    except (BrokenPipeError, ConnectionResetError) as e:
-        raise Retry(str(e)) from e
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError as e:
-            if not buf:
-                raise Retry(str(e)) from e
-            raise
-        if not chunk:
-            if not buf:
-                raise Retry("EOF")
-            raise ConnectionError(f"EOF after {buf!r}")
-        buf += chunk
-    head, _, body = buf.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
-    n = int(headers["content-length"])
-    while len(body) < n:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"EOF in the body after {body!r}")
-        body += chunk
-    return status, headers, body[:n].decode()
-
-
-class Load:
-    """`clients` threads sending GET / over kept-alive connections until stopped; a request
-    is retried once on a new connection under the standard rule (see Retry); anything else
-    is a failure. `pids`: who answered, in order."""
-
-    def __init__(self, port: int, clients: int = 4) -> None:
-        self.port = port
-        self.stopping = threading.Event()
-        self.lock = threading.Lock()
-        self.ok = 0
-        self.retried = 0
-        self.connections = 0
-        self.failures: List[str] = []
-        self.answers: List[tuple] = []  # (time, pid)
-        self.threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(clients)]
-        for t in self.threads:
-            t.start()
-
-    def _connect(self) -> socket.socket:
-        sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
-        with self.lock:
-            self.connections += 1
-        return sock
-
-    def _client(self, i: int) -> None:
-        sock: Optional[socket.socket] = None
-        used = 0
-        n = 0
-        while not self.stopping.is_set():
-            n += 1
-            path = f"/c{i}-{n}"
-            try:
-                if sock is None:
-                    sock, used = self._connect(), 0
-                try:
-                    status, headers, body = _exchange(sock, path)
-                except Retry:
-                    if used == 0:
-                        raise
-                    sock.close()
-                    sock, used = self._connect(), 0
-                    with self.lock:
-                        self.retried += 1
-                    status, headers, body = _exchange(sock, path)
-                used += 1
-                m = re.fullmatch(rf"(?:hello from )?worker (\d+)(?: {re.escape(path)})?\n", body)
-                if status != 200 or not m:
-                    raise AssertionError(f"status {status}, body {body!r}")
-                with self.lock:
-                    self.ok += 1
-                    self.answers.append((time.monotonic(), int(m.group(1))))
-                if headers.get("connection", "").lower() == "close":
-                    sock.close()
-                    sock = None
-            except Exception as e:  # noqa: BLE001 - every failure is counted
-                with self.lock:
-                    self.failures.append(f"{path}: {type(e).__name__}: {e}")
-                if sock is not None:
-                    sock.close()
-                sock = None
-                time.sleep(0.01)
-        if sock is not None:
-            sock.close()
-
-    def pids_since(self, t: float) -> Set[int]:
-        with self.lock:
-            return {pid for at, pid in self.answers if at >= t}
-
-    def stop(self) -> None:
-        self.stopping.set()
-        for t in self.threads:
-            t.join(15)
-        assert not any(t.is_alive() for t in self.threads), "a client did not finish"
 
 
 # --------------------------------------------------------------------------- real processes
@@ -412,6 +298,7 @@ def test_supervision_events_carry_named_fields():
     seen: List[Any] = []
     libcluster.on("draining", lambda w, info: seen.append(("cluster", w.id, info)))
     libcluster.on("rollout", lambda info: seen.append(("rollout", info)))
+    libcluster.on("upgrade", lambda info: seen.append(("upgrade", info)))
     w = _core._worker_by_id(4242, 77)
     w.once("draining", lambda info: seen.append(("worker", info)))
     try:
@@ -424,14 +311,22 @@ def test_supervision_events_carry_named_fields():
         ev.kind = _ffi.C("CLUSTER_EVENT_ROLLOUT")
         ev.state, ev.generation, ev.count = _ffi.C("CLUSTER_ROLLOUT_DONE"), 3, 2
         _core._emit_event(ev)
+        ev = _ffi.Event()
+        ev.kind = _ffi.C("CLUSTER_EVENT_UPGRADE")
+        ev.state, ev.pid, ev.error = _ffi.C("CLUSTER_UPGRADE_ABORTED"), 4343, -110
+        _core._emit_event(ev)
     finally:
-        _core._cluster._listeners.pop("draining", None)
-        _core._cluster._listeners.pop("rollout", None)
+        for name in ("draining", "rollout", "upgrade"):
+            _core._cluster._listeners.pop(name, None)
         _core._registry.pop(4242, None)
-    info = {"state": "term", "reason": "rollout", "generation": 0, "delay_ms": 0, "count": 0, "signal": None}
+    info = {"state": "term", "reason": "rollout", "generation": 0, "delay_ms": 0, "count": 0, "signal": None,
+            "pid": 0, "error": 0}
     assert seen[0] == ("worker", info) and seen[1] == ("cluster", 4242, info)
     assert seen[2] == ("rollout", {"state": "done", "reason": None, "generation": 3, "delay_ms": 0, "count": 2,
-                                   "signal": None})
+                                   "signal": None, "pid": 0, "error": 0})
+    # A hot upgrade's: the other primary's pid, and why it was aborted.
+    assert seen[3] == ("upgrade", {"state": "aborted", "reason": None, "generation": 0, "delay_ms": 0, "count": 0,
+                                   "signal": None, "pid": 4343, "error": -110})
 
 
 def test_arguments_are_checked_before_the_library_is_called():
@@ -471,7 +366,7 @@ def test_install_signal_handlers_takes_only_signals_at_their_default():
             signal.signal(s, signal.default_int_handler if s == signal.SIGINT else signal.SIG_DFL)
         signal.signal(signal.SIGTERM, mine)
         installed = libcluster.install_signal_handlers()
-        assert installed == [signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGINT]
+        assert installed == [signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGINT, signal.SIGUSR2]
         assert all(signal.getsignal(s) is _supervision._on_signal for s in installed)
         assert signal.getsignal(signal.SIGTERM) is mine
         assert libcluster.install_signal_handlers() == []  # twice: nothing more

@@ -12,10 +12,15 @@ commands (each acknowledged with {"ack": line}) run on a thread of their own:
     supervise <json>        libcluster.supervise(**kwargs)
     control <action>        libcluster.control(action)
     handlers                {"handlers": {signal: [repr(signal.getsignal(...)), caught]}}
+    upgrade <seconds|->     {"upgrade_pid": libcluster.upgrade(ready_timeout=seconds or None)}
 Stdin EOF or the 60 s watchdog: a fast stop, every worker SIGKILLed, exit. When run()
-returns: {"event": "run_returned", "stats": ...}.
+returns: {"event": "run_returned", "stats": ...}. A primary started by a hot upgrade
+(libcluster.is_upgrade(), in its "primary" line) reads no commands (stdin is the old
+one's); while the file UPGRADE_HANG_FILE exists it never gets ready (it sleeps before it
+supervises anything) and is killed at the old one's timeout.
 
-Worker: a keep-alive HTTP/1.1 server (ClusterThreadingHTTPServer) answering
+Worker: a keep-alive HTTP/1.1 server (ClusterThreadingHTTPServer, on 127.0.0.1:PORT, 0 by
+default) answering
 "worker <pid> <path>" (Connection: close once libcluster.worker_draining()); GET
 /slow?until=F prints {"slow_started": pid} and waits (20 s at most) for the file F.
 With READY_ON=explicit it prints {"listening_worker": pid} once it has its server, waits
@@ -92,7 +97,7 @@ def primary():
 
     for name in ("fork", "online", "ready", "draining", "stuck", "recycle"):
         libcluster.on(name, w_event(name))
-    for name in ("respawn", "breaker", "rollout", "control"):
+    for name in ("respawn", "breaker", "rollout", "control", "upgrade"):
         libcluster.on(name, lambda info, name=name: say(event=name, info=info))
     libcluster.on("listening", lambda w, a: say(event="listening", id=w.id, pid=w.pid, port=a["port"]))
     libcluster.on("exit", lambda w, code, sig: say(event="exit", id=w.id, pid=w.pid, code=code,
@@ -120,6 +125,8 @@ def primary():
             libcluster.control(arg)
         elif cmd == "handlers":
             say(handlers=handlers())
+        elif cmd == "upgrade":
+            say(upgrade_pid=libcluster.upgrade(ready_timeout=None if arg == "-" else float(arg)))
         else:
             say(bad_command=line)
 
@@ -133,14 +140,22 @@ def primary():
             say(ack=line)
         stop_everything()
 
-    say(event="primary", pid=os.getpid(), handlers_before_import=BEFORE_IMPORT, handlers_after_import=handlers())
+    upgraded = libcluster.is_upgrade()
+    say(event="primary", pid=os.getpid(), handlers_before_import=BEFORE_IMPORT, handlers_after_import=handlers(),
+        is_upgrade=upgraded)
+    hang = os.environ.get("UPGRADE_HANG_FILE")
+    if upgraded and hang and os.path.exists(hang):
+        say(event="hanging", pid=os.getpid())
+        time.sleep(30)  # never ready: the old primary kills it at its timeout
+        os._exit(4)
     if os.environ.get("SIGNALS") == "1":
         say(installed=[s.name for s in libcluster.install_signal_handlers()])
     libcluster.supervise(workers=int(os.environ.get("WORKERS", "2")), ready_on=os.environ.get("READY_ON", "listening"),
                          drain_timeout=env_s("DRAIN_S"), kill_after=env_s("KILL_S"), backoff_base=0.05)
     if check:
         say(event="handlers_after_supervise", handlers=handlers())
-    threading.Thread(target=commands, daemon=True).start()
+    if not upgraded:
+        threading.Thread(target=commands, daemon=True).start()
     libcluster.run(handle_signals=not check)
     say(event="run_returned", stats=libcluster.stats(), handlers=handlers())
 
@@ -179,7 +194,7 @@ def watch_draining():
 
 
 def worker():
-    with libcluster.ClusterThreadingHTTPServer(("127.0.0.1", 0), Handler) as httpd:
+    with libcluster.ClusterThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "0"))), Handler) as httpd:
         if os.environ.get("READY_ON") == "explicit":
             say(listening_worker=os.getpid())
             deadline = time.monotonic() + 20
