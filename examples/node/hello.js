@@ -9,7 +9,8 @@
 // breaker, a stuck worker is drained and replaced. It handles signals (opt-in:
 // cluster.installSignalHandlers(), process.on listeners): HUP rolling restart (the program
 // file now on disk), TTIN/TTOU one worker more/less, TERM graceful stop (within 25 s), INT
-// fast stop. Every worker serves "hello from worker <pid>\n" on 127.0.0.1:PORT (default
+// fast stop, USR2 hot upgrade of the primary (node runs this script, as it is on disk now,
+// as a new primary that takes over the port; this one drains and exits). Every worker serves "hello from worker <pid>\n" on 127.0.0.1:PORT (default
 // 8000; 0 = random, shared by all workers), answering "Connection: close" once draining.
 //
 // The supervisor's defaults can be changed for tests: STUCK_MS, DRAIN_MS, KILL_MS,
@@ -39,7 +40,7 @@ function printStats() {
 }
 
 if (cluster.isPrimary) {
-  console.log(`Primary ${process.pid} is running`);
+  console.log(`Primary ${process.pid} is running${cluster.isUpgrade ? ' (started by a hot upgrade)' : ''}`);
   cluster.on('exit', (worker, code, signal) => {
     console.log(`worker ${worker.process.pid} died (${signal ? `signal ${os.constants.signals[signal]}` : `code ${code}`})`);
     printStats();
@@ -57,6 +58,7 @@ if (cluster.isPrimary) {
   });
   cluster.on('stuck', (worker, { idleMs }) => console.log(`worker ${worker.process.pid} stuck (${idleMs} ms)`));
   cluster.on('recycle', (worker, { reason }) => console.log(`worker ${worker.process.pid} recycled (${reason})`));
+  cluster.on('upgrade', ({ state, pid, error }) => console.log(`upgrade ${state}: primary ${process.pid} (other primary ${pid}, error ${error})`));
   cluster.on('control', ({ signal, action }) => console.log(`signal ${signal}: ${action}`));
   cluster.on('error', (err) => console.error(`worker ${err.workerId ?? '-'}: ${err.message}`));
   process.on('exit', () => {

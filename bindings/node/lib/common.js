@@ -33,6 +33,8 @@ function createCluster(isWorker) {
   cluster.isWorker = isWorker;
   cluster.isPrimary = !isWorker;
   cluster.isMaster = !isWorker;
+  // libcluster's: true in a primary a hot upgrade started (lib/primary.js sets it).
+  cluster.isUpgrade = false;
   cluster.SCHED_NONE = C.SCHED_NONE;
   cluster.SCHED_RR = C.SCHED_RR;
   // libcluster's: one SO_REUSEPORT listener per worker, made by the primary.

@@ -44,6 +44,11 @@ const supervision = {
   used: false,
   // cluster.rollingRestart() promises by generation.
   rollouts: new Map(),
+  // A hot upgrade this primary started (cluster.upgrade(), SIGUSR2): the new primary's pid
+  // (0: none), the cluster.upgrade() promise waiting on it, the reason of an abort.
+  upgradeTo: 0,
+  upgrade: null,
+  upgradeReason: null,
 };
 
 function updateRef() {
@@ -502,6 +507,7 @@ function onSupervision(ev) {
     case KIND.UPGRADE:
       // A hot upgrade of this primary (libcluster's): `pid` is the other primary; an
       // aborted one says why (a negative errno).
+      followUpgrade(ev);
       cluster.emit('upgrade', { state: S.UPGRADE.name(ev.state), pid: ev.pid, error: ev.error || 0 });
       break;
     case KIND.CONTROL: {
@@ -512,6 +518,30 @@ function onSupervision(ev) {
     }
     default:
       break;
+  }
+}
+
+// What a hot upgrade this primary started does to it: once the new primary is ready this
+// one hands over, drains every worker and replaces none (a stop, as libcluster's run loop
+// sees it), so the event loop is let go once they are gone and the process ends.
+function followUpgrade(ev) {
+  if (ev.state === C.UPGRADE_STARTED) {
+    supervision.upgradeTo = ev.pid;
+    return;
+  }
+  if (ev.pid !== supervision.upgradeTo || supervision.upgradeTo === 0) return; // the new primary's own
+  const waiting = supervision.upgrade && supervision.upgrade.pid === ev.pid ? supervision.upgrade : null;
+  if (ev.state === C.UPGRADE_READY) {
+    supervision.stopping = true;
+    supervision.upgrade = null;
+    updateRef();
+    if (waiting) waiting.resolve({ pid: ev.pid });
+  } else if (ev.state === C.UPGRADE_ABORTED) {
+    supervision.upgradeTo = 0;
+    supervision.upgrade = null;
+    const reason = supervision.upgradeReason;
+    supervision.upgradeReason = null;
+    if (waiting) waiting.reject(S.upgradeAborted(ev.pid, ev.error, reason));
   }
 }
 
@@ -591,6 +621,8 @@ function onEvent(ev) {
       break;
     }
     case KIND.ERROR: {
+      // An aborted upgrade's reason comes just before its 'upgrade' event.
+      if (!w && typeof ev.data === 'string' && ev.data.startsWith('upgrade aborted: ')) supervision.upgradeReason = ev.data;
       const err = E.clusterError(ev.error, 'cluster', ev.data);
       if (w) err.workerId = w.id;
       if (w && w.listenerCount('error') > 0) w.emit('error', err);
@@ -659,6 +691,33 @@ cluster.rollingRestart = function rollingRestart(options) {
   });
 };
 
+// cluster.upgrade({ readyTimeout }): a hot upgrade of this primary (docs/upgrade.md). The
+// program is started again as a new primary (this Node binary with the same arguments:
+// the script as it is on disk now) and given the listening sockets; once its workers are
+// ready it serves, and this primary stops accepting, drains its workers and, once they are
+// gone, lets its event loop end. A promise of { pid } (the new primary's) at that handover
+// ('upgrade' 'ready'), rejected with ERR_LIBCLUSTER_UPGRADE_ABORTED (errno: why; pid) when
+// the new primary exits or is not ready within readyTimeout ms (default 60000), which is
+// then killed while this one carries on, or with CLUSTER_E_BUSY (an upgrade, a rolling
+// restart or a stop under way) or the spawn's error when it cannot start.
+cluster.upgrade = function upgrade(options) {
+  return new Promise((resolve, reject) => {
+    let timeout = 0; // the library's default
+    if (options !== undefined && options !== null) {
+      E.validateObject(options, 'options');
+      if (options.readyTimeout !== undefined) {
+        E.validateInt(options.readyTimeout, 'options.readyTimeout', 1, 0x7fffffff);
+        timeout = options.readyTimeout;
+      }
+    }
+    const pid = check(native.upgrade(timeout), 'upgrade');
+    supervision.upgrade = { pid, resolve, reject };
+  });
+};
+
+// cluster.isUpgrade: true in a primary a hot upgrade started (the new one).
+cluster.isUpgrade = native.isUpgrade() === 1;
+
 // cluster.scale(n): keep n workers (1..4096): more are forked at once, the extra ones drain.
 cluster.scale = function scale(workers) {
   E.validateInt(workers, 'workers', 1, 4096);
@@ -691,8 +750,8 @@ function actionValue(action, name) {
 }
 
 // cluster.control(action): what a signal mapped to `action` does, now ('reload',
-// 'scale_up', 'scale_down', 'stop_graceful', 'stop_fast', 'none'); a 'control' event
-// (signal null) follows.
+// 'scale_up', 'scale_down', 'stop_graceful', 'stop_fast', 'upgrade', 'none'); a 'control'
+// event (signal null) follows.
 cluster.control = function control(action) {
   const v = actionValue(action, 'action');
   check(native.control(v), 'control');
@@ -713,7 +772,7 @@ cluster.stats = function stats() {
 
 // cluster.handleSignal(signal): acts on a signal as its mapping says (by default SIGHUP
 // rolling restart, SIGTTIN/SIGTTOU one worker more/less, SIGTERM graceful stop (a second:
-// fast), SIGINT fast stop (a second: SIGKILL)). For the program's own handlers.
+// fast), SIGINT fast stop (a second: SIGKILL), SIGUSR2 hot upgrade of the primary). For the program's own handlers.
 // A signal number for the addon's int arguments (past int32: -1, which libcluster refuses).
 const signalArg = (signal) => {
   const signo = E.signalNumber(signal);
@@ -733,7 +792,8 @@ cluster.signalMap = function signalMap(signal, action) {
 };
 
 // cluster.installSignalHandlers([signals]): process.on(signal) listeners that call
-// handleSignal, for SIGHUP, SIGTTIN, SIGTTOU, SIGTERM and SIGINT unless told which (as with
+// handleSignal, for SIGHUP, SIGTTIN, SIGTTOU, SIGTERM, SIGINT and SIGUSR2 (a hot upgrade of
+// the primary) unless told which (as with
 // any process.on(signal) listener, Node's default action, such as exiting on SIGTERM, no
 // longer happens). Only this call adds listeners; restoreSignalHandlers() removes them.
 const signalListeners = new Map();

@@ -33,7 +33,7 @@ const UPGRADE = table([['started', C.UPGRADE_STARTED], ['ready', C.UPGRADE_READY
 const READY_ON = table([['listening', C.READY_LISTENING], ['explicit', C.READY_EXPLICIT], ['online', C.READY_ONLINE]]);
 
 // What installSignalHandlers() listens to by default (the library's default mapping).
-const DEFAULT_SIGNALS = ['SIGHUP', 'SIGTTIN', 'SIGTTOU', 'SIGTERM', 'SIGINT'];
+const DEFAULT_SIGNALS = ['SIGHUP', 'SIGTTIN', 'SIGTTOU', 'SIGTERM', 'SIGINT', 'SIGUSR2'];
 
 const INT_MAX = 0x7fffffff;
 // option -> [the addon's field (cluster_supervisor's, in camelCase), min, max]. Times in ms.
@@ -98,4 +98,16 @@ function rolloutAborted(generation, replaced) {
   return err;
 }
 
-module.exports = { STAGE, REASON, RECYCLE, BREAKER, ROLLOUT, ACTION, UPGRADE, READY_ON, DEFAULT_SIGNALS, supervisorFields, rolloutAborted };
+// A hot upgrade whose new primary failed (exited, closed its channel, or was not ready in
+// time) and was killed; this primary carries on. `error`: why, a negative errno.
+function upgradeAborted(pid, error, reason) {
+  const why = reason ? reason.replace(/^upgrade aborted: /, '') : E.codeName(error);
+  const err = new Error(`hot upgrade aborted: new primary ${pid}: ${why}`);
+  err.code = 'ERR_LIBCLUSTER_UPGRADE_ABORTED';
+  err.errno = error;
+  err.pid = pid;
+  Error.captureStackTrace(err, upgradeAborted);
+  return err;
+}
+
+module.exports = { STAGE, REASON, RECYCLE, BREAKER, ROLLOUT, ACTION, UPGRADE, READY_ON, DEFAULT_SIGNALS, supervisorFields, rolloutAborted, upgradeAborted };

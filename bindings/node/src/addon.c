@@ -484,6 +484,24 @@ static napi_value BreakerReset(napi_env env, napi_callback_info info) {
     return js_int(env, cluster_breaker_reset());
 }
 
+/* Hot upgrade of the primary (docs/upgrade.md): `ready_timeout_ms` (validated by JS; 0:
+ * the library's default), the new primary's pid or a negative code. */
+static int upgrade_with_timeout(int32_t ready_timeout_ms) {
+    cluster_upgrade_options o;
+    int rc = cluster_upgrade_options_init(&o, sizeof o);
+    if (rc < 0)
+        return rc;
+    if (ready_timeout_ms > 0)
+        o.ready_timeout_ms = ready_timeout_ms;
+    return cluster_upgrade(&o);
+}
+INT_FN1(Upgrade, upgrade_with_timeout)
+
+static napi_value IsUpgrade(napi_env env, napi_callback_info info) {
+    (void)info;
+    return js_int(env, cluster_is_upgrade());
+}
+
 /* Supervision (worker). */
 static napi_value WorkerReady(napi_env env, napi_callback_info info) {
     (void)info;
@@ -1315,6 +1333,8 @@ static napi_value Init(napi_env env, napi_value exports) {
         FN("scale", Scale),
         FN("drainWorker", DrainWorker),
         FN("breakerReset", BreakerReset),
+        FN("upgrade", Upgrade),
+        FN("isUpgrade", IsUpgrade),
         FN("control", Control),
         FN("statsJson", StatsJson),
         FN("handleSignal", HandleSignal),

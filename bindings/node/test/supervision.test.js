@@ -9,8 +9,8 @@ const path = require('node:path');
 const { scenario, FIXTURES, start, get, alive, sleep } = require('./helpers');
 
 const FIXTURE = path.join(FIXTURES, 'supervised.js');
-const FIVE = ['SIGHUP', 'SIGTTIN', 'SIGTTOU', 'SIGTERM', 'SIGINT'];
-const none = Object.fromEntries(FIVE.map((s) => [s, 0]));
+const SIX = ['SIGHUP', 'SIGTTIN', 'SIGTTOU', 'SIGTERM', 'SIGINT', 'SIGUSR2'];
+const none = Object.fromEntries(SIX.map((s) => [s, 0]));
 
 function supervised(t, env = {}) {
   return start(t, process.execPath, [FIXTURE], { env: { PORT: '0', NODE_CLUSTER_SCHED_POLICY: 'rr', ...env }, name: 'supervised primary' });
@@ -191,7 +191,7 @@ scenario('signals: no process listener until installSignalHandlers(); handleSign
   assert.deepStrictEqual((await command(p, 'listeners')).listeners, none);
 
   const installed = await command(p, 'install');
-  assert.deepStrictEqual(installed.listeners, Object.fromEntries(FIVE.map((s) => [s, 1])));
+  assert.deepStrictEqual(installed.listeners, Object.fromEntries(SIX.map((s) => [s, 1])));
   assert.deepStrictEqual((await command(p, 'install')).listeners, installed.listeners, 'installing twice adds none');
   from = p.lines.length;
   process.kill(p.pid, 'SIGTTOU');
