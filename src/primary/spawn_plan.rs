@@ -11,6 +11,10 @@ use crate::sys::spawn::SpawnPlan;
 
 use super::settings::{self, Settings};
 
+/// The variables that make a process a worker on a channel (Node's): set here for each
+/// worker, never passed on from ours (nor to a new primary, `upgrade`).
+pub(super) const NODE_CHANNEL_VARS: [&str; 3] = ["NODE_UNIQUE_ID", "NODE_CHANNEL_FD", "NODE_CHANNEL_SERIALIZATION_MODE"];
+
 /// Builds the worker's command line before anything forks (house style P2): this program's
 /// executable and argv, our environment plus `extra_env`, then `NODE_UNIQUE_ID`,
 /// `NODE_CHANNEL_FD=3` and `NODE_CHANNEL_SERIALIZATION_MODE=json`, in Node's order (§2.1).
@@ -29,9 +33,9 @@ pub(super) fn build_plan(id: u32, settings: &Settings, extra_env: &[(OsString, O
     // the primary speaks for its workers on `NOTIFY_SOCKET`), as sd_notify's
     // `unset_environment` has it.
     let internal = [
-        "NODE_UNIQUE_ID",
-        "NODE_CHANNEL_FD",
-        "NODE_CHANNEL_SERIALIZATION_MODE",
+        NODE_CHANNEL_VARS[0],
+        NODE_CHANNEL_VARS[1],
+        NODE_CHANNEL_VARS[2],
         "LISTEN_PID",
         "LISTEN_FDS",
         "LISTEN_FDNAMES",

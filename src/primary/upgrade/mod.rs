@@ -64,10 +64,12 @@ const IN_SOCK: u32 = 2;
 /// `NODE_CLUSTER_SCHED_POLICY`...) stay, or a Node primary would come back configured
 /// otherwise (and a Python one that reads them too).
 fn dropped_var(k: &[u8]) -> bool {
-    const CHANNEL: [&[u8]; 3] = [b"NODE_UNIQUE_ID", b"NODE_CHANNEL_FD", b"NODE_CHANNEL_SERIALIZATION_MODE"];
     // `WATCHDOG_PID` names the old primary: without it the watchdog applies to whoever
     // systemd's main pid is, the new primary once the old one handed it over (`MAINPID=`).
-    CHANNEL.contains(&k) || k == ENV_FD.as_bytes() || k.starts_with(b"LISTEN_") || k == b"WATCHDOG_PID"
+    crate::primary::spawn_plan::NODE_CHANNEL_VARS.iter().any(|v| v.as_bytes() == k)
+        || k == ENV_FD.as_bytes()
+        || k.starts_with(b"LISTEN_")
+        || k == b"WATCHDOG_PID"
 }
 
 /// The old primary's side: the new primary started and not yet ready, or ready (handed over).
