@@ -1,22 +1,26 @@
 //! Carrying out supervision (`supervisor` decides): forks, drains and signals on the
-//! distributor thread, its clock, the stuck-worker check from the accept path, the
-//! per-worker stats, and the signals a host's handler recorded.
+//! distributor thread, its clock, the stuck-worker check from the accept path, and the
+//! signals a host's handler recorded. The stats it assembles are in `stats`, what it tells
+//! systemd in `systemd`.
 
 #![forbid(unsafe_code)]
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::os::fd::{AsRawFd, RawFd};
+mod stats;
+mod systemd;
+
+use stats::{lane_queued, received};
+use systemd::Systemd;
+
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use super::Command;
 use super::distributor::{Distributor, TICK_MS};
 use super::handle::Handle;
-use super::notify::{Notifier, Snapshot, fd_name};
 use super::scheduler::STALL_TICKS;
 use super::spawn_plan::build_plan;
-use super::stats::{ClusterStats, WorkerStats};
-use super::supervisor::{Action, BreakerState, ExitKind, MemberView, Metrics, Ms, Notice, Purpose};
-use super::worker_conn::WorkerConn;
-use super::{Command, WorkerState};
+use super::stats::WorkerStats;
+use super::supervisor::{Action, Metrics, Ms, Notice, Purpose};
 use crate::event::Event;
 
 /// How many gone workers keep their stats.
@@ -33,19 +37,6 @@ pub(crate) struct SupState {
     gone: VecDeque<WorkerStats>,
     /// systemd notifications (`notify`), once the program turned them on.
     systemd: Option<Systemd>,
-}
-
-/// What the distributor keeps for systemd (`docs/systemd.md`).
-pub(crate) struct Systemd {
-    notifier: Notifier,
-    target: crate::sys::notify::Target,
-    /// Handles whose listener was given to the fd store, with its `FDNAME` ("": one
-    /// systemd passed us, not stored again).
-    stored: BTreeMap<u32, String>,
-    /// Addresses of the sockets systemd passed (`LISTEN_FDS`) when notifications began.
-    passed: Vec<crate::sys::socket::Addr>,
-    /// `(next_handle, handles.len())` when the store was last brought up to date.
-    seen: (u32, usize),
 }
 
 impl SupState {
@@ -219,15 +210,6 @@ impl Distributor {
         }
     }
 
-    /// What a notice tells systemd, when the program asked for it (`notify`).
-    pub(super) fn notify_systemd(&mut self, n: &Notice) {
-        if let Some(sd) = self.sup_state.systemd.as_mut()
-            && let Some(state) = sd.notifier.notice(n, crate::sys::notify::monotonic_usec)
-        {
-            sd.send(&state, &[]);
-        }
-    }
-
     fn tell(&mut self, n: Notice) {
         let id = match &n {
             Notice::Ready { id } | Notice::Draining { id, .. } | Notice::Stuck { id, .. } | Notice::Recycle { id, .. } => *id,
@@ -313,110 +295,6 @@ impl Distributor {
         self.apply_actions();
     }
 
-    /// Turns systemd notifications on (`target` set) or off.
-    pub(super) fn systemd_command(&mut self, flags: u32, target: Option<crate::sys::notify::Target>, watchdog: Option<Ms>) {
-        let passed = self.shared.inherited.lock().describe().into_iter().map(|(a, _)| a).collect();
-        let now = self.sup_now();
-        self.sup_state.systemd = target.map(|target| Systemd {
-            notifier: Notifier::new(flags, watchdog, now),
-            target,
-            stored: BTreeMap::new(),
-            passed,
-            seen: (0, usize::MAX),
-        });
-        // Say what is true already (workers may be ready) in this pass.
-        self.sup_state.touch();
-    }
-
-    /// `READY=1`, `STOPPING=1`, `STATUS=` after a supervision pass.
-    fn systemd_observe(&mut self) {
-        let Some(sd) = self.sup_state.systemd.as_mut() else { return };
-        let (workers, ready, _) = self.sup.counts();
-        let snap = Snapshot {
-            target: self.sup.target(),
-            workers,
-            ready,
-            generation: self.sup.generation(),
-            breaker: self.sup.breaker_state(),
-            stopping: self.sup.stopping().is_some(),
-        };
-        if let Some(state) = sd.notifier.observe(&snap) {
-            sd.send(&state, &[]);
-        }
-    }
-
-    /// `WATCHDOG=1` when due, sent from this loop (so only while it makes progress) and
-    /// only while a ready worker can serve.
-    fn systemd_watchdog(&mut self, now: Ms) {
-        let Some(mut sd) = self.sup_state.systemd.take() else { return };
-        if sd.notifier.watchdog(now, || self.serving_workers()) {
-            sd.send("WATCHDOG=1", &[]);
-        }
-        self.sup_state.systemd = Some(sd);
-    }
-
-    /// Ready workers that can serve: not draining, running (not stopped, not a zombie), not
-    /// stalled on the accept path (a lane the scheduler took back, a `newconn` unanswered
-    /// for a stall's length).
-    fn serving_workers(&self) -> usize {
-        let stall = Duration::from_millis(STALL_TICKS as u64 * TICK_MS as u64);
-        let suspect = |id: u32| self.handles.values().any(|h| matches!(h, Handle::RoundRobin(rr) if rr.sched.is_suspect(id)));
-        self.workers
-            .iter()
-            .filter(|&(&id, w)| {
-                self.sup.member(id).is_some_and(|m| m.ready_at.is_some() && !m.draining)
-                    && w.stalled_since.is_none()
-                    && w.in_flight.first().is_none_or(|f| f.at.elapsed() < stall)
-                    && !suspect(id)
-                    && !crate::sys::notify::cannot_run(w.pid)
-            })
-            .count()
-    }
-
-    /// Brings systemd's fd store up to date with the servers the primary holds: each new
-    /// round-robin or shared listener stored (`FDSTORE=1`), each closed one removed
-    /// (`FDSTOREREMOVE=1`, not once a stop began: the restart wants them). Looked at only
-    /// when the set of handles changed.
-    fn systemd_fdstore(&mut self) {
-        let Some(sd) = self.sup_state.systemd.as_mut() else { return };
-        let seen = (self.next_handle, self.handles.len());
-        if !sd.notifier.fdstore() || sd.seen == seen {
-            return;
-        }
-        sd.seen = seen;
-        for (&hid, h) in self.handles.iter() {
-            if sd.stored.contains_key(&hid) {
-                continue;
-            }
-            let (fd, addr, udp) = match h {
-                Handle::RoundRobin(rr) => (rr.listener.as_raw_fd(), &rr.bound, false),
-                Handle::Shared(sh) => (sh.sock.as_raw_fd(), &sh.bound, sh.udp),
-                // Each worker's own listener: a restarted primary makes a new group.
-                Handle::ReusePort(_) => continue,
-            };
-            if sd.passed.contains(addr) {
-                sd.stored.insert(hid, String::new());
-                continue;
-            }
-            let text = match addr {
-                crate::sys::socket::Addr::Inet(a) => a.to_string(),
-                crate::sys::socket::Addr::Unix(p) => p.display().to_string(),
-            };
-            let name = fd_name(&format!("{}{text}", if udp { "udp-" } else { "" }));
-            if sd.send(&format!("FDSTORE=1\nFDNAME={name}"), &[fd]) {
-                sd.stored.insert(hid, name);
-            }
-        }
-        let stopping = self.sup.stopping().is_some();
-        let gone: Vec<u32> = sd.stored.keys().copied().filter(|hid| !self.handles.contains_key(hid)).collect();
-        for hid in gone {
-            let name = sd.stored.remove(&hid).unwrap_or_default();
-            if !name.is_empty() && !stopping {
-                sd.send(&format!("FDSTOREREMOVE=1\nFDNAME={name}"), &[]);
-            }
-        }
-    }
-
     /// Signals a host's handler recorded (`signals::handle`), as supervision controls.
     pub(super) fn take_signals(&mut self) {
         let pending = crate::signals::take_pending();
@@ -430,104 +308,5 @@ impl Distributor {
             self.sup.control(action, signo, now);
         }
         self.apply_actions();
-    }
-
-    fn worker_stats(&self, id: u32, w: &WorkerConn, view: Option<MemberView>) -> WorkerStats {
-        let v = view.unwrap_or_default();
-        let mut s = WorkerStats {
-            id,
-            pid: w.pid,
-            generation: v.generation,
-            alive: true,
-            ready: v.ready_at.is_some(),
-            draining: v.draining,
-            forked_ms: v.forked_at as i64,
-            ready_ms: v.ready_at.map_or(-1, |r| r as i64),
-            ..Default::default()
-        };
-        s.fill(&w.counters, lane_queued(&self.handles, id), w.in_flight.len() as u64);
-        s
-    }
-
-    /// Keeps a gone worker's final figures.
-    pub(super) fn retire_stats(&mut self, id: u32, w: &WorkerConn, view: Option<MemberView>, kind: ExitKind, (code, signal): (i32, i32)) {
-        let mut s = self.worker_stats(id, w, view);
-        s.alive = false;
-        s.exit_kind = kind as i32;
-        s.exit_code = code;
-        s.exit_signal = signal;
-        self.sup_state.gone.push_back(s);
-        while self.sup_state.gone.len() > GONE_KEPT {
-            self.sup_state.gone.pop_front();
-        }
-    }
-
-    fn stats(&self) -> ClusterStats {
-        let (workers, ready, draining) = self.sup.counts();
-        let mut per_worker: Vec<WorkerStats> = self.sup_state.gone.iter().cloned().collect();
-        for (&id, w) in self.workers.iter() {
-            let mut s = self.worker_stats(id, w, self.sup.member(id));
-            s.rss_bytes = crate::sys::process::rss_bytes(w.pid).unwrap_or(0);
-            per_worker.push(s);
-        }
-        per_worker.sort_by_key(|s| s.id);
-        let state = self.shared.table.lock().values().map(|w| (w.id, w.state)).collect::<Vec<_>>();
-        for s in per_worker.iter_mut().filter(|s| s.alive) {
-            if state.iter().any(|&(id, st)| id == s.id && st == WorkerState::Disconnected) {
-                s.draining = true;
-            }
-        }
-        ClusterStats {
-            target: self.sup.target() as u32,
-            workers: workers as u32,
-            ready: ready as u32,
-            draining: draining as u32,
-            generation: self.sup.generation(),
-            breaker: match self.sup.breaker_state() {
-                BreakerState::Closed => 0,
-                BreakerState::Open => 1,
-                BreakerState::HalfOpen => 2,
-            },
-            respawns: self.sup.respawns(),
-            rollout: self.sup.rollout_state().unwrap_or(0),
-            stopping: match self.sup.stopping() {
-                None => 0,
-                Some(false) => 1,
-                Some(true) => 2,
-            },
-            per_worker,
-        }
-    }
-}
-
-/// Connections waiting in worker `id`'s lanes.
-fn lane_queued(handles: &super::id_map::IdMap<Handle>, id: u32) -> u64 {
-    handles
-        .values()
-        .filter_map(|h| match h {
-            Handle::RoundRobin(rr) => rr.lanes.get(&id).map(|l| l.queued() as u64),
-            _ => None,
-        })
-        .sum()
-}
-
-fn received(w: &WorkerConn, lane_queued: u64) -> u64 {
-    let c = &w.counters;
-    c.acked + c.lane_handed.saturating_sub(c.lane_rerouted).saturating_sub(lane_queued)
-}
-
-impl Systemd {
-    /// One datagram to systemd; a failure is traced, never fatal. Whether it was sent.
-    fn send(&self, state: &str, fds: &[RawFd]) -> bool {
-        match crate::sys::notify::send(&self.target, state.as_bytes(), fds) {
-            Ok(()) => {
-                crate::trace::trace!("primary", "sd_notify {:?}", state);
-                true
-            }
-            Err(e) => {
-                crate::trace::trace!("primary", "sd_notify {:?} failed: {e}", state);
-                false
-            }
-        }
     }
 }
