@@ -76,7 +76,9 @@ function pack(t) {
     const files = fs.readdirSync(dest).filter((f) => f.endsWith('.tgz'));
     assert.strictEqual(files.length, 1, `npm pack made ${files.join(', ')}`);
     const list = spawnSync('tar', ['tzf', path.join(dest, files[0])], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
-    for (const f of ['package/prebuilds/linux-x64-glibc/cluster_addon.node', 'package/prebuilds/linux-x64-glibc/libcluster.so.0', 'package/native/Cargo.lock', 'package/native/src/lib.rs', 'package/lib/index.js']) {
+    // Every file of lib/ (the primary is split over several, all required at load).
+    const lib = fs.readdirSync(path.join(PKG, 'lib')).map((f) => `package/lib/${f}`);
+    for (const f of ['package/prebuilds/linux-x64-glibc/cluster_addon.node', 'package/prebuilds/linux-x64-glibc/libcluster.so.0', 'package/native/Cargo.lock', 'package/native/src/lib.rs', ...lib]) {
       assert.ok(list.includes(f), `the tarball lacks ${f}`);
     }
     for (const f of list) assert.ok(!/\/(test|target|build)\//.test(f), `the tarball holds ${f}, which a user does not need`);
