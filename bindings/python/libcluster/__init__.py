@@ -47,38 +47,19 @@ Data: ``is_primary`` / ``is_worker`` (this process's role), ``worker`` (this wor
 library's own messages go: an unhandled ``'error'`` event, a signal-initiated stop).
 """
 
-from . import _core
+from . import _fork
 from ._asyncio import AsyncServer, add_reader, remove_reader, start_server
-from ._core import (
-    SCHED_NONE,
-    SCHED_REUSEPORT,
-    allow_bind,
-    set_max_message,
-    SCHED_RR,
-    EventEmitter,
-    ListeningAddress,
-    ThisWorker,
-    Worker,
-    disconnect,
-    dispatch,
-    emit,
-    fileno,
-    fork,
-    is_primary,
-    is_worker,
-    leave,
-    listener_count,
-    log,
-    off,
-    on,
-    once,
-    run,
-    settings,
-    setup_primary,
-    stop,
-    worker,
-)
-from ._core import ClusterStats, SupervisionInfo, WorkerStats
+from ._cluster import SCHED_NONE, SCHED_REUSEPORT, SCHED_RR, emit, is_primary, is_worker, listener_count, log, off, on, once
+from ._disconnect import disconnect
+from ._dispatch import dispatch, fileno
+from ._emitter import EventEmitter
+from ._fork import fork
+from ._messages import set_max_message
+from ._run import run, stop
+from ._setup_primary import allow_bind, settings, setup_primary
+from ._this_worker import ThisWorker, leave, worker
+from ._types import ClusterStats, ListeningAddress, SupervisionInfo, WorkerStats
+from ._worker import Worker
 from ._ffi import (
     BreakerOpenError,
     BusyError,
@@ -201,7 +182,7 @@ workers: "dict[int, Worker]"
 def __getattr__(name: str) -> "dict[int, Worker]":
     # `libcluster.workers` is computed on each access (Node's live `cluster.workers`).
     if name == "workers":
-        return _core._workers()
+        return _fork._workers()
     raise AttributeError(f"module 'libcluster' has no attribute {name!r}")
 
 

@@ -8,7 +8,7 @@ import signal
 import threading
 from typing import Any, Awaitable, Callable, Optional, Set, Union
 
-from . import _core, _signals
+from . import _cluster, _dispatch, _signals, _this_worker
 from ._server import Server, get_server
 
 ClientConnected = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Union[None, Awaitable[None]]]
@@ -95,9 +95,9 @@ class AsyncServer:
                 self._loop.remove_signal_handler(signal.SIGINT)
 
     def _on_sigint(self) -> None:
-        if _core.is_worker:
+        if _cluster.is_worker:
             # worker.disconnect() waits for the primary's ack: not on the loop's thread.
-            fut = self._loop.run_in_executor(None, _core.leave)
+            fut = self._loop.run_in_executor(None, _this_worker.leave)
             fut.add_done_callback(lambda _f: self.close())
         else:
             self.close()
@@ -132,10 +132,10 @@ async def start_server(
 def add_reader(loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
     """Dispatches libcluster's events from ``loop`` (default: the running loop):
     ``loop.add_reader(libcluster.fileno(), libcluster.dispatch)``."""
-    (loop or asyncio.get_running_loop()).add_reader(_core.fileno(), _core.dispatch)
+    (loop or asyncio.get_running_loop()).add_reader(_dispatch.fileno(), _dispatch.dispatch)
 
 
 def remove_reader(loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
     """Undoes :func:`add_reader`."""
-    (loop or asyncio.get_running_loop()).remove_reader(_core.fileno())
+    (loop or asyncio.get_running_loop()).remove_reader(_dispatch.fileno())
 

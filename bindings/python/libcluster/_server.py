@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional, Set, Tuple, Type, Union
 
-from . import _core, _ffi, _signals
+from . import _cluster, _dispatch, _ffi, _run, _signals, _this_worker
 from ._ffi import lib
 
 Address = Union[Tuple[str, int], str]
@@ -98,7 +98,7 @@ class Server:
                 if self._ptr is None:
                     raise OSError(_ffi.EBADF, "server is closed")
                 wait_fd = self._fd
-            _core._wait_readable(wait_fd, left)
+            _run._wait_readable(wait_fd, left)
         sock = socket.socket(fileno=fd)
         sock.setblocking(not self._nonblocking)
         try:
@@ -305,18 +305,18 @@ class ClusterServerMixin:
             with _signals.SignalStop(signals) as sigs, selectors.DefaultSelector() as sel:
                 sel.register(self.socket.fileno(), selectors.EVENT_READ, "server")
                 if self.dispatch_cluster_events:
-                    sel.register(_core.fileno(), selectors.EVENT_READ, "cluster")
+                    sel.register(_dispatch.fileno(), selectors.EVENT_READ, "cluster")
                 if sigs.fileno() >= 0:
                     sel.register(sigs.fileno(), selectors.EVENT_READ, "signal")
                 while not self._stop_serving and not self._cluster_closed:
                     for key, _ in sel.select(poll_interval):
                         if key.data == "cluster":
-                            _core.dispatch()
+                            _dispatch.dispatch()
                         elif key.data == "signal":
                             if sigs.take() is None:
                                 continue
-                            if _core.is_worker:
-                                _core.leave()  # closes this worker's servers
+                            if _cluster.is_worker:
+                                _this_worker.leave()  # closes this worker's servers
                                 self._on_cluster_closed()
                             else:
                                 self._stop_serving = True
@@ -324,7 +324,7 @@ class ClusterServerMixin:
                         elif not self._stop_serving and not self._cluster_closed:
                             self._handle_ready()
                     self.service_actions()  # type: ignore[attr-defined]
-                if self._cluster_closed and self.dispatch_cluster_events and _core.is_worker:
+                if self._cluster_closed and self.dispatch_cluster_events and _cluster.is_worker:
                     self._await_disconnect_event()
         finally:
             self._stop_serving = False
@@ -334,12 +334,12 @@ class ClusterServerMixin:
         # The server closes a moment before the channel does: dispatch until this worker's
         # 'disconnect' event has run, so worker.on('disconnect') listeners see it (bounded).
         deadline = time.monotonic() + timeout
-        while not _core._this_disconnected:
+        while not _dispatch._this_disconnected:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            if _core._wait_readable(_core.fileno(), left):
-                _core.dispatch()
+            if _run._wait_readable(_dispatch.fileno(), left):
+                _dispatch.dispatch()
 
     def shutdown(self) -> None:
         """Stops :meth:`serve_forever` (from another thread) and waits until it has."""

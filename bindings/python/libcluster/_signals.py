@@ -1,4 +1,5 @@
-"""Graceful stop on SIGINT/SIGTERM, for the loops the user runs (``run()``, ``serve_forever``).
+"""Graceful stop on SIGINT/SIGTERM, for the loops the user runs (``run()``, ``serve_forever``),
+and signals by name or number.
 
 Private. The C library installs no signal handler; the binding does, but only while one of
 its loops runs on the main thread, only for a signal whose handler is still Python's
@@ -13,7 +14,7 @@ import signal
 import threading
 import typing as _t
 
-__all__ = ["SignalStop", "is_default", "name"]
+__all__ = ["SignalStop", "by_number", "is_default", "name", "number"]
 
 
 def is_default(sig: int, handler: _t.Any) -> bool:
@@ -32,6 +33,23 @@ def name(sig: int) -> str:
         return signal.Signals(sig).name
     except ValueError:
         return f"signal {sig}"
+
+
+#: ``signal.SIGINT`` for 2: every signal Python knows, by number.
+by_number = {int(s): s for s in signal.Signals}
+
+
+def number(sig: _t.Union[int, str, signal.Signals]) -> int:
+    """15 for ``'TERM'``, ``'SIGTERM'``, ``signal.SIGTERM`` or 15."""
+    if isinstance(sig, str):
+        full = sig.upper()
+        if not full.startswith("SIG"):
+            full = "SIG" + full
+        try:
+            return int(signal.Signals[full])
+        except KeyError:
+            raise ValueError(f"unknown signal {sig!r}") from None
+    return int(sig)
 
 
 class SignalStop:

@@ -15,8 +15,9 @@ import signal as _signal
 import threading
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union, cast
 
-from . import _core, _ffi, _signals
-from ._core import ClusterStats, Worker, WorkerStats
+from . import _cluster, _ffi, _run, _signals
+from ._types import ClusterStats, WorkerStats
+from ._worker import Worker
 from ._ffi import check
 
 Signal = Union[int, str, _signal.Signals]
@@ -89,7 +90,7 @@ def _worker_id(worker: Union[Worker, int]) -> int:
 
 
 def _signo(sig: Signal) -> int:
-    return _core._signal_of(sig)
+    return _signals.number(sig)
 
 
 # --------------------------------------------------------------------------- primary
@@ -173,7 +174,7 @@ def supervise(
     fields = {name for name, _ in s._fields_}
     if workers is not None:
         s.workers = _int("workers", workers, _INT_MAX)
-    elif _core._supervising:
+    elif _run._supervising:
         s.workers = _current_target()
     if ready_on is not None:
         s.ready_on = _value_of(_ffi.READY_ON, "ready_on", ready_on)
@@ -189,7 +190,7 @@ def supervise(
             setattr(s, field, _int(name, value, _INT_MAX if kind == "int" else _U64_MAX))
     check(fn(ctypes.byref(s)))
     _policy = s
-    _core._supervising = True
+    _run._supervising = True
 
 
 def _current_target() -> int:
@@ -223,7 +224,7 @@ def scale(workers: int) -> None:
     if not 1 <= workers <= 4096:
         raise ValueError(f"workers must be 1 to 4096 (got {workers})")
     check(_ffi.need("cluster_scale")(workers))
-    _core._supervising = True
+    _run._supervising = True
 
 
 def drain(worker: Union[Worker, int]) -> None:
@@ -352,7 +353,7 @@ def install_signal_handlers() -> List[_signal.Signals]:
     ``ValueError`` off the main thread.
     """
     _ffi.need("cluster_handle_signal")
-    if not _core.is_primary:
+    if not _cluster.is_primary:
         raise _ffi.error_for(_ffi.E_WRONG_ROLE, "install_signal_handlers() is for the primary")
     if threading.current_thread() is not threading.main_thread():
         raise ValueError("install_signal_handlers() works only in the main thread")

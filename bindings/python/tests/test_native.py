@@ -73,7 +73,7 @@ def test_cluster_errors_keep_the_code_apart_from_errno():
 
 def test_unhandled_error_events_go_to_the_logger(caplog):
     with caplog.at_level(logging.ERROR, logger="libcluster"):
-        libcluster._core._report_unhandled(_ffi.error_for(_ffi.E_PROTOCOL, "bad line"))
+        libcluster._dispatch._report_unhandled(_ffi.error_for(_ffi.E_PROTOCOL, "bad line"))
     assert [r.name for r in caplog.records] == ["libcluster"] and "bad line" in caplog.text
     assert libcluster.log is logging.getLogger("libcluster")
 

@@ -34,6 +34,8 @@ pytestmark = pytest.mark.skipif(MODE == "off", reason="LIBCLUSTER_DIST_TEST=off"
 
 BUILD_TIMEOUT = 600  # seconds: a release build of the crate and its build requirements
 APP = APPS / "pkg_app.py"
+# Every module of the package (one file per concept), as the sdist and the wheel must hold it.
+MODULES = sorted(f"libcluster/{p.name}" for p in (PKG / "libcluster").glob("*.py"))
 
 
 def crate_version() -> str:
@@ -151,7 +153,7 @@ def test_sdist_carries_the_crate_one_version_and_license(dist):
     for f in ["rust/Cargo.toml", "rust/Cargo.lock", "rust/build.rs", "rust/cbindgen.toml",
               "rust/src/lib.rs", "rust/src/capi/mod.rs", "rust/include/cluster.h",
               "setup.py", "pyproject.toml", "build_support.py", "LICENSE", "README.md",
-              "libcluster/__init__.py", "libcluster/py.typed"]:
+              "libcluster/py.typed", *MODULES]:
         assert f in names, f"{f} missing from {sdist.name}"
     assert not any(n.startswith(("rust/target", "tests/")) or n.endswith(".so") for n in names), names
     assert f"\nVersion: {version}\n" in pkg_info
@@ -174,6 +176,8 @@ def test_wheel_is_manylinux_stripped_and_ships_the_header(dist, tools, outside):
         header = z.read("libcluster/cluster.h")
     assert header == (ROOT / "include" / "cluster.h").read_bytes()
     assert "libcluster/py.typed" in names
+    missing = [m for m in MODULES if m not in names]
+    assert not missing, f"{missing} missing from {wheel.name}"
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names
     (outside / "libcluster.so").write_bytes(lib)
     sections = build_support.elf_sections(outside / "libcluster.so")

@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Set
 import pytest
 
 import libcluster
-from libcluster import _core, _ffi, _supervision
+from libcluster import _cluster, _dispatch, _ffi, _fork, _run, _supervision
 from conftest import APPS, ROOT, http_get, running
 from httpload import Load, Retry
 from httpload import exchange as _exchange
@@ -283,7 +283,7 @@ def test_supervision_names_come_from_the_header():
     names = {kinds[f"CLUSTER_EVENT_{n.upper()}"]: n for n in
              ("ready", "draining", "respawn", "breaker", "rollout", "stuck", "recycle", "control", "upgrade")}
     assert _ffi.SUPERVISION_EVENTS == names
-    assert set(names.values()) <= set(_core._Cluster.EVENTS)
+    assert set(names.values()) <= set(_cluster._Cluster.EVENTS)
     assert {"ready", "draining", "stuck", "recycle"} <= set(libcluster.Worker.EVENTS)
     assert _ffi.ACTIONS[h.defines["CLUSTER_ACT_STOP_FAST"]] == "stop_fast"
     assert _ffi.BREAKER_STATES[h.defines["CLUSTER_BREAKER_HALF_OPEN"]] == "half_open"
@@ -299,26 +299,26 @@ def test_supervision_events_carry_named_fields():
     libcluster.on("draining", lambda w, info: seen.append(("cluster", w.id, info)))
     libcluster.on("rollout", lambda info: seen.append(("rollout", info)))
     libcluster.on("upgrade", lambda info: seen.append(("upgrade", info)))
-    w = _core._worker_by_id(4242, 77)
+    w = _fork._worker_by_id(4242, 77)
     w.once("draining", lambda info: seen.append(("worker", info)))
     try:
         ev = _ffi.Event()
         ev.kind = _ffi.C("CLUSTER_EVENT_DRAINING")
         ev.worker_id, ev.pid = 4242, 77
         ev.state, ev.reason = _ffi.C("CLUSTER_DRAIN_TERM"), _ffi.C("CLUSTER_REASON_ROLLOUT")
-        _core._emit_event(ev)
+        _dispatch._emit_event(ev)
         ev = _ffi.Event()
         ev.kind = _ffi.C("CLUSTER_EVENT_ROLLOUT")
         ev.state, ev.generation, ev.count = _ffi.C("CLUSTER_ROLLOUT_DONE"), 3, 2
-        _core._emit_event(ev)
+        _dispatch._emit_event(ev)
         ev = _ffi.Event()
         ev.kind = _ffi.C("CLUSTER_EVENT_UPGRADE")
         ev.state, ev.pid, ev.error = _ffi.C("CLUSTER_UPGRADE_ABORTED"), 4343, -110
-        _core._emit_event(ev)
+        _dispatch._emit_event(ev)
     finally:
         for name in ("draining", "rollout", "upgrade"):
-            _core._cluster._listeners.pop(name, None)
-        _core._registry.pop(4242, None)
+            _cluster.cluster._listeners.pop(name, None)
+        _fork._registry.pop(4242, None)
     info = {"state": "term", "reason": "rollout", "generation": 0, "delay_ms": 0, "count": 0, "signal": None,
             "pid": 0, "error": 0}
     assert seen[0] == ("worker", info) and seen[1] == ("cluster", 4242, info)
@@ -355,7 +355,7 @@ def test_arguments_are_checked_before_the_library_is_called():
         libcluster.worker_draining()
     with pytest.raises(libcluster.WrongRoleError):
         libcluster.worker_ready()
-    assert _core._supervising is False  # nothing above turned supervision on
+    assert _run._supervising is False  # nothing above turned supervision on
 
 
 def test_install_signal_handlers_takes_only_signals_at_their_default():
