@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "cluster_addon",
-      "sources": ["src/addon.c"],
+      "sources": ["<!@(node scripts/paths.js sources)"],
       "include_dirs": ["<!(node scripts/paths.js includeDir)"],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "libraries": [

@@ -5,6 +5,7 @@
 const fs = require('node:fs');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
+const paths = require('./paths');
 
 const PKG = path.resolve(__dirname, '..');
 const NAME = require('../package.json').name;
@@ -80,7 +81,8 @@ function buildWithGyp(lib) {
   return run(process.execPath, [gyp, 'rebuild', ...(dir ? [`--nodedir=${dir}`] : [])], { cwd: PKG, env });
 }
 
-// `outFile` with one cc command; `extra` adds flags (the prepack step's -s, prefix maps).
+// `outFile` with one cc command over every src/*.c (scripts/paths.js); `extra` adds flags
+// (the prepack step's -s, prefix maps).
 function buildWithCc(lib, outFile, extra = []) {
   const dir = nodeDir();
   if (!dir) return `no Node headers (include/node/node_api.h, uv.h) next to ${process.execPath}`;
@@ -90,7 +92,7 @@ function buildWithCc(lib, outFile, extra = []) {
     '-DNODE_GYP_MODULE_NAME=cluster_addon', '-DBUILDING_NODE_EXTENSION',
     `-I${path.join(dir, 'include', 'node')}`, `-I${lib.includeDir}`,
     ...extra,
-    path.join(PKG, 'src', 'addon.c'),
+    ...paths.sources().map((f) => path.join(PKG, f)),
     '-o', outFile,
     `-L${path.dirname(lib.library)}`, `-l:${path.basename(lib.library)}`, `-Wl,-rpath,${lib.rpath}`,
   ], { cwd: PKG });

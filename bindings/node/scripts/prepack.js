@@ -77,7 +77,7 @@ for (const f of [lib, addon]) {
     if (versionAtLeast(m[1], glibc)) glibc = m[1];
   }
 }
-const napi = Number(/#define NAPI_VERSION (\d+)/.exec(fs.readFileSync(path.join(PKG, 'src', 'addon.c'), 'utf8'))[1]);
+const napi = Number(/#define NAPI_VERSION (\d+)/.exec(fs.readFileSync(path.join(PKG, 'src', 'addon.h'), 'utf8'))[1]);
 const manifest = { platform: process.platform, arch: process.arch, libc: 'glibc', glibc, napi, builtWith: { node: process.version, glibc: libc().version } };
 fs.writeFileSync(path.join(dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
 

@@ -76,9 +76,11 @@ function pack(t) {
     const files = fs.readdirSync(dest).filter((f) => f.endsWith('.tgz'));
     assert.strictEqual(files.length, 1, `npm pack made ${files.join(', ')}`);
     const list = spawnSync('tar', ['tzf', path.join(dest, files[0])], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
-    // Every file of lib/ (the primary is split over several, all required at load).
+    // Every file of lib/ (the primary is split over several, all required at load) and of
+    // src/ (the addon's C files and their shared header, for a build from source).
     const lib = fs.readdirSync(path.join(PKG, 'lib')).map((f) => `package/lib/${f}`);
-    for (const f of ['package/prebuilds/linux-x64-glibc/cluster_addon.node', 'package/prebuilds/linux-x64-glibc/libcluster.so.0', 'package/native/Cargo.lock', 'package/native/src/lib.rs', ...lib]) {
+    const src = fs.readdirSync(path.join(PKG, 'src')).map((f) => `package/src/${f}`);
+    for (const f of ['package/prebuilds/linux-x64-glibc/cluster_addon.node', 'package/prebuilds/linux-x64-glibc/libcluster.so.0', 'package/native/Cargo.lock', 'package/native/src/lib.rs', ...lib, ...src]) {
       assert.ok(list.includes(f), `the tarball lacks ${f}`);
     }
     for (const f of list) assert.ok(!/\/(test|target|build)\//.test(f), `the tarball holds ${f}, which a user does not need`);
@@ -112,7 +114,8 @@ function walk(dir) {
 }
 
 // Nothing installed points at the build machine: the addon's RUNPATH is $ORIGIN, libraries
-// are needed by name, and no file holds the repository's path.
+// are needed by name, and no file holds the repository's path. And the addon exports only
+// what N-API loads.
 function assertRelocatable(pkgDir, binDir) {
   const addon = dynamic(path.join(binDir, 'cluster_addon.node'));
   assert.strictEqual(addon.runpath, '$ORIGIN');
@@ -122,6 +125,12 @@ function assertRelocatable(pkgDir, binDir) {
   for (const n of [...addon.needed, ...lib.needed]) assert.ok(!n.includes('/'), `needed by path: ${n}`);
   const root = Buffer.from(ROOT);
   for (const f of walk(pkgDir)) assert.ok(!fs.readFileSync(f).includes(root), `${path.relative(pkgDir, f)} holds ${ROOT}`);
+  // The addon exports only N-API's module entry points: what its C files share (src/addon.h,
+  // lc_*) has hidden visibility.
+  const nm = spawnSync('nm', ['-D', '--defined-only', path.join(binDir, 'cluster_addon.node')], { encoding: 'utf8' });
+  assert.strictEqual(nm.status, 0, `nm -D: ${nm.stderr}`);
+  const exported = nm.stdout.split('\n').filter(Boolean).map((l) => l.split(/\s+/).pop()).sort();
+  assert.deepStrictEqual(exported, ['napi_register_module_v1', 'node_api_module_get_api_version_v1']);
 }
 
 function freePort() {
